@@ -1,0 +1,191 @@
+"""The control plane as a NATS micro service: wiring, dispatch and the error convention.
+
+Each endpoint is a queue-group subscription registered through `nats.micro`, so instances
+share load and show up in `$SRV.PING/INFO/STATS`. The framework calls a handler one
+message at a time per subscription; requests are handed to tasks instead (bounded by
+`max_in_flight`) so one large history read never holds up small ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import nats
+import nats.errors
+import nats.js.errors as jserr
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service, ServiceConfig
+
+from . import __version__
+from .auth import LocalNonces, Verifier
+from .config import Config
+from .endpoints import ENDPOINTS, Call, Deps, Endpoint
+from .errors import ApiError, bad_request
+from .ids import is_room_id
+from .storage import KvStore, RoomStore, SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+class ControlPlane:
+    def __init__(self, config: Config, nc: Client) -> None:
+        self.config = config
+        self.nc = nc
+        self.deps: Deps | None = None
+        self.service: Service | None = None
+        self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
+        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room_token = len(config.api_prefix.split(".")) + 1
+
+    async def start(self) -> ControlPlane:
+        js = await _jetstream(self.nc, self.config)
+        replicas = _replicas(self.nc, self.config) if js else 1
+        store: RoomStore
+        if js is not None:
+            store = await KvStore.open(js, replicas, self.config.js_timeout_s)
+        else:
+            log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
+            store = SqliteStore(Path(self.config.data_dir) / "rooms.sqlite")
+        self.deps = Deps(self.config, store, self.nc, js, replicas)
+        self.service = await add_service(
+            self.nc,
+            ServiceConfig(
+                name=self.config.service_name,
+                version=__version__,
+                description="unibus rooms: membership, signed requests and durable history",
+                queue_group=self.config.queue_group,
+                metadata={"api_prefix": self.config.api_prefix, "jetstream": str(js is not None).lower()},
+            ),
+        )
+        group = self.service.add_group(name=f"{self.config.api_prefix}.rooms")
+        for endpoint in ENDPOINTS:
+            await group.add_endpoint(name=endpoint.name, subject=endpoint.suffix, handler=self._dispatcher(endpoint))
+        await self.nc.flush()
+        log.info(
+            "serving %s.rooms.* (jetstream=%s, replicas=%d, auth=%s)",
+            self.config.api_prefix,
+            js is not None,
+            replicas,
+            self.config.auth_mode.value,
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            try:
+                await self.service.stop()
+            except Exception:  # NATS may already be gone; nothing is lost by not draining
+                log.debug("service stop", exc_info=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.config.js_timeout_s)
+        if self.deps is not None:
+            await self.deps.store.close()
+
+    @property
+    def store(self) -> RoomStore:
+        assert self.deps is not None
+        return self.deps.store
+
+    def _dispatcher(self, endpoint: Endpoint):  # type: ignore[no-untyped-def]
+        async def dispatch(request: Request) -> None:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._handle(endpoint, request))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+        return dispatch
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _handle(self, endpoint: Endpoint, request: Request) -> None:
+        try:
+            body, headers = await self._answer(endpoint, request)
+            await request.respond(body, headers=headers)
+        except ApiError as err:
+            await _respond_error(request, err.code, err.message)
+        except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError, jserr.ServiceUnavailableError):
+            log.warning("%s: data plane unavailable", endpoint.name, exc_info=True)
+            await _respond_error(request, 503, "data plane unavailable, try again")
+        except Exception:
+            # The detail goes to the log, never to the caller.
+            log.exception("%s: internal error", endpoint.name)
+            await _respond_error(request, 500, "internal error")
+
+    async def _answer(self, endpoint: Endpoint, request: Request) -> tuple[bytes, dict[str, str]]:
+        assert self.deps is not None
+        data = request.data
+        if len(data) > self.config.max_body_bytes:
+            raise ApiError(413, f"body larger than {self.config.max_body_bytes} bytes")
+        headers = request.headers or {}
+        caller = await self.verifier.caller(request.subject, headers, data)
+        room_id = None
+        if endpoint.per_room:
+            room_id = request.subject.split(".")[self._room_token]
+            if not is_room_id(room_id):
+                raise bad_request("room id must be 1-64 characters of [A-Za-z0-9_-]")
+        call = Call(self.deps, caller, request.subject, headers, data, room_id)
+        return await endpoint.handler(call)
+
+
+async def _respond_error(request: Request, code: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    try:
+        await request.respond_error(str(code), message, data=body, headers={"Content-Type": "application/json"})
+    except Exception:  # the caller may be gone, or NATS with it
+        log.debug("could not send error reply", exc_info=True)
+
+
+async def _jetstream(nc: Client, config: Config) -> JetStreamContext | None:
+    if not config.use_jetstream:
+        return None
+    js = nc.jetstream(timeout=config.js_timeout_s)
+    try:
+        await js.account_info()
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError, jserr.APIError, jserr.ServiceUnavailableError):
+        return None
+    return js
+
+
+def _replicas(nc: Client, config: Config) -> int:
+    """Configured, or 3 on a cluster and 1 standalone (see docs/operations.md)."""
+    if config.replicas > 0:
+        return min(config.replicas, 5)
+    info = nc._server_info  # the INFO the server sent on connect
+    return 3 if info.get("cluster") else 1
+
+
+async def connect(config: Config, url: str) -> Client:
+    options: dict[str, object] = {
+        "servers": [url],
+        "name": config.service_name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "pending_size": 64 * 1024 * 1024,
+        "error_cb": _log_nats_error,
+        "disconnected_cb": _log_disconnect,
+        "reconnected_cb": _log_reconnect,
+    }
+    if config.nats_creds:
+        options["user_credentials"] = config.nats_creds
+    return await nats.connect(**options)  # type: ignore[arg-type]
+
+
+async def _log_nats_error(exc: Exception) -> None:
+    log.warning("nats: %s", exc or type(exc).__name__)
+
+
+async def _log_disconnect() -> None:
+    log.warning("nats: disconnected, reconnecting")
+
+
+async def _log_reconnect() -> None:
+    log.info("nats: reconnected")

@@ -1,0 +1,7 @@
+"""Request authentication: signed headers, replay protection, and the caller they yield."""
+
+from .replay import LocalNonces, ReplayGuard
+from .signing import sign_request, signing_input
+from .verifier import ANONYMOUS, Caller, Verifier
+
+__all__ = ["ANONYMOUS", "Caller", "LocalNonces", "ReplayGuard", "Verifier", "sign_request", "signing_input"]

@@ -1,0 +1,55 @@
+"""Typed errors for service replies, one class per code, so callers can `except NotFound`."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    code = 0
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code} {message}")
+        self.code = code
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    pass
+
+
+class Unauthorized(ServiceError):
+    pass
+
+
+class Forbidden(ServiceError):
+    pass
+
+
+class NotFound(ServiceError):
+    pass
+
+
+class Conflict(ServiceError):
+    pass
+
+
+class TooLarge(ServiceError):
+    pass
+
+
+class Unavailable(ServiceError):
+    pass
+
+
+_BY_CODE: dict[int, type[ServiceError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: TooLarge,
+    503: Unavailable,
+}
+
+
+def error_for(code: int, message: str) -> ServiceError:
+    return _BY_CODE.get(code, ServiceError)(code, message)

@@ -1,0 +1,92 @@
+"""Service configuration: one dataclass, filled from flags or `UNIBUS_*` environment variables.
+
+Every knob an operator may need in a container lives here, so the Dockerfile, the compose
+file and the CLI all speak the same names (see the README's table).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any
+
+
+class AuthMode(str, Enum):
+    """How strictly signed request headers are checked.
+
+    enforce: every request must carry a valid signature (401 otherwise).
+    dev: unsigned requests pass as anonymous; a present but bad signature is still 401,
+         so a client bug never silently downgrades to anonymous.
+    off: nothing is verified; the claimed signer is trusted (tests and demos only).
+    """
+
+    ENFORCE = "enforce"
+    DEV = "dev"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class Config:
+    nats_url: str | None = None
+    """NATS to join. None starts an embedded nats-server with JetStream on loopback."""
+    nats_creds: str | None = None
+    """Credentials file for the service's own NATS connection (optional)."""
+    data_dir: str = "./data"
+    """Where the embedded nats-server keeps JetStream, and where the SQLite fallback lives."""
+    api_prefix: str = "$UNIBUS.CTL"
+    """Control endpoints answer on `<api_prefix>.rooms.…`."""
+    room_subject_prefix: str = "unibus.room"
+    """A room's data subject is `<room_subject_prefix>.<roomID>`."""
+    queue_group: str = "unibus"
+    service_name: str = "unibus-control-plane"
+    auth_mode: AuthMode = AuthMode.ENFORCE
+    clock_skew_s: float = 120.0
+    """Signed timestamps further than this from the service's clock are refused."""
+    replicas: int = 0
+    """Replication of room streams and the room bucket; 0 picks 3 on a cluster, 1 standalone."""
+    js_timeout_s: float = 5.0
+    """Bound on every JetStream operation, so a stalled data plane cannot hang a request."""
+    max_body_bytes: int = 64 * 1024
+    max_in_flight: int = 256
+    """Requests handled concurrently by one instance; further ones wait in the NATS client."""
+    use_jetstream: bool = True
+    """False forces the SQLite store and empty histories, as on a NATS without JetStream."""
+    http_listen: str | None = None
+    """`host:port` for the optional HTTP shim started beside the service."""
+    websocket_port: int = 0
+    """Embedded server only: websocket listener for browsers (0 picks a free port, -1 disables)."""
+    embedded_port: int = 4222
+    """Embedded server only: client port on loopback (0 picks a free one)."""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
+        """Build a config from `UNIBUS_<FIELD>` variables; explicit overrides win."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get("UNIBUS_" + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "auth_mode" in values:
+            values["auth_mode"] = AuthMode(values["auth_mode"])
+        return cls(**values)
+
+
+_INTS = {"replicas", "max_body_bytes", "max_in_flight", "websocket_port", "embedded_port"}
+_FLOATS = {"clock_skew_s", "js_timeout_s"}
+_BOOLS = {"use_jetstream"}
+
+
+def _coerce(name: str, raw: str) -> Any:
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name in _FLOATS:
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"UNIBUS_{name.upper()}: {raw!r} is not a number") from exc
+    if name in _BOOLS:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw

@@ -1,0 +1,102 @@
+"""Room lifecycle: create, list, info, delete."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .. import identity
+from ..errors import ApiError, bad_request, conflict, not_found, unavailable
+from ..ids import is_room_id, new_room_id
+from ..storage import Room, RoomExists
+from ..storage.rooms import MODES
+from ..streams import delete_room_stream, ensure_room_stream
+from .context import Call, Reply, ok, sealed_blob
+
+log = logging.getLogger(__name__)
+
+_MAX_NAME = 200
+
+
+async def create(call: Call) -> Reply:
+    room = _new_room(call)
+    deps = call.deps
+    if await deps.store.get(room.id) is not None:
+        raise conflict("room already exists")
+    if room.persisted and deps.js is not None:
+        # The stream comes first, so the subject is captured from the very first
+        # message whoever publishes it, and a stream failure leaves no room behind.
+        try:
+            await ensure_room_stream(deps.js, room, deps.replicas, deps.config.js_timeout_s)
+        except Exception as exc:
+            log.warning("room %s: stream not ensured: %r", room.id, exc)
+            raise unavailable("could not create the room's stream; nothing was created") from None
+    try:
+        stored = await deps.store.create(room)
+    except RoomExists:
+        raise conflict("room already exists") from None
+    return ok(stored.public())
+
+
+def _new_room(call: Call) -> Room:
+    body = call.json()
+    room_id = body.get("id") or new_room_id()
+    if not is_room_id(room_id):
+        raise bad_request("id must be 1-64 characters of [A-Za-z0-9_-]")
+    mode = body.get("mode", "matrix")
+    if mode not in MODES:
+        raise bad_request("mode must be 'matrix' or 'ephemeral'")
+    name = body.get("name", "")
+    if not isinstance(name, str) or len(name) > _MAX_NAME:
+        raise bad_request(f"name must be a string of at most {_MAX_NAME} characters")
+    encrypted = body.get("encrypted", False)
+    if not isinstance(encrypted, bool):
+        raise bad_request("encrypted must be true or false")
+    owner = call.caller.signer
+    if owner is None:
+        owner = body.get("owner")
+        if not identity.is_public_key(owner):
+            raise bad_request("an unsigned create must name its owner (an nkey user public key)")
+    sealed: dict[str, dict[str, str]] = {}
+    if encrypted:
+        sealed = {owner: {"1": sealed_blob(body.get("sealed_key"), "sealed_key")}}
+    return Room(
+        id=room_id,
+        mode=mode,
+        subject=f"{call.deps.config.room_subject_prefix}.{room_id}",
+        owner=owner,
+        members={owner: "owner"},
+        encrypted=encrypted,
+        key_epoch=1 if encrypted else 0,
+        sealed_keys=sealed,
+        name=name,
+        created_at_ms=int(time.time() * 1000),
+    )
+
+
+async def list_rooms(call: Call) -> Reply:
+    rooms = await call.deps.store.rooms_of(call.caller.signer)
+    return ok({"rooms": [room.public() for room in rooms]})
+
+
+async def info(call: Call) -> Reply:
+    room = await call.member_room()
+    return ok({**room.public(), "role": room.members.get(call.caller.signer or "")})
+
+
+async def delete(call: Call) -> Reply:
+    room = await call.owned_room()
+    deps = call.deps
+    if deps.js is not None:
+        # Stream before row: a half-done delete leaves a room that can be deleted again,
+        # never an orphan stream that a new room of the same id would adopt.
+        try:
+            await delete_room_stream(deps.js, room.stream, deps.config.js_timeout_s)
+        except ApiError:
+            raise
+        except Exception as exc:
+            log.warning("room %s: stream not deleted: %r", room.id, exc)
+            raise unavailable("could not delete the room's stream; the room is unchanged") from None
+    if not await deps.store.delete(room.id):
+        raise not_found()
+    return ok({"deleted": room.id})

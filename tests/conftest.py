@@ -1,0 +1,82 @@
+"""Shared fixtures: a real nats-server per test, and the control plane running on it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from unibus.client import ControlClient, Identity
+from unibus.config import AuthMode, Config
+from unibus.natsserver import NatsServer, ServerSpec
+from unibus.runner import Running, running
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(ServerSpec(store_dir=tmp_path / "nats")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def core_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server without JetStream, as some deployments run."""
+    server = NatsServer(ServerSpec(store_dir=tmp_path / "nats-core", jetstream=False)).start()
+    yield server
+    server.stop()
+
+
+StartPlane = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_plane(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[StartPlane]:
+    """Starts control-plane instances (each its own connection) on the test's server."""
+    stack = contextlib.AsyncExitStack()
+
+    async def start(**overrides: Any) -> Running:
+        overrides.setdefault("nats_url", nats_server.url)
+        overrides.setdefault("data_dir", str(tmp_path / "data"))
+        overrides.setdefault("auth_mode", AuthMode.ENFORCE)
+        return await stack.enter_async_context(running(Config(**overrides)))
+
+    async with stack:
+        yield start
+
+
+@pytest.fixture
+async def plane(start_plane: StartPlane) -> Running:
+    return await start_plane()
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
+    conn = await nats.connect(nats_server.url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def alice() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture
+def bob() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture
+def as_alice(nc: Client, alice: Identity, plane: Running) -> ControlClient:
+    return ControlClient(nc, alice)
+
+
+@pytest.fixture
+def as_bob(nc: Client, bob: Identity, plane: Running) -> ControlClient:
+    return ControlClient(nc, bob)

@@ -1,0 +1,203 @@
+"""The history contract: order, exact bytes, limits, paging, gaps, and the capture fix."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import msgpack
+import pytest
+from nats.aio.client import Client
+
+from unibus.client import ControlClient
+from unibus.runner import Running
+
+
+async def publish_core(nc: Client, subject: str, frames: list[bytes]) -> None:
+    """Publish the way a browser does: core NATS only, no JetStream API, no acks."""
+    for frame in frames:
+        await nc.publish(subject, frame)
+    await nc.flush()
+
+
+async def history_json(client: ControlClient, room: str, query: str = "") -> dict:
+    data, headers = await client.request_raw(f"{room}.history", query.encode())
+    assert headers.get("Content-Type") == "application/json"
+    return json.loads(data)
+
+
+async def wait_stored(nc: Client, stream: str, count: int) -> None:
+    js = nc.jetstream()
+    for _ in range(100):
+        if (await js.stream_info(stream)).state.messages >= count:
+            return
+        import asyncio
+
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{stream} never reached {count} messages")
+
+
+async def test_golden_three_frames_in_order_exact_bytes(nc: Client, as_alice: ControlClient) -> None:
+    room = await as_alice.create_room("golden", mode="matrix")
+    frames = [b"\x00first\xff", b"second \xe2\x98\x83", bytes(range(256))]
+    await publish_core(nc, room["subject"], frames)
+    await wait_stored(nc, "UNIBUS_golden", 3)
+
+    envelope = await history_json(as_alice, "golden")
+    assert [base64.b64decode(m, validate=True) for m in envelope["messages"]] == frames
+    assert (envelope["first_seq"], envelope["last_seq"]) == (1, 3)
+
+
+async def test_core_nats_publisher_is_captured_from_the_first_message(nc: Client, as_alice: ControlClient) -> None:
+    """The central fix: nobody but the control plane ever touched JetStream for this room."""
+    room = await as_alice.create_room("capture")
+    await publish_core(nc, room["subject"], [b"very first"])
+    await wait_stored(nc, "UNIBUS_capture", 1)
+    page = await as_alice.history("capture")
+    assert page.frames == [b"very first"]
+
+
+async def test_msgpack_envelope_carries_raw_bytes(nc: Client, as_alice: ControlClient) -> None:
+    room = await as_alice.create_room("packed")
+    await publish_core(nc, room["subject"], [b"a", b"b"])
+    await wait_stored(nc, "UNIBUS_packed", 2)
+    data, headers = await as_alice.request_raw("packed.history", b"", {"Accept": "application/msgpack"})
+    assert headers["Content-Type"] == "application/msgpack"
+    assert msgpack.unpackb(data) == {"messages": [b"a", b"b"], "first_seq": 1, "last_seq": 2}
+
+
+async def test_empty_room_is_an_empty_list_not_null(as_alice: ControlClient) -> None:
+    await as_alice.create_room("quiet")
+    data, _ = await as_alice.request_raw("quiet.history")
+    assert json.loads(data) == {"messages": []}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", 200),
+        ("limit=5", 5),
+        ("limit=0", 200),
+        ("limit=-3", 200),
+        ("limit=abc", 200),
+        ("limit=", 200),
+        ("limit=1000", 1000),
+        ("limit=5000", 1000),
+        ("?limit=7", 7),
+    ],
+)
+async def test_limit_default_cap_and_malformed(
+    nc: Client, as_alice: ControlClient, query: str, expected: int
+) -> None:
+    room = await as_alice.create_room("limits")
+    await publish_core(nc, room["subject"], [str(i).encode() for i in range(1100)])
+    await wait_stored(nc, "UNIBUS_limits", 1100)
+    envelope = await history_json(as_alice, "limits", query)
+    got = [base64.b64decode(m) for m in envelope["messages"]]
+    assert got == [str(i).encode() for i in range(1100 - expected, 1100)]
+
+
+async def test_before_pages_back_without_overlap(nc: Client, as_alice: ControlClient) -> None:
+    room = await as_alice.create_room("pages")
+    await publish_core(nc, room["subject"], [str(i).encode() for i in range(25)])
+    await wait_stored(nc, "UNIBUS_pages", 25)
+    newest = await as_alice.history("pages", limit=10)
+    assert newest.frames == [str(i).encode() for i in range(15, 25)]
+    assert (newest.first_seq, newest.last_seq) == (16, 25)
+    older = await as_alice.history("pages", limit=10, before=newest.first_seq)
+    assert older.frames == [str(i).encode() for i in range(5, 15)]
+    oldest = await as_alice.history("pages", limit=10, before=older.first_seq)
+    assert oldest.frames == [str(i).encode() for i in range(0, 5)]
+    assert oldest.first_seq == 1
+    nothing = await as_alice.history("pages", limit=10, before=1)
+    assert (nothing.frames, nothing.first_seq) == ([], None)
+
+
+async def test_backlog_iterator_reads_every_frame_once(nc: Client, as_alice: ControlClient) -> None:
+    room = await as_alice.create_room("whole")
+    sent = [str(i).encode() for i in range(57)]
+    await publish_core(nc, room["subject"], sent)
+    await wait_stored(nc, "UNIBUS_whole", 57)
+    got = [frame async for frame in as_alice.backlog("whole", page_size=10)]
+    assert list(reversed(got)) == sent
+
+
+@pytest.mark.parametrize("before", ["abc", "-1", "0", "1.5", "99999999999999999999999"])
+async def test_malformed_before_is_400(as_alice: ControlClient, before: str) -> None:
+    from unibus.client import BadRequest
+
+    await as_alice.create_room("badbefore")
+    with pytest.raises(BadRequest):
+        await as_alice.request_raw("badbefore.history", f"before={before}".encode())
+
+
+async def test_gaps_are_skipped(nc: Client, as_alice: ControlClient) -> None:
+    room = await as_alice.create_room("gappy")
+    await publish_core(nc, room["subject"], [b"1", b"2", b"3", b"4", b"5"])
+    await wait_stored(nc, "UNIBUS_gappy", 5)
+    js = nc.jetstream()
+    await js.delete_msg("UNIBUS_gappy", 2)
+    await js.delete_msg("UNIBUS_gappy", 5)
+    page = await as_alice.history("gappy")
+    assert page.frames == [b"1", b"3", b"4"]
+    await js.purge_stream("UNIBUS_gappy")
+    await publish_core(nc, room["subject"], [b"6"])
+    await wait_stored(nc, "UNIBUS_gappy", 1)
+    assert (await as_alice.history("gappy")).frames == [b"6"]
+
+
+async def test_history_survives_a_go_client_style_stream_update(nc: Client, as_alice: ControlClient) -> None:
+    """A Go client's CreateOrUpdateStream sends only name/subject/limits/file: no
+    allow_direct, no replicas. History must not depend on what that turns off."""
+    from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+    room = await as_alice.create_room("goclient")
+    js = nc.jetstream()
+    info = await js.stream_info("UNIBUS_goclient")
+    await js.update_stream(
+        StreamConfig(name="UNIBUS_goclient", subjects=[room["subject"]], allow_direct=True)
+    )
+    await js.update_stream(
+        StreamConfig(
+            name="UNIBUS_goclient",
+            subjects=[room["subject"]],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+        )
+    )
+    after = await js.stream_info("UNIBUS_goclient")
+    assert not after.config.allow_direct
+    assert after.config.num_replicas == info.config.num_replicas
+    await publish_core(nc, room["subject"], [b"x", b"y"])
+    await wait_stored(nc, "UNIBUS_goclient", 2)
+    assert (await as_alice.history("goclient")).frames == [b"x", b"y"]
+
+
+async def test_history_of_a_room_whose_stream_was_lost_is_backfilled(
+    nc: Client, as_alice: ControlClient
+) -> None:
+    room = await as_alice.create_room("backfill")
+    js = nc.jetstream()
+    await js.delete_stream("UNIBUS_backfill")
+    assert (await as_alice.history("backfill")).frames == []
+    await publish_core(nc, room["subject"], [b"after"])
+    await wait_stored(nc, "UNIBUS_backfill", 1)
+    assert (await as_alice.history("backfill")).frames == [b"after"]
+
+
+async def test_history_reads_leave_no_consumer_behind(nc: Client, as_alice: ControlClient, plane: Running) -> None:
+    room = await as_alice.create_room("noside")
+    await publish_core(nc, room["subject"], [b"1", b"2"])
+    await wait_stored(nc, "UNIBUS_noside", 2)
+    for _ in range(3):
+        await as_alice.history("noside")
+    js = nc.jetstream()
+    import asyncio
+
+    for _ in range(50):
+        if (await js.stream_info("UNIBUS_noside")).state.consumer_count == 0:
+            break
+        await asyncio.sleep(0.02)
+    info = await js.stream_info("UNIBUS_noside")
+    assert info.state.consumer_count == 0
+    assert info.state.messages == 2
