@@ -48,7 +48,9 @@ async def test_golden_three_frames_in_order_exact_bytes(nc: Client, as_alice: Co
     assert (envelope["first_seq"], envelope["last_seq"]) == (1, 3)
 
 
-async def test_core_nats_publisher_is_captured_from_the_first_message(nc: Client, as_alice: ControlClient) -> None:
+async def test_core_nats_publisher_is_captured_from_the_first_message(
+    nc: Client, as_alice: ControlClient
+) -> None:
     """The central fix: nobody but the control plane ever touched JetStream for this room."""
     room = await as_alice.create_room("capture")
     await publish_core(nc, room["subject"], [b"very first"])
@@ -185,7 +187,9 @@ async def test_history_of_a_room_whose_stream_was_lost_is_backfilled(
     assert (await as_alice.history("backfill")).frames == [b"after"]
 
 
-async def test_history_reads_leave_no_consumer_behind(nc: Client, as_alice: ControlClient, plane: Running) -> None:
+async def test_history_reads_leave_no_consumer_behind(
+    nc: Client, as_alice: ControlClient, plane: Running
+) -> None:
     room = await as_alice.create_room("noside")
     await publish_core(nc, room["subject"], [b"1", b"2"])
     await wait_stored(nc, "UNIBUS_noside", 2)

@@ -66,7 +66,9 @@ class ControlPlane:
         )
         group = self.service.add_group(name=f"{self.config.api_prefix}.rooms")
         for endpoint in ENDPOINTS:
-            await group.add_endpoint(name=endpoint.name, subject=endpoint.suffix, handler=self._dispatcher(endpoint))
+            await group.add_endpoint(
+                name=endpoint.name, subject=endpoint.suffix, handler=self._dispatcher(endpoint)
+            )
         await self.nc.flush()
         log.info(
             "serving %s.rooms.* (jetstream=%s, replicas=%d, auth=%s)",
@@ -112,7 +114,12 @@ class ControlPlane:
             await request.respond(body, headers=headers)
         except ApiError as err:
             await _respond_error(request, err.code, err.message)
-        except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError, jserr.ServiceUnavailableError):
+        except (
+            TimeoutError,
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            jserr.ServiceUnavailableError,
+        ):
             log.warning("%s: data plane unavailable", endpoint.name, exc_info=True)
             await _respond_error(request, 503, "data plane unavailable, try again")
         except Exception:
@@ -139,7 +146,9 @@ class ControlPlane:
 async def _respond_error(request: Request, code: int, message: str) -> None:
     body = json.dumps({"error": message}).encode()
     try:
-        await request.respond_error(str(code), message, data=body, headers={"Content-Type": "application/json"})
+        await request.respond_error(
+            str(code), message, data=body, headers={"Content-Type": "application/json"}
+        )
     except Exception:  # the caller may be gone, or NATS with it
         log.debug("could not send error reply", exc_info=True)
 
@@ -150,7 +159,12 @@ async def _jetstream(nc: Client, config: Config) -> JetStreamContext | None:
     js = nc.jetstream(timeout=config.js_timeout_s)
     try:
         await js.account_info()
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError, jserr.APIError, jserr.ServiceUnavailableError):
+    except (
+        nats.errors.NoRespondersError,
+        nats.errors.TimeoutError,
+        jserr.APIError,
+        jserr.ServiceUnavailableError,
+    ):
         return None
     return js
 

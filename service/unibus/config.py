@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class AuthMode(str, Enum):
+class AuthMode(StrEnum):
     """How strictly signed request headers are checked.
 
     enforce: every request must carry a valid signature (401 otherwise).

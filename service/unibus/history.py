@@ -169,7 +169,9 @@ async def _create_consumer(nc: Client, stream: str, start_seq: int, timeout_s: f
             "max_batch": MAX_LIMIT,
         },
     }
-    reply = await nc.request(f"$JS.API.CONSUMER.CREATE.{stream}", json.dumps(request).encode(), timeout=timeout_s)
+    reply = await nc.request(
+        f"$JS.API.CONSUMER.CREATE.{stream}", json.dumps(request).encode(), timeout=timeout_s
+    )
     answer = json.loads(reply.data)
     if "error" in answer:
         raise RuntimeError(f"consumer create on {stream}: {answer['error']}")

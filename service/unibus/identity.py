@@ -47,8 +47,10 @@ def verify_key(public: str) -> nacl.signing.VerifyKey:
 
 
 def is_public_key(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        verify_key(value)  # type: ignore[arg-type]
+        verify_key(value)
     except (InvalidKey, TypeError):
         return False
     return True

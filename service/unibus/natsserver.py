@@ -64,9 +64,8 @@ class ServerSpec:
             lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port}, no_tls: true }}")
         if self.cluster_name:
             routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
-            lines.append(
-                f'cluster {{ name: "{self.cluster_name}", listen: 127.0.0.1:{self.cluster_port}, routes: [{routes}] }}'
-            )
+            listen = f"127.0.0.1:{self.cluster_port}"
+            lines.append(f'cluster {{ name: "{self.cluster_name}", listen: {listen}, routes: [{routes}] }}')
         if self.extra:
             lines.append(self.extra)
         return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ update of the stream silently turns it off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import nats.js.errors as jserr
@@ -40,7 +41,9 @@ def room_stream_config(room: Room, replicas: int) -> StreamConfig:
     )
 
 
-async def ensure_room_stream(js: JetStreamContext, room: Room, replicas: int, timeout_s: float) -> StreamState:
+async def ensure_room_stream(
+    js: JetStreamContext, room: Room, replicas: int, timeout_s: float
+) -> StreamState:
     """Create the room's stream, or accept the one that exists. Idempotent."""
     config = room_stream_config(room, replicas)
     try:
@@ -63,10 +66,8 @@ async def room_stream_state(js: JetStreamContext, stream: str, timeout_s: float)
 
 
 async def delete_room_stream(js: JetStreamContext, stream: str, timeout_s: float) -> None:
-    try:
+    with contextlib.suppress(jserr.NotFoundError):
         await asyncio.wait_for(js.delete_stream(stream), timeout_s)
-    except jserr.NotFoundError:
-        pass
 
 
 def _state(info: object) -> StreamState:

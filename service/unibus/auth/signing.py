@@ -26,7 +26,9 @@ CONTEXT = b"unibus-request-v1"
 
 def signing_input(subject: str, timestamp_ms: int | str, nonce: str, body: bytes) -> bytes:
     digest = hashlib.sha256(body).hexdigest()
-    return b"\n".join([CONTEXT, subject.encode(), str(timestamp_ms).encode(), nonce.encode(), digest.encode()])
+    return b"\n".join(
+        [CONTEXT, subject.encode(), str(timestamp_ms).encode(), nonce.encode(), digest.encode()]
+    )
 
 
 def b64url(data: bytes) -> str:

@@ -92,7 +92,9 @@ class ControlClient:
     async def history(self, room_id: str, limit: int | None = None, before: int | None = None) -> Page:
         """One page of raw frames, oldest first (msgpack on the wire: no base64 cost)."""
         query = "&".join(f"{k}={v}" for k, v in (("limit", limit), ("before", before)) if v is not None)
-        data, _ = await self.request_raw(f"{room_id}.history", query.encode(), {"Accept": "application/msgpack"})
+        data, _ = await self.request_raw(
+            f"{room_id}.history", query.encode(), {"Accept": "application/msgpack"}
+        )
         envelope = msgpack.unpackb(data, raw=False)
         return Page(list(envelope["messages"]), envelope.get("first_seq"), envelope.get("last_seq"))
 

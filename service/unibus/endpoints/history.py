@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import history
-from ..streams import ensure_room_stream, room_stream_state
+from ..streams import StreamState, ensure_room_stream, room_stream_state
 from .context import Call, Reply
 
 
@@ -16,6 +16,7 @@ async def read(call: Call) -> Reply:
         # No JetStream: the room works, it just has no durable backlog.
         return history.EMPTY.encode(accept)
     timeout = deps.config.js_timeout_s
+    state: StreamState | None
     if room.persisted:
         # Lazy backfill: a room created before streams were owned here starts capturing now.
         state = await ensure_room_stream(deps.js, room, deps.replicas, timeout)

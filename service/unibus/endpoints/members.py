@@ -93,7 +93,10 @@ def _rotated(room: Room, new_keys: Any) -> Room:
     if not isinstance(new_keys, dict) or set(new_keys) != set(room.members):
         raise bad_request("sealed_keys must hold a new sealed key for every remaining member, and only them")
     epoch = room.key_epoch + 1
-    sealed = {m: {**room.sealed_keys.get(m, {}), str(epoch): sealed_blob(b, "sealed_keys")} for m, b in new_keys.items()}
+    sealed = {
+        m: {**room.sealed_keys.get(m, {}), str(epoch): sealed_blob(b, "sealed_keys")}
+        for m, b in new_keys.items()
+    }
     return replace(room, key_epoch=epoch, sealed_keys=sealed)
 
 

@@ -55,7 +55,7 @@ def _new_room(call: Call) -> Room:
     owner = call.caller.signer
     if owner is None:
         owner = body.get("owner")
-        if not identity.is_public_key(owner):
+        if not isinstance(owner, str) or not identity.is_public_key(owner):
             raise bad_request("an unsigned create must name its owner (an nkey user public key)")
     sealed: dict[str, dict[str, str]] = {}
     if encrypted:

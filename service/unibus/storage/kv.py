@@ -53,7 +53,10 @@ class KvStore:
     async def _start_watch(self) -> None:
         watcher = await self._kv.watchall()
         # Wait for the initial snapshot (ended by a None marker) before serving reads.
-        while (entry := await watcher.updates(timeout=self._timeout)) is not None:
+        while True:
+            entry = await watcher.updates(timeout=self._timeout)  # type: ignore[no-untyped-call]
+            if entry is None:
+                break
             self._apply(entry)
         self._watch_task = asyncio.create_task(self._follow(watcher), name="unibus-kv-watch")
 
@@ -63,18 +66,19 @@ class KvStore:
                 self._apply(entry)
 
     def _apply(self, entry: KeyValue.Entry) -> None:
+        revision = entry.revision or 0
         known = self._rooms.get(entry.key)
-        if known is not None and known.revision >= entry.revision:
+        if known is not None and known.revision >= revision:
             return
-        if self._deleted.get(entry.key, 0) >= entry.revision:
+        if self._deleted.get(entry.key, 0) >= revision:
             return
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
             self._rooms.pop(entry.key, None)
             return
         try:
-            self._rooms[entry.key] = Room.from_json(entry.value, entry.revision)
+            self._rooms[entry.key] = Room.from_json(entry.value, revision)
         except (ValueError, TypeError):
-            log.error("unreadable room row %s at revision %s left untouched", entry.key, entry.revision)
+            log.error("unreadable room row %s at revision %s left untouched", entry.key, revision)
 
     async def get(self, room_id: str) -> Room | None:
         room = self._rooms.get(room_id)

@@ -19,9 +19,12 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS rooms (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, row BLOB NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS rooms"
+            " (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, row BLOB NOT NULL)"
         )
-        self._db.execute("CREATE TABLE IF NOT EXISTS members (member TEXT, room TEXT, PRIMARY KEY (member, room))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS members (member TEXT, room TEXT, PRIMARY KEY (member, room))"
+        )
         # One writer at a time keeps read-modify-write updates atomic without retries.
         self._lock = asyncio.Lock()
 

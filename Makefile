@@ -1,0 +1,37 @@
+# One-command entry points. Every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck bench soak clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the control plane on an embedded nats-server with JetStream (Ctrl-C stops it)
+run: $(STAMP)
+	$(BIN)/unibus serve
+
+## test: lint, types, then the whole suite against real nats-server processes
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check service tests
+	$(BIN)/ruff format --check service tests
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+soak: $(STAMP)
+	$(BIN)/pytest -m soak -o addopts=''
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""`unibus serve`: the control plane, on an embedded nats-server unless given a NATS URL."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from ..config import AuthMode, Config
+from ..runner import serve_forever
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="run the control plane (embedded nats-server without --nats-url)"
+    )
+    serve.add_argument(
+        "--nats-url", help="join this NATS instead of starting an embedded one (UNIBUS_NATS_URL)"
+    )
+    serve.add_argument("--data-dir", help="embedded JetStream store and SQLite fallback (UNIBUS_DATA_DIR)")
+    serve.add_argument(
+        "--auth", choices=[m.value for m in AuthMode], help="signature policy (UNIBUS_AUTH_MODE)"
+    )
+    serve.add_argument("--port", type=int, help="embedded server's client port (UNIBUS_EMBEDDED_PORT)")
+    serve.add_argument("--http", help="also run the HTTP shim on host:port (UNIBUS_HTTP_LISTEN)")
+    serve.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = Config.from_env(
+            nats_url=args.nats_url,
+            data_dir=args.data_dir,
+            auth_mode=args.auth,
+            embedded_port=args.port,
+            http_listen=args.http,
+        )
+    except ValueError as exc:
+        print(f"unibus: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_forever(config, stop)
+
+    asyncio.run(go())
+    return 0
