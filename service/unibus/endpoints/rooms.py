@@ -40,7 +40,9 @@ async def create(call: Call) -> Reply:
 
 def _new_room(call: Call) -> Room:
     body = call.json()
-    room_id = body.get("id") or new_room_id()
+    room_id = body.get("id")
+    if room_id is None:
+        room_id = new_room_id()
     if not is_room_id(room_id):
         raise bad_request("id must be 1-64 characters of [A-Za-z0-9_-]")
     mode = body.get("mode", "matrix")

@@ -11,19 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+from collections.abc import AsyncIterator
 
 import nats.js.errors as jserr
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from ..errors import unavailable
 from .base import Mutation, RoomExists
 from .rooms import Room
 
 log = logging.getLogger(__name__)
 
 BUCKET = "UNIBUS_ROOMS"
-_CAS_ATTEMPTS = 16
+_CAS_ATTEMPTS = 32
 
 
 class KvStore:
@@ -37,6 +40,7 @@ class KvStore:
         # with an older put still in flight.
         self._deleted: dict[str, int] = {}
         self._watch_task: asyncio.Task[None] | None = None
+        self._writers = KeyedLock()
 
     @classmethod
     async def open(cls, js: JetStreamContext, replicas: int, timeout_s: float) -> KvStore:
@@ -107,7 +111,15 @@ class KvStore:
         return stored
 
     async def update(self, room_id: str, mutate: Mutation) -> Room | None:
-        for _ in range(_CAS_ATTEMPTS):
+        # Writers on this instance queue per room, so compare-and-set only ever races
+        # against other instances; those races are retried with a little jitter.
+        async with self._writers.hold(room_id):
+            return await self._update(room_id, mutate)
+
+    async def _update(self, room_id: str, mutate: Mutation) -> Room | None:
+        for attempt in range(_CAS_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
             current = await self._fetch(room_id)
             if current is None:
                 return None
@@ -121,7 +133,7 @@ class KvStore:
             stored = changed.with_revision(revision)
             self._remember(stored)
             return stored
-        raise RuntimeError(f"room {room_id}: too much write contention")
+        raise unavailable("the room is being changed concurrently; try again")
 
     async def delete(self, room_id: str) -> bool:
         current = await self._fetch(room_id)
@@ -148,3 +160,24 @@ class KvStore:
         self._deleted.pop(room.id, None)
         if known is None or known.revision < room.revision:
             self._rooms[room.id] = room
+
+
+class KeyedLock:
+    """One asyncio.Lock per key, dropped again when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

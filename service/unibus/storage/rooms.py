@@ -7,7 +7,7 @@ can move between them and any instance can read what another wrote.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 Mode = Literal["matrix", "ephemeral"]
@@ -53,7 +53,9 @@ class Room:
     @classmethod
     def from_json(cls, data: bytes, revision: int = 0) -> Room:
         row: dict[str, Any] = json.loads(data)
-        return cls(**row, revision=revision)
+        # Fields a newer version added are ignored, so instances can be upgraded one by one.
+        known = {k: v for k, v in row.items() if k in _FIELDS and k != "revision"}
+        return cls(**known, revision=revision)
 
     def public(self) -> dict[str, Any]:
         """What `info` shows a member: everything but other members' sealed keys."""
@@ -72,6 +74,9 @@ class Room:
 
     def with_revision(self, revision: int) -> Room:
         return replace(self, revision=revision)
+
+
+_FIELDS = frozenset(f.name for f in fields(Room))
 
 
 def stream_name(room_id: str) -> str:

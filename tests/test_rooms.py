@@ -1,0 +1,199 @@
+"""Room lifecycle: create (stream before row), conflicts, hostile ids, delete, restart, no JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+from unibus.client import BadRequest, Conflict, ControlClient, Forbidden, Identity, NotFound, Unavailable
+from unibus.config import AuthMode, Config
+from unibus.natsserver import NatsServer
+from unibus.runner import Running, running
+
+from conftest import StartPlane
+
+
+async def stream_names(nc: Client) -> set[str]:
+    return {s.config.name for s in await nc.jetstream().streams_info()}
+
+
+async def test_create_makes_the_stream_with_the_go_client_config(nc: Client, as_alice: ControlClient) -> None:
+    room = await as_alice.create_room("ordered", mode="matrix", name="Ordered")
+    info = await nc.jetstream().stream_info("UNIBUS_ordered")
+    assert info.config.subjects == ["unibus.room.ordered"]
+    assert info.config.retention == RetentionPolicy.LIMITS
+    assert info.config.storage == StorageType.FILE
+    assert info.config.num_replicas == 1
+    assert not info.config.allow_direct
+    assert room["stream"] == "UNIBUS_ordered"
+    assert room["owner"] == as_alice.identity.public_key  # type: ignore[union-attr]
+
+
+async def test_ephemeral_room_gets_no_stream(nc: Client, as_alice: ControlClient) -> None:
+    room = await as_alice.create_room("fleeting", mode="ephemeral")
+    assert room["stream"] is None
+    assert "UNIBUS_fleeting" not in await stream_names(nc)
+    assert (await as_alice.history("fleeting")).frames == []
+
+
+async def test_generated_id_when_none_given(as_alice: ControlClient) -> None:
+    first = await as_alice.create_room()
+    second = await as_alice.create_room()
+    assert first["id"] != second["id"]
+    assert (await as_alice.info(first["id"]))["id"] == first["id"]
+
+
+async def test_stream_failure_leaves_no_room(nc: Client, as_alice: ControlClient, plane: Running) -> None:
+    # Another stream already captures the room's subject: JetStream refuses the room's stream.
+    await nc.jetstream().add_stream(StreamConfig(name="SQUATTER", subjects=["unibus.room.taken"]))
+    with pytest.raises(Unavailable, match="nothing was created"):
+        await as_alice.create_room("taken")
+    assert await plane.plane.store.get("taken") is None
+    with pytest.raises(NotFound):
+        await as_alice.info("taken")
+    assert "UNIBUS_taken" not in await stream_names(nc)
+
+
+async def test_duplicate_create_is_409_and_changes_nothing(
+    as_alice: ControlClient, as_bob: ControlClient
+) -> None:
+    await as_alice.create_room("dup", name="first")
+    with pytest.raises(Conflict):
+        await as_bob.create_room("dup", name="second", mode="ephemeral")
+    info = await as_alice.info("dup")
+    assert (info["name"], info["mode"], info["owner"]) == ("first", "matrix", as_alice.identity.public_key)  # type: ignore[union-attr]
+
+
+async def test_concurrent_creates_of_one_id_exactly_one_wins(
+    start_plane: StartPlane, nc: Client, plane: Running
+) -> None:
+    await start_plane()  # a second instance in the same queue group
+    clients = [ControlClient(nc, Identity.generate()) for _ in range(12)]
+    results = await asyncio.gather(*(c.create_room("race") for c in clients), return_exceptions=True)
+    winners = [r for r in results if isinstance(r, dict)]
+    assert len(winners) == 1
+    assert all(isinstance(r, Conflict) for r in results if not isinstance(r, dict))
+    info = winners[0]
+    assert info["owner"] in {c.identity.public_key for c in clients if c.identity}
+
+
+@pytest.mark.parametrize(
+    "room_id",
+    ["a.b", "*", ">", "a b", "", "x" * 65, "caf\u00e9", "a/b", "$SYS", "room\n", "ünï", "tab\t"],
+)
+async def test_hostile_ids_in_create_body_are_400(nc: Client, as_alice: ControlClient, room_id: str) -> None:
+    before = await stream_names(nc)
+    with pytest.raises(BadRequest, match="id must be"):
+        await as_alice.call("create", {"id": room_id})
+    assert await stream_names(nc) == before
+    assert await as_alice.list_rooms() == []
+
+
+@pytest.mark.parametrize("token", ["%2e", "caf\u00e9", "$x", "a=b", "x" * 65])
+async def test_hostile_ids_in_the_subject_are_400(as_alice: ControlClient, token: str) -> None:
+    with pytest.raises(BadRequest, match="room id must be"):
+        await as_alice.call(f"{token}.info")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1,2]",
+        b'"str"',
+        b'{"mode":"forever"}',
+        b'{"name":5}',
+        b'{"encrypted":"yes"}',
+        b"\xff\xfe",
+    ],
+)
+async def test_malformed_create_bodies_are_400(as_alice: ControlClient, body: bytes) -> None:
+    with pytest.raises(BadRequest):
+        await as_alice.request_raw("create", body)
+    assert await as_alice.list_rooms() == []
+
+
+async def test_encrypted_create_needs_a_sealed_key(as_alice: ControlClient) -> None:
+    with pytest.raises(BadRequest, match="sealed_key"):
+        await as_alice.create_room("secret", encrypted=True)
+    room = await as_alice.create_room("secret", encrypted=True, sealed_key="c2VhbGVk")
+    assert (room["encrypted"], room["key_epoch"]) == (True, 1)
+    assert (await as_alice.sealed_keys("secret"))["keys"] == {"1": "c2VhbGVk"}
+
+
+async def test_missing_room_is_404_and_non_member_403(as_alice: ControlClient, as_bob: ControlClient) -> None:
+    await as_alice.create_room("private")
+    for suffix in ("info", "history", "members", "key"):
+        with pytest.raises(NotFound):
+            await as_bob.call(f"nowhere.{suffix}")
+        with pytest.raises(Forbidden):
+            await as_bob.call(f"private.{suffix}")
+
+
+async def test_list_shows_only_the_signers_rooms(as_alice: ControlClient, as_bob: ControlClient) -> None:
+    await as_alice.create_room("a1")
+    await as_alice.create_room("a2")
+    await as_bob.create_room("b1")
+    assert [r["id"] for r in await as_alice.list_rooms()] == ["a1", "a2"]
+    assert [r["id"] for r in await as_bob.list_rooms()] == ["b1"]
+
+
+async def test_delete_is_owner_only_and_removes_row_and_stream(
+    nc: Client, as_alice: ControlClient, as_bob: ControlClient
+) -> None:
+    await as_alice.create_room("doomed")
+    await as_alice.add_member("doomed", as_bob.identity.public_key)  # type: ignore[union-attr]
+    with pytest.raises(Forbidden):
+        await as_bob.delete_room("doomed")
+    assert await as_alice.delete_room("doomed") == {"deleted": "doomed"}
+    assert "UNIBUS_doomed" not in await stream_names(nc)
+    with pytest.raises(NotFound):
+        await as_alice.info("doomed")
+    # The id is free again, and the new room starts with an empty history.
+    await as_alice.create_room("doomed")
+    assert (await as_alice.history("doomed")).frames == []
+
+
+async def test_rooms_and_frames_survive_a_restart(
+    tmp_path: Path, nats_server: NatsServer, alice: Identity
+) -> None:
+    config = Config(nats_url=nats_server.url, data_dir=str(tmp_path / "d"), auth_mode=AuthMode.ENFORCE)
+    async with running(config):
+        nc = await nats.connect(nats_server.url)
+        client = ControlClient(nc, alice)
+        room = await client.create_room("durable")
+        await nc.publish(room["subject"], b"kept")
+        await nc.flush()
+        await nc.close()
+    await asyncio.to_thread(nats_server.restart)
+    async with running(config):
+        nc = await nats.connect(nats_server.url)
+        client = ControlClient(nc, alice)
+        assert [r["id"] for r in await client.list_rooms()] == ["durable"]
+        assert (await client.history("durable")).frames == [b"kept"]
+        await nc.close()
+
+
+async def test_without_jetstream_rooms_work_and_history_is_empty(
+    tmp_path: Path, core_nats_server: NatsServer, alice: Identity, bob: Identity
+) -> None:
+    config = Config(nats_url=core_nats_server.url, data_dir=str(tmp_path / "sq"), auth_mode=AuthMode.ENFORCE)
+    async with running(config) as run:
+        assert run.plane.deps is not None and run.plane.deps.js is None
+        nc = await nats.connect(core_nats_server.url)
+        client = ControlClient(nc, alice)
+        room = await client.create_room("plain", mode="matrix")
+        await nc.publish(room["subject"], b"gone")
+        await client.add_member("plain", bob.public_key)
+        assert (await client.history("plain")).frames == []
+        assert len((await client.members("plain"))["members"]) == 2
+        await nc.close()
+    async with running(config):  # the SQLite rows survive a restart too
+        nc = await nats.connect(core_nats_server.url)
+        assert [r["id"] for r in await ControlClient(nc, bob).list_rooms()] == ["plain"]
+        await nc.close()

@@ -1,0 +1,60 @@
+"""The services-framework surface: discovery, the ADR-32 error convention, limits, no leaks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from nats.aio.client import Client
+
+from unibus.client import ControlClient, ServiceError, TooLarge
+from unibus.runner import Running
+from unibus.storage.kv import BUCKET
+
+EXPECTED = {
+    "$UNIBUS.CTL.rooms.create",
+    "$UNIBUS.CTL.rooms.list",
+    "$UNIBUS.CTL.rooms.*.info",
+    "$UNIBUS.CTL.rooms.*.history",
+    "$UNIBUS.CTL.rooms.*.members",
+    "$UNIBUS.CTL.rooms.*.members.add",
+    "$UNIBUS.CTL.rooms.*.members.remove",
+    "$UNIBUS.CTL.rooms.*.key",
+    "$UNIBUS.CTL.rooms.*.key.rotate",
+    "$UNIBUS.CTL.rooms.*.delete",
+}
+
+
+async def test_discoverable_through_srv(nc: Client, plane: Running) -> None:
+    ping = json.loads((await nc.request("$SRV.PING.unibus-control-plane", b"", timeout=5)).data)
+    assert ping["type"] == "io.nats.micro.v1.ping_response"
+    info = json.loads((await nc.request(f"$SRV.INFO.unibus-control-plane.{ping['id']}", b"", timeout=5)).data)
+    assert {e["subject"] for e in info["endpoints"]} == EXPECTED
+    assert {e["queue_group"] for e in info["endpoints"]} == {"unibus"}
+    stats = json.loads((await nc.request("$SRV.STATS.unibus-control-plane", b"", timeout=5)).data)
+    assert stats["name"] == "unibus-control-plane"
+
+
+async def test_errors_follow_adr32(nc: Client, plane: Running) -> None:
+    reply = await nc.request("$UNIBUS.CTL.rooms.nowhere.info", b"", timeout=5)
+    assert reply.headers is not None
+    assert reply.headers["Nats-Service-Error-Code"] == "401"
+    assert reply.headers["Nats-Service-Error"] == "signature required"
+    assert json.loads(reply.data) == {"error": "signature required"}
+
+
+async def test_oversized_body_is_413(as_alice: ControlClient) -> None:
+    with pytest.raises(TooLarge):
+        await as_alice.request_raw("create", b"{" + b" " * (64 * 1024) + b"}")
+    assert await as_alice.list_rooms() == []
+
+
+async def test_a_corrupt_row_is_a_500_that_leaks_nothing(nc: Client, as_alice: ControlClient) -> None:
+    await as_alice.create_room("fine")
+    kv = await nc.jetstream().key_value(BUCKET)
+    await kv.put("broken", b"{not json at all")
+    with pytest.raises(ServiceError) as caught:
+        await as_alice.info("broken")
+    assert (caught.value.code, caught.value.message) == (500, "internal error")
+    # The instance keeps serving, and the other rooms are untouched.
+    assert (await as_alice.info("fine"))["id"] == "fine"
