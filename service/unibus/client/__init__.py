@@ -1,4 +1,5 @@
-"""The Python peer library: identity, signed control requests, history paging."""
+"""The Python peer library: identity, signed control requests, history paging, and
+end-to-end encrypted frames."""
 
 from ..identity import Identity
 from .control import ControlClient, Page
@@ -12,15 +13,28 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
+from .frames import Frame, FrameRejected, Reason
+from .peer import HistoryPage, Message, Opened, Peer, Rejected, Room
+from .roomkeys import SealedKeyError
 
 __all__ = [
     "BadRequest",
     "Conflict",
     "ControlClient",
     "Forbidden",
+    "Frame",
+    "FrameRejected",
+    "HistoryPage",
     "Identity",
+    "Message",
     "NotFound",
+    "Opened",
     "Page",
+    "Peer",
+    "Reason",
+    "Rejected",
+    "Room",
+    "SealedKeyError",
     "ServiceError",
     "TooLarge",
     "Unauthorized",
