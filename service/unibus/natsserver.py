@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -42,7 +43,7 @@ class ServerSpec:
     port: int = 0
     jetstream: bool = True
     websocket_port: int = -1
-    """-1: no websocket listener; 0: a free port."""
+    """-1: no websocket listener; 0: any free port (the bound one is filled in on start)."""
     server_name: str = "unibus-embedded"
     cluster_name: str | None = None
     cluster_port: int = 0
@@ -50,18 +51,21 @@ class ServerSpec:
     extra: str = ""
 
     def __post_init__(self) -> None:
-        self.port = self.port or free_port()
-        if self.websocket_port == 0:
-            self.websocket_port = free_port()
         if self.cluster_name and not self.cluster_port:
             self.cluster_port = free_port()
 
     def render(self) -> str:
-        lines = [f'server_name: "{self.server_name}"', f"listen: 127.0.0.1:{self.port}"]
+        # Port 0 becomes -1: the server picks a free port itself and reports it in the
+        # ports file, which leaves no window for another process to take it first.
+        lines = [
+            f'server_name: "{self.server_name}"',
+            f"listen: 127.0.0.1:{self.port or -1}",
+            f'ports_file_dir: "{self.store_dir}"',
+        ]
         if self.jetstream:
             lines.append(f'jetstream {{ store_dir: "{self.store_dir}" }}')
-        if self.websocket_port > 0:
-            lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port}, no_tls: true }}")
+        if self.websocket_port >= 0:
+            lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port or -1}, no_tls: true }}")
         if self.cluster_name:
             routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
             listen = f"127.0.0.1:{self.cluster_port}"
@@ -106,19 +110,27 @@ class NatsServer:
             start_new_session=True,
         )
         log.close()
-        self._wait_listening(wait_s)
+        self._wait_ready(wait_s)
         return self
 
-    def _wait_listening(self, wait_s: float) -> None:
+    def _wait_ready(self, wait_s: float) -> None:
+        """Ready when the ports file names our listeners and the client port answers.
+        The ports actually bound are kept, so a restart comes back on the same ones."""
+        assert self.process is not None
+        ports_file = self.spec.store_dir / f"{Path(nats_server_binary()).name}_{self.process.pid}.ports"
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited: see {self.log_path}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.spec.port), 0.2):
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"nats-server did not listen on {self.spec.port} within {wait_s}s")
+            with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+                ports = json.loads(ports_file.read_text())
+                self.spec.port = _port_of(ports["nats"][0])
+                if self.spec.websocket_port >= 0:
+                    self.spec.websocket_port = _port_of(ports["websocket"][0])
+                with socket.create_connection(("127.0.0.1", self.spec.port), 0.2):
+                    return
+            time.sleep(0.02)
+        raise TimeoutError(f"nats-server not ready within {wait_s}s: see {self.log_path}")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful: SIGTERM lets JetStream flush; SIGKILL only if it hangs."""
@@ -141,6 +153,10 @@ class NatsServer:
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 def embedded_spec(data_dir: str | os.PathLike[str], port: int, websocket_port: int) -> ServerSpec:
