@@ -26,6 +26,7 @@ class Running:
     plane: ControlPlane
     server: NatsServer | None
     websocket_url: str | None
+    http_url: str | None = None
 
 
 @contextlib.asynccontextmanager
@@ -42,7 +43,9 @@ async def running(config: Config) -> AsyncIterator[Running]:
         try:
             plane = await ControlPlane(config, nc).start()
             try:
-                yield Running(config, url, nc, plane, server, server.spec.websocket_url if server else None)
+                async with _http_shim(config, nc) as http_url:
+                    websocket_url = server.spec.websocket_url if server else None
+                    yield Running(config, url, nc, plane, server, websocket_url, http_url)
             finally:
                 await plane.stop()
         finally:
@@ -53,9 +56,24 @@ async def running(config: Config) -> AsyncIterator[Running]:
             await server.astop()
 
 
+@contextlib.asynccontextmanager
+async def _http_shim(config: Config, nc: Client) -> AsyncIterator[str | None]:
+    """The HTTP shim on the service's own connection, when `http_listen` asks for it.
+    Imported here because aiohttp is an optional extra."""
+    if config.http_listen is None:
+        yield None
+        return
+    from .shim import ShimSettings, serving
+
+    async with serving(ShimSettings.from_config(config, config.http_listen), nc=nc) as shim:
+        yield shim.url
+
+
 async def serve_forever(config: Config, stop: asyncio.Event) -> None:
     async with running(config) as run:
         print(f"unibus control plane ready: nats {run.nats_url}", flush=True)
         if run.websocket_url:
             print(f"websocket for browsers: {run.websocket_url}", flush=True)
+        if run.http_url:
+            print(f"http shim: {run.http_url}", flush=True)
         await stop.wait()

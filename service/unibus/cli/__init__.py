@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from . import serve
+from . import serve, shim
 
 # Each module exposes `register(subparsers)`; the parser it adds carries `func(args) -> int`.
-COMMAND_MODULES = [serve]
+COMMAND_MODULES = [serve, shim]
 
 
 def build_parser() -> argparse.ArgumentParser:

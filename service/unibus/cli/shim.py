@@ -1,0 +1,51 @@
+"""`unibus shim`: the HTTP shim on its own, in front of control-plane instances on a NATS."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from ..config import Config
+from ..shim import ShimSettings, serving
+from ..shim.settings import CORS_ENV
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def register(commands: Any) -> None:
+    shim = commands.add_parser("shim", help="relay HTTP history requests to the control plane over NATS")
+    shim.add_argument("--nats-url", help="NATS where the control plane answers (UNIBUS_NATS_URL)")
+    shim.add_argument("--listen", help=f"host:port to serve HTTP on (UNIBUS_HTTP_LISTEN, {DEFAULT_LISTEN})")
+    shim.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help=f"browser origin granted CORS, repeatable; `*` for any ({CORS_ENV}, comma-separated)",
+    )
+    shim.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = Config.from_env(nats_url=args.nats_url, http_listen=args.listen)
+        if config.nats_url is None:
+            raise ValueError("the shim needs --nats-url or UNIBUS_NATS_URL")
+        settings = ShimSettings.from_config(config, config.http_listen or DEFAULT_LISTEN, args.allow_origin)
+    except ValueError as exc:
+        print(f"unibus: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with serving(settings, nats_url=config.nats_url, creds=config.nats_creds) as shim:
+            print(f"unibus http shim ready: {shim.url} -> nats {config.nats_url}", flush=True)
+            await stop.wait()
+
+    asyncio.run(go())
+    return 0

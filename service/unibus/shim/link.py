@@ -1,0 +1,93 @@
+"""The shim's NATS connection: its own (retried until NATS is there) or the service's.
+
+Every relayed request goes through `request`, which refuses at once while NATS is away
+or too many requests are in flight, so neither an outage nor a flood of clients can pile
+up waiting work inside the shim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import nats
+from aiohttp import web
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The shim cannot relay right now (NATS away, or at its in-flight bound)."""
+
+
+class NatsLink:
+    def __init__(self, max_in_flight: int) -> None:
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._nc: Client | None = None
+        self._connecting: asyncio.Task[Client] | None = None
+        self._owned = False
+
+    @classmethod
+    def shared(cls, nc: Client, max_in_flight: int) -> NatsLink:
+        """Borrow a connection someone else drains (the service's, under `serve --http`)."""
+        link = cls(max_in_flight)
+        link._nc = nc
+        return link
+
+    @classmethod
+    def dial(cls, url: str, creds: str | None, max_in_flight: int) -> NatsLink:
+        """Connect in the background: the HTTP side serves (503) until NATS first answers,
+        and nats-py reconnects for ever after that."""
+        link = cls(max_in_flight)
+        link._owned = True
+        options: dict[str, object] = {
+            "servers": [url],
+            "name": "unibus-shim",
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "connect_timeout": 2,
+            "error_cb": link._on_error,
+        }
+        if creds:
+            options["user_credentials"] = creds
+        link._connecting = asyncio.create_task(nats.connect(**options))  # type: ignore[arg-type]
+        link._connecting.add_done_callback(link._on_connected)
+        return link
+
+    def _on_connected(self, task: asyncio.Task[Client]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._nc = task.result()
+            log.info("shim: connected to NATS")
+
+    async def _on_error(self, exc: Exception) -> None:
+        # Until the first connect succeeds nats-py reports every refused attempt.
+        level = logging.WARNING if self._nc is not None else logging.DEBUG
+        log.log(level, "shim nats: %r", exc)
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def request(self, subject: str, payload: bytes, headers: dict[str, str], wait_s: float) -> Msg:
+        """One NATS request; nats-py's NoRespondersError and TimeoutError pass through."""
+        if self._nc is None or not self._nc.is_connected:
+            raise Unavailable("NATS is not connected")
+        if self._slots.locked():
+            raise Unavailable("too many requests in flight")
+        async with self._slots:
+            return await self._nc.request(subject, payload, timeout=wait_s, headers=headers or None)
+
+    async def close(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        if self._owned and self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+
+
+LINK = web.AppKey("link", NatsLink)

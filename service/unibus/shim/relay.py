@@ -1,0 +1,54 @@
+"""`GET /rooms/<id>/history` → the NATS request `<prefix>.rooms.<id>.history`.
+
+The NATS body is the query string exactly as the client sent it (no leading `?`), and the
+four `Unibus-*` headers travel unchanged: the signature covers the subject and those
+bytes, so re-encoding the query (or dropping a header) would turn a valid request into a
+401. The service's reply body is returned as is; its ADR-32 error code becomes the status.
+"""
+
+from __future__ import annotations
+
+import nats.errors
+from aiohttp import web
+
+from ..auth.signing import HEADERS as SIGNATURE_HEADERS
+from ..ids import is_room_id
+from .errors import error
+from .link import LINK, Unavailable
+from .settings import SETTINGS
+
+ERROR_CODE = "Nats-Service-Error-Code"
+FORWARDED = (*SIGNATURE_HEADERS, "Accept")
+
+
+async def history(request: web.Request) -> web.Response:
+    room_id = request.match_info["id"]
+    if not is_room_id(room_id):
+        return error(400, "room id must be 1-64 characters of [A-Za-z0-9_-]")
+    settings = request.app[SETTINGS]
+    subject = f"{settings.api_prefix}.rooms.{room_id}.history"
+    # raw_path is the request target as received; yarl's query_string would be decoded.
+    query = request.raw_path.partition("?")[2].encode("utf-8", "surrogateescape")
+    headers = {name: request.headers[name] for name in FORWARDED if name in request.headers}
+    try:
+        reply = await request.app[LINK].request(subject, query, headers, settings.request_timeout_s)
+    except Unavailable as exc:
+        return error(503, str(exc))
+    except nats.errors.NoRespondersError:
+        return error(503, "no control plane instance is answering")
+    except nats.errors.TimeoutError:
+        return error(504, "the control plane did not answer in time")
+    reply_headers = reply.headers or {}
+    return web.Response(
+        body=reply.data,
+        status=_status(reply_headers.get(ERROR_CODE)),
+        headers={"Content-Type": reply_headers.get("Content-Type", "application/json")},
+    )
+
+
+def _status(code: str | None) -> int:
+    if code is None:
+        return 200
+    if code.isdigit() and 400 <= int(code) <= 599:
+        return int(code)
+    return 502  # an error reply we cannot map is the upstream's fault, not the caller's

@@ -1,0 +1,63 @@
+"""What the shim needs to know: where to listen, which origins may call it, and its limits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..config import Config
+
+CORS_ENV = "UNIBUS_CORS_ORIGINS"
+
+
+@dataclass(frozen=True)
+class ShimSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    """0 picks a free port (the bound one is reported by `Shim.url`)."""
+    allow_origins: frozenset[str] = frozenset()
+    """Browser origins granted CORS; none by default, `*` grants any (requests stay signed)."""
+    api_prefix: str = "$UNIBUS.CTL"
+    service_name: str = "unibus-control-plane"
+    request_timeout_s: float = 10.0
+    """Longer than the service's own JetStream bound, so its 503 arrives before our 504."""
+    health_timeout_s: float = 1.0
+    max_in_flight: int = 256
+    """NATS requests relayed at once; beyond it callers get 503 at once instead of queueing."""
+    idle_timeout_s: float = 15.0
+    """A connection that sends no complete request for this long is closed (slow clients)."""
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    max_headers: int = 64
+
+    @classmethod
+    def from_config(cls, config: Config, listen: str, origins: Iterable[str] | None = None) -> ShimSettings:
+        """Shim settings for a service config; origins default to `UNIBUS_CORS_ORIGINS`."""
+        host, port = parse_listen(listen)
+        chosen = env_origins() if origins is None else frozenset(o for o in origins if o)
+        return cls(
+            host=host,
+            port=port,
+            allow_origins=chosen,
+            api_prefix=config.api_prefix,
+            service_name=config.service_name,
+        )
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` → (host, port); a clear ValueError otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen address {value!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def env_origins(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    raw = (os.environ if env is None else env).get(CORS_ENV, "")
+    return frozenset(o.strip() for o in raw.split(",") if o.strip())
+
+
+SETTINGS = web.AppKey("settings", ShimSettings)
