@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench soak clean
+.PHONY: install run test lint typecheck bench soak clean browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check service tests
 	$(BIN)/ruff format --check service tests
 	$(BIN)/mypy
+
+## browser-deps: the test page's npm packages (NATS JS client, nkeys, esbuild); chromium comes from apt
+browser-deps:
+	npm ci --prefix tests/browser --no-audit --no-fund
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

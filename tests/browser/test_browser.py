@@ -1,0 +1,169 @@
+"""The central promise in a real browser: frames a core-NATS-only page publishes survive a reload.
+
+Debian's Chromium, driven by Playwright for Python (its own browser download is not used).
+The page is served from another origin than the shim's, publishes over nats-server's
+websocket with the official NATS JavaScript client, then after a reload signs a history
+request itself (nkeys from npm, WebCrypto SHA-256) and fetches it through the shim.
+In CI a missing piece fails the test; elsewhere it skips and says what to install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp import web
+
+from unibus.client import ControlClient, Identity
+from unibus.config import Config
+from unibus.runner import Running, running
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).parent
+ESBUILD = HERE / "node_modules" / ".bin" / "esbuild"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+FRAMES = ["frame one", "frame two ☃", "frame three"]
+
+
+def require(ok: bool, reason: str) -> None:
+    if ok:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run the browser test: see `make browser-deps`)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def page_dir(tmp_path: Path) -> Path:
+    """page.html and the esbuild bundle of page.js with its npm packages."""
+    require(ESBUILD.exists(), "npm packages missing: run `make browser-deps`")
+    out = tmp_path / "site"
+    subprocess.run(
+        [
+            str(ESBUILD),
+            str(HERE / "page.js"),
+            "--bundle",
+            "--format=esm",
+            f"--outfile={out / 'dist/page.js'}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    shutil.copy(HERE / "page.html", out / "page.html")
+    return out
+
+
+@pytest.fixture
+async def origins(page_dir: Path) -> AsyncIterator[tuple[str, str]]:
+    """The same page on two origins: the first is allowed by the shim, the second is not."""
+    app = web.Application()
+    app.router.add_static("/", page_dir)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    for _ in range(2):
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+    allowed, other = (f"http://127.0.0.1:{address[1]}" for address in runner.addresses)
+    yield allowed, other
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def service(
+    tmp_path: Path, origins: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Running]:
+    """`unibus serve --http` with its embedded defaults: JetStream, websocket, enforce."""
+    monkeypatch.setenv("UNIBUS_CORS_ORIGINS", origins[0])
+    config = Config(data_dir=str(tmp_path / "data"), embedded_port=0, http_listen="127.0.0.1:0")
+    async with running(config) as run:
+        assert run.websocket_url is not None, "the embedded server must offer a websocket"
+        yield run
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Any]:
+    executable = shutil.which("chromium")
+    require(executable is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        require(False, "playwright is not installed (pip install -e '.[dev]')")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def stored(client: ControlClient, room: str, count: int) -> None:
+    """Bounded wait until JetStream holds what the page published (capture is asynchronous)."""
+    for _ in range(200):
+        if len((await client.history(room)).frames) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{room} never held {count} frames")
+
+
+async def test_frames_published_from_a_browser_survive_a_reload(
+    service: Running, origins: tuple[str, str], chromium: Any
+) -> None:
+    owner = Identity.generate()
+    client = ControlClient(service.nc, owner)
+    room = await client.create_room("browser", mode="matrix")
+    fragment = urlencode(
+        {
+            "ws": service.websocket_url,
+            "shim": service.http_url,
+            "room": room["id"],
+            "subject": room["subject"],
+            "seed": owner.seed,
+        }
+    )
+    allowed, other = origins
+    page = await chromium.new_page()
+    await page.goto(f"{allowed}/page.html#{fragment}")
+    await page.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    assert await page.text_content("#history-status") == "200"
+    assert await page.locator("#frames li").all_text_contents() == []
+
+    # 1. Publish three frames over the websocket, core NATS only.
+    for number, text in enumerate(FRAMES, start=1):
+        await page.fill("#text", text)
+        await page.click("#send")
+        await page.wait_for_function(f"document.getElementById('sent').textContent === '{number}'")
+    await stored(client, room["id"], len(FRAMES))
+
+    # 2-4. Reload: the page signs its history request and reads it through the shim.
+    await page.reload()
+    await page.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    assert await page.text_content("#history-status") == "200"
+    assert await page.locator("#frames li").all_text_contents() == FRAMES
+
+    # Unsigned, under enforce: the service's 401 comes through, readable cross-origin.
+    unsigned = await page.evaluate("window.unibus.fetchHistory({ signed: false })")
+    assert unsigned["status"] == 401
+    assert "error" in unsigned["body"]
+
+    # The same page on an origin the shim does not list gets no CORS grant.
+    stranger = await chromium.new_page()
+    await stranger.goto(f"{other}/page.html#{fragment}")
+    await stranger.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    assert "Failed to fetch" in (await stranger.text_content("#history-status") or "")
+    assert await stranger.locator("#frames li").all_text_contents() == []
+    refused = await stranger.evaluate("window.unibus.fetchHistory()")
+    assert "status" not in refused
+    assert "Failed to fetch" in refused["error"]
