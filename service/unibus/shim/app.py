@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def build_app(settings: ShimSettings, link: NatsLink) -> web.Application:
-    # GET requests carry no body: refuse any beyond a token size.
-    app = web.Application(middlewares=[cors], client_max_size=1024)
+    app = web.Application(middlewares=[cors])
     app[SETTINGS] = settings
     app[LINK] = link
     app.router.add_get("/healthz", healthz)
