@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from ..identity import Identity
+from ..identity import Identity, InvalidKey, is_public_key
 from . import frames, roomkeys
 from .control import DEFAULT_PREFIX, ControlClient
 from .errors import ServiceError
@@ -90,6 +90,8 @@ class Peer:
     async def add_member(self, room_id: str, member: str, role: str = "member") -> dict[str, Any]:
         """Add `member`, sealing the current room key to them (they read from this epoch on)."""
         room = await self.room(room_id)
+        if room.encrypted and not is_public_key(member):
+            raise InvalidKey(f"{member!r} is not an nkey user public key (U…): no key can be sealed to it")
         sealed = roomkeys.seal(room.current_key(), member) if room.encrypted else None
         return await self.control.add_member(room_id, member, role, sealed)
 

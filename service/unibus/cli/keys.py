@@ -1,0 +1,34 @@
+"""`unibus keygen`: create the identity a peer signs with; its public key is the member id."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..identity import Identity
+from .session import CliError, add_identity_option, emit, load_identity, report_errors
+
+
+def register(commands: Any) -> None:
+    keygen = commands.add_parser(
+        "keygen", help="create an identity (nkey seed, 0600) and print its public key"
+    )
+    add_identity_option(keygen)
+    keygen.add_argument("--force", action="store_true", help="replace an existing identity file")
+    keygen.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return report_errors(lambda: _keygen(args))
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    path = Path(args.identity)
+    if path.exists() and not args.force:
+        existing = load_identity(args)
+        raise CliError(f"{path} exists (public key {existing.public_key}); pass --force to replace it")
+    identity = Identity.generate()
+    identity.save(path)
+    emit(args, {"public_key": identity.public_key, "identity": str(path)}, identity.public_key)
+    return 0

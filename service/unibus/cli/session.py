@@ -1,0 +1,143 @@
+"""What every peer command shares: where NATS is, who we are, and how failures are told.
+
+Each command does one thing through a `Peer` and returns an exit code; this module turns
+every expected failure (no identity, NATS unreachable, a service error, a key that does
+not open) into one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+
+from ..client import Peer, SealedKeyError, ServiceError
+from ..client.control import DEFAULT_PREFIX
+from ..identity import Identity, InvalidKey
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure worth one line to the user; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def default_identity_path() -> Path:
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "unibus" / "identity.seed"
+
+
+def add_identity_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--identity",
+        default=os.environ.get("UNIBUS_IDENTITY") or str(default_identity_path()),
+        help="nkey seed file (UNIBUS_IDENTITY; default %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_peer_options(parser: argparse.ArgumentParser) -> None:
+    add_identity_option(parser)
+    parser.add_argument(
+        "--nats-url",
+        default=os.environ.get("UNIBUS_NATS_URL") or DEFAULT_URL,
+        help="NATS to connect to (UNIBUS_NATS_URL; default %(default)s)",
+    )
+    parser.add_argument("--creds", default=os.environ.get("UNIBUS_NATS_CREDS"), help="NATS credentials file")
+    parser.add_argument(
+        "--prefix",
+        default=os.environ.get("UNIBUS_API_PREFIX") or DEFAULT_PREFIX,
+        help="control subject prefix (UNIBUS_API_PREFIX)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for NATS and the service"
+    )
+
+
+def load_identity(args: argparse.Namespace) -> Identity:
+    path = Path(args.identity)
+    try:
+        return Identity.load(path)
+    except FileNotFoundError:
+        raise CliError(f"no identity at {path} (run `unibus keygen`)", EXIT_USAGE) from None
+    except (InvalidKey, OSError) as exc:
+        raise CliError(f"cannot use identity {path}: {exc}", EXIT_USAGE) from None
+
+
+def run_peer(args: argparse.Namespace, action: Callable[[Peer], Awaitable[int]]) -> int:
+    """Connect as the identity, run `action`, and close; failures become one line."""
+
+    async def go() -> int:
+        identity = load_identity(args)
+        nc = await _connect(args)
+        try:
+            peer = Peer(nc, identity, args.prefix)
+            peer.control.timeout_s = args.timeout
+            return await action(peer)
+        finally:
+            await nc.drain()
+
+    return report_errors(lambda: asyncio.run(go()))
+
+
+def report_errors(body: Callable[[], int]) -> int:
+    try:
+        return body()
+    except CliError as exc:
+        return fail(str(exc), exc.code)
+    except ServiceError as exc:
+        return fail(f"{exc.code} {exc.message}")
+    except SealedKeyError as exc:
+        return fail(str(exc))
+    except InvalidKey as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except nats.errors.TimeoutError:
+        return fail("timed out waiting for the control plane")
+    except KeyboardInterrupt:
+        return 130
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"unibus: {message}", file=sys.stderr)
+    return code
+
+
+async def _connect(args: argparse.Namespace) -> Client:
+    async def quiet(_: Exception) -> None:
+        """Connection errors are reported once, below, not logged per attempt."""
+
+    options: dict[str, Any] = {
+        "servers": [args.nats_url],
+        "connect_timeout": args.timeout,
+        "allow_reconnect": False,
+        # nats-py reads 0 as "retry forever"; 1 gives up after a second attempt.
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.2,
+        "error_cb": quiet,
+    }
+    if args.creds:
+        options["user_credentials"] = args.creds
+    try:
+        return await nats.connect(**options)
+    except (OSError, nats.errors.Error, TimeoutError) as exc:
+        raise CliError(f"cannot reach NATS at {args.nats_url}: {exc or type(exc).__name__}") from None
+
+
+def emit(args: argparse.Namespace, payload: Any, human: str) -> None:
+    """`--json` prints the payload as one JSON document; otherwise the human line(s)."""
+    print(json.dumps(payload) if args.json else human, flush=True)

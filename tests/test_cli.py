@@ -1,0 +1,187 @@
+"""The `unibus` command end to end: real subprocesses against a real nats-server and service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from unibus.identity import Identity
+from unibus.natsserver import NatsServer
+from unibus.runner import Running
+
+UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+
+class User:
+    """One person at one terminal: their own identity file, found through the environment."""
+
+    def __init__(self, home: Path, nats_url: str) -> None:
+        self.env = {
+            **os.environ,
+            "UNIBUS_NATS_URL": nats_url,
+            "UNIBUS_IDENTITY": str(home / "identity.seed"),
+            "XDG_CONFIG_HOME": str(home),
+        }
+        self.identity_path = home / "identity.seed"
+
+    async def start(self, *args: str, stdin: bytes | None = None) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *UNIBUS,
+            *args,
+            env=self.env,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def run(self, *args: str, stdin: bytes | None = None) -> Result:
+        proc = await self.start(*args, stdin=stdin)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
+        assert proc.returncode is not None
+        return Result(proc.returncode, out.decode(), err.decode())
+
+    async def ok(self, *args: str, stdin: bytes | None = None) -> Result:
+        result = await self.run(*args, stdin=stdin)
+        assert result.code == 0, result
+        return result
+
+
+@pytest.fixture
+def users(tmp_path: Path, nats_server: NatsServer, plane: Running) -> tuple[User, User, User]:
+    return tuple(User(tmp_path / name, nats_server.url) for name in ("alice", "bob", "carol"))  # type: ignore[return-value]
+
+
+async def test_readme_flow_encrypted_room_from_two_terminals(users: tuple[User, User, User]) -> None:
+    alice, bob, _ = users
+    alice_key = (await alice.ok("keygen")).out.strip()
+    bob_key = (await bob.ok("keygen", "--json")).json()["public_key"]
+    assert alice_key == Identity.load(alice.identity_path).public_key
+    assert stat.S_IMODE(alice.identity_path.stat().st_mode) == 0o600
+
+    created = (await alice.ok("room", "create", "lobby", "--name", "Lobby", "--json")).json()
+    assert created["encrypted"] is True and created["mode"] == "matrix"
+    assert "added" in (await alice.ok("room", "add", "lobby", bob_key)).out
+
+    await alice.ok("send", "lobby", "hello", "bob")
+    await alice.ok("send", "lobby", stdin=b"second line\nthird line\n")
+    history = await bob_history_until(bob, "lobby", 3)
+    assert [m["text"] for m in history["messages"]] == ["hello bob", "second line", "third line"]
+    assert {m["from"] for m in history["messages"]} == {alice_key}
+
+    human = await bob.ok("history", "lobby")
+    assert [line.split("  ", 2)[2] for line in human.out.splitlines()] == [
+        "hello bob",
+        "second line",
+        "third line",
+    ]
+
+    members = (await bob.ok("room", "members", "lobby", "--json")).json()
+    assert {m["id"]: m["role"] for m in members["members"]} == {alice_key: "owner", bob_key: "member"}
+    assert [r["id"] for r in (await bob.ok("room", "list", "--json")).json()["rooms"]] == ["lobby"]
+
+
+async def bob_history_until(user: User, room: str, count: int) -> dict:
+    """The stream stores asynchronously to the publish; poll a bounded number of times."""
+    for _ in range(100):
+        history = (await user.ok("history", room, "--json")).json()
+        if len(history["messages"]) >= count:
+            return history
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{room} never reached {count} messages")
+
+
+async def test_tail_prints_live_messages(users: tuple[User, User, User]) -> None:
+    alice, bob, _ = users
+    await alice.ok("keygen")
+    bob_key = (await bob.ok("keygen")).out.strip()
+    await alice.ok("room", "create", "live")
+    await alice.ok("room", "add", "live", bob_key)
+
+    tail = await bob.start("tail", "live", "--count", "2", "--json")
+    assert tail.stderr is not None and tail.stdout is not None
+    ready = await asyncio.wait_for(tail.stderr.readline(), 60)
+    assert ready.decode().startswith("listening on unibus.room.live")
+    await alice.ok("send", "live", "one")
+    await alice.ok("send", "live", "two")
+    out, _ = await asyncio.wait_for(tail.communicate(), 60)
+    assert tail.returncode == 0
+    assert [json.loads(line)["text"] for line in out.decode().splitlines()] == ["one", "two"]
+
+
+async def test_history_paging_options(users: tuple[User, User, User]) -> None:
+    alice, _, _ = users
+    await alice.ok("keygen")
+    await alice.ok("room", "create", "paged", "--plain")
+    await alice.ok("send", "paged", stdin=b"".join(f"m{i}\n".encode() for i in range(7)))
+    await bob_history_until(alice, "paged", 7)
+    newest = (await alice.ok("history", "paged", "--limit", "3", "--json")).json()
+    assert [m["text"] for m in newest["messages"]] == ["m4", "m5", "m6"]
+    assert newest["next_before"] == 5
+    older = (await alice.ok("history", "paged", "--limit", "3", "--before", "5", "--json")).json()
+    assert [m["text"] for m in older["messages"]] == ["m1", "m2", "m3"]
+    everything = (await alice.ok("history", "paged", "--all", "--json")).json()
+    assert [m["text"] for m in everything["messages"]] == [f"m{i}" for i in range(7)]
+    assert everything["next_before"] is None
+
+
+async def test_errors_are_one_line_with_a_non_zero_exit(users: tuple[User, User, User]) -> None:
+    alice, bob, carol = users
+    missing = await alice.run("room", "list")
+    assert missing.code == 2 and missing.err.strip().startswith("unibus: no identity at")
+
+    await alice.ok("keygen")
+    again = await alice.run("keygen")
+    assert again.code == 1 and "exists" in again.err and len(again.err.strip().splitlines()) == 1
+
+    await carol.ok("keygen")
+    await alice.ok("room", "create", "club")
+    await alice.ok("room", "create", "plainclub", "--plain")
+    cases = [
+        (await carol.run("history", "club"), "unibus: 403 "),
+        (await alice.run("room", "info", "nowhere"), "unibus: 404 "),
+        (await alice.run("room", "create", "club"), "unibus: 409 "),
+        (await alice.run("room", "add", "plainclub", "not-a-key"), "unibus: 400 "),
+        (await carol.run("room", "delete", "club"), "unibus: 403 "),
+    ]
+    for result, prefix in cases:
+        assert result.code == 1, result
+        assert result.err.startswith(prefix) and len(result.err.strip().splitlines()) == 1, result
+        assert result.out == ""
+
+    unsealable = await alice.run("room", "add", "club", "not-a-key")
+    assert unsealable.code == 2 and "not an nkey user public key" in unsealable.err
+
+    await bob.ok("keygen")
+    unreachable = await bob.run("room", "list", "--nats-url", "nats://127.0.0.1:1", "--timeout", "2")
+    assert unreachable.code == 1 and unreachable.err.startswith("unibus: cannot reach NATS")
+
+
+async def test_remove_rotates_and_delete_cleans_up(users: tuple[User, User, User]) -> None:
+    alice, bob, _ = users
+    await alice.ok("keygen")
+    bob_key = (await bob.ok("keygen")).out.strip()
+    await alice.ok("room", "create", "shortlived")
+    await alice.ok("room", "add", "shortlived", bob_key)
+    removed = (await alice.ok("room", "remove", "shortlived", bob_key, "--json")).json()
+    assert removed["key_epoch"] == 2
+    assert (await alice.ok("room", "rotate", "shortlived", "--json")).json()["key_epoch"] == 3
+    assert (await bob.run("history", "shortlived")).code == 1
+    assert (await alice.ok("room", "delete", "shortlived")).out.strip() == "deleted shortlived"
+    assert (await alice.ok("room", "list", "--json")).json() == {"rooms": []}
