@@ -1,0 +1,106 @@
+"""`unibus health`: the exec probe of the container image (Docker HEALTHCHECK, k8s readiness).
+
+The service listens on nothing but NATS, so "healthy" means what a peer needs: NATS is
+reachable and an instance of the service answers `$SRV.PING.<name>`. A container that runs
+the HTTP shim instead (UNIBUS_HTTP_LISTEN set) is asked its own `/healthz`, which applies
+the same rule from the shim's side. Any NATS instance answering, rather than this very
+process, is deliberate: the queue group makes every instance interchangeable, and a dead
+process is already caught by the container exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import nats
+import nats.errors
+
+from ..config import Config
+
+
+class Unhealthy(Exception):
+    """The probe's verdict, with the reason an operator reads in `docker inspect`."""
+
+
+def register(commands: Any) -> None:
+    health = commands.add_parser(
+        "health", help="exit 0 when the service answers over NATS (or the shim's /healthz is 200)"
+    )
+    health.add_argument("--nats-url", help="NATS to ping the service through (UNIBUS_NATS_URL)")
+    health.add_argument("--url", help="check this HTTP URL for a 200 instead (e.g. a shim's /healthz)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds before giving up")
+    health.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = Config.from_env(nats_url=args.nats_url)
+        url = args.url or _shim_url(config)
+        if url is not None:
+            check_http(url, args.timeout)
+            print(f"healthy: {url} answered 200")
+        else:
+            nats_url = config.nats_url or f"nats://127.0.0.1:{config.embedded_port}"
+            asyncio.run(ping_service(nats_url, config.service_name, args.timeout, config.nats_creds))
+            print(f"healthy: {config.service_name} answers on {nats_url}")
+    except (Unhealthy, ValueError) as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _shim_url(config: Config) -> str | None:
+    """The shim this container runs, reached on loopback whatever address it binds."""
+    if not config.http_listen:
+        return None
+    _, _, port = config.http_listen.rpartition(":")
+    return f"http://127.0.0.1:{port}/healthz"
+
+
+async def ping_service(nats_url: str, service_name: str, timeout_s: float, creds: str | None = None) -> None:
+    """Raise Unhealthy unless NATS accepts a connection and one instance answers the ping."""
+    # One attempt, quietly: a probe reports a refusal in one line instead of retrying
+    # for minutes and logging each try.
+    options: dict[str, Any] = {
+        "connect_timeout": timeout_s,
+        "allow_reconnect": False,
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.1,
+        "error_cb": _ignore,
+    }
+    if creds:
+        options["user_credentials"] = creds
+    try:
+        nc = await nats.connect(nats_url, **options)
+    except Exception as exc:  # nats-py raises assorted OSError/timeout/protocol errors here
+        raise Unhealthy(f"cannot connect to {nats_url}: {exc or type(exc).__name__}") from exc
+    try:
+        await nc.request(f"$SRV.PING.{service_name}", b"", timeout=timeout_s)
+    except nats.errors.NoRespondersError:
+        raise Unhealthy(f"no instance of {service_name} is subscribed on {nats_url}") from None
+    except nats.errors.TimeoutError:
+        raise Unhealthy(f"{service_name} did not answer within {timeout_s}s") from None
+    finally:
+        await nc.close()
+
+
+async def _ignore(exc: Exception) -> None:
+    """The connect error itself is raised to the caller; nats-py's log of it is noise here."""
+
+
+def check_http(url: str, timeout_s: float) -> None:
+    """Raise Unhealthy unless GET url answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        raise Unhealthy(f"{url}: {exc}") from exc
+    if status != 200:
+        raise Unhealthy(f"{url} answered {status}")

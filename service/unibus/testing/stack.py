@@ -1,0 +1,89 @@
+"""What a backend hands a test suite, and the readiness wait every backend shares."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..cli.health import Unhealthy, check_http, ping_service
+from ..config import Config
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where a started stack answers. URLs are reachable from the test process."""
+
+    backend: str
+    nats_url: str
+    """NATS with JetStream; the control plane answers on `$UNIBUS.CTL.rooms.…` through it."""
+    websocket_url: str | None
+    """The same NATS for browsers (plain ws)."""
+    shim_url: str | None
+    """The HTTP shim's base URL, when the installed unibus has a shim."""
+
+
+class BackendUnavailable(RuntimeError):
+    """This backend cannot run here; the message says why (shown as a pytest skip reason)."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self) -> Stack: ...
+
+    def stop(self) -> None: ...
+
+
+@contextlib.contextmanager
+def started(backend: Backend) -> Iterator[Stack]:
+    """Start, yield the stack, and always stop (a failed start cleans up what it began)."""
+    try:
+        yield backend.start()
+    finally:
+        backend.stop()
+
+
+def shim_available() -> bool:
+    """True when this unibus has the `unibus shim` command (the module cli/shim.py)."""
+    from ..cli import COMMAND_MODULES
+
+    return any(module.__name__.endswith(".shim") for module in COMMAND_MODULES)
+
+
+def service_name(env: Mapping[str, str]) -> str:
+    return Config.from_env(dict(env)).service_name
+
+
+def probe_service(nats_url: str, name: str, timeout_s: float = 2.0) -> None:
+    """Raise Unhealthy unless the service answers over NATS. Runs its own event loop in a
+    worker thread, so it is callable from async fixtures and tests too."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, ping_service(nats_url, name, timeout_s)).result()
+
+
+def probe_http(url: str, timeout_s: float = 2.0) -> None:
+    check_http(url, timeout_s)
+
+
+def wait_ready(
+    what: str, probe: Callable[[], None], exited: Callable[[], str | None], timeout_s: float
+) -> None:
+    """Poll `probe` until it passes; fail fast with the component's own words if it died."""
+    deadline = time.monotonic() + timeout_s
+    last = "not probed yet"
+    while time.monotonic() < deadline:
+        try:
+            probe()
+            return
+        except Unhealthy as exc:
+            last = str(exc)
+        death = exited()
+        if death is not None:
+            raise RuntimeError(f"{what} exited before it was ready:\n{death}")
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready within {timeout_s}s: {last}")
