@@ -71,6 +71,7 @@ async def test_non_member_sees_only_ciphertext_it_cannot_open(peers: list[Peer])
     alice, bob, carol = peers
     a_room, _ = await shared_room(alice, bob, "private")
     eavesdrop = await carol.nc.subscribe(a_room.subject)
+    await carol.nc._flush_pending(force_flush=True)  # the SUB first, then the PING (see Room.subscribe)
     await carol.nc.flush()
     await a_room.publish(b"for members only")
     await alice.nc.flush()

@@ -219,9 +219,13 @@ class Room:
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[LiveMessages]:
         """Live frames from now on; the interest is registered before this yields."""
-        sub = await self.peer.nc.subscribe(self.subject)
+        nc = self.peer.nc
+        sub = await nc.subscribe(self.subject)
         try:
-            await self.peer.nc.flush()
+            # nats-py's flush() PING can overtake a SUB still queued for its flusher task;
+            # sending the queue first makes the PONG prove the server has the interest.
+            await nc._flush_pending(force_flush=True)
+            await nc.flush()
             yield LiveMessages(self, sub)
         finally:
             with contextlib.suppress(Exception):  # the connection may already be closed
