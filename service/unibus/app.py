@@ -24,6 +24,7 @@ from nats.micro.service import Service, ServiceConfig
 
 from . import __version__
 from .auth import LocalNonces, Verifier
+from .auth.replay import SharedNonces
 from .config import Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint
 from .errors import ApiError, bad_request
@@ -50,6 +51,8 @@ class ControlPlane:
         store: RoomStore
         if js is not None:
             store = await KvStore.open(js, replicas, self.config.js_timeout_s)
+            # Instances of a queue group must share one replay guard (LocalNonces otherwise).
+            self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
         else:
             log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
             store = SqliteStore(Path(self.config.data_dir) / "rooms.sqlite")

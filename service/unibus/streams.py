@@ -4,19 +4,30 @@ The config must stay field-for-field what the Go client's own create-or-update s
 (name, single subject, limits retention, file storage) plus replicas, so that the
 client's later ensure is a no-op. Nothing here may rely on `allow_direct`: a Go client's
 update of the stream silently turns it off.
+
+Replication is the one field the Go client cannot match: it sends `num_replicas: 0`, and
+nats-server (measured on 2.15.1) treats that update of an R3 stream as a request for R1
+and scales the stream down without an error, keeping every message. So whenever the
+service ensures a room's stream it also checks the replication, and scales a reduced
+stream back up (with a warning in the log): history keeps working throughout, and the
+room is back at its replication the next time it is created or read. The service only
+ever raises replication, so an operator's deliberate R5 is left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 import nats.js.errors as jserr
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from .storage.rooms import Room
+
+log = logging.getLogger(__name__)
 
 # JSStreamNameExistErr: a stream of that name exists with another config (e.g. a Go
 # client's update changed replicas or allow_direct). It still captures the subject.
@@ -54,6 +65,16 @@ async def ensure_room_stream(
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
         if room.subject not in (info.config.subjects or []):
             raise RuntimeError(f"stream {room.stream} exists without subject {room.subject}") from err
+        current, wanted = info.config.num_replicas or 1, max(1, replicas)
+        if current < wanted:
+            log.warning(
+                "stream %s was reduced to R%d (a client's update without replicas?); restoring R%d",
+                room.stream,
+                current,
+                wanted,
+            )
+            restored = replace(info.config, num_replicas=wanted)
+            info = await asyncio.wait_for(js.update_stream(restored), timeout_s)
     return _state(info)
 
 

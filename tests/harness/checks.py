@@ -1,0 +1,77 @@
+"""What the fault tests compare before and after: the rows, the streams, and the frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats.js.errors as jserr
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from unibus.client import ControlClient
+from unibus.storage.kv import BUCKET
+
+from .retry import with_retries
+
+ROOM_STREAM_PREFIX = "UNIBUS_"
+
+
+async def room_rows(js: JetStreamContext) -> set[str]:
+    kv = await js.key_value(BUCKET)
+    try:
+        return set(await kv.keys())
+    except jserr.NoKeysError:
+        return set()
+
+
+async def room_streams(nc: Client) -> set[str]:
+    """Room ids with a stream, from the meta layer's list of names (`STREAM.LIST` may leave
+    out a stream whose leader is busy electing; `STREAM.NAMES` never does)."""
+    names: list[str] = []
+    while True:
+        reply = await nc.request("$JS.API.STREAM.NAMES", json.dumps({"offset": len(names)}).encode(), 5)
+        page = json.loads(reply.data)
+        names += page.get("streams") or []
+        if not page.get("streams") or len(names) >= page["total"]:
+            break
+    return {n.removeprefix(ROOM_STREAM_PREFIX) for n in names if n.startswith(ROOM_STREAM_PREFIX)}
+
+
+async def assert_rows_match_streams(nc: Client) -> None:
+    """No row without its stream and no stream without its row (matrix rooms only)."""
+    rows, streams = await room_rows(nc.jetstream(timeout=5)), await room_streams(nc)
+    assert rows - streams == set(), f"rows without a stream: {sorted(rows - streams)}"
+    assert streams - rows == set(), f"streams without a row: {sorted(streams - rows)}"
+
+
+async def publish_acked(nc: Client, room_id: str, count: int, tag: str) -> list[bytes]:
+    """Frames the data plane acknowledged: each is durable in the room's stream."""
+    js = nc.jetstream(timeout=5)
+    frames = [f"{tag}-{room_id}-{i}".encode() for i in range(count)]
+    for frame in frames:
+        await js.publish(f"unibus.room.{room_id}", frame)
+    return frames
+
+
+async def history(client: ControlClient, room_id: str) -> list[bytes]:
+    async def read(_: int) -> list[bytes]:
+        return list(reversed([f async for f in client.backlog(room_id)]))
+
+    return await with_retries(read)
+
+
+async def instances_answering(nc: Client, service: str = "unibus-control-plane", wait_s: float = 1.0) -> int:
+    """How many instances answer a `$SRV.PING` for the service right now."""
+    inbox = nc.new_inbox()
+    replies: list[bytes] = []
+
+    async def collect(msg: Msg) -> None:
+        replies.append(msg.data)
+
+    sub = await nc.subscribe(inbox, cb=collect)
+    await nc.publish(f"$SRV.PING.{service}", b"", reply=inbox)
+    await asyncio.sleep(wait_s)
+    await sub.unsubscribe()
+    return len(replies)
