@@ -85,6 +85,8 @@ async def ping_service(nats_url: str, service_name: str, timeout_s: float, creds
         raise Unhealthy(f"no instance of {service_name} is subscribed on {nats_url}") from None
     except nats.errors.TimeoutError:
         raise Unhealthy(f"{service_name} did not answer within {timeout_s}s") from None
+    except nats.errors.Error as exc:
+        raise Unhealthy(f"pinging {service_name!r}: {exc}") from exc
     finally:
         await nc.close()
 
