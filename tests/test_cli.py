@@ -107,12 +107,18 @@ async def bob_history_until(user: User, room: str, count: int) -> dict:
     raise AssertionError(f"{room} never reached {count} messages")
 
 
+async def owner_and_member(owner: User, member: User, room: str) -> str:
+    """Both get identities; `owner` creates an encrypted room and adds `member`."""
+    await owner.ok("keygen")
+    member_key = (await member.ok("keygen")).out.strip()
+    await owner.ok("room", "create", room)
+    await owner.ok("room", "add", room, member_key)
+    return member_key
+
+
 async def test_tail_prints_live_messages(users: tuple[User, User, User]) -> None:
     alice, bob, _ = users
-    await alice.ok("keygen")
-    bob_key = (await bob.ok("keygen")).out.strip()
-    await alice.ok("room", "create", "live")
-    await alice.ok("room", "add", "live", bob_key)
+    await owner_and_member(alice, bob, "live")
 
     tail = await bob.start("tail", "live", "--count", "2", "--json")
     assert tail.stderr is not None and tail.stdout is not None
@@ -175,10 +181,7 @@ async def test_errors_are_one_line_with_a_non_zero_exit(users: tuple[User, User,
 
 async def test_remove_rotates_and_delete_cleans_up(users: tuple[User, User, User]) -> None:
     alice, bob, _ = users
-    await alice.ok("keygen")
-    bob_key = (await bob.ok("keygen")).out.strip()
-    await alice.ok("room", "create", "shortlived")
-    await alice.ok("room", "add", "shortlived", bob_key)
+    bob_key = await owner_and_member(alice, bob, "shortlived")
     removed = (await alice.ok("room", "remove", "shortlived", bob_key, "--json")).json()
     assert removed["key_epoch"] == 2
     assert (await alice.ok("room", "rotate", "shortlived", "--json")).json()["key_epoch"] == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,25 +13,26 @@ from .session import add_peer_options, emit, run_peer
 
 
 def register(commands: Any) -> None:
-    send = commands.add_parser("send", help="send a message (or each line of stdin) to a room")
-    add_peer_options(send)
-    send.add_argument("room")
+    send = _command(commands, "send", "send a message (or each line of stdin) to a room", _send)
     send.add_argument("text", nargs="*", help="the message; without it, one message per stdin line")
-    send.set_defaults(func=lambda args: run_peer(args, lambda peer: _send(peer, args)))
 
-    history = commands.add_parser("history", help="a room's stored messages, decrypted, oldest first")
-    add_peer_options(history)
-    history.add_argument("room")
+    history = _command(commands, "history", "a room's stored messages, decrypted, oldest first", _history)
     history.add_argument("--limit", type=int, help="messages per page (service default 200, cap 1000)")
     history.add_argument("--before", type=int, help="only messages stored before this stream sequence")
     history.add_argument("--all", action="store_true", help="the whole backlog, every page")
-    history.set_defaults(func=lambda args: run_peer(args, lambda peer: _history(peer, args)))
 
-    tail = commands.add_parser("tail", help="print a room's messages live as they arrive")
-    add_peer_options(tail)
-    tail.add_argument("room")
+    tail = _command(commands, "tail", "print a room's messages live as they arrive", _tail)
     tail.add_argument("--count", type=int, help="exit after this many messages")
-    tail.set_defaults(func=lambda args: run_peer(args, lambda peer: _tail(peer, args)))
+
+
+def _command(
+    commands: Any, name: str, help_text: str, action: Callable[[Peer, argparse.Namespace], Awaitable[int]]
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    add_peer_options(parser)
+    parser.add_argument("room")
+    parser.set_defaults(func=lambda args: run_peer(args, lambda peer: action(peer, args)))
+    return parser
 
 
 async def _send(peer: Peer, args: argparse.Namespace) -> int:
