@@ -10,8 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..cli.health import Unhealthy, check_http, ping_service
 from ..config import Config
+
+# `unibus.cli` is imported only inside the functions below: this module loads with the
+# pytest plugin in every run where unibus is installed, and the CLI pulls in the shim's
+# aiohttp, which a suite that never asks for `unibus_stack` need not have.
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,15 @@ def service_name(env: Mapping[str, str]) -> str:
 def probe_service(nats_url: str, name: str, timeout_s: float = 2.0) -> None:
     """Raise Unhealthy unless the service answers over NATS. Runs its own event loop in a
     worker thread, so it is callable from async fixtures and tests too."""
+    from ..cli.health import ping_service
+
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(asyncio.run, ping_service(nats_url, name, timeout_s)).result()
 
 
 def probe_http(url: str, timeout_s: float = 2.0) -> None:
+    from ..cli.health import check_http
+
     check_http(url, timeout_s)
 
 
@@ -74,6 +81,8 @@ def wait_ready(
     what: str, probe: Callable[[], None], exited: Callable[[], str | None], timeout_s: float
 ) -> None:
     """Poll `probe` until it passes; fail fast with the component's own words if it died."""
+    from ..cli.health import Unhealthy
+
     deadline = time.monotonic() + timeout_s
     last = "not probed yet"
     while time.monotonic() < deadline:
