@@ -181,3 +181,16 @@ def test_a_peer_suite_gets_the_fixture_from_the_installed_plugin(tmp_path: Path)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_the_plugin_loads_without_the_optional_dependencies() -> None:
+    """It loads into every pytest run where unibus is installed, so it must not need the
+    shim's aiohttp or testcontainers until a test asks for the stack."""
+    blocked = "import sys; sys.modules.update(aiohttp=None, testcontainers=None); "
+    result = subprocess.run(
+        [sys.executable, "-c", blocked + "import unibus.testing.fixtures"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
