@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,15 +20,7 @@ from testcontainers.core.image import DockerImage
 from testcontainers.core.network import Network
 
 from .engine import docker_unavailable_reason
-from .stack import (
-    BackendUnavailable,
-    Stack,
-    probe_http,
-    probe_service,
-    service_name,
-    shim_available,
-    wait_ready,
-)
+from .stack import BackendUnavailable, Exited, Stack, shim_available, wait_service, wait_shim
 
 NATS_ALIAS = "nats"
 NATS_CONFIG = "/etc/unibus/nats/standalone.conf"
@@ -109,20 +101,13 @@ class ContainerBackend:
         nats = self._run(NatsContainer(image).with_network_aliases(NATS_ALIAS))
         internal_url = f"nats://{NATS_ALIAS}:4222"
         service = self._run(UnibusContainer(image, internal_url, self.env))
-        url, name = nats.url(), service_name(self.env)
-        wait_ready(
-            "unibus serve container", lambda: probe_service(url, name), _death(service), self.ready_timeout_s
-        )
+        url = nats.url()
+        wait_service("unibus serve container", url, self.env, _death(service), self.ready_timeout_s)
         shim_url = None
         if self.shim:
             shim = self._run(UnibusContainer(image, internal_url, self.env).as_shim())
             shim_url = f"http://{shim.get_container_host_ip()}:{shim.get_exposed_port(SHIM_PORT)}"
-            wait_ready(
-                "unibus shim container",
-                lambda: probe_http(f"{shim_url}/healthz"),
-                _death(shim),
-                self.ready_timeout_s,
-            )
+            wait_shim("unibus shim container", shim_url, _death(shim), self.ready_timeout_s)
         return Stack(self.name, url, nats.url(8080, "ws"), shim_url)
 
     def stop(self) -> None:
@@ -141,7 +126,7 @@ class ContainerBackend:
         return container
 
 
-def _death(container: DockerContainer) -> Callable[[], str | None]:
+def _death(container: DockerContainer) -> Exited:
     def died() -> str | None:
         container.reload()
         if container.status not in {"exited", "dead"}:

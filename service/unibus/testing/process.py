@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..natsserver import NatsServer, ServerSpec, free_port
-from .stack import Stack, probe_http, probe_service, service_name, shim_available, wait_ready
+from .stack import Stack, shim_available, wait_service, wait_shim
 
 # The CLI as this very interpreter sees it: no dependence on which `unibus` script is on PATH.
 _UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
@@ -81,19 +81,13 @@ class ProcessBackend:
         ).start()
         url = self._server.url
         service = self._spawn("service", ["serve", "--nats-url", url, "--data-dir", str(root / "data")])
-        name = service_name(self.env)
-        wait_ready("unibus serve", lambda: probe_service(url, name), service.death, self.ready_timeout_s)
+        wait_service("unibus serve", url, self.env, service.death, self.ready_timeout_s)
         shim_url = None
         if self.shim:
             listen = f"127.0.0.1:{free_port()}"
             shim = self._spawn("shim", ["shim", "--nats-url", url, "--listen", listen])
             shim_url = f"http://{listen}"
-            wait_ready(
-                "unibus shim",
-                lambda: probe_http(f"{shim_url}/healthz"),
-                shim.death,
-                self.ready_timeout_s,
-            )
+            wait_shim("unibus shim", shim_url, shim.death, self.ready_timeout_s)
         return Stack(self.name, url, self._server.spec.websocket_url, shim_url)
 
     def stop(self) -> None:

@@ -77,9 +77,11 @@ def probe_http(url: str, timeout_s: float = 2.0) -> None:
     check_http(url, timeout_s)
 
 
-def wait_ready(
-    what: str, probe: Callable[[], None], exited: Callable[[], str | None], timeout_s: float
-) -> None:
+Exited = Callable[[], str | None]
+"""None while a component runs; its exit reason and log tail once it has died."""
+
+
+def wait_ready(what: str, probe: Callable[[], None], exited: Exited, timeout_s: float) -> None:
     """Poll `probe` until it passes; fail fast with the component's own words if it died."""
     from ..cli.health import Unhealthy
 
@@ -96,3 +98,14 @@ def wait_ready(
             raise RuntimeError(f"{what} exited before it was ready:\n{death}")
         time.sleep(0.2)
     raise TimeoutError(f"{what} not ready within {timeout_s}s: {last}")
+
+
+def wait_service(what: str, nats_url: str, env: Mapping[str, str], exited: Exited, timeout_s: float) -> None:
+    """Ready as the image's health check means it: the service answers $SRV.PING."""
+    name = service_name(env)
+    wait_ready(what, lambda: probe_service(nats_url, name), exited, timeout_s)
+
+
+def wait_shim(what: str, shim_url: str, exited: Exited, timeout_s: float) -> None:
+    """Ready when the shim's /healthz is 200: NATS connected and the service answering."""
+    wait_ready(what, lambda: probe_http(f"{shim_url}/healthz"), exited, timeout_s)
