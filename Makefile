@@ -32,6 +32,7 @@ browser-deps:
 	npm ci --prefix tests/browser --no-audit --no-fund
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 soak: $(STAMP)

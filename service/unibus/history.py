@@ -11,9 +11,9 @@ Frames are relayed as stored: the server never decrypts and never re-encodes the
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
+from binascii import b2a_base64
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -92,14 +92,12 @@ class History:
     window: Window | None
 
     def to_json(self) -> bytes:
-        # Standard base64 never needs JSON escaping, so the list is joined directly.
-        parts = ['{"messages":[']
-        parts.append(",".join('"' + base64.b64encode(f).decode("ascii") + '"' for f in self.frames))
-        parts.append("]")
-        if self.window is not None:
-            parts.append(f',"first_seq":{self.window.first_seq},"last_seq":{self.window.last_seq}')
-        parts.append("}")
-        return "".join(parts).encode("ascii")
+        # Standard base64 never needs JSON escaping, so the list is joined as bytes.
+        messages = b'","'.join(b2a_base64(frame, newline=False) for frame in self.frames)
+        head = b'{"messages":["' + messages + b'"]' if self.frames else b'{"messages":[]'
+        if self.window is None:
+            return head + b"}"
+        return head + b',"first_seq":%d,"last_seq":%d}' % (self.window.first_seq, self.window.last_seq)
 
     def to_msgpack(self) -> bytes:
         envelope: dict[str, object] = {"messages": self.frames}
@@ -118,55 +116,60 @@ EMPTY = History([], None)
 
 
 async def read_window(nc: Client, stream: str, win: Window, timeout_s: float) -> list[bytes]:
-    """Fetch the frames of `win` in one flow from a short-lived pull consumer.
+    """Stream the frames of `win` from a short-lived push consumer, in one flow.
 
-    The consumer is ephemeral, unacknowledged, in memory and single-replica: it moves
-    no peer's ack floor, and it is deleted as soon as the window is read (or reaped by
-    the server after `inactive_threshold` if this process dies mid-read)."""
+    Creating the consumer starts the delivery, so the whole read is one round trip. The
+    consumer is ephemeral, in memory and single-replica, and it is never acknowledged:
+    `max_ack_pending` equal to the window size makes the server stop after the window,
+    so a page deep in a long stream costs no more than the page. It touches no peer's
+    consumer or ack floor, and is deleted as soon as the window is read (the server
+    reaps it after `inactive_threshold` should this process die mid-read)."""
     inbox = nc.new_inbox()
     frames: list[bytes] = []
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_message(msg: Msg) -> None:
-        if done.done():
+        if done.done() or not msg.reply:
             return
-        if not msg.reply:  # a status: 404/408 means the batch ended early (a gap at the end)
-            done.set_result(None)
-            return
-        seq = _stream_seq(msg.reply)
+        seq, pending = _position(msg.reply)
         if seq <= win.last_seq:
             frames.append(msg.data)
-        if seq >= win.last_seq or len(frames) >= win.size:
+        if seq >= win.last_seq or pending == 0:
             done.set_result(None)
 
     sub = await nc.subscribe(inbox, cb=on_message)
-    consumer = None
+    name = None
     try:
-        consumer = await _create_consumer(nc, stream, win.first_seq, timeout_s)
-        next_req = json.dumps({"batch": win.size, "no_wait": True}).encode()
-        await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", next_req, reply=inbox)
+        name, pending = await _create_consumer(nc, stream, inbox, win, timeout_s)
+        if pending == 0:  # nothing stored at or after the window's start (all gaps)
+            return []
         await asyncio.wait_for(done, timeout_s)
     finally:
         await sub.unsubscribe()
-        if consumer is not None:
-            # Best effort: the reply is not awaited; inactive_threshold is the backstop.
+        if name is not None:
+            # Best effort, not awaited: inactive_threshold is the backstop.
             with contextlib.suppress(Exception):
-                await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}", b"")
+                await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
     return frames
 
 
-async def _create_consumer(nc: Client, stream: str, start_seq: int, timeout_s: float) -> str:
+async def _create_consumer(
+    nc: Client, stream: str, inbox: str, win: Window, timeout_s: float
+) -> tuple[str, int]:
     request = {
         "stream_name": stream,
         "config": {
+            "deliver_subject": inbox,
             "deliver_policy": "by_start_sequence",
-            "opt_start_seq": start_seq,
-            "ack_policy": "none",
+            "opt_start_seq": win.first_seq,
+            "ack_policy": "explicit",
+            "max_ack_pending": win.size,
+            "ack_wait": 30_000_000_000,
+            "max_deliver": 1,
             "replay_policy": "instant",
             "mem_storage": True,
             "num_replicas": 1,
             "inactive_threshold": 10_000_000_000,
-            "max_batch": MAX_LIMIT,
         },
     }
     reply = await nc.request(
@@ -175,10 +178,13 @@ async def _create_consumer(nc: Client, stream: str, start_seq: int, timeout_s: f
     answer = json.loads(reply.data)
     if "error" in answer:
         raise RuntimeError(f"consumer create on {stream}: {answer['error']}")
-    return str(answer["name"])
+    return str(answer["name"]), int(answer.get("num_pending", 1))
 
 
-def _stream_seq(reply: str) -> int:
-    """Stream sequence from a `$JS.ACK` reply subject (v1: 9 tokens, v2: 12)."""
+def _position(reply: str) -> tuple[int, int]:
+    """(stream sequence, messages pending after it) from a `$JS.ACK` reply subject
+    (v1: 9 tokens; v2 adds domain and account hash in front and a token at the end)."""
     tokens = reply.split(".")
-    return int(tokens[5] if len(tokens) == 9 else tokens[7])
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[8])
+    return int(tokens[7]), int(tokens[10])

@@ -1,0 +1,33 @@
+"""Timing and summarising: medians and tails from repeated runs, nothing clever."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Latency:
+    samples_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+async def latency(op: Callable[[], Awaitable[object]], runs: int, warmup: int = 5) -> Latency:
+    for _ in range(warmup):
+        await op()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await op()
+        samples.append((time.perf_counter() - start) * 1000)
+    return Latency(samples)

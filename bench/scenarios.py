@@ -1,0 +1,161 @@
+"""Each scenario sets up what it needs on a running stack, measures, and returns rows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from unibus.client import ControlClient, Forbidden, Identity
+from unibus.storage.kv import BUCKET
+from unibus.storage.rooms import Room
+
+from . import history_paths as paths
+from .measure import Latency, latency
+from .stack import Stack, connect
+
+FRAME_BYTES = 300
+BACKLOG = 1000
+
+
+async def seed_room(client: ControlClient, nc: Client, room_id: str, count: int = BACKLOG) -> str:
+    room = await client.create_room(room_id)
+    js = nc.jetstream()
+    acks = [js.publish(room["subject"], os.urandom(FRAME_BYTES)) for _ in range(count)]
+    for chunk in range(0, len(acks), 200):
+        await asyncio.gather(*acks[chunk : chunk + 200])
+    return str(room["stream"])
+
+
+async def set_allow_direct(nc: Client, stream: str, on: bool) -> None:
+    js = nc.jetstream()
+    config = (await js.stream_info(stream)).config
+    config.allow_direct = on
+    await js.update_stream(config)
+
+
+async def history_latencies(
+    client: ControlClient, nc: Client, room: str, stream: str, limits: list[int], runs: int
+) -> dict[str, dict[int, Latency]]:
+    """service / baseline / floor latency for each limit, on the same stream in one run."""
+    out: dict[str, dict[int, Latency]] = {"service": {}, "baseline": {}, "floor": {}}
+    for limit in limits:
+        out["service"][limit] = await latency(lambda n=limit: paths.via_service(client, room, n), runs)
+        out["floor"][limit] = await latency(lambda n=limit: paths.floor(nc, stream, BACKLOG, n), runs)
+        out["baseline"][limit] = await latency(
+            lambda n=limit: paths.baseline(nc, stream, n), max(5, runs // 10)
+        )
+    return out
+
+
+async def throughput(
+    client: ControlClient, room: str, limit: int, concurrency: int, seconds: float
+) -> tuple[float, Latency]:
+    """Requests/s and latency of `concurrency` closed-loop callers for `seconds`."""
+    samples: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            await paths.via_service(client, room, limit)
+            samples.append((time.perf_counter() - start) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return len(samples) / (time.perf_counter() - started), Latency(samples)
+
+
+async def interference(client: ControlClient, room: str, runs: int) -> tuple[Latency, Latency]:
+    """history(limit=10) alone, and while a history(limit=1000) is always in flight."""
+    alone = await latency(lambda: paths.via_service(client, room, 10), runs)
+    stop = asyncio.Event()
+
+    async def big_reads() -> None:
+        while not stop.is_set():
+            await paths.via_service(client, room, 1000)
+
+    background = asyncio.create_task(big_reads())
+    await asyncio.sleep(0.05)
+    loaded = await latency(lambda: paths.via_service(client, room, 10), runs, warmup=0)
+    stop.set()
+    await background
+    return alone, loaded
+
+
+async def revocation_delay(st: Stack, owner: Identity, runs: int) -> Latency:
+    """Remove a member through instance A; time until instance B (its own subject prefix,
+    same room bucket) refuses that member. B learns of it only through its KV watch."""
+    nc = await connect(st.url)
+    via_a = ControlClient(nc, owner)
+    member = Identity.generate()
+    via_b = ControlClient(nc, member, prefix="$UNIBUS.B")
+    await via_a.create_room("revoke", mode="ephemeral")
+    samples = []
+    for _ in range(runs):
+        await via_a.add_member("revoke", member.public_key)
+        while True:  # B must see the add before the removal means anything
+            try:
+                await via_b.info("revoke")
+                break
+            except Forbidden:
+                await asyncio.sleep(0.001)
+        await via_a.remove_member("revoke", member.public_key)
+        start = time.perf_counter()
+        while True:
+            try:
+                await via_b.info("revoke")
+            except Forbidden:
+                break
+        samples.append((time.perf_counter() - start) * 1000)
+    await nc.close()
+    return Latency(samples)
+
+
+async def creation_rate(client: ControlClient, count: int, concurrency: int) -> float:
+    ids = iter(range(count))
+
+    async def creator() -> None:
+        for i in ids:
+            await client.create_room(f"created-{i}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(creator() for _ in range(concurrency)))
+    return count / (time.perf_counter() - start)
+
+
+async def resident_memory(st: Stack, rooms: int, members: int) -> float:
+    """MiB resident in a fresh instance that has loaded `rooms` rows of `members` each."""
+    nc = await connect(st.url)
+    kv = await nc.jetstream().key_value(BUCKET)
+    people = [Identity.generate().public_key for _ in range(members)]
+    for start in range(0, rooms, 500):
+        rows = [
+            Room(
+                id=f"mem-{i}",
+                mode="ephemeral",
+                subject=f"unibus.room.mem-{i}",
+                owner=people[0],
+                members={p: ("owner" if p == people[0] else "member") for p in people},
+                created_at_ms=int(time.time() * 1000),
+            )
+            for i in range(start, min(rooms, start + 500))
+        ]
+        await asyncio.gather(*(kv.put(r.id, r.to_json()) for r in rows))
+    proc = st.start_service(UNIBUS_API_PREFIX="$UNIBUS.MEM", UNIBUS_QUEUE_GROUP="mem")
+    await st.wait_services(nc, len(st.services))
+    ping = ControlClient(nc, Identity.generate(), prefix="$UNIBUS.MEM")
+    await ping.list_rooms()  # the instance is serving from its loaded copy
+    await nc.close()
+    status = await asyncio.to_thread(Path(f"/proc/{proc.pid}/status").read_text)
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    st.stop_service(proc)
+    return rss_kib / 1024
+
+
+def bench_client_peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,92 @@
+"""The processes a benchmark runs against: one nats-server and N service instances."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+
+from unibus.endpoints import ENDPOINTS
+from unibus.natsserver import NatsServer, ServerSpec
+
+
+@dataclass
+class Stack:
+    server: NatsServer
+    workdir: Path
+    services: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start_service(self, **env: str) -> subprocess.Popen[bytes]:
+        """A real `unibus serve` process, as operators run it."""
+        environ = {
+            **os.environ,
+            "UNIBUS_NATS_URL": self.url,
+            "UNIBUS_AUTH_MODE": "enforce",
+            "UNIBUS_DATA_DIR": str(self.workdir / f"svc{len(self.services)}"),
+            **env,
+        }
+        log = (self.workdir / f"service{len(self.services)}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "unibus", "serve"],
+            env=environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.services.append(proc)
+        return proc
+
+    async def wait_services(self, nc: Client, count: int) -> None:
+        """Until `count` instances list every endpoint in $SRV.INFO (one reply per instance;
+        an instance answers PING/INFO before its endpoints are subscribed)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish("$SRV.INFO.unibus-control-plane", b"", reply=inbox)
+            ready = 0
+            with contextlib.suppress(Exception):
+                while True:
+                    info = json.loads((await sub.next_msg(timeout=0.3)).data)
+                    ready += len(info["endpoints"]) == len(ENDPOINTS)
+            await sub.unsubscribe()
+            if ready >= count:
+                return
+        raise TimeoutError(f"{count} service instances did not come up")
+
+    def stop_service(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        self.services.remove(proc)
+
+
+@contextlib.contextmanager
+def stack(workdir: Path) -> Iterator[Stack]:
+    server = NatsServer(ServerSpec(store_dir=workdir / "nats", server_name="bench")).start()
+    st = Stack(server, workdir)
+    try:
+        yield st
+    finally:
+        for proc in list(st.services):
+            st.stop_service(proc)
+        server.stop()
+
+
+async def connect(url: str) -> Client:
+    return await nats.connect(url, pending_size=256 * 1024 * 1024)

@@ -1,0 +1,7 @@
+"""`python -m unibus …` is the `unibus` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
