@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,16 @@ def core_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 StartPlane = Callable[..., Awaitable[Running]]
+
+
+async def wait_stored(nc: Client, stream: str, count: int, within_s: float = 10.0) -> None:
+    """Until `stream` holds `count` messages: a core-NATS publish is stored asynchronously."""
+    js = nc.jetstream()
+    deadline = asyncio.get_running_loop().time() + within_s
+    while (await js.stream_info(stream)).state.messages < count:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{stream} never reached {count} messages")
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -9,13 +9,15 @@ from dataclasses import replace
 
 import nats
 import pytest
-from nats.aio.client import Client
 
 from unibus.client import Forbidden, Identity, Message, Peer, Reason, Rejected, Room
 from unibus.client import frames as frame_codec
 from unibus.client.peer import LiveMessages
+from unibus.interest import confirm_interest
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
+
+from conftest import wait_stored
 
 
 @pytest.fixture
@@ -25,15 +27,6 @@ async def peers(nats_server: NatsServer, plane: Running) -> AsyncIterator[list[P
     yield [Peer(nc, Identity.generate()) for nc in conns]
     for nc in conns:
         await nc.close()
-
-
-async def wait_stored(nc: Client, stream: str, count: int) -> None:
-    js = nc.jetstream()
-    for _ in range(250):
-        if (await js.stream_info(stream)).state.messages >= count:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{stream} never reached {count} messages")
 
 
 async def next_live(live: LiveMessages) -> Message | Rejected:
@@ -71,8 +64,7 @@ async def test_non_member_sees_only_ciphertext_it_cannot_open(peers: list[Peer])
     alice, bob, carol = peers
     a_room, _ = await shared_room(alice, bob, "private")
     eavesdrop = await carol.nc.subscribe(a_room.subject)
-    await carol.nc._flush_pending(force_flush=True)  # the SUB first, then the PING (see Room.subscribe)
-    await carol.nc.flush()
+    await confirm_interest(carol.nc)
     await a_room.publish(b"for members only")
     await alice.nc.flush()
     raw = (await eavesdrop.next_msg(timeout=10)).data

@@ -12,6 +12,8 @@ from nats.aio.client import Client
 from unibus.client import ControlClient
 from unibus.runner import Running
 
+from conftest import wait_stored
+
 
 async def publish_core(nc: Client, subject: str, frames: list[bytes]) -> None:
     """Publish the way a browser does: core NATS only, no JetStream API, no acks."""
@@ -24,17 +26,6 @@ async def history_json(client: ControlClient, room: str, query: str = "") -> dic
     data, headers = await client.request_raw(f"{room}.history", query.encode())
     assert headers.get("Content-Type") == "application/json"
     return json.loads(data)
-
-
-async def wait_stored(nc: Client, stream: str, count: int) -> None:
-    js = nc.jetstream()
-    for _ in range(100):
-        if (await js.stream_info(stream)).state.messages >= count:
-            return
-        import asyncio
-
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{stream} never reached {count} messages")
 
 
 async def test_golden_three_frames_in_order_exact_bytes(nc: Client, as_alice: ControlClient) -> None:

@@ -29,6 +29,7 @@ from .config import Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint
 from .errors import ApiError, bad_request
 from .ids import is_room_id
+from .interest import confirm_interest
 from .storage import KvStore, RoomStore, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class ControlPlane:
             await group.add_endpoint(
                 name=endpoint.name, subject=endpoint.suffix, handler=self._dispatcher(endpoint)
             )
-        await flush_subscriptions(self.nc)
+        await confirm_interest(self.nc)
         log.info(
             "serving %s.rooms.* (jetstream=%s, replicas=%d, auth=%s)",
             self.config.api_prefix,
@@ -144,17 +145,6 @@ class ControlPlane:
                 raise bad_request("room id must be 1-64 characters of [A-Za-z0-9_-]")
         call = Call(self.deps, caller, request.subject, headers, data, room_id)
         return await endpoint.handler(call)
-
-
-async def flush_subscriptions(nc: Client) -> None:
-    """Return only once the server has every subscription made so far.
-
-    nats-py writes flush()'s PING straight to the socket, ahead of commands still queued
-    for its flusher task, so a PONG can come back before queued SUBs are sent; readiness
-    announced then would let the first requests meet "no responders". Draining the queue
-    first puts the PING behind them."""
-    await nc._flush_pending(force_flush=True)
-    await nc.flush()
 
 
 async def _respond_error(request: Request, code: int, message: str) -> None:

@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from ..identity import Identity, InvalidKey, is_public_key
+from ..interest import confirm_interest
 from . import frames, roomkeys
 from .control import DEFAULT_PREFIX, ControlClient
 from .errors import ServiceError
@@ -222,10 +223,7 @@ class Room:
         nc = self.peer.nc
         sub = await nc.subscribe(self.subject)
         try:
-            # nats-py's flush() PING can overtake a SUB still queued for its flusher task;
-            # sending the queue first makes the PONG prove the server has the interest.
-            await nc._flush_pending(force_flush=True)
-            await nc.flush()
+            await confirm_interest(nc)
             yield LiveMessages(self, sub)
         finally:
             with contextlib.suppress(Exception):  # the connection may already be closed
