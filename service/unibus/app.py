@@ -202,7 +202,7 @@ async def _log_nats_error(exc: Exception) -> None:
 
 
 async def _log_disconnect() -> None:
-    log.warning("nats: disconnected, reconnecting")
+    log.warning("nats: disconnected")
 
 
 async def _log_reconnect() -> None:
