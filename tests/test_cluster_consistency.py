@@ -16,9 +16,8 @@ from unibus.auth.signing import sign_request
 from unibus.client import Conflict, ControlClient, Forbidden, Identity
 from unibus.storage.kv import BUCKET
 
-from harness import Cluster, create_room
+from harness import Cluster, Spawn, connect_all, create_room
 from harness.checks import history, publish_acked
-from harness.fixtures import Spawn, connect_all
 
 pytest_plugins = ["harness.fixtures"]
 pytestmark = pytest.mark.timeout(120)

@@ -14,9 +14,8 @@ from nats.aio.client import Client
 from unibus.client import ControlClient, Forbidden, Identity
 from unibus.storage.kv import BUCKET
 
-from harness import Cluster, create_room, steady, with_retries
+from harness import Cluster, Outcome, Spawn, create_room, steady, with_retries
 from harness.checks import assert_rows_match_streams, history, instances_answering, publish_acked
-from harness.fixtures import Spawn
 
 pytest_plugins = ["harness.fixtures"]
 pytestmark = pytest.mark.timeout(180)
@@ -35,19 +34,27 @@ async def seed(nc: Client, client: ControlClient, tag: str) -> dict[str, list[by
     return seeded
 
 
-def mixed_load(client: ControlClient, tag: str, seeded: list[str], created: list[str]):  # type: ignore[no-untyped-def]
+def mixed_load(  # type: ignore[no-untyped-def]
+    client: ControlClient, tag: str, seeded: list[str], created: list[str], attempts: list[int]
+):
     """Even operations create a room, odd ones read a seeded room's history; all retried."""
 
     async def op(i: int) -> None:
+        outcome = Outcome()
         if i % 2 == 0:
             room_id = f"{tag}-during-{i}"
-            await create_room(client, room_id)
+            await create_room(client, room_id, outcome=outcome)
             created.append(room_id)
         else:
             room_id = seeded[i % len(seeded)]
-            await with_retries(lambda _: client.history(room_id, limit=10))
+            await with_retries(lambda _: client.history(room_id, limit=10), outcome=outcome)
+        attempts.append(outcome.attempts)
 
     return op
+
+
+def retried(attempts: list[int]) -> str:
+    return f"{sum(a > 1 for a in attempts)} operations retried, at most {max(attempts)} attempts"
 
 
 async def assert_nothing_lost(
@@ -74,14 +81,17 @@ async def test_killing_one_nats_node_under_load_loses_nothing(
     client = ControlClient(cluster_nc, Identity.generate(), timeout_s=3.0)
     seeded = await seed(cluster_nc, client, "kill")
     created: list[str] = []
+    attempts: list[int] = []
     victim = cluster.node(await kv_leader(cluster_nc))  # the room bucket's leader: the worst node to lose
 
     async def fault() -> None:
         await asyncio.sleep(3)
         victim.kill()
 
-    load, _ = await asyncio.gather(steady(10, 12, mixed_load(client, "kill", list(seeded), created)), fault())
-    print(f"\nnode {victim.name} killed (SIGKILL) at 3 s: {load.summary()}", *load.errors[:5], sep="\n")
+    load, _ = await asyncio.gather(
+        steady(10, 12, mixed_load(client, "kill", list(seeded), created, attempts)), fault()
+    )
+    print(f"\nnode {victim.name} killed (SIGKILL) at 3 s: {load.summary()}; {retried(attempts)}")
     assert load.errors == []
     await assert_nothing_lost(client, cluster_nc, seeded, created)
     assert await kv_leader(cluster_nc) != victim.name
@@ -93,6 +103,7 @@ async def test_rolling_restart_of_every_node(cluster: Cluster, spawn: Spawn, clu
     client = ControlClient(cluster_nc, alice, timeout_s=3.0)
     seeded = await seed(cluster_nc, client, "roll")
     created: list[str] = []
+    attempts: list[int] = []
 
     async def restart_each() -> None:
         for node in cluster.nodes:
@@ -102,9 +113,10 @@ async def test_rolling_restart_of_every_node(cluster: Cluster, spawn: Spawn, clu
             await asyncio.to_thread(cluster.wait_healthy, 60)
 
     started = time.monotonic()
-    roll = mixed_load(client, "roll", list(seeded), created)
+    roll = mixed_load(client, "roll", list(seeded), created, attempts)
     load, _ = await asyncio.gather(steady(5, 40, roll), restart_each())
-    print(f"\nrolling restart of 3 nodes in {time.monotonic() - started:.0f} s: {load.summary()}")
+    took = time.monotonic() - started
+    print(f"\nrolling restart of 3 nodes in {took:.0f} s: {load.summary()}; {retried(attempts)}")
     assert load.errors == []
     assert all(instance.running for instance in instances)
     for _ in range(30):  # reconnects are the instances' own doing: give them a bounded while
@@ -130,18 +142,20 @@ async def test_killing_a_service_instance_under_load(
     instances = spawn(3)
     client = ControlClient(cluster_nc, Identity.generate(), timeout_s=3.0)
     created: list[str] = []
+    attempts: list[int] = []
 
     async def creates(i: int) -> None:
-        room_id = f"crash-{i}"
-        await create_room(client, room_id)
-        created.append(room_id)
+        outcome = Outcome()
+        await create_room(client, f"crash-{i}", outcome=outcome)
+        created.append(f"crash-{i}")
+        attempts.append(outcome.attempts)
 
     async def fault() -> None:
         await asyncio.sleep(2)
         instances[0].kill()
 
     load, _ = await asyncio.gather(steady(20, 6, creates), fault())
-    print(f"\ninstance {instances[0].name} killed (SIGKILL) at 2 s: {load.summary()}")
+    print(f"\ninstance {instances[0].name} killed (SIGKILL) at 2 s: {load.summary()}; {retried(attempts)}")
     assert load.errors == []
     assert not instances[0].running and all(i.running for i in instances[1:])
     await assert_nothing_lost(client, cluster_nc, {}, created)

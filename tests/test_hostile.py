@@ -40,7 +40,7 @@ MAX_BODY = 64 * 1024
 SKEW_MS = 120_000
 ROOM = "seed"
 SETTINGS = settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
 )
 GLOBAL = ["create", "list"]
 PER_ROOM = ["info", "history", "members", "members.add", "members.remove", "key", "key.rotate", "delete"]

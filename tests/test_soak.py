@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 
-from test_cluster_load import run_mix
-
-from harness import Cluster
-from harness.fixtures import Spawn
+from harness import Cluster, Spawn
+from harness.mix import run_mix
 
 pytest_plugins = ["harness.fixtures"]
 

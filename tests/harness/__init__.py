@@ -2,8 +2,8 @@
 control-plane instances as real subprocesses, each of which can be stopped, restarted and
 killed. Test modules load the fixtures with `pytest_plugins = ["harness.fixtures"]`."""
 
-from .cluster import Cluster, Node
-from .instances import ServiceInstance
+from .cluster import Cluster, Node, connect_all
+from .instances import ServiceInstance, Spawn
 from .load import LoadResult, steady
 from .retry import DEFAULT, NO_RETRY, Outcome, RetryPolicy, create_room, with_retries
 
@@ -16,6 +16,8 @@ __all__ = [
     "Outcome",
     "RetryPolicy",
     "ServiceInstance",
+    "Spawn",
+    "connect_all",
     "create_room",
     "steady",
     "with_retries",

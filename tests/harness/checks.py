@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -19,11 +18,16 @@ ROOM_STREAM_PREFIX = "UNIBUS_"
 
 
 async def room_rows(js: JetStreamContext) -> set[str]:
-    kv = await js.key_value(BUCKET)
-    try:
-        return set(await kv.keys())
-    except jserr.NoKeysError:
-        return set()
+    """Keys of the room bucket whose latest entry is a row (not a delete marker), read from
+    its stream directly: a KV watch-based key listing can come back empty on a busy node."""
+    stream, prefix = f"KV_{BUCKET}", f"$KV.{BUCKET}."
+    info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
+    rows = set()
+    for subject in info.state.subjects or {}:
+        last = await js.get_last_msg(stream, subject)
+        if (last.headers or {}).get("KV-Operation") not in ("DEL", "PURGE"):
+            rows.add(subject.removeprefix(prefix))
+    return rows
 
 
 async def room_streams(nc: Client) -> set[str]:

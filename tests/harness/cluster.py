@@ -14,6 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import nats
+from nats.aio.client import Client
+
 from unibus.natsserver import NatsServer, ServerSpec, free_port
 
 CLUSTER_NAME = "unibus-test"
@@ -84,3 +87,8 @@ class Cluster:
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 node.stop()
+
+
+async def connect_all(urls: list[str]) -> Client:
+    """A client seeded with every node, so it follows the cluster through a node's loss."""
+    return await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)

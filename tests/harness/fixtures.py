@@ -4,19 +4,16 @@ subprocesses), so the same fixtures serve function- and module-scoped tests."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client
 
 from unibus.natsserver import NatsServer, ServerSpec
 
-from .cluster import Cluster
-from .instances import ServiceInstance
-
-Spawn = Callable[..., list[ServiceInstance]]
+from .cluster import Cluster, connect_all
+from .instances import ServiceInstance, Spawn
 
 
 def _spawner(cluster_urls: list[str], root: Path, started: list[ServiceInstance]) -> Spawn:
@@ -76,11 +73,6 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsS
     yield server, instance
     instance.stop()
     server.stop()
-
-
-async def connect_all(urls: list[str]) -> Client:
-    """A client seeded with every node, so it follows the cluster through a node's loss."""
-    return await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 READY = "unibus control plane ready"
@@ -75,3 +76,7 @@ class ServiceInstance:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+Spawn = Callable[..., list[ServiceInstance]]
+"""The fixtures' factory: `spawn(count, env=None)` starts more instances."""
