@@ -21,14 +21,13 @@ import yaml
 from unibus.cli import build_parser
 from unibus.config import Config
 from unibus.natsserver import nats_server_binary
-from unibus.shim.settings import CORS_ENV
 from unibus.testing.container import NATS_CONFIG, SHIM_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 NATS_CONFS = sorted((DEPLOY / "nats").glob("*.conf"))
 K8S_MANIFESTS = ["control-plane.yaml", "shim.yaml"]
-KNOWN_ENV = {f"UNIBUS_{f.name.upper()}" for f in fields(Config)} | {CORS_ENV}
+KNOWN_ENV = {f"UNIBUS_{f.name.upper()}" for f in fields(Config)}
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"unibus-control-plane:{VERSION}"
 

@@ -21,11 +21,10 @@ from nats.aio.msg import Msg
 
 from unibus.auth.signing import sign_request
 from unibus.client import ControlClient, Identity
-from unibus.config import Config
+from unibus.config import Config, parse_listen
 from unibus.natsserver import NatsServer, ServerSpec, free_port
 from unibus.runner import Running
 from unibus.shim import Shim, ShimSettings, serving
-from unibus.shim.settings import env_origins, parse_listen
 
 APP_ORIGIN = "http://app.example"
 PREFIX = "$UNIBUS.CTL"
@@ -382,8 +381,11 @@ def test_listen_and_origin_parsing() -> None:
     for bad in ["8080", "host:", "host:99999", "host:port"]:
         with pytest.raises(ValueError):
             parse_listen(bad)
-    assert env_origins({"UNIBUS_CORS_ORIGINS": " http://a , ,http://b"}) == {"http://a", "http://b"}
-    assert env_origins({}) == frozenset()
+    assert Config.from_env({"UNIBUS_CORS_ORIGINS": " http://a , ,http://b"}).allowed_origins == {
+        "http://a",
+        "http://b",
+    }
+    assert Config.from_env({}).allowed_origins == frozenset()
     config = Config(api_prefix="$X.CTL", service_name="svc")
     chosen = ShimSettings.from_config(config, "127.0.0.1:0", ["http://a"])
     assert (chosen.api_prefix, chosen.service_name, chosen.allow_origins) == ("$X.CTL", "svc", {"http://a"})

@@ -183,7 +183,7 @@ def _replicas(nc: Client, config: Config) -> int:
 
 async def connect(config: Config, url: str) -> Client:
     options: dict[str, object] = {
-        "servers": [url],
+        "servers": [u.strip() for u in url.split(",") if u.strip()],
         "name": config.service_name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.5,

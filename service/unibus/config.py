@@ -29,7 +29,8 @@ class AuthMode(StrEnum):
 @dataclass(frozen=True)
 class Config:
     nats_url: str | None = None
-    """NATS to join. None starts an embedded nats-server with JetStream on loopback."""
+    """NATS to join (comma-separated seeds for a cluster). None starts an embedded
+    nats-server with JetStream on loopback."""
     nats_creds: str | None = None
     """Credentials file for the service's own NATS connection (optional)."""
     data_dir: str = "./data"
@@ -54,6 +55,8 @@ class Config:
     """False forces the SQLite store and empty histories, as on a NATS without JetStream."""
     http_listen: str | None = None
     """`host:port` for the optional HTTP shim started beside the service."""
+    cors_origins: str = ""
+    """Comma-separated browser origins the HTTP shim grants CORS (none by default; `*`: any)."""
     websocket_port: int = 0
     """Embedded server only: websocket listener for browsers (0 picks a free port, -1 disables)."""
     embedded_port: int = 4222
@@ -72,6 +75,18 @@ class Config:
         if "auth_mode" in values:
             values["auth_mode"] = AuthMode(values["auth_mode"])
         return cls(**values)
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        return frozenset(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` → (host, port); a clear ValueError otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen address {value!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 _INTS = {"replicas", "max_body_bytes", "max_in_flight", "websocket_port", "embedded_port"}

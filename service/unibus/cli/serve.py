@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from typing import Any
 
-from ..config import AuthMode, Config
+from ..config import AuthMode, Config, parse_listen
 from ..runner import serve_forever
+from .lifecycle import run_until_signalled
 
 
 def register(commands: Any) -> None:
@@ -37,16 +36,9 @@ def run(args: argparse.Namespace) -> int:
             embedded_port=args.port,
             http_listen=args.http,
         )
+        if config.http_listen is not None:
+            parse_listen(config.http_listen)
     except ValueError as exc:
         print(f"unibus: {exc}", file=sys.stderr)
         return 2
-
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve_forever(config, stop)
-
-    asyncio.run(go())
-    return 0
+    return run_until_signalled(lambda stop: serve_forever(config, stop))

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from typing import Any
 
 from ..config import Config
-from ..shim import ShimSettings, serving
-from ..shim.settings import CORS_ENV
+from .lifecycle import run_until_signalled
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -23,12 +21,15 @@ def register(commands: Any) -> None:
         "--allow-origin",
         action="append",
         metavar="ORIGIN",
-        help=f"browser origin granted CORS, repeatable; `*` for any ({CORS_ENV}, comma-separated)",
+        help="browser origin granted CORS, repeatable; `*` for any (UNIBUS_CORS_ORIGINS, comma-separated)",
     )
     shim.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # aiohttp is the optional `shim` extra: only this command needs it.
+    from ..shim import ShimSettings, serving
+
     try:
         config = Config.from_env(nats_url=args.nats_url, http_listen=args.listen)
         if config.nats_url is None:
@@ -38,14 +39,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"unibus: {exc}", file=sys.stderr)
         return 2
 
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def relay_until(stop: asyncio.Event) -> None:
         async with serving(settings, nats_url=config.nats_url, creds=config.nats_creds) as shim:
             print(f"unibus http shim ready: {shim.url} -> nats {config.nats_url}", flush=True)
             await stop.wait()
 
-    asyncio.run(go())
-    return 0
+    return run_until_signalled(relay_until)

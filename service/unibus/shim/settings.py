@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..config import Config
-
-CORS_ENV = "UNIBUS_CORS_ORIGINS"
+from ..config import Config, parse_listen
 
 
 @dataclass(frozen=True)
@@ -35,9 +32,9 @@ class ShimSettings:
 
     @classmethod
     def from_config(cls, config: Config, listen: str, origins: Iterable[str] | None = None) -> ShimSettings:
-        """Shim settings for a service config; origins default to `UNIBUS_CORS_ORIGINS`."""
+        """Shim settings for a service config; origins default to its `cors_origins`."""
         host, port = parse_listen(listen)
-        chosen = env_origins() if origins is None else frozenset(o for o in origins if o)
+        chosen = config.allowed_origins if origins is None else frozenset(o for o in origins if o)
         return cls(
             host=host,
             port=port,
@@ -45,19 +42,6 @@ class ShimSettings:
             api_prefix=config.api_prefix,
             service_name=config.service_name,
         )
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` → (host, port); a clear ValueError otherwise."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen address {value!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def env_origins(env: Mapping[str, str] | None = None) -> frozenset[str]:
-    raw = (os.environ if env is None else env).get(CORS_ENV, "")
-    return frozenset(o.strip() for o in raw.split(",") if o.strip())
 
 
 SETTINGS = web.AppKey("settings", ShimSettings)
