@@ -58,11 +58,6 @@ async def test_concurrent_creates_of_one_id_have_one_winner(nc: Client) -> None:
         assert info["owner"] == winners[0].identity.public_key  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(
-    reason="nats-py KeyValue.create re-reads the key after 'wrong last sequence'; on R3 that read can "
-    "miss the winner's write and raise KeyNotFoundError, which storage/kv.py answers as 500",
-    strict=False,
-)
 async def test_losers_of_a_concurrent_create_get_409(nc: Client) -> None:
     for n in range(3):
         _, results = await contest(nc, f"lost-{n}")

@@ -123,6 +123,7 @@ class ControlPlane:
             nats.errors.TimeoutError,
             nats.errors.NoRespondersError,
             jserr.ServiceUnavailableError,
+            jserr.NoStreamResponseError,
         ):
             log.warning("%s: data plane unavailable", endpoint.name, exc_info=True)
             await _respond_error(request, 503, "data plane unavailable, try again")
@@ -157,20 +158,38 @@ async def _respond_error(request: Request, code: int, message: str) -> None:
         log.debug("could not send error reply", exc_info=True)
 
 
+_JS_NOT_ENABLED = 10039
+_JS_STARTUP_WAIT_S = 30.0
+
+
 async def _jetstream(nc: Client, config: Config) -> JetStreamContext | None:
+    """JetStream if this NATS has it, None if it has none.
+
+    "None" must mean the server really has no JetStream (no responder for its API, or not
+    enabled for the account): a cluster still electing its meta leader answers "temporarily
+    unavailable", and falling back to the local SQLite store then would split this instance
+    off from the others' rooms. So transient answers are waited out, and then start fails."""
     if not config.use_jetstream:
         return None
     js = nc.jetstream(timeout=config.js_timeout_s)
-    try:
-        await js.account_info()
-    except (
-        nats.errors.NoRespondersError,
-        nats.errors.TimeoutError,
-        jserr.APIError,
-        jserr.ServiceUnavailableError,
-    ):
-        return None
-    return js
+    deadline = asyncio.get_running_loop().time() + _JS_STARTUP_WAIT_S
+    while True:
+        try:
+            await js.account_info()
+            return js
+        except nats.errors.NoRespondersError:
+            return None
+        except jserr.APIError as err:
+            # nats-py reports "no responders" as a ServiceUnavailableError without a code.
+            if err.err_code == _JS_NOT_ENABLED or err.code is None:
+                return None
+            failure: Exception = err
+        except nats.errors.TimeoutError as err:
+            failure = err
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"JetStream did not become available: {failure}") from failure
+        log.warning("JetStream not ready yet (%s); waiting", failure)
+        await asyncio.sleep(1.0)
 
 
 def _replicas(nc: Client, config: Config) -> int:

@@ -26,6 +26,9 @@ class AuthMode(StrEnum):
     OFF = "off"
 
 
+DEFAULT_API_PREFIX = "$UNIBUS.CTL"
+
+
 @dataclass(frozen=True)
 class Config:
     nats_url: str | None = None
@@ -35,7 +38,7 @@ class Config:
     """Credentials file for the service's own NATS connection (optional)."""
     data_dir: str = "./data"
     """Where the embedded nats-server keeps JetStream, and where the SQLite fallback lives."""
-    api_prefix: str = "$UNIBUS.CTL"
+    api_prefix: str = DEFAULT_API_PREFIX
     """Control endpoints answer on `<api_prefix>.rooms.…`."""
     room_subject_prefix: str = "unibus.room"
     """A room's data subject is `<room_subject_prefix>.<roomID>`."""

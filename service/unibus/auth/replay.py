@@ -10,6 +10,7 @@ instance, so `SharedNonces` keeps the pairs in JetStream where every instance se
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import time
 from typing import Protocol
@@ -18,11 +19,19 @@ import nats.js.errors as jserr
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
-from ..config import Config
+from ..config import DEFAULT_API_PREFIX, Config
 from ..errors import unavailable
 
 NONCE_STREAM = "UNIBUS-NONCES"
 """Not `UNIBUS_<x>`: that form belongs to room streams, and a room id must never collide."""
+
+
+def nonce_stream_name(api_prefix: str) -> str:
+    """One stream per deployment: control planes with other prefixes on the same JetStream
+    keep their own (a shared one would have its subject rewritten by each in turn)."""
+    if api_prefix == DEFAULT_API_PREFIX:
+        return NONCE_STREAM
+    return f"{NONCE_STREAM}-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
 _NAME_IN_USE = 10058
 _DUPLICATE_IN_PROCESS = 10158
 
@@ -72,8 +81,9 @@ class SharedNonces:
     503: a replay check that cannot be made is never waved through.
     """
 
-    def __init__(self, js: JetStreamContext, subject: str, timeout_s: float) -> None:
+    def __init__(self, js: JetStreamContext, stream: str, subject: str, timeout_s: float) -> None:
         self._js = js
+        self._stream = stream
         self._subject = subject
         self._timeout = timeout_s
 
@@ -81,9 +91,10 @@ class SharedNonces:
     async def open(cls, js: JetStreamContext, config: Config, replicas: int) -> SharedNonces:
         """Create the stream (or adopt it) and claim on `<api_prefix>.nonces`."""
         subject, timeout_s = f"{config.api_prefix}.nonces", config.js_timeout_s
+        stream_name = nonce_stream_name(config.api_prefix)
         keep = 2 * config.clock_skew_s
         stream = StreamConfig(
-            name=NONCE_STREAM,
+            name=stream_name,
             subjects=[subject],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,  # survives a whole-cluster restart inside the window
@@ -96,11 +107,11 @@ class SharedNonces:
         except jserr.APIError as err:
             if err.err_code != _NAME_IN_USE:
                 raise
-            info = await asyncio.wait_for(js.stream_info(NONCE_STREAM), timeout_s)
+            info = await asyncio.wait_for(js.stream_info(stream_name), timeout_s)
             # Widen a window another instance set up smaller; never narrow one.
             if (info.config.duplicate_window or 0) < keep:
                 await asyncio.wait_for(js.update_stream(stream), timeout_s)
-        return cls(js, subject, timeout_s)
+        return cls(js, stream_name, subject, timeout_s)
 
     async def claim(self, signer: str, nonce: str, timestamp_ms: int) -> bool:
         try:
@@ -108,7 +119,7 @@ class SharedNonces:
                 self._subject,
                 b"",
                 timeout=self._timeout,
-                stream=NONCE_STREAM,
+                stream=self._stream,
                 headers={"Nats-Msg-Id": f"{signer}.{nonce}"},
             )
         except jserr.NoStreamResponseError:

@@ -104,7 +104,9 @@ class KvStore:
     async def create(self, room: Room) -> Room:
         try:
             revision = await asyncio.wait_for(self._kv.create(room.id, room.to_json()), self._timeout)
-        except jserr.KeyWrongLastSequenceError:
+        except (jserr.KeyWrongLastSequenceError, jserr.KeyNotFoundError):
+            # nats-py re-reads the key after "wrong last sequence"; on a replica that has not
+            # yet applied the winner's write the re-read finds nothing. Either way we lost.
             raise RoomExists(room.id) from None
         stored = room.with_revision(revision)
         self._remember(stored)
