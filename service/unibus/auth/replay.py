@@ -32,6 +32,8 @@ def nonce_stream_name(api_prefix: str) -> str:
     if api_prefix == DEFAULT_API_PREFIX:
         return NONCE_STREAM
     return f"{NONCE_STREAM}-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
+
+
 _NAME_IN_USE = 10058
 _DUPLICATE_IN_PROCESS = 10158
 
