@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, replace
 
 import nats.js.errors as jserr
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 # JSStreamNameExistErr: a stream of that name exists with another config (e.g. a Go
 # client's update changed replicas or allow_direct). It still captures the subject.
 _NAME_IN_USE = 10058
+_STREAM_NOT_FOUND = 10059
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,15 @@ class StreamState:
     first_seq: int
     last_seq: int
     messages: int
-    allow_direct: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a history read needs to know about a stream, from one STREAM.INFO."""
+
+    state: StreamState
+    subjects: tuple[str, ...]
+    replicas: int
 
 
 def room_stream_config(room: Room, replicas: int) -> StreamConfig:
@@ -78,12 +89,42 @@ async def ensure_room_stream(
     return _state(info)
 
 
-async def room_stream_state(js: JetStreamContext, stream: str, timeout_s: float) -> StreamState | None:
-    try:
-        info = await asyncio.wait_for(js.stream_info(stream), timeout_s)
-    except jserr.NotFoundError:
-        return None
-    return _state(info)
+async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Snapshot | None:
+    """STREAM.INFO read raw: the history hot path needs three numbers and two config fields,
+    not nats-py's full StreamInfo (whose decoding costs more than the request). None: no stream."""
+    reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=timeout_s)
+    info = json.loads(reply.data)
+    error = info.get("error")
+    if error is not None:
+        if error.get("err_code") == _STREAM_NOT_FOUND:
+            return None
+        raise jserr.APIError(
+            code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
+        )
+    state, config = info["state"], info["config"]
+    return Snapshot(
+        StreamState(state["first_seq"], state["last_seq"], state["messages"]),
+        tuple(config.get("subjects") or ()),
+        int(config.get("num_replicas") or 1),
+    )
+
+
+async def room_stream_for_read(
+    nc: Client, js: JetStreamContext, room: Room, replicas: int, timeout_s: float
+) -> StreamState | None:
+    """The stream state a history read works from, ensuring a persisted room's stream on
+    the way: created if missing (lazy backfill), restored if its replication was reduced.
+    All of that costs one STREAM.INFO when, as nearly always, the stream is as it should be."""
+    snapshot = await room_stream_snapshot(nc, room.stream, timeout_s)
+    if not room.persisted:
+        return snapshot.state if snapshot else None
+    healthy = (
+        snapshot is not None and room.subject in snapshot.subjects and snapshot.replicas >= max(1, replicas)
+    )
+    if healthy:
+        assert snapshot is not None
+        return snapshot.state
+    return await ensure_room_stream(js, room, replicas, timeout_s)
 
 
 async def delete_room_stream(js: JetStreamContext, stream: str, timeout_s: float) -> None:
@@ -93,10 +134,4 @@ async def delete_room_stream(js: JetStreamContext, stream: str, timeout_s: float
 
 def _state(info: object) -> StreamState:
     state = info.state  # type: ignore[attr-defined]
-    config = info.config  # type: ignore[attr-defined]
-    return StreamState(
-        first_seq=state.first_seq,
-        last_seq=state.last_seq,
-        messages=state.messages,
-        allow_direct=bool(config.allow_direct),
-    )
+    return StreamState(first_seq=state.first_seq, last_seq=state.last_seq, messages=state.messages)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import history
-from ..streams import StreamState, ensure_room_stream, room_stream_state
+from ..streams import room_stream_for_read
 from .context import Call, Reply
 
 
@@ -16,12 +16,7 @@ async def read(call: Call) -> Reply:
         # No JetStream: the room works, it just has no durable backlog.
         return history.EMPTY.encode(accept)
     timeout = deps.config.js_timeout_s
-    state: StreamState | None
-    if room.persisted:
-        # Lazy backfill: a room created before streams were owned here starts capturing now.
-        state = await ensure_room_stream(deps.js, room, deps.replicas, timeout)
-    else:
-        state = await room_stream_state(deps.js, room.stream, timeout)
+    state = await room_stream_for_read(deps.nc, deps.js, room, deps.replicas, timeout)
     win = history.window(state, query)
     if win is None:
         return history.EMPTY.encode(accept)
