@@ -40,11 +40,12 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
         )
     await sc.set_allow_direct(nc, stream, False)
 
-    one_rps, one_lat = await sc.throughput(client, "bench", 50, 32, seconds)
-    alone, loaded = await sc.interference(client, "bench", runs)
+    one = await sc.throughput(st, client, "bench", 50, 32, seconds)
+    alone, loaded = await sc.interference(st, client, "bench", runs)
     st.start_service()
     await st.wait_services(nc, 2)
-    two_rps, two_lat = await sc.throughput(client, "bench", 50, 32, seconds)
+    two = await sc.throughput(st, client, "bench", 50, 32, seconds)
+    alone2, loaded2 = await sc.interference(st, client, "bench", runs)
 
     st.start_service(UNIBUS_API_PREFIX="$UNIBUS.B", UNIBUS_QUEUE_GROUP="b")
     await st.wait_services(nc, 3)
@@ -63,12 +64,16 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
         f"| history(limit=1000) p50 | {fmt_ms(s1000.p50)} | ≤ 10 ms |",
         f"| … vs original algorithm | {b1000.p50 / s1000.p50:.1f}x faster | ≥ 12x |",
         f"| … vs raw floor | {s1000.p50 / f1000.p50:.2f}x | ≤ 1.5x |",
-        f"| history(limit=50), 1 instance, concurrency 32 | {one_rps:,.0f} req/s, p99 {fmt_ms(one_lat.p99)}"
-        " | ≥ 2,000 req/s, p99 ≤ 30 ms |",
-        f"| history(limit=50), 2 instances, concurrency 32 | {two_rps:,.0f} req/s ({two_rps / one_rps:.2f}x),"
-        f" p99 {fmt_ms(two_lat.p99)} | ≥ 1.6x one |",
-        f"| history(limit=10) p50 alone / beside a limit=1000 in flight | {fmt_ms(alone.p50)} /"
+        f"| history(limit=50), 1 instance, concurrency 32 | {one.rps:,.0f} req/s,"
+        f" p99 {fmt_ms(one.latency.p99)} | ≥ 2,000 req/s, p99 ≤ 30 ms |",
+        f"| history(limit=50), 2 instances, concurrency 32 | {two.rps:,.0f} req/s ({two.rps / one.rps:.2f}x),"
+        f" p99 {fmt_ms(two.latency.p99)} | ≥ 1.6x one |",
+        f"| … CPU per request, 1 instance: service / nats-server / bench client | {cpu_split(one)} | |",
+        f"| … CPU per request, 2 instances: services / nats-server / bench client | {cpu_split(two)} | |",
+        f"| history(limit=10) p50 alone / beside a limit=1000 in flight, 1 instance | {fmt_ms(alone.p50)} /"
         f" {fmt_ms(loaded.p50)} (+{loaded.p50 - alone.p50:.2f} ms) | ≤ +5 ms |",
+        f"| … the same with 2 instances in the queue group | {fmt_ms(alone2.p50)} /"
+        f" {fmt_ms(loaded2.p50)} (+{loaded2.p50 - alone2.p50:.2f} ms) | ≤ +5 ms |",
         f"| revocation visible on another instance, p50 / max | {fmt_ms(revoke.p50)} /"
         f" {fmt_ms(max(revoke.samples_ms))} | ≤ 100 ms |",
         f"| persisted-room creation, 16 concurrent callers | {create_rate:,.0f} rooms/s | ≥ 100 rooms/s |",
@@ -76,6 +81,16 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
         " | ≤ 150 MB |",
     ]
     return lines, off
+
+
+def cpu_split(run: sc.Throughput) -> str:
+    cpu = run.cpu_us_per_request
+    total = sum(cpu.values())
+    cores = os.cpu_count() or 1
+    return (
+        f"{cpu['service']:.0f} / {cpu['nats-server']:.0f} / {cpu['client']:.0f} µs per request;"
+        f" {cores} cores / {total:.0f} µs = at most {1e6 * cores / total:,.0f} req/s on this machine"
+    )
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,13 @@ class Latency:
     def p99(self) -> float:
         ordered = sorted(self.samples_ms)
         return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def latency(op: Callable[[], Awaitable[object]], runs: int, warmup: int = 5) -> Latency:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from nats.aio.client import Client
@@ -15,10 +17,11 @@ from unibus.storage.kv import BUCKET
 from unibus.storage.rooms import Room
 
 from . import history_paths as paths
-from .measure import Latency, latency
+from .measure import Latency, cpu_seconds, latency
 from .stack import Stack, connect
 
 FRAME_BYTES = 300
+REPO = Path(__file__).resolve().parent.parent
 BACKLOG = 1000
 
 
@@ -52,10 +55,22 @@ async def history_latencies(
     return out
 
 
+@dataclass(frozen=True)
+class Throughput:
+    rps: float
+    latency: Latency
+    cpu_us_per_request: dict[str, float]
+    """CPU spent per request by each process: the services, nats-server, this client."""
+
+
 async def throughput(
-    client: ControlClient, room: str, limit: int, concurrency: int, seconds: float
-) -> tuple[float, Latency]:
-    """Requests/s and latency of `concurrency` closed-loop callers for `seconds`."""
+    st: Stack, client: ControlClient, room: str, limit: int, concurrency: int, seconds: float
+) -> Throughput:
+    """Requests/s, latency and CPU per request of `concurrency` closed-loop callers."""
+    assert st.server.process is not None
+    pids = {"service": [p.pid for p in st.services], "nats-server": [st.server.process.pid]}
+    before = {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
+    client_before = time.process_time()
     samples: list[float] = []
     deadline = time.perf_counter() + seconds
 
@@ -67,23 +82,39 @@ async def throughput(
 
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return len(samples) / (time.perf_counter() - started), Latency(samples)
+    elapsed = time.perf_counter() - started
+    count = len(samples)
+    cpu = {
+        name: 1e6 * (sum(cpu_seconds(p) for p in group) - before[name]) / count
+        for name, group in pids.items()
+    }
+    cpu["client"] = 1e6 * (time.process_time() - client_before) / count
+    return Throughput(count / elapsed, Latency(samples), cpu)
 
 
-async def interference(client: ControlClient, room: str, runs: int) -> tuple[Latency, Latency]:
-    """history(limit=10) alone, and while a history(limit=1000) is always in flight."""
+async def interference(st: Stack, client: ControlClient, room: str, runs: int) -> tuple[Latency, Latency]:
+    """history(limit=10) alone, and while another peer (its own process) always has a
+    history(limit=1000) in flight."""
+    assert client.identity is not None
     alone = await latency(lambda: paths.via_service(client, room, 10), runs)
-    stop = asyncio.Event()
-
-    async def big_reads() -> None:
-        while not stop.is_set():
-            await paths.via_service(client, room, 1000)
-
-    background = asyncio.create_task(big_reads())
-    await asyncio.sleep(0.05)
-    loaded = await latency(lambda: paths.via_service(client, room, 10), runs, warmup=0)
-    stop.set()
-    await background
+    reader = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.big_reader",
+        st.url,
+        client.identity.seed,
+        room,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        assert reader.stdout is not None
+        await reader.stdout.readline()  # "ready"
+        await asyncio.sleep(0.2)
+        loaded = await latency(lambda: paths.via_service(client, room, 10), runs, warmup=0)
+    finally:
+        reader.kill()
+        await reader.wait()
     return alone, loaded
 
 

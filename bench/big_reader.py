@@ -1,0 +1,25 @@
+"""A separate process that keeps a history(limit=1000) in flight: another peer, with its own
+CPU, so the interference measured is the service's and not the benchmark client's."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import nats
+
+from unibus.client import ControlClient, Identity
+
+from . import history_paths as paths
+
+
+async def main(url: str, seed: str, room: str) -> None:
+    nc = await nats.connect(url, pending_size=256 * 1024 * 1024)
+    client = ControlClient(nc, Identity.from_seed(seed))
+    print("ready", flush=True)
+    while True:
+        await paths.via_service(client, room, 1000)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))
