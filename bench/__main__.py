@@ -114,7 +114,8 @@ def main() -> None:
         f"{' --quick' if args.quick else ''}. Medians unless marked.",
         "",
     ]
-    (DOCS / "benchmarks.md").write_text("\n".join(header + lines + ["", METHOD]) + "\n")
+    analysis = (Path(__file__).parent / "analysis.md").read_text()
+    (DOCS / "benchmarks.md").write_text("\n".join([*header, *lines, "", METHOD, "", analysis]))
 
 
 if __name__ == "__main__":
