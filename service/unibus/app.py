@@ -138,14 +138,28 @@ class ControlPlane:
         if len(data) > self.config.max_body_bytes:
             raise ApiError(413, f"body larger than {self.config.max_body_bytes} bytes")
         headers = request.headers or {}
-        caller = await self.verifier.caller(request.subject, headers, data)
+        caller, nonce = self.verifier.authenticate(request.subject, headers, data)
         room_id = None
         if endpoint.per_room:
             room_id = request.subject.split(".")[self._room_token]
             if not is_room_id(room_id):
                 raise bad_request("room id must be 1-64 characters of [A-Za-z0-9_-]")
         call = Call(self.deps, caller, request.subject, headers, data, room_id)
-        return await endpoint.handler(call)
+        if nonce is None:
+            return await endpoint.handler(call)
+        if not endpoint.read_only:
+            await self.verifier.claim(nonce)
+            return await endpoint.handler(call)
+        # A read changes nothing, so its replay check (a JetStream round trip) runs beside
+        # it; a replayed or unverifiable request still gets the check's answer, never data.
+        claiming = asyncio.create_task(self.verifier.claim(nonce))
+        try:
+            reply = await endpoint.handler(call)
+        except Exception:
+            await claiming
+            raise
+        await claiming
+        return reply
 
 
 async def _respond_error(request: Request, code: int, message: str) -> None:

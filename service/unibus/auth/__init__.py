@@ -2,6 +2,15 @@
 
 from .replay import LocalNonces, ReplayGuard
 from .signing import sign_request, signing_input
-from .verifier import ANONYMOUS, Caller, Verifier
+from .verifier import ANONYMOUS, Caller, Nonce, Verifier
 
-__all__ = ["ANONYMOUS", "Caller", "LocalNonces", "ReplayGuard", "Verifier", "sign_request", "signing_input"]
+__all__ = [
+    "ANONYMOUS",
+    "Caller",
+    "LocalNonces",
+    "Nonce",
+    "ReplayGuard",
+    "Verifier",
+    "sign_request",
+    "signing_input",
+]

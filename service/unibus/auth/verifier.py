@@ -32,24 +32,42 @@ class Caller:
 ANONYMOUS = Caller(None)
 
 
+@dataclass(frozen=True)
+class Nonce:
+    """A verified request's (signer, nonce), to be claimed once against replay."""
+
+    signer: str
+    nonce: str
+    timestamp_ms: int
+
+
 class Verifier:
     def __init__(self, mode: AuthMode, window_s: float, replay: ReplayGuard) -> None:
         self.mode = mode
         self.window_ms = int(window_s * 1000)
         self.replay = replay
 
-    async def caller(self, subject: str, headers: dict[str, str] | None, body: bytes) -> Caller:
+    def authenticate(
+        self, subject: str, headers: dict[str, str] | None, body: bytes
+    ) -> tuple[Caller, Nonce | None]:
+        """Who is asking, from the headers alone (401 if they do not hold up), and the
+        nonce still to be claimed against replay, which needs a round trip (`claim`)."""
         headers = headers or {}
         if self.mode is AuthMode.OFF:
             claimed = headers.get(signing.SIGNER)
-            return Caller(claimed) if claimed and identity.is_public_key(claimed) else ANONYMOUS
+            return (Caller(claimed) if claimed and identity.is_public_key(claimed) else ANONYMOUS), None
         if not any(name in headers for name in signing.HEADERS):
             if self.mode is AuthMode.DEV:
-                return ANONYMOUS
+                return ANONYMOUS, None
             raise unauthorized("signature required")
-        return Caller(await self._verify(subject, headers, body))
+        nonce = self._verify(subject, headers, body)
+        return Caller(nonce.signer), nonce
 
-    async def _verify(self, subject: str, headers: dict[str, str], body: bytes) -> str:
+    async def claim(self, nonce: Nonce) -> None:
+        if not await self.replay.claim(nonce.signer, nonce.nonce, nonce.timestamp_ms):
+            raise unauthorized("replayed request")
+
+    def _verify(self, subject: str, headers: dict[str, str], body: bytes) -> Nonce:
         missing = [name for name in signing.HEADERS if not headers.get(name)]
         if missing:
             raise unauthorized(f"missing header {missing[0]}")
@@ -69,6 +87,4 @@ class Verifier:
             raise unauthorized("request timestamp outside the allowed window")
         if not identity.verify(signer, signing.signing_input(subject, ts_text, nonce, body), signature):
             raise unauthorized("bad signature")
-        if not await self.replay.claim(signer, nonce, timestamp):
-            raise unauthorized("replayed request")
-        return signer
+        return Nonce(signer, nonce, timestamp)

@@ -16,6 +16,9 @@ class Endpoint:
     name: str
     suffix: str
     handler: Handler
+    read_only: bool = False
+    """Changes nothing (history's lazy stream ensure is idempotent), so its replay check
+    may run beside it."""
 
     @property
     def per_room(self) -> bool:
@@ -24,13 +27,13 @@ class Endpoint:
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("create", "create", rooms.create),
-    Endpoint("list", "list", rooms.list_rooms),
-    Endpoint("info", "*.info", rooms.info),
-    Endpoint("history", "*.history", history.read),
-    Endpoint("members", "*.members", members.list_members),
+    Endpoint("list", "list", rooms.list_rooms, read_only=True),
+    Endpoint("info", "*.info", rooms.info, read_only=True),
+    Endpoint("history", "*.history", history.read, read_only=True),
+    Endpoint("members", "*.members", members.list_members, read_only=True),
     Endpoint("members-add", "*.members.add", members.add),
     Endpoint("members-remove", "*.members.remove", members.remove),
-    Endpoint("key", "*.key", members.sealed_keys),
+    Endpoint("key", "*.key", members.sealed_keys, read_only=True),
     Endpoint("key-rotate", "*.key.rotate", members.rotate),
     Endpoint("delete", "*.delete", rooms.delete),
 )
