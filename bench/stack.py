@@ -17,6 +17,7 @@ from nats.aio.client import Client
 
 from unibus.endpoints import ENDPOINTS
 from unibus.natsserver import NatsServer, ServerSpec
+from unibus.processes import stop_process
 
 
 @dataclass
@@ -68,11 +69,7 @@ class Stack:
         raise TimeoutError(f"{count} service instances did not come up")
 
     def stop_service(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         self.services.remove(proc)
 
 

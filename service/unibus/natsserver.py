@@ -12,13 +12,14 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .processes import kill_process, stop_process
 
 
 def nats_server_binary() -> str:
@@ -134,18 +135,10 @@ class NatsServer:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful: SIGTERM lets JetStream flush; SIGKILL only if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_process(self.process, timeout_s)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        kill_process(self.process)
 
     def restart(self) -> NatsServer:
         self.stop()

@@ -7,12 +7,13 @@ after every endpoint is subscribed; its log stays in the test's directory for po
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from unibus.processes import kill_process, stop_process
 
 READY = "unibus control plane ready"
 
@@ -58,21 +59,11 @@ class ServiceInstance:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM: the service drains its NATS connection, then exits."""
-        if not self.running:
-            return
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_process(self.process, timeout_s)
 
     def kill(self) -> None:
         """SIGKILL: no drain, no goodbye; in-flight requests die with the process."""
-        if self.running:
-            assert self.process is not None
-            self.process.kill()
-            self.process.wait()
+        kill_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

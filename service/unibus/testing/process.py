@@ -7,7 +7,6 @@ real JetStream server, only without the container around it.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..natsserver import NatsServer, ServerSpec, free_port
+from ..processes import stop_process
 from .stack import Stack, shim_available, wait_service, wait_shim
 
 # The CLI as this very interpreter sees it: no dependence on which `unibus` script is on PATH.
@@ -37,14 +37,7 @@ class _Child:
 
     def terminate(self, timeout_s: float = 10.0) -> None:
         """SIGTERM lets the service drain its connection; SIGKILL only if it hangs."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s)
 
 
 class ProcessBackend:
