@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 
-from unibus.client import ControlClient, ServiceError, TooLarge
-from unibus.runner import Running
+from unibus.cli import main as cli_main
+from unibus.client import ControlClient, Identity, ServiceError, TooLarge
+from unibus.config import Config
+from unibus.natsserver import NatsServer, free_port
+from unibus.runner import Running, running
 from unibus.storage.kv import BUCKET
+
+from conftest import StartPlane
 
 EXPECTED = {
     "$UNIBUS.CTL.rooms.create",
@@ -58,3 +64,29 @@ async def test_a_corrupt_row_is_a_500_that_leaks_nothing(nc: Client, as_alice: C
     assert (caught.value.code, caught.value.message) == (500, "internal error")
     # The instance keeps serving, and the other rooms are untouched.
     assert (await as_alice.info("fine"))["id"] == "fine"
+
+
+async def test_two_deployments_with_other_prefixes_share_one_jetstream(
+    start_plane: StartPlane, nc: Client, alice: Identity
+) -> None:
+    """Each prefix keeps its own replay-guard stream; neither rewrites the other's."""
+    await start_plane()
+    await start_plane(api_prefix="$OTHER.CTL", queue_group="other", service_name="other-plane")
+    for prefix in ("$UNIBUS.CTL", "$OTHER.CTL"):
+        client = ControlClient(nc, alice, prefix=prefix)
+        await client.create_room(f"r{len(prefix)}")
+        assert [r["id"] for r in await client.list_rooms()] != []
+
+
+async def test_nats_url_takes_comma_separated_seeds(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, alice: Identity
+) -> None:
+    dead = f"nats://127.0.0.1:{free_port()}"
+    config = Config(nats_url=f"{dead},{nats_server.url}", data_dir=str(tmp_path / "d"))
+    async with running(config):
+        assert (await ControlClient(nc, alice).create_room("seeded"))["id"] == "seeded"
+
+
+def test_serve_refuses_a_bad_http_address_before_starting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["serve", "--nats-url", "nats://127.0.0.1:1", "--http", "nowhere"]) == 2
+    assert "is not host:port" in capsys.readouterr().err

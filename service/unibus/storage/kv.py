@@ -78,6 +78,8 @@ class KvStore:
             return
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
             self._rooms.pop(entry.key, None)
+            # The watch has reached the deletion: older puts are behind it, the guard can go.
+            self._deleted.pop(entry.key, None)
             return
         try:
             self._rooms[entry.key] = Room.from_json(entry.value, revision)
