@@ -9,8 +9,10 @@ message at a time per subscription; requests are handed to tasks instead (bounde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -22,12 +24,17 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service, ServiceConfig
 
-from . import __version__
+from . import __version__, connection
 from .auth import LocalNonces, Verifier
 from .auth.replay import SharedNonces
-from .config import Config
+from .callout.authorizer import Authorizer
+from .callout.cutoff import ConnectionCutter
+from .callout.keys import BoundaryKeys
+from .callout.serverconf import INBOXES
+from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint
 from .errors import ApiError, bad_request
+from .identity import Identity
 from .ids import is_room_id
 from .interest import confirm_interest
 from .storage import KvStore, RoomStore, SqliteStore
@@ -35,10 +42,34 @@ from .storage import KvStore, RoomStore, SqliteStore
 log = logging.getLogger(__name__)
 
 
+AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
+
+
+@dataclass
+class Links:
+    """The service's NATS connections. Under the trust boundary they are three users with
+    three permission sets (docs/security.md); without it one connection plays every part."""
+
+    service: Client
+    """JetStream, the room bucket, the nonce stream; the in-process shim's requests."""
+    responder: Client
+    """Receives control requests and callouts; may publish to inboxes only."""
+    system: Client | None = None
+    """System account: finds and cuts connections. None without the boundary."""
+    keys: BoundaryKeys | None = None
+
+    async def close(self) -> None:
+        for nc in {id(c): c for c in (self.responder, self.system, self.service) if c}.values():
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+
 class ControlPlane:
-    def __init__(self, config: Config, nc: Client) -> None:
+    def __init__(self, config: Config, links: Links) -> None:
         self.config = config
-        self.nc = nc
+        self.links = links
+        self.nc = links.service
+        self.cutter = ConnectionCutter(links.system) if links.system else None
         self.deps: Deps | None = None
         self.service: Service | None = None
         self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
@@ -59,7 +90,7 @@ class ControlPlane:
             store = SqliteStore(Path(self.config.data_dir) / "rooms.sqlite")
         self.deps = Deps(self.config, store, self.nc, js, replicas)
         self.service = await add_service(
-            self.nc,
+            self.links.responder,
             ServiceConfig(
                 name=self.config.service_name,
                 version=__version__,
@@ -73,15 +104,41 @@ class ControlPlane:
             await group.add_endpoint(
                 name=endpoint.name, subject=endpoint.suffix, handler=self._dispatcher(endpoint)
             )
-        await confirm_interest(self.nc)
+        if self.links.keys is not None:
+            await self._serve_callout(self.links.keys, store)
+        await confirm_interest(self.links.responder)
         log.info(
-            "serving %s.rooms.* (jetstream=%s, replicas=%d, auth=%s)",
+            "serving %s.rooms.* (jetstream=%s, replicas=%d, auth=%s, boundary=%s)",
             self.config.api_prefix,
             js is not None,
             replicas,
             self.config.auth_mode.value,
+            "on" if self.links.keys else "off",
         )
         return self
+
+    async def _serve_callout(self, keys: BoundaryKeys, store: RoomStore) -> None:
+        """The auth callout, an endpoint of this service: it shares the queue group, so
+        it scales with the instances and shows in `$SRV.STATS`."""
+        assert self.service is not None
+        authorizer = Authorizer(
+            issuer=keys.issuer,
+            rooms_of=store.rooms_of,
+            api_prefix=self.config.api_prefix,
+            room_subject_prefix=self.config.room_subject_prefix,
+            allow_anonymous=self.config.auth_mode is not AuthMode.ENFORCE,
+            ttl_s=self.config.callout_ttl_s,
+        )
+
+        async def authorize(request: Request) -> None:
+            try:
+                await request.respond(await authorizer.answer(request.data))
+            except Exception:
+                log.exception("auth callout: internal error")
+
+        await self.service.add_endpoint(name="auth-callout", subject=AUTH_CALLOUT_SUBJECT, handler=authorize)
+        if self.cutter is not None:
+            await self.cutter.learn_servers()
 
     async def stop(self) -> None:
         if self.service is not None:
@@ -113,9 +170,12 @@ class ControlPlane:
         self._slots.release()
 
     async def _handle(self, endpoint: Endpoint, request: Request) -> None:
+        affected: set[str] = set()
         try:
-            body, headers = await self._answer(endpoint, request)
+            body, headers = await self._answer(endpoint, request, affected)
             await request.respond(body, headers=headers)
+            if affected:
+                await self._reauthorize(affected)
         except ApiError as err:
             await _respond_error(request, err.code, err.message)
         except (
@@ -132,7 +192,22 @@ class ControlPlane:
             log.exception("%s: internal error", endpoint.name)
             await _respond_error(request, 500, "internal error")
 
-    async def _answer(self, endpoint: Endpoint, request: Request) -> tuple[bytes, dict[str, str]]:
+    async def _reauthorize(self, identities: set[str]) -> None:
+        """After the reply: cut the connections of everyone whose rooms changed, so they
+        reconnect under permissions from the new membership. The reply goes first (and is
+        flushed) because the caller may be one of them, and must not lose its answer."""
+        if self.cutter is None:
+            return
+        try:
+            await self.links.responder.flush(timeout=int(max(1, self.config.js_timeout_s)))
+            cut = await self.cutter.cut(identities)
+            log.debug("re-authorizing %d identities: %d connections cut", len(identities), cut)
+        except Exception:
+            log.warning("could not cut connections of %s", sorted(identities), exc_info=True)
+
+    async def _answer(
+        self, endpoint: Endpoint, request: Request, affected: set[str]
+    ) -> tuple[bytes, dict[str, str]]:
         assert self.deps is not None
         data = request.data
         if len(data) > self.config.max_body_bytes:
@@ -144,7 +219,7 @@ class ControlPlane:
             room_id = request.subject.split(".")[self._room_token]
             if not is_room_id(room_id):
                 raise bad_request("room id must be 1-64 characters of [A-Za-z0-9_-]")
-        call = Call(self.deps, caller, request.subject, headers, data, room_id)
+        call = Call(self.deps, caller, request.subject, headers, data, room_id, affected)
         if nonce is None:
             return await endpoint.handler(call)
         if not endpoint.read_only:
@@ -214,20 +289,36 @@ def _replicas(nc: Client, config: Config) -> int:
     return 3 if info.get("cluster") else 1
 
 
-async def connect(config: Config, url: str) -> Client:
-    options: dict[str, object] = {
-        "servers": [u.strip() for u in url.split(",") if u.strip()],
-        "name": config.service_name,
-        "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 0.5,
-        "pending_size": 64 * 1024 * 1024,
-        "error_cb": _log_nats_error,
-        "disconnected_cb": _log_disconnect,
-        "reconnected_cb": _log_reconnect,
-    }
-    if config.nats_creds:
-        options["user_credentials"] = config.nats_creds
-    return await nats.connect(**options)  # type: ignore[arg-type]
+async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Links:
+    """Connect the service: as its three boundary users when it has keys, else once."""
+
+    async def dial(role: str, identity: Identity | None = None) -> Client:
+        opts = connection.options(
+            url,
+            name=f"{config.service_name}-{role}",
+            identity=identity,
+            inbox=INBOXES[role] if identity is not None else None,
+            creds=config.nats_creds,
+            pending_size=64 * 1024 * 1024,
+            error_cb=_log_nats_error,
+            disconnected_cb=_log_disconnect,
+            reconnected_cb=_log_reconnect,
+        )
+        return await nats.connect(**opts)
+
+    if keys is None:
+        nc = await dial("service")
+        return Links(service=nc, responder=nc)
+    opened: list[Client] = []
+    try:
+        for role in ("service", "responder", "system"):
+            opened.append(await dial(role, keys.users[role]))
+    except BaseException:
+        for nc in opened:
+            await nc.close()
+        raise
+    service, responder, system = opened
+    return Links(service, responder, system, keys)
 
 
 async def _log_nats_error(exc: Exception) -> None:

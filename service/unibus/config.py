@@ -64,6 +64,13 @@ class Config:
     """Embedded server only: websocket listener for browsers (0 picks a free port, -1 disables)."""
     embedded_port: int = 4222
     """Embedded server only: client port on loopback (0 picks a free one)."""
+    keys_dir: str | None = None
+    """The trust boundary's seeds (`unibus keys init DIR`, docs/security.md): the service
+    connects with them and answers the auth callout. Unset: the embedded server keeps
+    them under `<data_dir>/keys`; an external NATS is joined without them (no boundary)."""
+    callout_ttl_s: float = 900.0
+    """Lifetime of the user JWTs the callout issues: the longest a permission can outlive
+    a change whose connections could not be cut (the instance died in between)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
@@ -93,7 +100,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 _INTS = {"replicas", "max_body_bytes", "max_in_flight", "websocket_port", "embedded_port"}
-_FLOATS = {"clock_skew_s", "js_timeout_s"}
+_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s"}
 _BOOLS = {"use_jetstream"}
 
 

@@ -24,24 +24,27 @@ class InvalidKey(ValueError):
     pass
 
 
-def encode_public(raw: bytes) -> str:
-    """32 raw ed25519 public-key bytes → `U…` (base32, prefix byte, crc16)."""
-    body = bytes([_USER_PREFIX]) + raw
+def encode_public(raw: bytes, prefix: int = _USER_PREFIX) -> str:
+    """32 raw ed25519 public-key bytes → `U…` (or another nkey kind: base32 of prefix byte,
+    key and crc16)."""
+    body = bytes([prefix]) + raw
     crc = nkeys.crc16(bytearray(body)).to_bytes(2, "little")
     return base64.b32encode(body + crc).decode().rstrip("=")
 
 
 @lru_cache(maxsize=65536)
-def verify_key(public: str) -> nacl.signing.VerifyKey:
-    """`U…` → a verifying key; cached because every signed request decodes its signer."""
-    if not isinstance(public, str) or len(public) != 56 or not public.startswith("U"):
-        raise InvalidKey("not an nkey user public key")
+def verify_key(public: str, prefix: int = _USER_PREFIX) -> nacl.signing.VerifyKey:
+    """`U…` (or the nkey kind `prefix` names: `N…` servers, `A…` accounts) → a verifying key;
+    cached because every signed request and every connection decodes its key."""
+    letter = encode_public(bytes(32), prefix)[0]
+    if not isinstance(public, str) or len(public) != 56 or not public.startswith(letter):
+        raise InvalidKey(f"not an nkey public key of kind {letter}")
     try:
         data = base64.b32decode(public)
     except (binascii.Error, ValueError) as exc:
         raise InvalidKey("not base32") from exc
     body, crc = data[:-2], data[-2:]
-    if body[0] != _USER_PREFIX or nkeys.crc16(bytearray(body)).to_bytes(2, "little") != crc:
+    if body[0] != prefix or nkeys.crc16(bytearray(body)).to_bytes(2, "little") != crc:
         raise InvalidKey("bad nkey prefix or checksum")
     return nacl.signing.VerifyKey(body[1:])
 
@@ -56,9 +59,9 @@ def is_public_key(value: object) -> bool:
     return True
 
 
-def verify(public: str, message: bytes, signature: bytes) -> bool:
+def verify(public: str, message: bytes, signature: bytes, prefix: int = _USER_PREFIX) -> bool:
     try:
-        verify_key(public).verify(message, signature)
+        verify_key(public, prefix).verify(message, signature)
     except (InvalidKey, nacl.exceptions.BadSignatureError, ValueError):
         return False
     return True
@@ -110,3 +113,11 @@ class Identity:
     @classmethod
     def load(cls, path: str | Path) -> Identity:
         return cls.from_seed(Path(path).read_text())
+
+
+def inbox_prefix(public: str) -> str:
+    """Where replies to this identity's connection arrive: `_INBOX.<U…>`.
+
+    Under the trust boundary (docs/security.md) a connection may subscribe only below its
+    own identity's prefix, so nobody else can read the replies it is sent."""
+    return f"_INBOX.{public}"

@@ -8,10 +8,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from nats.aio.client import Client
 
-from .app import ControlPlane, connect
+from .app import ControlPlane, open_links
+from .callout import serverconf
+from .callout.keys import BoundaryKeys
 from .config import Config
 from .natsserver import NatsServer, embedded_spec
 
@@ -33,27 +36,40 @@ class Running:
 async def running(config: Config) -> AsyncIterator[Running]:
     server: NatsServer | None = None
     url = config.nats_url
+    keys = boundary_keys(config)
     if url is None:
+        # The embedded server always runs the boundary: JetStream is never open to anyone.
+        assert keys is not None
         spec = embedded_spec(config.data_dir, config.embedded_port, config.websocket_port)
+        spec.extra = serverconf.render(keys.public(), config.api_prefix)
         server = await asyncio.to_thread(NatsServer(spec).start)
         url = server.url
         log.info("embedded nats-server on %s (websocket %s)", url, spec.websocket_url)
     try:
-        nc = await connect(config, url)
+        links = await open_links(config, url, keys)
         try:
-            plane = await ControlPlane(config, nc).start()
+            plane = await ControlPlane(config, links).start()
             try:
-                async with _http_shim(config, nc) as http_url:
+                async with _http_shim(config, links.service) as http_url:
                     websocket_url = server.spec.websocket_url if server else None
-                    yield Running(config, url, nc, plane, server, websocket_url, http_url)
+                    yield Running(config, url, links.service, plane, server, websocket_url, http_url)
             finally:
                 await plane.stop()
         finally:
-            with contextlib.suppress(Exception):
-                await nc.drain()
+            await links.close()
     finally:
         if server is not None:
             await server.astop()
+
+
+def boundary_keys(config: Config) -> BoundaryKeys | None:
+    """The boundary's keys: from `keys_dir`; made under the data directory for the
+    embedded server; none for an external NATS without `keys_dir`."""
+    if config.keys_dir is not None:
+        return BoundaryKeys.load(config.keys_dir)
+    if config.nats_url is None:
+        return BoundaryKeys.ensure(Path(config.data_dir) / "keys")
+    return None
 
 
 @contextlib.asynccontextmanager

@@ -127,6 +127,22 @@ async def room_stream_for_read(
     return await ensure_room_stream(js, room, replicas, timeout_s)
 
 
+async def drop_push_consumers(js: JetStreamContext, stream: str, inbox: str, timeout_s: float) -> int:
+    """Delete the consumers of `stream` that deliver below `inbox` (a removed member's):
+    they would go on pushing the room's frames to that member's own inbox, which it may
+    still read. Under the boundary nobody else can subscribe there, so nothing of another
+    member is touched. How many were deleted."""
+    dropped = 0
+    with contextlib.suppress(jserr.NotFoundError):
+        for consumer in await asyncio.wait_for(js.consumers_info(stream), timeout_s):
+            deliver = consumer.config.deliver_subject or ""
+            if deliver == inbox or deliver.startswith(inbox + "."):
+                with contextlib.suppress(jserr.NotFoundError):
+                    await asyncio.wait_for(js.delete_consumer(stream, consumer.name), timeout_s)
+                    dropped += 1
+    return dropped
+
+
 async def delete_room_stream(js: JetStreamContext, stream: str, timeout_s: float) -> None:
     with contextlib.suppress(jserr.NotFoundError):
         await asyncio.wait_for(js.delete_stream(stream), timeout_s)

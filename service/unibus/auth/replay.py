@@ -26,6 +26,11 @@ NONCE_STREAM = "UNIBUS-NONCES"
 """Not `UNIBUS_<x>`: that form belongs to room streams, and a room id must never collide."""
 
 
+def nonce_subject(api_prefix: str) -> str:
+    """Where claims are published; only the control plane's own connection may."""
+    return f"{api_prefix}.nonces"
+
+
 def nonce_stream_name(api_prefix: str) -> str:
     """One stream per deployment: control planes with other prefixes on the same JetStream
     keep their own (a shared one would have its subject rewritten by each in turn)."""
@@ -92,7 +97,7 @@ class SharedNonces:
     @classmethod
     async def open(cls, js: JetStreamContext, config: Config, replicas: int) -> SharedNonces:
         """Create the stream (or adopt it) and claim on `<api_prefix>.nonces`."""
-        subject, timeout_s = f"{config.api_prefix}.nonces", config.js_timeout_s
+        subject, timeout_s = nonce_subject(config.api_prefix), config.js_timeout_s
         stream_name = nonce_stream_name(config.api_prefix)
         keep = 2 * config.clock_skew_s
         stream = StreamConfig(

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
@@ -40,6 +40,9 @@ class Call:
     headers: dict[str, str]
     body: bytes
     room_id: str | None
+    affected: set[str] = field(default_factory=set)
+    """Identities whose rooms this call changed: their connections are re-authorized
+    once the reply is sent (docs/security.md)."""
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; an empty body is an empty object."""

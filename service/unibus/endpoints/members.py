@@ -12,8 +12,10 @@ from typing import Any
 
 from .. import identity
 from ..errors import bad_request, conflict, forbidden, not_found, unauthorized
+from ..identity import inbox_prefix
 from ..storage import Room
 from ..storage.rooms import Role
+from ..streams import drop_push_consumers
 from .context import Call, Reply, ok, sealed_blob
 
 
@@ -40,7 +42,9 @@ async def add(call: Call) -> Reply:
             sealed[member] = {str(room.key_epoch): blob}
         return replace(room, members={**room.members, member: role}, sealed_keys=sealed)
 
-    return ok(_summary(await _update(call, mutate)))
+    updated = await _update(call, mutate)
+    call.affected.add(member)
+    return ok(_summary(updated))
 
 
 async def remove(call: Call) -> Reply:
@@ -65,7 +69,12 @@ async def remove(call: Call) -> Reply:
             changed = _rotated(changed, new_keys)
         return changed
 
-    return ok(_summary(await _update(call, mutate)))
+    updated = await _update(call, mutate)
+    call.affected.add(member)
+    if updated.persisted and call.deps.js is not None:
+        timeout_s = call.deps.config.js_timeout_s
+        await drop_push_consumers(call.deps.js, updated.stream, inbox_prefix(member), timeout_s)
+    return ok(_summary(updated))
 
 
 async def rotate(call: Call) -> Reply:

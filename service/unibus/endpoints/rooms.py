@@ -35,6 +35,7 @@ async def create(call: Call) -> Reply:
         stored = await deps.store.create(room)
     except RoomExists:
         raise conflict("room already exists") from None
+    call.affected.update(stored.members)
     return ok(stored.public())
 
 
@@ -101,4 +102,5 @@ async def delete(call: Call) -> Reply:
             raise unavailable("could not delete the room's stream; the room is unchanged") from None
     if not await deps.store.delete(room.id):
         raise not_found()
+    call.affected.update(room.members)
     return ok({"deleted": room.id})

@@ -1,0 +1,164 @@
+"""The auth callout: nats-server asks, for every connection that is not a static user,
+who it is and what it may do; the answer is a short-lived user JWT.
+
+Checks run in the order nats-server itself would verify a connection: the request is
+really from a server (its signature, its kind), then the client proves its nkey (an
+ed25519 signature over the nonce the server sent it), then the identity's rooms decide
+its permissions. A refusal is an authorization response carrying an error, which the
+server turns into `Authorization Violation` for the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import nkeys
+
+from .. import identity
+from ..storage import Room
+from . import jwt
+from .permissions import Permissions, for_anonymous, for_member
+from .serverconf import ACCOUNT
+
+log = logging.getLogger(__name__)
+
+RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
+
+
+class Refused(Exception):
+    """The connection is not admitted; the message goes back to the server's log."""
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    server_id: str
+    user_nkey: str
+    """The key nats-server made for this connection: the JWT's subject must be it."""
+    client_nkey: str | None
+    client_name: str
+    client_kind: str
+
+
+@dataclass
+class Authorizer:
+    issuer: nkeys.KeyPair
+    rooms_of: RoomsOf
+    api_prefix: str
+    room_subject_prefix: str
+    allow_anonymous: bool
+    ttl_s: float
+    """User JWTs expire after this: the bound on a stale permission if the instance that
+    changed a room died before it could cut the connections the change affected."""
+
+    async def answer(self, request_jwt: bytes) -> bytes:
+        """The signed authorization response for one request: a user JWT, or an error."""
+        try:
+            claims = jwt.decode(request_jwt.decode())
+        except (UnicodeDecodeError, jwt.InvalidToken) as exc:
+            log.warning("auth callout: unreadable request (%s)", exc)
+            return b""  # no subject or server to answer to: the server times the client out
+        try:
+            request = _parse(claims)
+        except Refused as exc:
+            log.warning("auth callout: malformed request (%s)", exc)
+            return b""
+        try:
+            user_jwt = await self._user_jwt(request, claims["nats"])
+            body: dict[str, Any] = {"jwt": user_jwt}
+        except Refused as exc:
+            log.info("auth callout: refused %s (%s): %s", request.client_name, request.client_kind, exc)
+            body = {"error": str(exc)}
+        response = {
+            "sub": request.user_nkey,
+            "aud": request.server_id,
+            "nats": {**body, "type": "authorization_response", "version": 2},
+        }
+        return jwt.encode(response, self.issuer).encode()
+
+    async def _user_jwt(self, request: AuthRequest, nats: dict[str, Any]) -> str:
+        who = _proven_identity(nats)
+        permissions: Permissions
+        if who is None:
+            if not self.allow_anonymous:
+                raise Refused("connect with your nkey (the one you sign requests with)")
+            permissions = for_anonymous(self.api_prefix, self.room_subject_prefix)
+            name = "anonymous"
+        else:
+            permissions = for_member(who, await self.rooms_of(who), self.api_prefix)
+            name = who
+        now = int(time.time())
+        user = {
+            "sub": request.user_nkey,
+            "name": name,
+            "aud": ACCOUNT,
+            "iat": now,
+            "exp": now + int(self.ttl_s),
+            "nats": {
+                **permissions.claims(),
+                "subs": -1,
+                "data": -1,
+                "payload": -1,
+                "type": "user",
+                "version": 2,
+            },
+        }
+        return jwt.encode(user, self.issuer)
+
+
+def _parse(claims: dict[str, Any]) -> AuthRequest:
+    nats = claims.get("nats")
+    if not isinstance(nats, dict) or nats.get("type") != "authorization_request":
+        raise Refused("not an authorization request")
+    if not str(claims.get("iss", "")).startswith("N"):
+        raise Refused("not signed by a server")
+    server, client = nats.get("server_id") or {}, nats.get("client_info") or {}
+    user_nkey, server_id = nats.get("user_nkey"), server.get("id")
+    if not isinstance(user_nkey, str) or not isinstance(server_id, str):
+        raise Refused("request without user_nkey or server id")
+    connect = nats.get("connect_opts") or {}
+    nkey = connect.get("nkey")
+    return AuthRequest(
+        server_id=server_id,
+        user_nkey=user_nkey,
+        client_nkey=nkey if isinstance(nkey, str) and nkey else None,
+        client_name=str(connect.get("name") or client.get("host") or "?"),
+        client_kind=str(client.get("type") or client.get("kind") or "?"),
+    )
+
+
+def _proven_identity(nats: dict[str, Any]) -> str | None:
+    """The client's nkey if it signed the server's nonce with it; None if it sent none.
+    A key without a valid proof is refused, never treated as anonymous."""
+    connect = nats.get("connect_opts") or {}
+    nkey = connect.get("nkey")
+    if not nkey:
+        if connect.get("user") or connect.get("pass") or connect.get("auth_token") or connect.get("jwt"):
+            raise Refused("only nkeys are accepted")
+        return None
+    nonce = (nats.get("client_info") or {}).get("nonce")
+    signature = connect.get("sig")
+    if not identity.is_public_key(nkey):
+        raise Refused("nkey is not a user public key (U…)")
+    if not isinstance(nonce, str) or not nonce or not isinstance(signature, str):
+        raise Refused("nkey without a signed nonce")
+    try:
+        raw = _b64(signature)
+    except (ValueError, binascii.Error):
+        raise Refused("nonce signature is not base64") from None
+    if not identity.verify(nkey, nonce.encode(), raw):
+        raise Refused("nonce signature does not verify")
+    return str(nkey)
+
+
+def _b64(text: str) -> bytes:
+    """Clients send the nonce signature in URL-safe or standard base64, padded or not."""
+    padded = text + "=" * (-len(text) % 4)
+    if "-" in text or "_" in text:
+        return base64.urlsafe_b64decode(padded)
+    return base64.b64decode(padded, validate=True)

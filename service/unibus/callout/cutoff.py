@@ -1,0 +1,103 @@
+"""Cutting an identity's connections when its rooms change, so it reconnects and the
+callout issues permissions from the new membership.
+
+NATS cannot change a live connection's permissions; it can close the connection. Clients
+reconnect by themselves, and a reconnect is a new authorization. So after a change the
+service asks every server (`$SYS.REQ.SERVER.PING.CONNZ`, filtered by the user name the
+callout gave the connection, which is the identity's key) which connections the identity
+holds, and has each server close them (`$SYS.REQ.SERVER.<id>.KICK`). This needs the
+system account, hence its own connection with those two subjects and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client
+
+from .serverconf import ACCOUNT
+
+log = logging.getLogger(__name__)
+
+
+_GRACE_S = 0.02
+
+
+@dataclass(frozen=True)
+class Connection:
+    server_id: str
+    cid: int
+
+
+class ConnectionCutter:
+    def __init__(self, system: Client, timeout_s: float = 1.0) -> None:
+        self._nc = system
+        self._timeout = timeout_s
+        self._servers = 0
+        """How many servers answered the last CONNZ: a gather stops once as many have."""
+
+    async def learn_servers(self) -> int:
+        """Ask once how many servers there are, so the first cut does not wait out a timeout."""
+        return len(await self._gather("$SYS.REQ.SERVER.PING.CONNZ", b'{"limit": 1}'))
+
+    async def cut(self, identities: Iterable[str]) -> int:
+        """Close every connection of these identities on every server; how many closed."""
+        found = await asyncio.gather(*(self.connections(i) for i in set(identities)))
+        kicks = [self._kick(c) for conns in found for c in conns]
+        results = await asyncio.gather(*kicks, return_exceptions=True)
+        return sum(1 for r in results if r is True)
+
+    async def connections(self, identity: str) -> list[Connection]:
+        query = {"user": identity, "acc": ACCOUNT, "limit": 10000}
+        answers = await self._gather("$SYS.REQ.SERVER.PING.CONNZ", json.dumps(query).encode())
+        found = []
+        for answer in answers:
+            server_id = (answer.get("server") or {}).get("id")
+            for conn in (answer.get("data") or {}).get("connections") or []:
+                if server_id and isinstance(conn.get("cid"), int):
+                    found.append(Connection(server_id, conn["cid"]))
+        return found
+
+    async def _kick(self, conn: Connection) -> bool:
+        body = json.dumps({"cid": conn.cid}).encode()
+        try:
+            reply = await self._nc.request(f"$SYS.REQ.SERVER.{conn.server_id}.KICK", body, self._timeout)
+        except Exception as exc:  # a server that went away took the connection with it
+            log.warning("could not cut connection %s on %s: %r", conn.cid, conn.server_id, exc)
+            return False
+        error = json.loads(reply.data or b"{}").get("error")
+        if error:  # already gone: the client closed it meanwhile
+            log.debug("cut %s on %s: %s", conn.cid, conn.server_id, error)
+            return False
+        return True
+
+    async def _gather(self, subject: str, body: bytes) -> list[dict[str, Any]]:
+        """Every server answers a PING request; collect until as many answered as last time
+        and then a short grace for one that joined since, or until the timeout."""
+        inbox = self._nc.new_inbox()
+        answers: list[dict[str, Any]] = []
+        enough = asyncio.Event()
+
+        async def collect(msg: object) -> None:
+            answers.append(json.loads(msg.data))  # type: ignore[attr-defined]
+            if self._servers and len(answers) >= self._servers:
+                enough.set()
+
+        sub = await self._nc.subscribe(inbox, cb=collect)
+        try:
+            await self._nc.publish(subject, body, reply=inbox)
+            try:
+                await asyncio.wait_for(enough.wait(), self._timeout)
+                await asyncio.sleep(_GRACE_S)
+            except TimeoutError:
+                pass
+        finally:
+            await sub.unsubscribe()
+        if answers:
+            self._servers = len(answers)
+        return answers

@@ -1,0 +1,87 @@
+"""The trust boundary as nats-server configuration: accounts, static users and the
+auth callout. `deploy/nats/boundary.conf` is this text with `$UNIBUS_*_KEY` variables in
+place of the keys (a test keeps the two identical); the embedded default fills in keys.
+
+One account, `UNIBUS`, holds JetStream and everyone who uses it. Four static users skip
+the callout (`auth_users`), each with the least it needs; every other connection is sent
+to the callout, which issues it a user JWT for `UNIBUS` with permissions from its rooms
+(`permissions.py`). The system user lives in `SYS` and can do two things: list
+connections and cut one.
+"""
+
+from __future__ import annotations
+
+from ..auth.replay import nonce_subject
+from ..config import DEFAULT_API_PREFIX
+from ..storage.kv import BUCKET
+
+ACCOUNT = "UNIBUS"
+"""The account every unibus connection lands in (a user JWT's `aud`)."""
+SYSTEM_ACCOUNT = "SYS"
+INBOXES = {role: f"_INBOX.unibus-{role}" for role in ("service", "responder", "shim", "system")}
+"""Inbox prefixes of the static users. A peer's is `_INBOX.<its U… key>`, which no role
+name can equal, so no two connections share one."""
+
+
+def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_API_PREFIX) -> str:
+    """The configuration block; `public_keys` maps ISSUER, SERVICE, RESPONDER, SHIM and
+    SYSTEM to public keys, or is None for `$UNIBUS_<ROLE>_KEY` variables."""
+
+    def key(role: str) -> str:
+        return f'"{public_keys[role]}"' if public_keys else f"$UNIBUS_{role}_KEY"
+
+    def subjects(*items: str) -> str:
+        return "[" + ", ".join(f'"{s}"' for s in items) + "]"
+
+    control = f"{api_prefix}.rooms"
+    service_publish = (
+        "$JS.API.>",
+        "$JS.FC.>",
+        f"$KV.{BUCKET}.>",
+        nonce_subject(api_prefix),
+        f"{control}.*.history",
+    )
+    return f"""\
+# The unibus trust boundary (docs/security.md). Only public keys appear here.
+system_account: {SYSTEM_ACCOUNT}
+accounts {{
+  {ACCOUNT} {{
+    jetstream: enabled
+    users: [
+      # The control plane's JetStream connection: room streams, the room bucket, the nonce stream.
+      {{ nkey: {key("SERVICE")}, permissions: {{
+          publish: {subjects(*service_publish)}
+          subscribe: {subjects(f"{INBOXES['service']}.>")}
+      }} }}
+      # Answers control requests and the auth callout; may publish to inboxes only, so no
+      # reply subject a caller chooses can reach JetStream.
+      {{ nkey: {key("RESPONDER")}, permissions: {{
+          publish: {subjects("_INBOX.>", "$SYS._INBOX.>")}
+          subscribe: {subjects(f"{control}.>", "$SRV.>", "$SYS.REQ.USER.AUTH")}
+      }} }}
+      # The HTTP shim: history requests and discovery, nothing else.
+      {{ nkey: {key("SHIM")}, permissions: {{
+          publish: {subjects(f"{control}.*.history", "$SRV.PING", "$SRV.PING.>")}
+          subscribe: {subjects(f"{INBOXES['shim']}.>")}
+      }} }}
+    ]
+  }}
+  {SYSTEM_ACCOUNT} {{
+    users: [
+      # Finds an identity's connections and cuts them when its rooms change.
+      {{ nkey: {key("SYSTEM")}, permissions: {{
+          publish: {subjects("$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.SERVER.*.KICK")}
+          subscribe: {subjects(f"{INBOXES['system']}.>")}
+      }} }}
+    ]
+  }}
+}}
+authorization {{
+  # Every connection that is not one of the four users above goes to the callout.
+  auth_callout {{
+    issuer: {key("ISSUER")}
+    account: {ACCOUNT}
+    auth_users: [{", ".join(key(r) for r in ("SERVICE", "RESPONDER", "SHIM", "SYSTEM"))}]
+  }}
+}}
+"""

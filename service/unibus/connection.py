@@ -1,0 +1,48 @@
+"""One builder for every NATS connection this package opens: the service's three, the
+shim's, the CLI's and the health probe's, so identity, inbox and reconnect behaviour are
+decided in one place.
+
+Under the trust boundary (docs/security.md) a connection authenticates with an nkey and
+receives replies under an inbox prefix bound to that key; nats-server refuses it any
+other inbox. Clients reconnect by themselves after the control plane cuts them for a
+change of rooms, so reconnecting is on for everything that lives longer than a request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .identity import Identity, inbox_prefix
+
+
+def servers(url: str) -> list[str]:
+    """`nats://a:4222,nats://b:4222` → the seed list."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+def options(
+    url: str,
+    *,
+    name: str,
+    identity: Identity | None = None,
+    inbox: str | None = None,
+    creds: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """`nats.connect` keyword arguments. `identity` signs the server's nonce; its inbox is
+    `_INBOX.<key>` unless `inbox` names another (the static users')."""
+    result: dict[str, Any] = {
+        "servers": servers(url),
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.25,
+    }
+    if identity is not None:
+        result["nkeys_seed_str"] = identity.seed
+        result["inbox_prefix"] = inbox or inbox_prefix(identity.public_key)
+    elif inbox is not None:
+        result["inbox_prefix"] = inbox
+    if creds:
+        result["user_credentials"] = creds
+    result.update(extra)
+    return result
