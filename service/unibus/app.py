@@ -25,14 +25,15 @@ from nats.micro.request import Request
 from nats.micro.service import Service, ServiceConfig
 
 from . import __version__, connection
-from .auth import LocalNonces, Verifier
+from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces
+from .auth.signing import RECONNECT_HEADER
 from .callout.authorizer import Authorizer
 from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
 from .callout.serverconf import INBOXES
 from .config import AuthMode, Config
-from .endpoints import ENDPOINTS, Call, Deps, Endpoint
+from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .errors import ApiError, bad_request
 from .identity import Identity
 from .ids import is_room_id
@@ -172,10 +173,13 @@ class ControlPlane:
     async def _handle(self, endpoint: Endpoint, request: Request) -> None:
         affected: set[str] = set()
         try:
-            body, headers = await self._answer(endpoint, request, affected)
+            caller, (body, headers) = await self._answer(endpoint, request, affected)
+            cut = affected if self.cutter is not None else set()
+            if caller.signer in cut:
+                headers = {**headers, RECONNECT_HEADER: "true"}
             await request.respond(body, headers=headers)
-            if affected:
-                await self._reauthorize(affected)
+            if cut:
+                await self._reauthorize(cut)
         except ApiError as err:
             await _respond_error(request, err.code, err.message)
         except (
@@ -205,9 +209,7 @@ class ControlPlane:
         except Exception:
             log.warning("could not cut connections of %s", sorted(identities), exc_info=True)
 
-    async def _answer(
-        self, endpoint: Endpoint, request: Request, affected: set[str]
-    ) -> tuple[bytes, dict[str, str]]:
+    async def _answer(self, endpoint: Endpoint, request: Request, affected: set[str]) -> tuple[Caller, Reply]:
         assert self.deps is not None
         data = request.data
         if len(data) > self.config.max_body_bytes:
@@ -221,10 +223,10 @@ class ControlPlane:
                 raise bad_request("room id must be 1-64 characters of [A-Za-z0-9_-]")
         call = Call(self.deps, caller, request.subject, headers, data, room_id, affected)
         if nonce is None:
-            return await endpoint.handler(call)
+            return caller, await endpoint.handler(call)
         if not endpoint.read_only:
             await self.verifier.claim(nonce)
-            return await endpoint.handler(call)
+            return caller, await endpoint.handler(call)
         # A read changes nothing, so its replay check (a JetStream round trip) runs beside
         # it; a replayed or unverifiable request still gets the check's answer, never data.
         claiming = asyncio.create_task(self.verifier.claim(nonce))
@@ -234,7 +236,7 @@ class ControlPlane:
             await claiming
             raise
         await claiming
-        return reply
+        return caller, reply
 
 
 async def _respond_error(request: Request, code: int, message: str) -> None:

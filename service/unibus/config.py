@@ -68,6 +68,9 @@ class Config:
     """The trust boundary's seeds (`unibus keys init DIR`, docs/security.md): the service
     connects with them and answers the auth callout. Unset: the embedded server keeps
     them under `<data_dir>/keys`; an external NATS is joined without them (no boundary)."""
+    nkey: str | None = None
+    """Seed file a `unibus shim` connects with: the shim's user under the trust boundary
+    (`shim.nk` from `unibus keys init`)."""
     callout_ttl_s: float = 900.0
     """Lifetime of the user JWTs the callout issues: the longest a permission can outlive
     a change whose connections could not be cut (the instance died in between)."""

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import nats
+from nats.aio.client import Client
+
 from .identity import Identity, inbox_prefix
 
 
@@ -46,3 +49,11 @@ def options(
         result["user_credentials"] = creds
     result.update(extra)
     return result
+
+
+async def connect_once(options: dict[str, Any]) -> Client:
+    """Connect, raising at once if the first attempt is refused (a command or a probe
+    reports that in one line instead of retrying); once connected, reconnect for ever."""
+    nc = await nats.connect(**{**options, "allow_reconnect": False})
+    nc.options["allow_reconnect"] = True
+    return nc

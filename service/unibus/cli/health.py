@@ -20,7 +20,9 @@ from typing import Any
 import nats
 import nats.errors
 
+from .. import connection
 from ..config import Config
+from ..identity import Identity
 
 
 class Unhealthy(Exception):
@@ -66,17 +68,17 @@ async def ping_service(nats_url: str, service_name: str, timeout_s: float, creds
     """Raise Unhealthy unless NATS accepts a connection and one instance answers the ping."""
     # One attempt, quietly: a probe reports a refusal in one line instead of retrying
     # for minutes and logging each try.
-    options: dict[str, Any] = {
-        "connect_timeout": timeout_s,
-        "allow_reconnect": False,
-        "max_reconnect_attempts": 1,
-        "reconnect_time_wait": 0.1,
-        "error_cb": _ignore,
-    }
-    if creds:
-        options["user_credentials"] = creds
+    # A throwaway identity: under the trust boundary any nkey may ping, none needs a room.
+    options = connection.options(
+        nats_url,
+        name="unibus-health",
+        identity=Identity.generate(),
+        creds=creds,
+        connect_timeout=timeout_s,
+        error_cb=_ignore,
+    )
     try:
-        nc = await nats.connect(nats_url, **options)
+        nc = await connection.connect_once(options)
     except Exception as exc:  # nats-py raises assorted OSError/timeout/protocol errors here
         raise Unhealthy(f"cannot connect to {nats_url}: {exc or type(exc).__name__}") from exc
     try:

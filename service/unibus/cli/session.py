@@ -20,6 +20,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
+from .. import connection
 from ..client import Peer, SealedKeyError, ServiceError
 from ..client.control import DEFAULT_PREFIX
 from ..identity import Identity, InvalidKey
@@ -84,7 +85,7 @@ def run_peer(args: argparse.Namespace, action: Callable[[Peer], Awaitable[int]])
 
     async def go() -> int:
         identity = load_identity(args)
-        nc = await _connect(args)
+        nc = await _connect(args, identity)
         try:
             peer = Peer(nc, identity, args.prefix)
             peer.control.timeout_s = args.timeout
@@ -117,23 +118,26 @@ def fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-async def _connect(args: argparse.Namespace) -> Client:
+async def _connect(args: argparse.Namespace, identity: Identity) -> Client:
+    """Connected as the identity itself: under the trust boundary that is what decides
+    which rooms this connection may publish and subscribe to."""
+
     async def quiet(_: Exception) -> None:
         """Connection errors are reported once, below, not logged per attempt."""
 
-    options: dict[str, Any] = {
-        "servers": [args.nats_url],
-        "connect_timeout": args.timeout,
-        "allow_reconnect": False,
-        # nats-py reads 0 as "retry forever"; 1 gives up after a second attempt.
-        "max_reconnect_attempts": 1,
-        "reconnect_time_wait": 0.2,
-        "error_cb": quiet,
-    }
-    if args.creds:
-        options["user_credentials"] = args.creds
+    options = connection.options(
+        args.nats_url,
+        name="unibus-cli",
+        identity=identity,
+        creds=args.creds,
+        connect_timeout=args.timeout,
+        # Reconnects are how the service re-authorizes a connection whose rooms changed
+        # (a `tail` lives through them); a first connect that fails is reported at once.
+        reconnect_time_wait=0.1,
+        error_cb=quiet,
+    )
     try:
-        return await nats.connect(**options)
+        return await connection.connect_once(options)
     except (OSError, nats.errors.Error, TimeoutError) as exc:
         raise CliError(f"cannot reach NATS at {args.nats_url}: {exc or type(exc).__name__}") from None
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..config import Config
+from ..identity import Identity
 from .lifecycle import run_until_signalled
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -17,6 +18,7 @@ def register(commands: Any) -> None:
     shim = commands.add_parser("shim", help="relay HTTP history requests to the control plane over NATS")
     shim.add_argument("--nats-url", help="NATS where the control plane answers (UNIBUS_NATS_URL)")
     shim.add_argument("--listen", help=f"host:port to serve HTTP on (UNIBUS_HTTP_LISTEN, {DEFAULT_LISTEN})")
+    shim.add_argument("--nkey", help="seed file of the shim's NATS user, shim.nk (UNIBUS_NKEY)")
     shim.add_argument(
         "--allow-origin",
         action="append",
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..shim import ShimSettings, serving
 
     try:
-        config = Config.from_env(nats_url=args.nats_url, http_listen=args.listen)
+        config = Config.from_env(nats_url=args.nats_url, http_listen=args.listen, nkey=args.nkey)
         if config.nats_url is None:
             raise ValueError("the shim needs --nats-url or UNIBUS_NATS_URL")
         settings = ShimSettings.from_config(config, config.http_listen or DEFAULT_LISTEN, args.allow_origin)
@@ -39,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"unibus: {exc}", file=sys.stderr)
         return 2
 
+    identity = Identity.load(config.nkey) if config.nkey else None
+
     async def relay_until(stop: asyncio.Event) -> None:
-        async with serving(settings, nats_url=config.nats_url, creds=config.nats_creds) as shim:
+        nats_url, creds = config.nats_url, config.nats_creds
+        async with serving(settings, nats_url=nats_url, creds=creds, identity=identity) as shim:
             print(f"unibus http shim ready: {shim.url} -> nats {config.nats_url}", flush=True)
             await stop.wait()
 

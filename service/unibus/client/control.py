@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,8 +11,8 @@ import msgpack
 import nats.errors
 from nats.aio.client import Client
 
-from ..auth.signing import sign_request
-from ..identity import Identity
+from ..auth.signing import RECONNECT_HEADER, sign_request
+from ..identity import Identity, inbox_prefix
 from .errors import Unavailable, error_for
 
 DEFAULT_PREFIX = "$UNIBUS.CTL"
@@ -35,6 +36,7 @@ class ControlClient:
         all_headers = dict(headers or {})
         if self.identity is not None:
             all_headers.update(sign_request(self.identity, subject, body))
+        reconnects = self.nc.stats["reconnects"]
         try:
             reply = await self.nc.request(subject, body, timeout=self.timeout_s, headers=all_headers or None)
         except nats.errors.NoRespondersError:
@@ -43,7 +45,25 @@ class ControlClient:
         code = reply_headers.get("Nats-Service-Error-Code")
         if code:
             raise error_for(int(code), reply_headers.get("Nats-Service-Error", ""))
+        if RECONNECT_HEADER in reply_headers and self._connected_as_signer():
+            await self._reauthorized(reconnects)
         return reply.data, reply_headers
+
+    def _connected_as_signer(self) -> bool:
+        """Whether this connection is the signer's own: under the boundary only a connection
+        authenticated with the signer's key can use the signer's inbox."""
+        if self.identity is None:
+            return False
+        return self.nc.new_inbox().startswith(inbox_prefix(self.identity.public_key) + ".")
+
+    async def _reauthorized(self, reconnects_before: int) -> None:
+        """Until the service has cut this connection and it is back with the new
+        permissions (a publish to a room just joined would be refused before that)."""
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        while self.nc.stats["reconnects"] <= reconnects_before or not self.nc.is_connected:
+            if asyncio.get_running_loop().time() > deadline:
+                raise Unavailable(503, "the connection was not re-authorized in time")
+            await asyncio.sleep(0.005)
 
     async def call(self, suffix: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps(payload).encode() if payload is not None else b""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from nats.aio.client import Client
 
+from ..identity import Identity
 from .cors import cors
 from .health import healthz
 from .link import LINK, NatsLink
@@ -43,13 +44,19 @@ class Shim:
 
 @contextlib.asynccontextmanager
 async def serving(
-    settings: ShimSettings, *, nc: Client | None = None, nats_url: str | None = None, creds: str | None = None
+    settings: ShimSettings,
+    *,
+    nc: Client | None = None,
+    nats_url: str | None = None,
+    creds: str | None = None,
+    identity: Identity | None = None,
 ) -> AsyncIterator[Shim]:
-    """Serve until the block exits: on the given connection, or dialling `nats_url`."""
+    """Serve until the block exits: on the given connection, or dialling `nats_url`
+    (as `identity`, the shim's boundary user, when there is one)."""
     if nc is not None:
         link = NatsLink.shared(nc, settings.max_in_flight)
     elif nats_url is not None:
-        link = NatsLink.dial(nats_url, creds, settings.max_in_flight)
+        link = NatsLink.dial(nats_url, creds, settings.max_in_flight, identity)
     else:
         raise ValueError("the shim needs a NATS connection or URL")
     runner = web.AppRunner(

@@ -16,6 +16,10 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from .. import connection
+from ..callout.serverconf import INBOXES
+from ..identity import Identity
+
 log = logging.getLogger(__name__)
 
 
@@ -38,22 +42,25 @@ class NatsLink:
         return link
 
     @classmethod
-    def dial(cls, url: str, creds: str | None, max_in_flight: int) -> NatsLink:
+    def dial(
+        cls, url: str, creds: str | None, max_in_flight: int, identity: Identity | None = None
+    ) -> NatsLink:
         """Connect in the background: the HTTP side serves (503) until NATS first answers,
-        and nats-py reconnects for ever after that."""
+        and nats-py reconnects for ever after that. `identity` is the shim's boundary user
+        (docs/security.md), which may send history requests and nothing else."""
         link = cls(max_in_flight)
         link._owned = True
-        options: dict[str, object] = {
-            "servers": [url],
-            "name": "unibus-shim",
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": 0.5,
-            "connect_timeout": 2,
-            "error_cb": link._on_error,
-        }
-        if creds:
-            options["user_credentials"] = creds
-        link._connecting = asyncio.create_task(nats.connect(**options))  # type: ignore[arg-type]
+        options = connection.options(
+            url,
+            name="unibus-shim",
+            identity=identity,
+            inbox=INBOXES["shim"] if identity is not None else None,
+            creds=creds,
+            reconnect_time_wait=0.5,
+            connect_timeout=2,
+            error_cb=link._on_error,
+        )
+        link._connecting = asyncio.create_task(nats.connect(**options))
         link._connecting.add_done_callback(link._on_connected)
         return link
 
