@@ -12,10 +12,13 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.runner import Running, running
+
+from harness.boundary import shipped_server
 
 
 @pytest.fixture
@@ -71,6 +74,32 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
     conn = await nats.connect(nats_server.url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+def boundary_keys(tmp_path: Path) -> BoundaryKeys:
+    return BoundaryKeys.ensure(tmp_path / "keys")
+
+
+@pytest.fixture
+def shipped_nats(tmp_path: Path, boundary_keys: BoundaryKeys) -> Iterator[NatsServer]:
+    """nats-server on the shipped deploy/nats/standalone.conf: the trust boundary is on."""
+    server = shipped_server(tmp_path / "shipped", boundary_keys).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def bounded_plane(tmp_path: Path, shipped_nats: NatsServer) -> AsyncIterator[Running]:
+    """The control plane on the shipped config, answering the auth callout."""
+    config = Config(
+        nats_url=shipped_nats.url,
+        keys_dir=str(tmp_path / "keys"),
+        data_dir=str(tmp_path / "data"),
+        auth_mode=AuthMode.ENFORCE,
+    )
+    async with running(config) as run:
+        yield run
 
 
 @pytest.fixture

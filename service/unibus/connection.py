@@ -54,6 +54,8 @@ def options(
 async def connect_once(options: dict[str, Any]) -> Client:
     """Connect, raising at once if the first attempt is refused (a command or a probe
     reports that in one line instead of retrying); once connected, reconnect for ever."""
-    nc = await nats.connect(**{**options, "allow_reconnect": False})
+    # nats-py retries a first connect for ever when max_reconnect_attempts is -1.
+    nc = await nats.connect(**{**options, "allow_reconnect": False, "max_reconnect_attempts": 1})
     nc.options["allow_reconnect"] = True
+    nc.options["max_reconnect_attempts"] = options.get("max_reconnect_attempts", -1)
     return nc

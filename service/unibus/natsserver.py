@@ -87,8 +87,10 @@ class ServerSpec:
 class NatsServer:
     """One nats-server process. Start, stop, kill and restart keep the same ports and store."""
 
-    def __init__(self, spec: ServerSpec) -> None:
+    def __init__(self, spec: ServerSpec, env: dict[str, str] | None = None) -> None:
         self.spec = spec
+        self.env = env or {}
+        """Extra environment, e.g. the `UNIBUS_*_KEY` variables a shipped config reads."""
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = spec.store_dir / f"{spec.server_name}.conf"
         self.log_path = spec.store_dir / f"{spec.server_name}.log"
@@ -106,6 +108,7 @@ class NatsServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
             # Its own session: a Ctrl-C meant for `unibus serve` must not kill the server
             # before the service has drained its connection.
             start_new_session=True,

@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from . import health, keys, messages, rooms, serve, shim
+from . import boundary, health, keys, messages, rooms, serve, shim
 
 # Each module exposes `register(subparsers)`; the parser it adds carries `func(args) -> int`.
-COMMAND_MODULES = [serve, health, shim, keys, rooms, messages]
+COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,47 @@
+"""`unibus boundary`: the trust boundary's keys and nats-server configuration.
+
+`init DIR` creates the seeds (keeping any that exist) and `DIR/boundary.env`, the public
+keys as the `UNIBUS_*_KEY` variables `deploy/nats/boundary.conf` reads. `config` prints
+that block, with the keys filled in when `--keys` names a directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..callout import serverconf
+from ..callout.keys import BoundaryKeys
+from ..config import DEFAULT_API_PREFIX
+
+
+def register(commands: Any) -> None:
+    boundary = commands.add_parser("boundary", help="keys and nats-server config of the trust boundary")
+    actions = boundary.add_subparsers(dest="action", required=True)
+    init = actions.add_parser("init", help="create the seeds in DIR (kept if present) and DIR/boundary.env")
+    init.add_argument("dir", help="directory for the seeds (0600 files)")
+    init.set_defaults(func=run_init)
+    config = actions.add_parser("config", help="print the nats-server accounts/authorization block")
+    config.add_argument("--keys", help="fill in the public keys of this directory's seeds")
+    config.add_argument("--prefix", default=DEFAULT_API_PREFIX, help="control subject prefix")
+    config.set_defaults(func=run_config)
+
+
+def env_lines(keys: BoundaryKeys) -> str:
+    return "".join(f"UNIBUS_{role}_KEY={key}\n" for role, key in keys.public().items())
+
+
+def run_init(args: argparse.Namespace) -> int:
+    keys = BoundaryKeys.ensure(args.dir)
+    env = Path(args.dir) / "boundary.env"
+    env.write_text(env_lines(keys))
+    print(f"seeds in {args.dir}; public keys in {env}:")
+    print(env_lines(keys), end="")
+    return 0
+
+
+def run_config(args: argparse.Namespace) -> int:
+    keys = BoundaryKeys.load(args.keys).public() if args.keys else None
+    print(serverconf.render(keys, args.prefix), end="")
+    return 0

@@ -1,0 +1,95 @@
+"""nats-server run from the shipped deploy/nats/standalone.conf (only ports and directories
+substituted), the control plane on it with the boundary's keys, and connections as
+identities whose refusals are collected so a test can assert that the server said no."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+
+from unibus import connection
+from unibus.callout.keys import BoundaryKeys
+from unibus.callout.serverconf import INBOXES
+from unibus.identity import Identity
+from unibus.natsserver import NatsServer, ServerSpec
+
+DEPLOY_NATS = Path(__file__).resolve().parents[2] / "deploy" / "nats"
+
+
+class ShippedSpec(ServerSpec):
+    """deploy/nats/standalone.conf with loopback ports the server picks and the test's
+    store directory; boundary.conf is copied beside it unchanged."""
+
+    def render(self) -> str:
+        text = (DEPLOY_NATS / "standalone.conf").read_text()
+        text = re.sub(r"(?m)^listen: 0\.0\.0\.0:4222$", f"listen: 127.0.0.1:{self.port or -1}", text)
+        text = re.sub(r"(?m)^http: 0\.0\.0\.0:8222$", "http: 127.0.0.1:-1", text)
+        text = re.sub(r"listen: 0\.0\.0\.0:8080", f"listen: 127.0.0.1:{self.websocket_port or -1}", text)
+        text = text.replace("store_dir: /var/lib/unibus/jetstream", f'store_dir: "{self.store_dir}"')
+        (self.store_dir / "boundary.conf").write_text((DEPLOY_NATS / "boundary.conf").read_text())
+        return f'ports_file_dir: "{self.store_dir}"\n' + text
+
+
+def shipped_server(root: Path, keys: BoundaryKeys) -> NatsServer:
+    spec = ShippedSpec(store_dir=root, websocket_port=0, server_name="shipped")
+    env = {f"UNIBUS_{role}_KEY": key for role, key in keys.public().items()}
+    return NatsServer(spec, env=env)
+
+
+@dataclass
+class Watched:
+    """A connection and what the server refused it (its -ERR lines, lower-cased)."""
+
+    nc: Client
+    errors: list[str] = field(default_factory=list)
+
+    async def refused(self, verb: str, subject: str, within_s: float = 3.0) -> bool:
+        """Whether the server reported a permissions violation for `verb` (publish or
+        subscription) on `subject`."""
+        wanted = f'permissions violation for {verb} to "{subject}"'.lower()
+        deadline = asyncio.get_running_loop().time() + within_s
+        while asyncio.get_running_loop().time() < deadline:
+            if any(wanted in e for e in self.errors):
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+
+async def connect_as(url: str, identity: Identity | None, *, inbox: str | None = None) -> Watched:
+    """Connected as `identity` (None: no credentials at all), reconnecting like a peer."""
+    watched = Watched(None)  # type: ignore[arg-type]
+
+    async def record(exc: Exception) -> None:
+        watched.errors.append(str(exc).lower())
+
+    opts = connection.options(url, name="test-peer", identity=identity, inbox=inbox, error_cb=record)
+    watched.nc = await connection.connect_once(opts)
+    return watched
+
+
+async def refused_connect(url: str, identity: Identity | None = None, **extra: object) -> str:
+    """The error a connection attempt ends in; fails the test if it is admitted."""
+    opts = connection.options(url, name="test-refused", identity=identity, **extra)
+    try:
+        nc = await connection.connect_once(opts)
+    except nats.errors.Error as exc:
+        return str(exc)
+    await nc.close()
+    raise AssertionError("the connection was admitted")
+
+
+@contextlib.asynccontextmanager
+async def as_role(url: str, keys: BoundaryKeys, role: str) -> AsyncIterator[Watched]:
+    """Connected as one of the boundary's static users (the shim, the service, …)."""
+    watched = await connect_as(url, keys.users[role], inbox=INBOXES[role])
+    try:
+        yield watched
+    finally:
+        await watched.nc.close()

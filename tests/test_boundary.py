@@ -1,0 +1,307 @@
+"""The trust boundary, tried as an attacker would, on the shipped deploy/nats config.
+
+Every bypass that worked against an open server (issue: the trust boundary) is attempted
+here by a stranger (a valid nkey that is in no room), by a member of another room, by a
+removed member and by the shim's user; each must fail at nats-server itself, with the
+rooms, streams and nonce stream unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+
+import nats.errors
+import nats.js.errors
+import pytest
+from nats.js.api import StreamConfig
+
+from unibus.auth.replay import nonce_stream_name
+from unibus.callout.keys import BoundaryKeys
+from unibus.client import Identity, Peer
+from unibus.config import DEFAULT_API_PREFIX
+from unibus.natsserver import NatsServer
+from unibus.runner import Running
+from unibus.storage.kv import BUCKET
+
+from harness.boundary import Watched, as_role, connect_as, refused_connect
+
+SHORT = 1.0
+
+
+@pytest.fixture
+async def owner(bounded_plane: Running, alice: Identity) -> AsyncIterator[tuple[Watched, Peer]]:
+    """Alice, connected as herself, owning the encrypted persisted room `vault`."""
+    watched = await connect_as(bounded_plane.nats_url, alice)
+    peer = Peer(watched.nc, alice)
+    await peer.create_room("vault")
+    await peer.publish("vault", b"secret one")
+    yield watched, peer
+    await watched.nc.close()
+
+
+@pytest.fixture
+async def stranger(bounded_plane: Running) -> AsyncIterator[Watched]:
+    watched = await connect_as(bounded_plane.nats_url, Identity.generate())
+    yield watched
+    await watched.nc.close()
+
+
+async def stored(plane: Running, stream: str) -> tuple[int, int]:
+    """(messages, last_seq) of a stream, read through the service's own connection."""
+    info = await plane.nc.jetstream().stream_info(stream)
+    return info.state.messages, info.state.last_seq
+
+
+async def denied_request(who: Watched, subject: str, body: bytes = b"") -> None:
+    """A request the server must refuse to carry: a violation, and never a reply."""
+    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+        await who.nc.request(subject, body, timeout=SHORT)
+    assert await who.refused("publish", subject), who.errors
+
+
+# --- connecting ---------------------------------------------------------------------------
+
+
+async def test_a_connection_without_an_nkey_is_refused(bounded_plane: Running) -> None:
+    assert "authorization violation" in (await refused_connect(bounded_plane.nats_url)).lower()
+
+
+async def test_over_the_websocket_too(bounded_plane: Running, shipped_nats: NatsServer) -> None:
+    """Browsers connect over the websocket: the same callout, the same refusals."""
+    websocket = shipped_nats.spec.websocket_url
+    assert websocket is not None
+    assert "authorization violation" in (await refused_connect(websocket)).lower()
+    stranger = await connect_as(websocket, Identity.generate())
+    try:
+        await denied_request(stranger, "$JS.API.STREAM.LIST")
+    finally:
+        await stranger.nc.close()
+
+
+async def forged_connect(url: str, claimed: str) -> bytes:
+    """Speak the protocol by hand: claim the public key `claimed`, sign the server's nonce
+    with some other key, and return the server's first answer."""
+    host, port = url.removeprefix("nats://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    info = json.loads((await reader.readline()).split(b" ", 1)[1])
+    forged = Identity.generate().sign(info["nonce"].encode())
+    connect = {
+        "nkey": claimed,
+        "sig": base64.urlsafe_b64encode(forged).decode().rstrip("="),
+        "verbose": False,
+        "protocol": 1,
+    }
+    writer.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+
+
+async def test_claiming_someone_elses_nkey_without_its_seed_is_refused(
+    bounded_plane: Running, alice: Identity
+) -> None:
+    answer = await forged_connect(bounded_plane.nats_url, alice.public_key)
+    assert answer.startswith(b"-ERR") and b"Authorization Violation" in answer
+
+
+async def test_the_service_users_cannot_be_claimed_without_their_seeds(
+    bounded_plane: Running, boundary_keys: BoundaryKeys
+) -> None:
+    """A static user's public key is no secret: an impostor still has to sign the nonce."""
+    for role in ("service", "responder", "shim", "system"):
+        answer = await forged_connect(bounded_plane.nats_url, boundary_keys.users[role].public_key)
+        assert answer.startswith(b"-ERR") and b"Authorization Violation" in answer, role
+
+
+# --- JetStream, the bucket, the nonce stream ----------------------------------------------
+
+
+async def test_a_stranger_cannot_read_the_room_bucket_or_a_rooms_stream(
+    bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched
+) -> None:
+    await denied_request(stranger, f"$JS.API.STREAM.INFO.KV_{BUCKET}")
+    await denied_request(stranger, f"$JS.API.DIRECT.GET.KV_{BUCKET}.$KV.{BUCKET}.vault")
+    await denied_request(stranger, "$JS.API.STREAM.MSG.GET.UNIBUS_vault", b'{"seq": 1}')
+    await denied_request(stranger, "$JS.API.STREAM.INFO.UNIBUS_vault")
+    await denied_request(stranger, "$JS.API.STREAM.LIST")
+
+
+async def test_a_stranger_cannot_write_the_room_bucket(
+    bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched
+) -> None:
+    _, peer = owner
+    before = await peer.control.members("vault")
+    row = json.dumps({"id": "vault", "members": {"U" + "A" * 55: "owner"}}).encode()
+    await stranger.nc.publish(f"$KV.{BUCKET}.vault", row)
+    assert await stranger.refused("publish", f"$KV.{BUCKET}.vault")
+    assert await peer.control.members("vault") == before
+
+
+async def test_a_stranger_cannot_purge_delete_or_precreate_room_streams(
+    bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched
+) -> None:
+    before = await stored(bounded_plane, "UNIBUS_vault")
+    await denied_request(stranger, "$JS.API.STREAM.PURGE.UNIBUS_vault")
+    await denied_request(stranger, "$JS.API.STREAM.DELETE.UNIBUS_vault")
+    await denied_request(stranger, "$JS.API.STREAM.MSG.DELETE.UNIBUS_vault", b'{"seq": 1}')
+    trap = StreamConfig(name="UNIBUS_later", subjects=["unibus.room.later"], max_msgs=1, discard="new")
+    await denied_request(stranger, "$JS.API.STREAM.CREATE.UNIBUS_later", json.dumps(trap.as_dict()).encode())
+    assert await stored(bounded_plane, "UNIBUS_vault") == before
+    with pytest.raises(nats.js.errors.NotFoundError):
+        await bounded_plane.nc.jetstream().stream_info("UNIBUS_later")
+
+
+async def test_a_stranger_cannot_touch_the_nonce_stream(bounded_plane: Running, stranger: Watched) -> None:
+    stream = nonce_stream_name(DEFAULT_API_PREFIX)
+    before = (await bounded_plane.nc.jetstream().stream_info(stream)).config
+    shrunk = json.dumps({**before.as_dict(), "duplicate_window": 1_000_000}).encode()
+    await denied_request(stranger, f"$JS.API.STREAM.UPDATE.{stream}", shrunk)
+    await denied_request(stranger, f"$JS.API.STREAM.DELETE.{stream}")
+    await stranger.nc.publish(f"{DEFAULT_API_PREFIX}.nonces", b"")
+    assert await stranger.refused("publish", f"{DEFAULT_API_PREFIX}.nonces")
+    after = (await bounded_plane.nc.jetstream().stream_info(stream)).config
+    assert after.duplicate_window == before.duplicate_window
+
+
+# --- control subjects and inboxes ---------------------------------------------------------
+
+
+async def test_nobody_but_the_service_can_subscribe_to_control_subjects(
+    bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched
+) -> None:
+    """Impersonating the service (answering `…key` before it) needs the subscription."""
+    for subject in (f"{DEFAULT_API_PREFIX}.>", f"{DEFAULT_API_PREFIX}.rooms.*.key", "$SYS.REQ.USER.AUTH"):
+        await stranger.nc.subscribe(subject)
+        assert await stranger.refused("subscription", subject), subject
+    _, peer = owner
+    keys = await peer.control.sealed_keys("vault")  # the real service still answers
+    assert keys["epoch"] == 1
+
+
+async def test_inboxes_are_private(
+    bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched, alice: Identity
+) -> None:
+    for subject in ("_INBOX.>", f"_INBOX.{alice.public_key}.>", "_INBOX.unibus-service.>"):
+        await stranger.nc.subscribe(subject)
+        assert await stranger.refused("subscription", subject), subject
+    await stranger.nc.publish(f"_INBOX.{alice.public_key}.fake", b"{}")
+    assert await stranger.refused("publish", f"_INBOX.{alice.public_key}.fake")
+
+
+async def test_a_reply_subject_cannot_aim_the_service_at_jetstream(
+    bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched
+) -> None:
+    """The service answers on a connection that may publish to inboxes only, so a request
+    whose reply subject is a JetStream API call changes nothing."""
+    before = await stored(bounded_plane, "UNIBUS_vault")
+    for verb in ("PURGE", "DELETE"):
+        await stranger.nc.publish(
+            f"{DEFAULT_API_PREFIX}.rooms.vault.info", b"", reply=f"$JS.API.STREAM.{verb}.UNIBUS_vault"
+        )
+    await stranger.nc.flush()
+    await asyncio.sleep(0.3)
+    assert await stored(bounded_plane, "UNIBUS_vault") == before
+
+
+# --- rooms --------------------------------------------------------------------------------
+
+
+async def test_a_non_member_can_neither_publish_into_nor_read_a_room(
+    bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
+) -> None:
+    outsider = await connect_as(bounded_plane.nats_url, bob)
+    try:
+        other = Peer(outsider.nc, bob)
+        await other.create_room("elsewhere")  # a member of another room
+        before = await stored(bounded_plane, "UNIBUS_vault")
+        await outsider.nc.subscribe("unibus.room.vault")
+        assert await outsider.refused("subscription", "unibus.room.vault")
+        await outsider.nc.publish("unibus.room.vault", b"forged frame")
+        assert await outsider.refused("publish", "unibus.room.vault")
+        await denied_request(outsider, "$JS.API.STREAM.INFO.UNIBUS_vault")
+        assert await stored(bounded_plane, "UNIBUS_vault") == before
+    finally:
+        await outsider.nc.close()
+
+
+async def test_a_member_reads_its_rooms_stream_but_cannot_change_it(
+    bounded_plane: Running, owner: tuple[Watched, Peer]
+) -> None:
+    """The Go client's reads of its own room's stream pass; a stream update, which could
+    point the stream's subjects at other rooms or inboxes, is refused."""
+    member, _ = owner
+    js = member.nc.jetstream(timeout=SHORT)
+    info = await js.stream_info("UNIBUS_vault")
+    assert info.state.messages == 1
+    consumer = await js.subscribe(
+        "unibus.room.vault", stream="UNIBUS_vault", ordered_consumer=True, deliver_policy="all"
+    )
+    assert (await consumer.next_msg(timeout=2)).subject == "unibus.room.vault"
+    await consumer.unsubscribe()
+    widened = json.dumps({**info.config.as_dict(), "subjects": ["unibus.room.vault", "_INBOX.>"]}).encode()
+    await denied_request(member, "$JS.API.STREAM.UPDATE.UNIBUS_vault", widened)
+    await denied_request(member, "$JS.API.STREAM.PURGE.UNIBUS_vault")
+    assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 1
+
+
+async def test_a_removed_member_is_cut_off_at_the_server(
+    bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
+) -> None:
+    _, peer = owner
+    await peer.add_member("vault", bob.public_key)
+    member = await connect_as(bounded_plane.nats_url, bob)
+    try:
+        live = await member.nc.subscribe("unibus.room.vault")
+        await member.nc.publish("unibus.room.vault", b"bob was here")
+        await member.nc.flush()
+        assert (await live.next_msg(timeout=2)).data == b"bob was here"
+
+        await peer.remove_member("vault", bob.public_key)
+        removed_at = time.monotonic()
+        deadline = removed_at + 1.0
+        while not await member.refused("subscription", "unibus.room.vault", within_s=0.05):
+            assert time.monotonic() < deadline, member.errors
+        before = await stored(bounded_plane, "UNIBUS_vault")
+        await member.nc.publish("unibus.room.vault", b"after removal")
+        assert await member.refused("publish", "unibus.room.vault")
+        assert await stored(bounded_plane, "UNIBUS_vault") == before
+    finally:
+        await member.nc.close()
+
+
+async def test_the_creator_publishes_right_after_create(bounded_plane: Running, alice: Identity) -> None:
+    """Creating a room re-authorizes the creator's connection; the client waits for it,
+    so the first frame is not refused."""
+    creator = await connect_as(bounded_plane.nats_url, alice)
+    try:
+        peer = Peer(creator.nc, alice)
+        room = await peer.create_room("fresh")
+        await room.publish(b"first")
+        page = await room.history()
+        assert [m.data for m in page.messages if m.ok] == [b"first"]  # type: ignore[union-attr]
+        assert not any("permissions violation" in e for e in creator.errors)
+    finally:
+        await creator.nc.close()
+
+
+# --- the shim's user ----------------------------------------------------------------------
+
+
+async def test_the_shim_user_may_request_history_and_nothing_else(
+    bounded_plane: Running, owner: tuple[Watched, Peer], boundary_keys: BoundaryKeys
+) -> None:
+    async with as_role(bounded_plane.nats_url, boundary_keys, "shim") as shim:
+        reply = await shim.nc.request(f"{DEFAULT_API_PREFIX}.rooms.vault.history", b"", timeout=5)
+        assert reply.headers and reply.headers.get("Nats-Service-Error-Code") == "401"  # unsigned
+        await shim.nc.publish("unibus.room.vault", b"x")
+        assert await shim.refused("publish", "unibus.room.vault")
+        await denied_request(shim, f"{DEFAULT_API_PREFIX}.rooms.create", b"{}")
+        await denied_request(shim, "$JS.API.STREAM.INFO.UNIBUS_vault")
+        await shim.nc.subscribe("unibus.room.vault")
+        assert await shim.refused("subscription", "unibus.room.vault")
