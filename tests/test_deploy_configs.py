@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import tempfile
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from unibus.callout import serverconf
+from unibus.callout.keys import BoundaryKeys
 from unibus.cli import build_parser
 from unibus.config import Config
 from unibus.natsserver import nats_server_binary
@@ -32,11 +35,17 @@ VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["versi
 IMAGE = f"unibus-control-plane:{VERSION}"
 
 
+BOUNDARY_ENV = {
+    f"UNIBUS_{role}_KEY": key for role, key in BoundaryKeys.ensure(tempfile.mkdtemp()).public().items()
+}
+
+
 def nats_check(path: Path) -> subprocess.CompletedProcess[str]:
-    # cluster.conf takes each node's name from $SERVER_NAME, as compose sets it.
+    # cluster.conf takes each node's name from $SERVER_NAME, as compose sets it; every
+    # config includes boundary.conf, which reads the public keys from UNIBUS_*_KEY.
     return subprocess.run(
         [nats_server_binary(), "-t", "-c", str(path)],
-        env={"SERVER_NAME": "nats-check"},
+        env={"SERVER_NAME": "nats-check", **BOUNDARY_ENV},
         capture_output=True,
         text=True,
         timeout=30,
@@ -50,10 +59,21 @@ def test_nats_config_passes_the_servers_own_check(conf: Path) -> None:
     assert "is valid" in result.stdout + result.stderr
 
 
+def test_the_shipped_boundary_is_what_the_embedded_server_runs() -> None:
+    """deploy/nats/boundary.conf is `unibus boundary config`: one source for both."""
+    assert (DEPLOY / "nats" / "boundary.conf").read_text() == serverconf.render()
+
+
+@pytest.mark.parametrize("conf", ["standalone.conf", "cluster.conf"])
+def test_every_shipped_server_config_runs_the_boundary(conf: str) -> None:
+    assert 'include "boundary.conf"' in (DEPLOY / "nats" / conf).read_text()
+
+
 def test_the_nats_check_catches_a_typo(tmp_path: Path) -> None:
     """The check above is worth something: a misspelt block fails it."""
     broken = tmp_path / "broken.conf"
     broken.write_text((DEPLOY / "nats" / "standalone.conf").read_text().replace("jetstream", "jetstrem"))
+    (tmp_path / "boundary.conf").write_text((DEPLOY / "nats" / "boundary.conf").read_text())
     result = nats_check(broken)
     assert result.returncode != 0
     assert "jetstrem" in result.stderr

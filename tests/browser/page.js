@@ -1,7 +1,9 @@
 // A browser peer as the unibus web client is one: core NATS over a websocket to publish
 // (no JetStream, no request path), and the HTTP shim to read the room's backlog after a
 // reload. Settings come in the URL fragment: ws, shim, room, subject, seed[, prefix].
-import { wsconnect } from "@nats-io/nats-core";
+// It connects as its identity (nkey, and the inbox prefix bound to it): under the trust
+// boundary that decides which room subjects the server lets it publish to.
+import { nkeyAuthenticator, wsconnect } from "@nats-io/nats-core";
 import { fromSeed } from "@nats-io/nkeys";
 
 const params = new URLSearchParams(location.hash.slice(1));
@@ -70,7 +72,22 @@ async function showHistory() {
 async function main() {
   document.getElementById("room").textContent = config.room;
   window.unibus = { fetchHistory };
-  const nc = await wsconnect({ servers: config.ws });
+  const keys = fromSeed(encoder.encode(config.seed));
+  const nc = await wsconnect({
+    servers: config.ws,
+    authenticator: nkeyAuthenticator(encoder.encode(config.seed)),
+    inboxPrefix: `_INBOX.${keys.getPublicKey()}`,
+  });
+  // What the server refused this page (e.g. a publish to a room it is not in).
+  (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === "error") {
+        const item = document.createElement("li");
+        item.textContent = String(status.error ?? status.data);
+        document.getElementById("refusals").append(item);
+      }
+    }
+  })();
   let sent = 0;
   document.getElementById("compose").addEventListener("submit", async (event) => {
     event.preventDefault();

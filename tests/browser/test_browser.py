@@ -25,6 +25,8 @@ from unibus.client import ControlClient, Identity
 from unibus.config import Config
 from unibus.runner import Running, running
 
+from harness.boundary import connect_as
+
 pytestmark = pytest.mark.browser
 
 HERE = Path(__file__).parent
@@ -121,17 +123,17 @@ async def test_frames_published_from_a_browser_survive_a_reload(
     service: Running, origins: tuple[str, str], chromium: Any
 ) -> None:
     owner = Identity.generate()
-    client = ControlClient(service.nc, owner)
+    as_owner = await connect_as(service.nats_url, owner)
+    client = ControlClient(as_owner.nc, owner)
     room = await client.create_room("browser", mode="matrix")
-    fragment = urlencode(
-        {
-            "ws": service.websocket_url,
-            "shim": service.http_url,
-            "room": room["id"],
-            "subject": room["subject"],
-            "seed": owner.seed,
-        }
-    )
+    settings = {
+        "ws": service.websocket_url,
+        "shim": service.http_url,
+        "room": room["id"],
+        "subject": room["subject"],
+        "seed": owner.seed,
+    }
+    fragment = urlencode(settings)
     allowed, other = origins
     page = await chromium.new_page()
     await page.goto(f"{allowed}/page.html#{fragment}")
@@ -166,3 +168,15 @@ async def test_frames_published_from_a_browser_survive_a_reload(
     refused = await stranger.evaluate("window.unibus.fetchHistory()")
     assert "status" not in refused
     assert "Failed to fetch" in refused["error"]
+
+    # A page whose identity is not a member connects, but the server refuses its publish.
+    outsider = await chromium.new_page()
+    await outsider.goto(f"{allowed}/page.html#{urlencode({**settings, 'seed': Identity.generate().seed})}")
+    await outsider.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    await outsider.fill("#text", "forged")
+    await outsider.click("#send")
+    await outsider.wait_for_selector("#refusals li", timeout=10_000)
+    assert "permissions violation for publish" in (await outsider.text_content("#refusals li") or "").lower()
+    await asyncio.sleep(0.3)
+    assert len((await client.history(room["id"])).frames) == len(FRAMES)
+    await as_owner.nc.close()
