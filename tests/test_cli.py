@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from unibus.identity import Identity
-from unibus.natsserver import NatsServer
 from unibus.runner import Running
 
 UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
@@ -64,8 +63,10 @@ class User:
 
 
 @pytest.fixture
-def users(tmp_path: Path, nats_server: NatsServer, plane: Running) -> tuple[User, User, User]:
-    return tuple(User(tmp_path / name, nats_server.url) for name in ("alice", "bob", "carol"))  # type: ignore[return-value]
+def users(tmp_path: Path, bounded_plane: Running) -> tuple[User, User, User]:
+    """Three people at their terminals, on the shipped NATS config (the trust boundary on):
+    each command connects with its identity's nkey."""
+    return tuple(User(tmp_path / name, bounded_plane.nats_url) for name in ("alice", "bob", "carol"))  # type: ignore[return-value]
 
 
 async def test_readme_flow_encrypted_room_from_two_terminals(users: tuple[User, User, User]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from unibus import connection
 from unibus.client import ControlClient, Identity
 from unibus.natsserver import NatsServer
 from unibus.testing import (
@@ -35,10 +36,12 @@ NO_DOCKER = docker_unavailable_reason()
 
 
 async def create_publish_read(stack: Stack, room_id: str) -> None:
-    """What a peer does first: a signed create, frames over core NATS, the backlog back."""
-    nc = await nats.connect(stack.nats_url)
+    """What a peer does first: connect as itself (the stack runs the trust boundary), a
+    signed create, frames over core NATS, the backlog back."""
+    me = Identity.generate()
+    nc = await connection.connect_once(connection.options(stack.nats_url, name="peer", identity=me))
     try:
-        client = ControlClient(nc, Identity.generate())
+        client = ControlClient(nc, me)
         room = await client.create_room(room_id)
         frames = [b"first", b"\x00\xffsecond", b"third"]
         for frame in frames:
@@ -98,7 +101,7 @@ def test_service_env_reaches_the_service(tmp_path: Path) -> None:
     """Settings are the caller's, not leaked from the environment: dev mode admits unsigned."""
 
     async def unsigned_create(stack: Stack) -> dict[str, object]:
-        nc = await nats.connect(stack.nats_url)
+        nc = await nats.connect(stack.nats_url)  # dev mode admits a connection without an nkey
         try:
             return await ControlClient(nc, None).create_room("unsigned", owner=Identity.generate().public_key)
         finally:

@@ -24,6 +24,9 @@ def register(commands: Any) -> None:
     )
     serve.add_argument("--port", type=int, help="embedded server's client port (UNIBUS_EMBEDDED_PORT)")
     serve.add_argument("--http", help="also run the HTTP shim on host:port (UNIBUS_HTTP_LISTEN)")
+    serve.add_argument(
+        "--keys-dir", help="the trust boundary's seeds, from `unibus boundary init` (UNIBUS_KEYS_DIR)"
+    )
     serve.set_defaults(func=run)
 
 
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
             auth_mode=args.auth,
             embedded_port=args.port,
             http_listen=args.http,
+            keys_dir=args.keys_dir,
         )
         if config.http_listen is not None:
             parse_listen(config.http_listen)

@@ -19,11 +19,13 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.image import DockerImage
 from testcontainers.core.network import Network
 
+from ..callout.keys import BoundaryKeys
 from .engine import docker_unavailable_reason
 from .stack import BackendUnavailable, Exited, Stack, shim_available, wait_service, wait_shim
 
 NATS_ALIAS = "nats"
 NATS_CONFIG = "/etc/unibus/nats/standalone.conf"
+KEYS_DIR = "/run/unibus/keys"
 SHIM_PORT = 8000
 BUILT_TAG = "unibus-control-plane:test"
 
@@ -48,6 +50,15 @@ class UnibusContainer(DockerContainer):
             self.with_env(key, value)
         self.with_command(["unibus", "serve"])
 
+    def with_keys(self, host_dir: Path, shim: bool = False) -> UnibusContainer:
+        """The boundary's seeds, mounted read-only: all of them for the service, the
+        shim's alone is what `unibus shim` reads."""
+        self.with_volume_mapping(str(host_dir), KEYS_DIR, "ro")
+        self.with_env(
+            "UNIBUS_NKEY" if shim else "UNIBUS_KEYS_DIR", f"{KEYS_DIR}/shim.nk" if shim else KEYS_DIR
+        )
+        return self
+
     def as_shim(self, port: int = SHIM_PORT) -> UnibusContainer:
         self.with_env("UNIBUS_HTTP_LISTEN", f"0.0.0.0:{port}")
         self.with_exposed_ports(port)
@@ -58,8 +69,10 @@ class UnibusContainer(DockerContainer):
 class NatsContainer(DockerContainer):
     """nats-server with JetStream and websocket, from the unibus image."""
 
-    def __init__(self, image: str) -> None:
+    def __init__(self, image: str, keys: BoundaryKeys) -> None:
         super().__init__(image)
+        for role, key in keys.public().items():
+            self.with_env(f"UNIBUS_{role}_KEY", key)
         self.with_command(["nats-server", "-c", NATS_CONFIG])
         self.with_exposed_ports(4222, 8080)
 
@@ -86,6 +99,7 @@ class ContainerBackend:
         self.ready_timeout_s = ready_timeout_s
         self._network: Network | None = None
         self._containers: list[DockerContainer] = []
+        self._keys: tempfile.TemporaryDirectory[str] | None = None
 
     def image_unavailable_reason(self) -> str | None:
         if self.image is None and not (_CHECKOUT / "deploy" / "Dockerfile").exists():
@@ -97,15 +111,20 @@ class ContainerBackend:
         if reason is not None:
             raise BackendUnavailable(reason)
         image = self.image or build_image()
+        keys_dir = self._keys_dir()
+        keys = BoundaryKeys.ensure(keys_dir)
+        self._readable_by_the_image_user(keys_dir)
         self._network = Network().create()
-        nats = self._run(NatsContainer(image).with_network_aliases(NATS_ALIAS))
+        nats = self._run(NatsContainer(image, keys).with_network_aliases(NATS_ALIAS))
         internal_url = f"nats://{NATS_ALIAS}:4222"
-        service = self._run(UnibusContainer(image, internal_url, self.env))
+        service = self._run(UnibusContainer(image, internal_url, self.env).with_keys(keys_dir))
         url = nats.url()
         wait_service("unibus serve container", url, self.env, _death(service), self.ready_timeout_s)
         shim_url = None
         if self.shim:
-            shim = self._run(UnibusContainer(image, internal_url, self.env).as_shim())
+            shim = self._run(
+                UnibusContainer(image, internal_url, self.env).with_keys(keys_dir, True).as_shim()
+            )
             shim_url = f"http://{shim.get_container_host_ip()}:{shim.get_exposed_port(SHIM_PORT)}"
             wait_shim("unibus shim container", shim_url, _death(shim), self.ready_timeout_s)
         return Stack(self.name, url, nats.url(8080, "ws"), shim_url)
@@ -117,6 +136,21 @@ class ContainerBackend:
         if self._network is not None:
             self._network.remove()
             self._network = None
+        if self._keys is not None:
+            self._keys.cleanup()
+            self._keys = None
+
+    def _keys_dir(self) -> Path:
+        self._keys = tempfile.TemporaryDirectory(prefix="unibus-stack-keys-")
+        return Path(self._keys.name)
+
+    @staticmethod
+    def _readable_by_the_image_user(keys_dir: Path) -> None:
+        """The image runs as uid 10001 and the seeds are 0600 for us: these keys live and
+        die with this stack, so they are opened up rather than chowned (which needs root)."""
+        keys_dir.chmod(0o755)
+        for seed in keys_dir.iterdir():
+            seed.chmod(0o644)
 
     def _run(self, container: _C) -> _C:
         assert self._network is not None

@@ -1,7 +1,8 @@
 """The local-process backend: nats-server from the wheel and the service as a subprocess.
 
 It is what runs where no Docker engine is: the same `unibus serve` the image runs, on a
-real JetStream server, only without the container around it.
+real JetStream server with the trust boundary on (keys made for the stack), only without
+the container around it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..callout import serverconf
+from ..callout.keys import BoundaryKeys
+from ..config import Config
 from ..natsserver import NatsServer, ServerSpec, free_port
 from ..processes import stop_process
 from .stack import Stack, shim_available, wait_service, wait_shim
@@ -69,16 +73,22 @@ class ProcessBackend:
 
     def start(self) -> Stack:
         root = self._dir = self._root()
-        self._server = NatsServer(
-            ServerSpec(store_dir=root / "nats", websocket_port=0, server_name="unibus-test")
-        ).start()
+        keys_dir = root / "keys"
+        keys = BoundaryKeys.ensure(keys_dir)
+        spec = ServerSpec(store_dir=root / "nats", websocket_port=0, server_name="unibus-test")
+        spec.extra = serverconf.render(keys.public(), Config.from_env(self.env).api_prefix)
+        self._server = NatsServer(spec).start()
         url = self._server.url
-        service = self._spawn("service", ["serve", "--nats-url", url, "--data-dir", str(root / "data")])
+        data = str(root / "data")
+        service = self._spawn(
+            "service", ["serve", "--nats-url", url, "--data-dir", data, "--keys-dir", str(keys_dir)]
+        )
         wait_service("unibus serve", url, self.env, service.death, self.ready_timeout_s)
         shim_url = None
         if self.shim:
             listen = f"127.0.0.1:{free_port()}"
-            shim = self._spawn("shim", ["shim", "--nats-url", url, "--listen", listen])
+            shim_key = str(keys_dir / "shim.nk")
+            shim = self._spawn("shim", ["shim", "--nats-url", url, "--listen", listen, "--nkey", shim_key])
             shim_url = f"http://{listen}"
             wait_shim("unibus shim", shim_url, shim.death, self.ready_timeout_s)
         return Stack(self.name, url, self._server.spec.websocket_url, shim_url)
