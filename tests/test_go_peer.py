@@ -140,6 +140,7 @@ async def test_a_members_go_client_reads_its_stream_and_cannot_change_it(
     results = await run_member(member_binary, bounded_plane.nats_url, alice, tmp_path)
     elapsed = time.monotonic() - started
 
+    print(json.dumps(results, indent=1), elapsed)
     assert list(results) == list(EXPECTED)
     observed = {op: line["ok"] for op, line in results.items()}
     assert observed == EXPECTED, json.dumps(results, indent=1)

@@ -6,13 +6,16 @@ import base64
 import json
 
 import msgpack
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
-from unibus.client import ControlClient
+from unibus.client import ControlClient, Identity
+from unibus.config import Config
 from unibus.runner import Running
+from unibus.streams import largest_frame
 
-from conftest import wait_stored
+from conftest import StartPlane, wait_stored
 
 
 async def publish_core(nc: Client, subject: str, frames: list[bytes]) -> None:
@@ -164,6 +167,31 @@ async def test_history_survives_a_go_client_style_stream_update(nc: Client, as_a
     await publish_core(nc, room["subject"], [b"x", b"y"])
     await wait_stored(nc, "UNIBUS_goclient", 2)
     assert (await as_alice.history("goclient")).frames == [b"x", b"y"]
+    # The update also dropped the room's limits; that read put them back.
+    restored = (await js.stream_info("UNIBUS_goclient")).config
+    assert (restored.max_bytes, restored.max_msg_size) == (info.config.max_bytes, info.config.max_msg_size)
+    assert restored.max_bytes == Config().room_max_bytes
+    assert restored.max_msg_size == largest_frame(nc.max_payload)
+
+
+async def test_a_room_keeps_its_newest_frames_within_its_byte_limit(
+    start_plane: StartPlane, nc: Client, alice: Identity
+) -> None:
+    """Per-room limits: a room's publishers can fill only that room's share of the store,
+    and a frame too large for a history page is refused by the server."""
+    await start_plane(room_max_bytes=20_000, room_max_msg_size=2_000)
+    client = ControlClient(nc, alice)
+    room = await client.create_room("bounded")
+    js = nc.jetstream()
+    frames = [f"{i:04d}".encode() * 250 for i in range(40)]  # 1,000 bytes each
+    for frame in frames:
+        await js.publish(room["subject"], frame)
+    with pytest.raises(nats.js.errors.APIError):
+        await js.publish(room["subject"], b"x" * 2_001)
+    info = await js.stream_info("UNIBUS_bounded")
+    assert info.state.bytes <= 20_000
+    kept = (await client.history("bounded", limit=1000)).frames
+    assert kept == frames[-len(kept) :] and 10 <= len(kept) < len(frames)
 
 
 async def test_history_of_a_room_whose_stream_was_lost_is_backfilled(

@@ -39,6 +39,7 @@ from .identity import Identity
 from .ids import is_room_id
 from .interest import confirm_interest
 from .storage import KvStore, RoomStore, SqliteStore
+from .streams import StreamPolicy, largest_frame
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ class ControlPlane:
         else:
             log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
             store = SqliteStore(Path(self.config.data_dir) / "rooms.sqlite")
-        self.deps = Deps(self.config, store, self.nc, js, replicas)
+        limit = self.config.room_max_msg_size or largest_frame(self.nc.max_payload)
+        policy = StreamPolicy(replicas, self.config.room_max_bytes, limit)
+        self.deps = Deps(self.config, store, self.nc, js, policy)
         self.service = await add_service(
             self.links.responder,
             ServiceConfig(

@@ -49,6 +49,12 @@ class Config:
     """Signed timestamps further than this from the service's clock are refused."""
     replicas: int = 0
     """Replication of room streams and the room bucket; 0 picks 3 on a cluster, 1 standalone."""
+    room_max_bytes: int = 256 * 1024 * 1024
+    """Per room stream: beyond this the oldest frames are dropped, so no room's publishers
+    can fill the JetStream store for everyone."""
+    room_max_msg_size: int = 0
+    """Largest frame a room stream stores; 0 derives it from the server's max_payload so
+    that every stored frame fits in one history page, in JSON too (docs/protocol.md)."""
     js_timeout_s: float = 5.0
     """Bound on every JetStream operation, so a stalled data plane cannot hang a request."""
     max_body_bytes: int = 64 * 1024
@@ -102,7 +108,15 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-_INTS = {"replicas", "max_body_bytes", "max_in_flight", "websocket_port", "embedded_port"}
+_INTS = {
+    "room_max_bytes",
+    "room_max_msg_size",
+    "replicas",
+    "max_body_bytes",
+    "max_in_flight",
+    "websocket_port",
+    "embedded_port",
+}
 _FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s"}
 _BOOLS = {"use_jetstream"}
 

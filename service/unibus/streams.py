@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from .storage.rooms import Room
 
@@ -35,6 +35,31 @@ log = logging.getLogger(__name__)
 # client's update changed replicas or allow_direct). It still captures the subject.
 _NAME_IN_USE = 10058
 _STREAM_NOT_FOUND = 10059
+
+
+@dataclass(frozen=True)
+class StreamPolicy:
+    """What every room stream is held to: replication, and per-room limits so that one
+    room's publishers cannot fill the store for everyone (docs/operations.md)."""
+
+    replicas: int
+    max_bytes: int
+    """Oldest frames are dropped beyond this (discard old): a room keeps its newest."""
+    max_msg_size: int
+    """Larger frames are refused by the server, so every stored frame fits in a history page."""
+
+    def holds(self, replicas: int, max_bytes: int, max_msg_size: int) -> bool:
+        return replicas >= self.replicas and max_bytes == self.max_bytes and max_msg_size == self.max_msg_size
+
+
+_PAGE_OVERHEAD = 4096
+"""Room a one-frame history page needs besides the frame: envelope and reply headers."""
+
+
+def largest_frame(max_payload: int) -> int:
+    """The largest frame whose one-frame history page still fits in `max_payload` as
+    JSON, where base64 makes it 4/3 as large (msgpack carries it as it is)."""
+    return (max_payload - _PAGE_OVERHEAD) * 3 // 4
 
 
 @dataclass(frozen=True)
@@ -51,23 +76,29 @@ class Snapshot:
     state: StreamState
     subjects: tuple[str, ...]
     replicas: int
+    max_bytes: int
+    max_msg_size: int
 
 
-def room_stream_config(room: Room, replicas: int) -> StreamConfig:
+def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
     return StreamConfig(
         name=room.stream,
         subjects=[room.subject],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        num_replicas=max(1, replicas),
+        num_replicas=max(1, policy.replicas),
+        max_bytes=policy.max_bytes,
+        max_msg_size=policy.max_msg_size,
+        discard=DiscardPolicy.OLD,
     )
 
 
 async def ensure_room_stream(
-    js: JetStreamContext, room: Room, replicas: int, timeout_s: float
+    js: JetStreamContext, room: Room, policy: StreamPolicy, timeout_s: float
 ) -> StreamState:
-    """Create the room's stream, or accept the one that exists. Idempotent."""
-    config = room_stream_config(room, replicas)
+    """Create the room's stream, or accept the one that exists, restoring its replication
+    and limits if an update (a Go client's, without the boundary) reset them. Idempotent."""
+    config = room_stream_config(room, policy)
     try:
         info = await asyncio.wait_for(js.add_stream(config), timeout_s)
     except jserr.APIError as err:
@@ -76,15 +107,24 @@ async def ensure_room_stream(
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
         if room.subject not in (info.config.subjects or []):
             raise RuntimeError(f"stream {room.stream} exists without subject {room.subject}") from err
-        current, wanted = info.config.num_replicas or 1, max(1, replicas)
-        if current < wanted:
+        current = info.config
+        replicas = current.num_replicas or 1
+        if not policy.holds(replicas, current.max_bytes or -1, current.max_msg_size or -1):
             log.warning(
-                "stream %s was reduced to R%d (a client's update without replicas?); restoring R%d",
+                "stream %s is at R%d, max_bytes %s, max_msg_size %s (a client's update?); restoring %s",
                 room.stream,
-                current,
-                wanted,
+                replicas,
+                current.max_bytes,
+                current.max_msg_size,
+                policy,
             )
-            restored = replace(info.config, num_replicas=wanted)
+            restored = replace(
+                current,
+                num_replicas=max(replicas, policy.replicas),
+                max_bytes=policy.max_bytes,
+                max_msg_size=policy.max_msg_size,
+                discard=DiscardPolicy.OLD,
+            )
             info = await asyncio.wait_for(js.update_stream(restored), timeout_s)
     return _state(info)
 
@@ -106,25 +146,28 @@ async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Sna
         StreamState(state["first_seq"], state["last_seq"], state["messages"]),
         tuple(config.get("subjects") or ()),
         int(config.get("num_replicas") or 1),
+        int(config.get("max_bytes", -1)),
+        int(config.get("max_msg_size", -1)),
     )
 
 
 async def room_stream_for_read(
-    nc: Client, js: JetStreamContext, room: Room, replicas: int, timeout_s: float
+    nc: Client, js: JetStreamContext, room: Room, policy: StreamPolicy, timeout_s: float
 ) -> StreamState | None:
     """The stream state a history read works from, ensuring a persisted room's stream on
-    the way: created if missing (lazy backfill), restored if its replication was reduced.
-    All of that costs one STREAM.INFO when, as nearly always, the stream is as it should be."""
+    the way: created if missing (lazy backfill), restored if its replication or limits
+    were changed. All of that costs one STREAM.INFO when, as nearly always, the stream is
+    as it should be."""
     snapshot = await room_stream_snapshot(nc, room.stream, timeout_s)
     if not room.persisted:
         return snapshot.state if snapshot else None
-    healthy = (
-        snapshot is not None and room.subject in snapshot.subjects and snapshot.replicas >= max(1, replicas)
-    )
-    if healthy:
-        assert snapshot is not None
+    if (
+        snapshot is not None
+        and room.subject in snapshot.subjects
+        and policy.holds(snapshot.replicas, snapshot.max_bytes, snapshot.max_msg_size)
+    ):
         return snapshot.state
-    return await ensure_room_stream(js, room, replicas, timeout_s)
+    return await ensure_room_stream(js, room, policy, timeout_s)
 
 
 async def drop_push_consumers(js: JetStreamContext, stream: str, inbox: str, timeout_s: float) -> int:

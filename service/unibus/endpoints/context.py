@@ -16,6 +16,7 @@ from ..auth import Caller
 from ..config import Config
 from ..errors import bad_request, forbidden, not_found
 from ..storage import Room, RoomStore
+from ..streams import StreamPolicy
 
 Reply = tuple[bytes, dict[str, str]]
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -29,7 +30,7 @@ class Deps:
     store: RoomStore
     nc: Client
     js: JetStreamContext | None
-    replicas: int
+    streams: StreamPolicy
 
 
 @dataclass(frozen=True)

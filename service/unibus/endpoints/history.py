@@ -16,7 +16,7 @@ async def read(call: Call) -> Reply:
         # No JetStream: the room works, it just has no durable backlog.
         return history.EMPTY.encode(accept)
     timeout = deps.config.js_timeout_s
-    state = await room_stream_for_read(deps.nc, deps.js, room, deps.replicas, timeout)
+    state = await room_stream_for_read(deps.nc, deps.js, room, deps.streams, timeout)
     win = history.window(state, query)
     if win is None:
         return history.EMPTY.encode(accept)

@@ -27,7 +27,7 @@ async def create(call: Call) -> Reply:
         # The stream comes first, so the subject is captured from the very first
         # message whoever publishes it, and a stream failure leaves no room behind.
         try:
-            await ensure_room_stream(deps.js, room, deps.replicas, deps.config.js_timeout_s)
+            await ensure_room_stream(deps.js, room, deps.streams, deps.config.js_timeout_s)
         except Exception as exc:
             log.warning("room %s: stream not ensured: %r", room.id, exc)
             raise unavailable("could not create the room's stream; nothing was created") from None
