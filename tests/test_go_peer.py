@@ -124,6 +124,7 @@ async def run_member(binary: Path, url: str, identity: Identity, seed_dir: Path)
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    print(stderr.decode())
     assert proc.returncode == 0, stderr.decode()
     lines = [json.loads(line) for line in stdout.decode().splitlines()]
     return {line["op"]: line for line in lines}

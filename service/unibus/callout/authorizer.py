@@ -10,6 +10,7 @@ server turns into `Authorization Violation` for the client.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 import nkeys
 
 from .. import identity
-from ..storage import Room
+from ..storage import Room, RoomStore
 from . import jwt
 from .permissions import Permissions, for_anonymous, for_member
 from .serverconf import ACCOUNT
@@ -29,6 +30,19 @@ from .serverconf import ACCOUNT
 log = logging.getLogger(__name__)
 
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
+
+
+def confirmed_rooms(store: RoomStore) -> RoomsOf:
+    """An identity's rooms for a permission grant: candidates from the store's copy, each
+    re-read from storage, so a copy that lags behind (a watch interrupted by a NATS
+    restart) can never hand back a room the identity was just removed from."""
+
+    async def rooms_of(member: str) -> list[Room]:
+        candidates = await store.rooms_of(member)
+        rows = await asyncio.gather(*(store.fetch(room.id) for room in candidates))
+        return [room for room in rows if room is not None and room.is_member(member)]
+
+    return rooms_of
 
 
 class Refused(Exception):

@@ -20,6 +20,10 @@ class RoomStore(Protocol):
 
     async def get(self, room_id: str) -> Room | None: ...
 
+    async def fetch(self, room_id: str) -> Room | None:
+        """The row as stored right now, never from a copy that may lag behind."""
+        ...
+
     async def create(self, room: Room) -> Room:
         """Insert a new row; raises RoomExists if the id is taken (exactly one creator wins)."""
         ...

@@ -61,6 +61,7 @@ type probe struct {
 
 // onError is the connection's async error handler.
 func (p *probe) onError(_ *nats.Conn, _ *nats.Subscription, err error) {
+	fmt.Fprintln(os.Stderr, time.Now().Format("15:04:05.000"), "DEBUG onError", err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.violations = append(p.violations, err.Error())
@@ -76,7 +77,9 @@ func (p *probe) run(op string, fn func(ctx context.Context) error) {
 	p.cancel, p.violations = cancel, nil
 	p.mu.Unlock()
 
+	fmt.Fprintln(os.Stderr, time.Now().Format("15:04:05.000"), "DEBUG start", op)
 	err := fn(ctx)
+	fmt.Fprintln(os.Stderr, time.Now().Format("15:04:05.000"), "DEBUG end", op, err)
 	// A PING/PONG round trip: the server's -ERR for anything this op sent arrives first.
 	_ = p.nc.FlushTimeout(opTimeout)
 	time.Sleep(20 * time.Millisecond) // the async error handler runs on its own goroutine
