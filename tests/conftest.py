@@ -90,16 +90,27 @@ def shipped_nats(tmp_path: Path, boundary_keys: BoundaryKeys) -> Iterator[NatsSe
 
 
 @pytest.fixture
-async def bounded_plane(tmp_path: Path, shipped_nats: NatsServer) -> AsyncIterator[Running]:
-    """The control plane on the shipped config, answering the auth callout."""
-    config = Config(
-        nats_url=shipped_nats.url,
-        keys_dir=str(tmp_path / "keys"),
-        data_dir=str(tmp_path / "data"),
-        auth_mode=AuthMode.ENFORCE,
-    )
-    async with running(config) as run:
-        yield run
+async def start_bounded(tmp_path: Path, shipped_nats: NatsServer) -> AsyncIterator[StartPlane]:
+    """Starts control-plane instances on the shipped config, each answering the callout."""
+    stack = contextlib.AsyncExitStack()
+
+    async def start(**overrides: Any) -> Running:
+        config = Config(
+            nats_url=shipped_nats.url,
+            keys_dir=str(tmp_path / "keys"),
+            data_dir=str(tmp_path / "data"),
+            auth_mode=AuthMode.ENFORCE,
+            **overrides,
+        )
+        return await stack.enter_async_context(running(config))
+
+    async with stack:
+        yield start
+
+
+@pytest.fixture
+async def bounded_plane(start_bounded: StartPlane) -> Running:
+    return await start_bounded()
 
 
 @pytest.fixture

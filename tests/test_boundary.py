@@ -27,6 +27,7 @@ from unibus.natsserver import NatsServer
 from unibus.runner import Running
 from unibus.storage.kv import BUCKET
 
+from conftest import StartPlane
 from harness.boundary import Watched, as_role, connect_as, refused_connect
 
 SHORT = 1.0
@@ -305,3 +306,47 @@ async def test_the_shim_user_may_request_history_and_nothing_else(
         await denied_request(shim, "$JS.API.STREAM.INFO.UNIBUS_vault")
         await shim.nc.subscribe("unibus.room.vault")
         assert await shim.refused("subscription", "unibus.room.vault")
+
+
+async def until_refused(member: Watched, subject: str, within_s: float) -> float:
+    """Seconds until the server refused `member`'s subscription on `subject` (it
+    re-subscribes on reconnecting, under the new permissions)."""
+    started = time.monotonic()
+    while not await member.refused("subscription", subject, within_s=0.01):
+        assert time.monotonic() - started < within_s, member.errors
+    return time.monotonic() - started
+
+
+async def test_revocation_holds_across_instances_and_a_nats_restart(
+    start_bounded: StartPlane, shipped_nats: NatsServer, alice: Identity, bob: Identity
+) -> None:
+    """Two instances; NATS restarts under them (their room-bucket watches are interrupted);
+    the removal goes through either one: bob is still refused within a second, and stays
+    refused however often he reconnects."""
+    first = await start_bounded()
+    await start_bounded()
+    owner = await connect_as(first.nats_url, alice)
+    member = await connect_as(first.nats_url, bob)
+    try:
+        peer = Peer(owner.nc, alice)
+        await peer.create_room("shared")
+        await peer.add_member("shared", bob.public_key)
+        await asyncio.sleep(0.5)  # bob's connection was cut by the add and is back
+        await member.nc.subscribe("unibus.room.shared")
+        await member.nc.flush()
+
+        await asyncio.to_thread(shipped_nats.restart)
+        for nc in (owner.nc, member.nc):
+            for _ in range(200):
+                if nc.is_connected:
+                    break
+                await asyncio.sleep(0.05)
+        await peer.remove_member("shared", bob.public_key)
+        assert await until_refused(member, "unibus.room.shared", within_s=1.0) < 1.0
+
+        member.errors.clear()
+        await member.nc.publish("unibus.room.shared", b"still here?")
+        assert await member.refused("publish", "unibus.room.shared")
+    finally:
+        await owner.nc.close()
+        await member.nc.close()

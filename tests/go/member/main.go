@@ -61,11 +61,10 @@ type probe struct {
 
 // onError is the connection's async error handler.
 func (p *probe) onError(_ *nats.Conn, _ *nats.Subscription, err error) {
-	fmt.Fprintln(os.Stderr, time.Now().Format("15:04:05.000"), "DEBUG onError", err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.violations = append(p.violations, err.Error())
-	if strings.Contains(err.Error(), nats.PERMISSIONS_ERR) && p.cancel != nil {
+	if strings.Contains(strings.ToLower(err.Error()), nats.PERMISSIONS_ERR) && p.cancel != nil {
 		p.cancel()
 	}
 }
@@ -77,9 +76,7 @@ func (p *probe) run(op string, fn func(ctx context.Context) error) {
 	p.cancel, p.violations = cancel, nil
 	p.mu.Unlock()
 
-	fmt.Fprintln(os.Stderr, time.Now().Format("15:04:05.000"), "DEBUG start", op)
 	err := fn(ctx)
-	fmt.Fprintln(os.Stderr, time.Now().Format("15:04:05.000"), "DEBUG end", op, err)
 	// A PING/PONG round trip: the server's -ERR for anything this op sent arrives first.
 	_ = p.nc.FlushTimeout(opTimeout)
 	time.Sleep(20 * time.Millisecond) // the async error handler runs on its own goroutine
@@ -227,6 +224,7 @@ func main() {
 	})
 
 	p.run("purge_stream", func(ctx context.Context) error {
+		// nats.go 1.22's PurgeStream drops a Context option: MaxWait ends this one.
 		return p.js.PurgeStream(stream, nats.Context(ctx))
 	})
 
@@ -244,12 +242,9 @@ func main() {
 	})
 
 	p.run("kv_rooms_get", func(ctx context.Context) error {
-		// KeyValue() itself asks for the bucket's stream info before any get.
-		js, err := p.nc.JetStream(nats.Context(ctx))
-		if err != nil {
-			return err
-		}
-		kv, err := js.KeyValue("UNIBUS_ROOMS")
+		// KeyValue() asks for the bucket's stream info before any get. It takes no context:
+		// the JetStream context's MaxWait bounds it, a violation cannot end it early.
+		kv, err := p.js.KeyValue("UNIBUS_ROOMS")
 		if err != nil {
 			return fmt.Errorf("bind: %w", err)
 		}
