@@ -65,15 +65,15 @@ def require(ok: bool, reason: str) -> None:
         return
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI must run the Go peer test: `{APT}`)")
-    pytest.skip(reason)
+    pytest.skip(f"{reason}: `{APT}`")
 
 
 @pytest.fixture(scope="module")
 def member_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/go/member, built once per module, offline, against the Debian packages."""
     go = shutil.which("go")
-    require(go is not None, f"no `go` on PATH: {APT}")
-    require(NATS_GO.is_dir(), f"Debian's nats.go is missing ({NATS_GO}): {APT}")
+    require(go is not None, "no `go` on PATH")
+    require(NATS_GO.is_dir(), f"Debian's nats.go is missing ({NATS_GO})")
     assert go is not None
     out = tmp_path_factory.mktemp("go-member")
     env = {
@@ -131,7 +131,7 @@ async def run_member(binary: Path, url: str, identity: Identity, seed_dir: Path)
 
 
 async def test_a_members_go_client_reads_its_stream_and_cannot_change_it(
-    bounded_plane: Running, rooms: None, alice: Identity, member_binary: Path, tmp_path: Path
+    member_binary: Path, bounded_plane: Running, rooms: None, alice: Identity, tmp_path: Path
 ) -> None:
     js = bounded_plane.nc.jetstream()
     before = await js.stream_info("UNIBUS_vault")

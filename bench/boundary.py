@@ -1,0 +1,161 @@
+"""What the trust boundary costs and how fast it cuts: connect time through the auth
+callout (against a static nkey user and an open server), and the delay from a member's
+removal reply to the server refusing that member, across two instances and a NATS restart.
+
+`python -m bench.boundary` prints its rows; `make bench` includes them in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+
+from unibus import connection
+from unibus.callout import serverconf
+from unibus.callout.keys import BoundaryKeys
+from unibus.callout.serverconf import INBOXES
+from unibus.client import Identity, Peer
+from unibus.identity import Identity as Key
+from unibus.natsserver import NatsServer, ServerSpec
+from unibus.processes import stop_process
+
+from .measure import Latency
+from .report import fmt_ms
+
+
+@contextlib.contextmanager
+def bounded(workdir: Path, instances: int) -> Iterator[tuple[NatsServer, BoundaryKeys]]:
+    keys = BoundaryKeys.ensure(workdir / "keys")
+    spec = ServerSpec(store_dir=workdir / "nats", server_name="bench-boundary")
+    spec.extra = serverconf.render(keys.public())
+    server = NatsServer(spec).start()
+    procs = []
+    try:
+        for i in range(instances):
+            env = {
+                **os.environ,
+                "UNIBUS_NATS_URL": server.url,
+                "UNIBUS_KEYS_DIR": str(workdir / "keys"),
+                "UNIBUS_DATA_DIR": str(workdir / f"svc{i}"),
+            }
+            log = (workdir / f"service{i}.log").open("ab")
+            procs.append(
+                subprocess.Popen([sys.executable, "-m", "unibus", "serve"], env=env, stdout=log, stderr=log)
+            )
+        yield server, keys
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        server.stop()
+
+
+async def connect_times(url: str, identity: Key | None, runs: int, inbox: str | None = None) -> Latency:
+    samples = []
+    for _ in range(runs):
+        who = identity or Key.generate()
+        start = time.perf_counter()
+        nc = await connection.connect_once(connection.options(url, name="bench", identity=who, inbox=inbox))
+        samples.append((time.perf_counter() - start) * 1000)
+        await nc.close()
+    return Latency(samples)
+
+
+async def open_connect_times(workdir: Path, runs: int) -> Latency:
+    server = NatsServer(ServerSpec(store_dir=workdir / "open", server_name="bench-open")).start()
+    try:
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            nc = await nats.connect(server.url)
+            samples.append((time.perf_counter() - start) * 1000)
+            await nc.close()
+        return Latency(samples)
+    finally:
+        server.stop()
+
+
+async def revocation(url: str, runs: int, restart: NatsServer | None = None) -> Latency:
+    """Remove a connected member; time from the remove's reply until the server refuses
+    the member's re-subscription to the room (its connection was cut and came back)."""
+    owner, member = Identity.generate(), Identity.generate()
+    owner_nc = await connection.connect_once(connection.options(url, name="owner", identity=owner))
+    peer = Peer(owner_nc, owner)
+    room = (await peer.create_room(mode="ephemeral", encrypted=False)).id
+    samples = []
+    for _ in range(runs):
+        refused = asyncio.Event()
+
+        async def on_error(exc: Exception) -> None:
+            if "permissions violation for subscription" in str(exc).lower():
+                refused.set()
+
+        await peer.add_member(room, member.public_key)
+        opts = connection.options(url, name="member", identity=member, error_cb=on_error)
+        member_nc = await connection.connect_once(opts)
+        await member_nc.subscribe(f"unibus.room.{room}")
+        await member_nc.flush()
+        if restart is not None:
+            await asyncio.to_thread(restart.restart)
+            while not (owner_nc.is_connected and member_nc.is_connected):
+                await asyncio.sleep(0.01)
+        await peer.remove_member(room, member.public_key)
+        start = time.perf_counter()
+        await asyncio.wait_for(refused.wait(), 10)
+        samples.append((time.perf_counter() - start) * 1000)
+        await member_nc.close()
+    await owner_nc.close()
+    return Latency(samples)
+
+
+async def measure(workdir: Path, quick: bool) -> list[str]:
+    runs = 20 if quick else 100
+    with bounded(workdir / "boundary", instances=2) as (server, keys):
+        await asyncio.sleep(1.0)
+        await wait_answering(server.url)
+        callout = await connect_times(server.url, None, runs)
+        static = await connect_times(server.url, keys.users["shim"], runs, INBOXES["shim"])
+        cut = await revocation(server.url, 10 if quick else 50)
+        cut_restart = await revocation(server.url, 3 if quick else 5, restart=server)
+    plain = await open_connect_times(workdir, runs)
+    return [
+        f"| connect, new identity through the auth callout, p50 / p99 | {fmt_ms(callout.p50)} /"
+        f" {fmt_ms(callout.p99)} | |",
+        f"| … a static nkey user (no callout) / an open server, p50 | {fmt_ms(static.p50)} /"
+        f" {fmt_ms(plain.p50)} | |",
+        f"| removed member refused by nats-server after the remove's reply, 2 instances, p50 / max"
+        f" | {fmt_ms(cut.p50)} / {fmt_ms(max(cut.samples_ms))} | ≤ 1 s |",
+        f"| … right after a NATS restart, p50 / max ({len(cut_restart.samples_ms)} runs) |"
+        f" {fmt_ms(cut_restart.p50)} / {fmt_ms(max(cut_restart.samples_ms))} | ≤ 1 s |",
+    ]
+
+
+async def wait_answering(url: str) -> None:
+    """Until the callout admits a connection (the instances are up)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await connect_times(url, None, 1)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    with tempfile.TemporaryDirectory(prefix="unibus-bench-boundary-") as tmp:
+        print("\n".join(asyncio.run(measure(Path(tmp), quick))))
+
+
+if __name__ == "__main__":
+    main()
