@@ -13,6 +13,7 @@ from pathlib import Path
 
 from unibus.client import ControlClient, Identity
 
+from . import boundary
 from . import scenarios as sc
 from .measure import Latency
 from .report import METHOD, fmt_ms, latency_table, plot
@@ -53,6 +54,7 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
     create_rate = await sc.creation_rate(client, 100 if quick else 500, 16)
     rss = await sc.resident_memory(st, 1000 if quick else 10_000, 10)
     await nc.close()
+    bounded = await boundary.measure(st.workdir, quick)
 
     off = results["off"]
     s1000, b1000, f1000 = off["service"][1000], off["baseline"][1000], off["floor"][1000]
@@ -79,6 +81,7 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
         f"| persisted-room creation, 16 concurrent callers | {create_rate:,.0f} rooms/s | ≥ 100 rooms/s |",
         f"| resident memory, one instance, {1000 if quick else 10_000:,} rooms of 10 members | {rss:.0f} MiB"
         " | ≤ 150 MB |",
+        *bounded,
     ]
     return lines, off
 

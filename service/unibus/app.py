@@ -28,7 +28,7 @@ from . import __version__, connection
 from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces
 from .auth.signing import RECONNECT_HEADER
-from .callout.authorizer import Authorizer, confirmed_rooms
+from .callout.authorizer import Authorizer, current_rooms
 from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
 from .callout.serverconf import INBOXES
@@ -127,7 +127,7 @@ class ControlPlane:
         assert self.service is not None
         authorizer = Authorizer(
             issuer=keys.issuer,
-            rooms_of=confirmed_rooms(store),
+            rooms_of=current_rooms(store),
             api_prefix=self.config.api_prefix,
             room_subject_prefix=self.config.room_subject_prefix,
             allow_anonymous=self.config.auth_mode is not AuthMode.ENFORCE,

@@ -10,7 +10,6 @@ server turns into `Authorization Violation` for the client.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -32,15 +31,14 @@ log = logging.getLogger(__name__)
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
 
 
-def confirmed_rooms(store: RoomStore) -> RoomsOf:
-    """An identity's rooms for a permission grant: candidates from the store's copy, each
-    re-read from storage, so a copy that lags behind (a watch interrupted by a NATS
-    restart) can never hand back a room the identity was just removed from."""
+def current_rooms(store: RoomStore) -> RoomsOf:
+    """An identity's rooms for a permission grant, from a copy brought up to date first:
+    a copy that lags behind (its watch cut by a NATS restart) would hand back a room the
+    identity was just removed from, or leave out one it was just added to."""
 
     async def rooms_of(member: str) -> list[Room]:
-        candidates = await store.rooms_of(member)
-        rows = await asyncio.gather(*(store.fetch(room.id) for room in candidates))
-        return [room for room in rows if room is not None and room.is_member(member)]
+        await store.catch_up()
+        return await store.rooms_of(member)
 
     return rooms_of
 

@@ -20,6 +20,10 @@ class RoomStore(Protocol):
 
     async def get(self, room_id: str) -> Room | None: ...
 
+    async def catch_up(self) -> None:
+        """Return once the store's copy (if it keeps one) reflects every stored write."""
+        ...
+
     async def fetch(self, room_id: str) -> Room | None:
         """The row as stored right now, never from a copy that may lag behind."""
         ...

@@ -26,6 +26,9 @@ from .rooms import Room
 log = logging.getLogger(__name__)
 
 BUCKET = "UNIBUS_ROOMS"
+_WATCH_LAG_S = 0.25
+"""How long a healthy watch may take to deliver the bucket's last write before it is
+taken for cut off and replaced (deliveries normally arrive within a millisecond)."""
 _CAS_ATTEMPTS = 32
 
 
@@ -40,6 +43,11 @@ class KvStore:
         # with an older put still in flight.
         self._deleted: dict[str, int] = {}
         self._watch_task: asyncio.Task[None] | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._seen = 0
+        """Highest bucket revision the current watch has delivered."""
+        self._advanced = asyncio.Event()
+        self._rewatching = asyncio.Lock()
         self._writers = KeyedLock()
 
     @classmethod
@@ -62,6 +70,7 @@ class KvStore:
             if entry is None:
                 break
             self._apply(entry)
+        self._watcher = watcher
         self._watch_task = asyncio.create_task(self._follow(watcher), name="unibus-kv-watch")
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
@@ -69,8 +78,49 @@ class KvStore:
             if entry is not None:
                 self._apply(entry)
 
+    async def catch_up(self) -> None:
+        """Until the copy holds every write the bucket holds, for decisions that must not
+        come from a copy that lags behind (the auth callout's grants).
+
+        One round trip compares the watch's position with the bucket's last revision. A
+        watch that does not get there quickly was cut off, typically by a NATS restart,
+        which nats-py notices only after two missed heartbeats (about 10 s): it is
+        replaced at once by a new watch, whose snapshot brings the copy up to date."""
+        status = await asyncio.wait_for(self._kv.status(), self._timeout)
+        last = status.stream_info.state.last_seq
+        deadline = asyncio.get_running_loop().time() + _WATCH_LAG_S
+        while self._seen < last:
+            self._advanced.clear()
+            try:
+                await asyncio.wait_for(self._advanced.wait(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                await self._rewatch(last)
+                return
+
+    async def _rewatch(self, last: int) -> None:
+        async with self._rewatching:  # one replacement however many callers noticed
+            if self._seen >= last:
+                return
+            log.warning("room bucket watch at revision %d of %d: replacing it", self._seen, last)
+            await self._stop_watch()
+            self._seen = 0
+            await self._start_watch()
+
+    async def _stop_watch(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+            self._watch_task = None
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):  # its subscription may be gone with NATS
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
+            self._watcher = None
+
     def _apply(self, entry: KeyValue.Entry) -> None:
         revision = entry.revision or 0
+        self._seen = max(self._seen, revision)
+        self._advanced.set()
         known = self._rooms.get(entry.key)
         if known is not None and known.revision >= revision:
             return
@@ -154,10 +204,7 @@ class KvStore:
         return sorted(chosen, key=lambda r: r.id)
 
     async def close(self) -> None:
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+        await self._stop_watch()
 
     def _remember(self, room: Room) -> None:
         known = self._rooms.get(room.id)

@@ -32,6 +32,9 @@ class SqliteStore:
         found = self._db.execute("SELECT revision, row FROM rooms WHERE id = ?", (room_id,)).fetchone()
         return Room.from_json(found[1], found[0]) if found else None
 
+    async def catch_up(self) -> None:
+        """The database is the only copy: always caught up."""
+
     async def fetch(self, room_id: str) -> Room | None:
         return await self.get(room_id)  # the database is the only copy
 
