@@ -95,11 +95,11 @@ async def revocation(url: str, runs: int, restart: NatsServer | None = None) -> 
     for _ in range(runs):
         cut, refused = asyncio.Event(), asyncio.Event()
 
-        async def on_error(exc: Exception) -> None:
+        async def on_error(exc: Exception, refused: asyncio.Event = refused) -> None:
             if "permissions violation for subscription" in str(exc).lower():
                 refused.set()
 
-        async def on_disconnect() -> None:
+        async def on_disconnect(cut: asyncio.Event = cut) -> None:
             cut.set()
 
         await peer.add_member(room, member.public_key)
