@@ -133,8 +133,14 @@ def test_dockerfile_copies_only_paths_that_exist_and_the_ignore_file_keeps() -> 
     kept = [line[1:].rstrip("/") for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()]
     for src in sources:
         assert any(src == k or src.startswith(k + "/") for k in kept if k), f"{src} is ignored"
-    # The container backend runs nats-server with the config the image carries.
-    assert any(args[-1] == NATS_CONFIG for args in copies)
+    # The container backend runs nats-server with the config the image carries, and the
+    # boundary it includes beside it.
+    carried = {
+        Path(args[-1]) / Path(src).name if args[-1].endswith("/") else Path(args[-1])
+        for args in copies
+        for src in args[:-1]
+    }
+    assert Path(NATS_CONFIG) in carried and Path(NATS_CONFIG).with_name("boundary.conf") in carried
 
 
 def test_dockerfile_env_names_are_settings() -> None:
@@ -165,8 +171,13 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
 
 
 def command_of(service: dict[str, Any]) -> list[str]:
+    """The program a service runs; through `sh -c '… && exec PROGRAM ARGS'` when a node
+    first loads its environment (the NATS nodes read the boundary's public keys)."""
     command = service["command"]
-    return shlex.split(command) if isinstance(command, str) else list(command)
+    words = shlex.split(command) if isinstance(command, str) else list(command)
+    if words[:2] == ["sh", "-c"] and "exec " in words[2]:
+        return shlex.split(words[2].rsplit("exec ", 1)[1])
+    return words
 
 
 def host_port(url: str) -> tuple[str, int]:
@@ -305,3 +316,36 @@ def test_k8s_joins_the_nats_chart_release() -> None:
     for deployment in deployments().values():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             assert host_port(container_env(container)["UNIBUS_NATS_URL"]) == ("nats", 4222)
+
+
+def secret_files(pod: dict[str, Any]) -> set[str]:
+    """The seed files a pod's Secret volumes put in front of its containers."""
+    return {
+        item["path"]
+        for volume in pod.get("volumes", [])
+        if "secret" in volume
+        for item in volume["secret"].get("items", [])
+    }
+
+
+def test_k8s_gives_each_role_only_its_seeds() -> None:
+    found = deployments()
+    plane = found["unibus-control-plane"]["spec"]["template"]["spec"]
+    shim = found["unibus-shim"]["spec"]["template"]["spec"]
+    assert secret_files(plane) == {"issuer.nk", "service.nk", "responder.nk", "system.nk"}
+    assert secret_files(shim) == {"shim.nk"}
+    assert container_env(plane["containers"][0])["UNIBUS_KEYS_DIR"] == "/var/run/unibus/keys"
+    assert container_env(shim["containers"][0])["UNIBUS_NKEY"].endswith("/shim.nk")
+
+
+def test_compose_gives_each_role_only_its_keys(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    mounted = {name: {v.split(":")[0] for v in s.get("volumes", [])} for name, s in services.items()}
+    for name, service in services.items():
+        program = command_of(service)
+        if program[0] == "nats-server":
+            assert "public-keys" in mounted[name] and not {"keys", "shim-key"} & mounted[name]
+        elif program == ["unibus", "serve"]:
+            assert "keys" in mounted[name] and env_of(service)["UNIBUS_KEYS_DIR"]
+        elif program == ["unibus", "shim"]:
+            assert mounted[name] == {"shim-key"} and env_of(service)["UNIBUS_NKEY"].endswith("shim.nk")

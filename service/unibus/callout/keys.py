@@ -22,6 +22,8 @@ ROLES = ("service", "responder", "shim", "system")
 requests and the auth callout, and may publish nowhere but inboxes. shim: history
 requests only. system: finds and cuts an identity's connections (system account)."""
 
+SERVICE_ROLES = ("service", "responder", "system")
+"""What a control-plane instance needs; the shim's seed belongs to the shim alone."""
 ISSUER_FILE = "issuer.nk"
 
 
@@ -42,7 +44,8 @@ class BoundaryKeys:
     @classmethod
     def load(cls, directory: str | Path) -> BoundaryKeys:
         root = Path(directory)
-        missing = [name for name in (ISSUER_FILE, *(f"{r}.nk" for r in ROLES)) if not (root / name).exists()]
+        needed = (ISSUER_FILE, *(f"{r}.nk" for r in SERVICE_ROLES))
+        missing = [name for name in needed if not (root / name).exists()]
         if missing:
             raise FileNotFoundError(
                 f"{root}: no {', '.join(missing)} (create them with `unibus keys init {root}`)"
@@ -50,7 +53,8 @@ class BoundaryKeys:
         issuer = nkeys.from_seed(bytearray((root / ISSUER_FILE).read_bytes().strip()))
         if not issuer.public_key.startswith(b"A"):
             raise ValueError(f"{root / ISSUER_FILE}: not an account seed (SA…)")
-        return cls(issuer, {role: Identity.load(root / f"{role}.nk") for role in ROLES})
+        present = [role for role in ROLES if (root / f"{role}.nk").exists()]
+        return cls(issuer, {role: Identity.load(root / f"{role}.nk") for role in present})
 
     @classmethod
     def ensure(cls, directory: str | Path) -> BoundaryKeys:
