@@ -350,3 +350,25 @@ async def test_revocation_holds_across_instances_and_a_nats_restart(
     finally:
         await owner.nc.close()
         await member.nc.close()
+
+
+async def test_a_removed_members_push_consumers_are_deleted(
+    bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
+) -> None:
+    """A durable push consumer would go on delivering the room to bob's own inbox, which
+    he may still read after leaving: removing him deletes it, and only it."""
+    _, peer = owner
+    await peer.add_member("vault", bob.public_key)
+    member = await connect_as(bounded_plane.nats_url, bob)
+    try:
+        js = member.nc.jetstream(timeout=2)
+        await js.subscribe("unibus.room.vault", stream="UNIBUS_vault", durable="bobs-tap")
+        service_js = bounded_plane.nc.jetstream()
+        await service_js.add_consumer("UNIBUS_vault", durable_name="someone-elses-pull")
+        assert {c.name for c in await service_js.consumers_info("UNIBUS_vault")} >= {"bobs-tap"}
+
+        await peer.remove_member("vault", bob.public_key)
+        left = {c.name for c in await service_js.consumers_info("UNIBUS_vault")}
+        assert "bobs-tap" not in left and "someone-elses-pull" in left
+    finally:
+        await member.nc.close()
