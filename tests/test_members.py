@@ -87,7 +87,11 @@ async def test_encrypted_room_keys_per_epoch(as_alice: ControlClient, as_bob: Co
 async def test_rotate_after_a_member_left_on_its_own(as_alice: ControlClient, as_bob: ControlClient) -> None:
     await as_alice.create_room("rekey", encrypted=True, sealed_key="QQ==")
     await as_alice.add_member("rekey", key(as_bob), sealed_key="Qg==")
-    await as_bob.remove_member("rekey", key(as_bob))  # leaving needs no keys: the leaver must not pick them
+    with pytest.raises(BadRequest):  # the leaver must not pick the key the others go on with
+        await as_bob.remove_member("rekey", key(as_bob), {key(as_alice): "Qk9C"})
+    assert len((await as_alice.members("rekey"))["members"]) == 2  # nothing changed
+    assert (await as_alice.info("rekey"))["key_epoch"] == 1
+    await as_bob.remove_member("rekey", key(as_bob))
     assert (await as_alice.info("rekey"))["key_epoch"] == 1
     rotated = await as_alice.rotate_key("rekey", {key(as_alice): "QTI="})
     assert rotated["key_epoch"] == 2

@@ -55,6 +55,9 @@ async def remove(call: Call) -> Reply:
     leaving_self = signer == member
     if not (call.caller.anonymous or room.is_owner(signer) or (leaving_self and room.is_member(signer))):
         raise forbidden("only the owner may remove others")
+    if leaving_self and body.get("sealed_keys") is not None:
+        # Whoever leaves must not pick the key the others go on with (they would read it).
+        raise bad_request("a member leaving cannot choose the next key: leave without sealed_keys")
 
     def mutate(room: Room) -> Room:
         if member not in room.members:
@@ -64,9 +67,8 @@ async def remove(call: Call) -> Reply:
         members = {k: v for k, v in room.members.items() if k != member}
         sealed = {k: v for k, v in room.sealed_keys.items() if k != member}
         changed = replace(room, members=members, sealed_keys=sealed)
-        new_keys = body.get("sealed_keys")
-        if room.encrypted and (new_keys is not None or not leaving_self):
-            changed = _rotated(changed, new_keys)
+        if room.encrypted and not leaving_self:
+            changed = _rotated(changed, body.get("sealed_keys"))
         return changed
 
     updated = await _update(call, mutate)
