@@ -88,6 +88,8 @@ async def _http_shim(config: Config, nc: Client) -> AsyncIterator[str | None]:
 async def serve_forever(config: Config, stop: asyncio.Event) -> None:
     async with running(config) as run:
         print(f"unibus control plane ready: nats {run.nats_url}", flush=True)
+        if run.plane.links.keys is not None:
+            print("trust boundary on: peers connect with their own nkey (docs/security.md)", flush=True)
         if run.websocket_url:
             print(f"websocket for browsers: {run.websocket_url}", flush=True)
         if run.http_url:
