@@ -8,22 +8,39 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from nats.aio.client import Client
 
+from unibus import connection
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.runner import Running, running
 
-from harness.boundary import shipped_server
+from harness.boundary import INSPECTOR_INBOX, bounded_spec, shipped_server
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(ServerSpec(store_dir=tmp_path / "nats")).start()
+def inspector() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity) -> Iterator[NatsServer]:
+    """A nats-server running the trust boundary, so every service under test works with
+    only its own users' permissions; the suite's `nc` is a test-only user who may do
+    anything (test_boundary.py attacks the shipped config without it)."""
+    server = NatsServer(bounded_spec(tmp_path / "nats", boundary_keys, inspector)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def open_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server without the boundary: for what the boundary's fixed subjects do not
+    cover (a second control prefix on the same JetStream)."""
+    server = NatsServer(ServerSpec(store_dir=tmp_path / "open-nats")).start()
     yield server
     server.stop()
 
@@ -57,6 +74,8 @@ async def start_plane(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[
     async def start(**overrides: Any) -> Running:
         overrides.setdefault("nats_url", nats_server.url)
         overrides.setdefault("data_dir", str(tmp_path / "data"))
+        if overrides["nats_url"] == nats_server.url:
+            overrides.setdefault("keys_dir", str(tmp_path / "keys"))
         overrides.setdefault("auth_mode", AuthMode.ENFORCE)
         return await stack.enter_async_context(running(Config(**overrides)))
 
@@ -70,8 +89,10 @@ async def plane(start_plane: StartPlane) -> Running:
 
 
 @pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    conn = await nats.connect(nats_server.url)
+async def nc(nats_server: NatsServer, inspector: Identity) -> AsyncIterator[Client]:
+    conn = await connection.connect_once(
+        connection.options(nats_server.url, name="inspector", identity=inspector, inbox=INSPECTOR_INBOX)
+    )
     yield conn
     await conn.close()
 

@@ -13,20 +13,49 @@ import pytest
 from unibus.client import Forbidden, Identity, Message, Peer, Reason, Rejected, Room
 from unibus.client import frames as frame_codec
 from unibus.client.peer import LiveMessages
+from unibus.identity import inbox_prefix
 from unibus.interest import confirm_interest
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
 
-from conftest import wait_stored
+from conftest import StartPlane, wait_stored
+from harness.boundary import connect_as
 
 
 @pytest.fixture
 async def peers(nats_server: NatsServer, plane: Running) -> AsyncIterator[list[Peer]]:
-    """Three peers (alice, bob, carol), each on its own connection like separate processes."""
-    conns = [await nats.connect(nats_server.url) for _ in range(3)]
+    """Three peers (alice, bob, carol), each connected as itself like separate processes,
+    under the trust boundary."""
+    identities = [Identity.generate() for _ in range(3)]
+    conns = [(await connect_as(nats_server.url, identity)).nc for identity in identities]
+    yield [Peer(nc, identity) for nc, identity in zip(conns, identities, strict=True)]
+    for nc in conns:
+        await nc.close()
+
+
+@pytest.fixture
+async def open_peers(open_nats_server: NatsServer, start_plane: StartPlane) -> AsyncIterator[list[Peer]]:
+    """The same three on a server without the boundary: where end-to-end encryption has
+    to hold on its own (a removed member who still hears the subject)."""
+    await start_plane(nats_url=open_nats_server.url)
+    conns = [await nats.connect(open_nats_server.url) for _ in range(3)]
     yield [Peer(nc, Identity.generate()) for nc in conns]
     for nc in conns:
         await nc.close()
+
+
+async def add(owner: Peer, member: Peer, room_id: str) -> None:
+    """Add `member` and wait until its connection is back under the new permissions (the
+    control plane cuts it after the add; a subscription sent before that is refused)."""
+    before = member.nc.stats["reconnects"]
+    await owner.add_member(room_id, member.identity.public_key)
+    if not member.nc.new_inbox().startswith(inbox_prefix(member.identity.public_key)):
+        return  # an open server (open_peers): nothing is cut
+    for _ in range(500):
+        if member.nc.stats["reconnects"] > before and member.nc.is_connected:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the added member's connection was not re-authorized")
 
 
 async def next_live(live: LiveMessages) -> Message | Rejected:
@@ -35,7 +64,7 @@ async def next_live(live: LiveMessages) -> Message | Rejected:
 
 async def shared_room(alice: Peer, bob: Peer, room_id: str) -> tuple[Room, Room]:
     room = await alice.create_room(room_id)
-    await alice.add_member(room_id, bob.identity.public_key)
+    await add(alice, bob, room_id)
     return room, await bob.room(room_id)
 
 
@@ -60,8 +89,10 @@ async def test_encrypted_round_trip_via_history_and_live(peers: list[Peer]) -> N
     assert all(b"hello" not in frame for frame in raw)
 
 
-async def test_non_member_sees_only_ciphertext_it_cannot_open(peers: list[Peer]) -> None:
-    alice, bob, carol = peers
+async def test_non_member_sees_only_ciphertext_it_cannot_open(open_peers: list[Peer]) -> None:
+    """Without the boundary anyone can subscribe to a room's subject: what they get is
+    ciphertext they cannot open. (Under the boundary the server refuses the subscription.)"""
+    alice, bob, carol = open_peers
     a_room, _ = await shared_room(alice, bob, "private")
     eavesdrop = await carol.nc.subscribe(a_room.subject)
     await confirm_interest(carol.nc)
@@ -134,8 +165,11 @@ async def test_tampered_forged_and_outsider_frames_are_rejected_with_a_reason(pe
     assert [m.text for m in page.messages if isinstance(m, Message)] == ["still fine"]
 
 
-async def test_removal_rotates_the_key_and_locks_the_removed_member_out(peers: list[Peer]) -> None:
-    alice, bob, carol = peers
+async def test_removal_rotates_the_key_and_locks_the_removed_member_out(open_peers: list[Peer]) -> None:
+    """Without the boundary a removed member still hears the subject: the new key epoch
+    is what keeps it out. (Under the boundary the server refuses it the subject as well:
+    test_boundary.py.)"""
+    alice, bob, carol = open_peers
     a_room = await alice.create_room("rotating")
     for peer in (bob, carol):
         await alice.add_member("rotating", peer.identity.public_key)
@@ -173,7 +207,7 @@ async def test_added_member_reads_from_the_current_epoch(peers: list[Peer]) -> N
     await alice.rotate_key("latecomer")
     await a_room.refresh()
     await a_room.publish(b"epoch two")
-    await alice.add_member("latecomer", bob.identity.public_key)
+    await add(alice, bob, "latecomer")
     await alice.nc.flush()
     await wait_stored(alice.nc, "UNIBUS_latecomer", 1)
     b_room = await bob.room("latecomer")
@@ -184,7 +218,7 @@ async def test_added_member_reads_from_the_current_epoch(peers: list[Peer]) -> N
 async def test_plain_room_round_trip(peers: list[Peer]) -> None:
     alice, bob, _ = peers
     room = await alice.create_room("open", encrypted=False)
-    await alice.add_member("open", bob.identity.public_key)
+    await add(alice, bob, "open")
     await bob.publish("open", b"in the clear")
     await wait_stored(alice.nc, "UNIBUS_open", 1)
     [msg] = (await room.history()).messages

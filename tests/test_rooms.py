@@ -16,6 +16,7 @@ from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
 
 from conftest import StartPlane
+from harness.boundary import connect_as
 
 
 async def stream_names(nc: Client) -> set[str]:
@@ -162,9 +163,14 @@ async def test_delete_is_owner_only_and_removes_row_and_stream(
 async def test_rooms_and_frames_survive_a_restart(
     tmp_path: Path, nats_server: NatsServer, alice: Identity
 ) -> None:
-    config = Config(nats_url=nats_server.url, data_dir=str(tmp_path / "d"), auth_mode=AuthMode.ENFORCE)
+    config = Config(
+        nats_url=nats_server.url,
+        data_dir=str(tmp_path / "d"),
+        auth_mode=AuthMode.ENFORCE,
+        keys_dir=str(tmp_path / "keys"),
+    )
     async with running(config):
-        nc = await nats.connect(nats_server.url)
+        nc = (await connect_as(nats_server.url, alice)).nc
         client = ControlClient(nc, alice)
         room = await client.create_room("durable")
         await nc.publish(room["subject"], b"kept")
@@ -172,7 +178,7 @@ async def test_rooms_and_frames_survive_a_restart(
         await nc.close()
     await asyncio.to_thread(nats_server.restart)
     async with running(config):
-        nc = await nats.connect(nats_server.url)
+        nc = (await connect_as(nats_server.url, alice)).nc
         client = ControlClient(nc, alice)
         assert [r["id"] for r in await client.list_rooms()] == ["durable"]
         assert (await client.history("durable")).frames == [b"kept"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nats
 import pytest
 from nats.aio.client import Client
 
@@ -35,7 +36,8 @@ async def test_discoverable_through_srv(nc: Client, plane: Running) -> None:
     ping = json.loads((await nc.request("$SRV.PING.unibus-control-plane", b"", timeout=5)).data)
     assert ping["type"] == "io.nats.micro.v1.ping_response"
     info = json.loads((await nc.request(f"$SRV.INFO.unibus-control-plane.{ping['id']}", b"", timeout=5)).data)
-    assert {e["subject"] for e in info["endpoints"]} == EXPECTED
+    # Under the trust boundary the auth callout is an endpoint of the same service.
+    assert {e["subject"] for e in info["endpoints"]} == EXPECTED | {"$SYS.REQ.USER.AUTH"}
     assert {e["queue_group"] for e in info["endpoints"]} == {"unibus"}
     stats = json.loads((await nc.request("$SRV.STATS.unibus-control-plane", b"", timeout=5)).data)
     assert stats["name"] == "unibus-control-plane"
@@ -67,22 +69,28 @@ async def test_a_corrupt_row_is_a_500_that_leaks_nothing(nc: Client, as_alice: C
 
 
 async def test_two_deployments_with_other_prefixes_share_one_jetstream(
-    start_plane: StartPlane, nc: Client, alice: Identity
+    start_plane: StartPlane, open_nats_server: NatsServer, alice: Identity
 ) -> None:
-    """Each prefix keeps its own replay-guard stream; neither rewrites the other's."""
-    await start_plane()
-    await start_plane(api_prefix="$OTHER.CTL", queue_group="other", service_name="other-plane")
+    """Each prefix keeps its own replay-guard stream; neither rewrites the other's. (On a
+    server without the boundary: the shipped boundary names the default prefix only.)"""
+    url = open_nats_server.url
+    await start_plane(nats_url=url)
+    await start_plane(nats_url=url, api_prefix="$OTHER.CTL", queue_group="other", service_name="other-plane")
+    nc = await nats.connect(url)
     for prefix in ("$UNIBUS.CTL", "$OTHER.CTL"):
         client = ControlClient(nc, alice, prefix=prefix)
         await client.create_room(f"r{len(prefix)}")
         assert [r["id"] for r in await client.list_rooms()] != []
+    await nc.close()
 
 
 async def test_nats_url_takes_comma_separated_seeds(
     tmp_path: Path, nats_server: NatsServer, nc: Client, alice: Identity
 ) -> None:
     dead = f"nats://127.0.0.1:{free_port()}"
-    config = Config(nats_url=f"{dead},{nats_server.url}", data_dir=str(tmp_path / "d"))
+    config = Config(
+        nats_url=f"{dead},{nats_server.url}", data_dir=str(tmp_path / "d"), keys_dir=str(tmp_path / "keys")
+    )
     async with running(config):
         assert (await ControlClient(nc, alice).create_room("seeded"))["id"] == "seeded"
 

@@ -20,6 +20,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from unibus.auth.signing import sign_request
+from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
 from unibus.config import Config, parse_listen
 from unibus.natsserver import NatsServer, ServerSpec, free_port
@@ -36,8 +37,9 @@ def settings(**overrides: Any) -> ShimSettings:
 
 
 @contextlib.asynccontextmanager
-async def shim_on(url: str, **overrides: Any) -> AsyncIterator[Shim]:
-    async with serving(settings(**overrides), nats_url=url) as shim:
+async def shim_on(url: str, identity: Identity, **overrides: Any) -> AsyncIterator[Shim]:
+    """The shim on its own connection, as its boundary user (the `shim_key` fixture)."""
+    async with serving(settings(**overrides), nats_url=url, identity=identity) as shim:
         await until(lambda: shim.link.connected, "the shim connects to NATS")
         yield shim
 
@@ -54,14 +56,19 @@ async def until(check: Callable[[], bool | Awaitable[bool]], what: str, limit_s:
 
 
 @pytest.fixture
+def shim_key(boundary_keys: BoundaryKeys) -> Identity:
+    return boundary_keys.users["shim"]
+
+
+@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
 
 
 @pytest.fixture
-async def shim(nats_server: NatsServer) -> AsyncIterator[Shim]:
-    async with shim_on(nats_server.url) as running_shim:
+async def shim(shim_key: Identity, nats_server: NatsServer) -> AsyncIterator[Shim]:
+    async with shim_on(nats_server.url, shim_key) as running_shim:
         yield running_shim
 
 
@@ -178,9 +185,9 @@ async def test_bad_room_id_is_refused_without_a_nats_round_trip(
 
 
 async def test_no_service_is_503_and_a_silent_one_504(
-    http: aiohttp.ClientSession, nats_server: NatsServer, nc: Client
+    shim_key: Identity, http: aiohttp.ClientSession, nats_server: NatsServer, nc: Client
 ) -> None:
-    async with shim_on(nats_server.url, request_timeout_s=0.5, health_timeout_s=0.5) as shim:
+    async with shim_on(nats_server.url, shim_key, request_timeout_s=0.5, health_timeout_s=0.5) as shim:
         status, body = await history_via(http, shim, None, "anyroom")
         assert status == 503
         assert "no control plane" in body["error"]
@@ -234,10 +241,10 @@ async def test_cors_grants_only_listed_origins(
 
 
 async def test_no_origin_is_granted_by_default(
-    http: aiohttp.ClientSession, nats_server: NatsServer, plane: Running
+    shim_key: Identity, http: aiohttp.ClientSession, nats_server: NatsServer, plane: Running
 ) -> None:
     async with (
-        shim_on(nats_server.url, allow_origins=frozenset()) as shim,
+        shim_on(nats_server.url, shim_key, allow_origins=frozenset()) as shim,
         http.get(f"{shim.url}/healthz", headers={"Origin": APP_ORIGIN}) as response,
     ):
         assert response.status == 200
@@ -265,14 +272,17 @@ async def test_oversized_request_line_and_headers_are_refused(shim: Shim, plane:
     assert (await raw_exchange(shim, many + b"\r\n")).split(b" ")[1][:1] == b"4"
 
 
-async def test_a_client_that_never_finishes_its_headers_is_dropped(nats_server: NatsServer) -> None:
-    async with shim_on(nats_server.url, idle_timeout_s=0.5) as shim:
+async def test_a_client_that_never_finishes_its_headers_is_dropped(
+    shim_key: Identity, nats_server: NatsServer
+) -> None:
+    async with shim_on(nats_server.url, shim_key, idle_timeout_s=0.5) as shim:
         # Half a request, then silence: the server closes; read() returns what it sent (EOF).
         answer = await raw_exchange(shim, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         assert b"200" not in answer
 
 
 async def test_keeps_serving_through_a_nats_outage(
+    shim_key: Identity,
     http: aiohttp.ClientSession,
     nats_server: NatsServer,
     nc: Client,
@@ -280,7 +290,7 @@ async def test_keeps_serving_through_a_nats_outage(
     alice: Identity,
 ) -> None:
     await room_with_frames(nc, as_alice, "durable", FRAMES)
-    async with shim_on(nats_server.url) as shim:
+    async with shim_on(nats_server.url, shim_key) as shim:
         await asyncio.to_thread(nats_server.stop)
 
         async def reports_disconnected() -> bool:

@@ -15,6 +15,7 @@ import nats
 from nats.aio.client import Client
 
 from unibus import connection
+from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.serverconf import INBOXES
 from unibus.identity import Identity
@@ -93,3 +94,24 @@ async def as_role(url: str, keys: BoundaryKeys, role: str) -> AsyncIterator[Watc
         yield watched
     finally:
         await watched.nc.close()
+
+
+def with_inspector(config: str, inspector: Identity) -> str:
+    """The boundary's server config plus one test-only static user who may do anything:
+    the suite's own connection, which sets up and inspects state (purging a stream,
+    publishing as any peer) while the service itself runs with only its own permissions."""
+    user = f'{{ nkey: "{inspector.public_key}", permissions: {{ publish: ">", subscribe: ">" }} }}'
+    head, sep, tail = config.partition("users: [\n")
+    assert sep, "the UNIBUS account lists its users"
+    config = f"{head}{sep}      {user}\n{tail}"
+    return config.replace("auth_users: [", f'auth_users: ["{inspector.public_key}", ', 1)
+
+
+INSPECTOR_INBOX = "_INBOX.unibus-test-inspector"
+
+
+def bounded_spec(root: Path, keys: BoundaryKeys, inspector: Identity, **spec: object) -> ServerSpec:
+    """A nats-server spec that runs the boundary with the inspector user added."""
+    server = ServerSpec(store_dir=root, **spec)  # type: ignore[arg-type]
+    server.extra = with_inspector(serverconf.render(keys.public()), inspector)
+    return server

@@ -34,12 +34,16 @@ def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_
         return "[" + ", ".join(f'"{s}"' for s in items) + "]"
 
     control = f"{api_prefix}.rooms"
+    # The in-process shim (`serve --http`) relays history requests and pings the service
+    # for its /healthz on this connection.
     service_publish = (
         "$JS.API.>",
         "$JS.FC.>",
         f"$KV.{BUCKET}.>",
         nonce_subject(api_prefix),
         f"{control}.*.history",
+        "$SRV.PING",
+        "$SRV.PING.>",
     )
     return f"""\
 # The unibus trust boundary (docs/security.md). Only public keys appear here.
