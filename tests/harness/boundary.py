@@ -115,3 +115,13 @@ def bounded_spec(root: Path, keys: BoundaryKeys, inspector: Identity, **spec: ob
     server = ServerSpec(store_dir=root, **spec)  # type: ignore[arg-type]
     server.extra = with_inspector(serverconf.render(keys.public()), inspector)
     return server
+
+
+async def reauthorized(nc: Client, reconnects_before: int, within_s: float = 5.0) -> None:
+    """Until the control plane has cut this connection (its identity's rooms changed) and
+    it is back under the new permissions."""
+    for _ in range(int(within_s / 0.01)):
+        if nc.stats["reconnects"] > reconnects_before and nc.is_connected:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the connection was not re-authorized")

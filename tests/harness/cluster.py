@@ -44,7 +44,8 @@ class Node(NatsServer):
 class Cluster:
     """`nodes[i]` can be stopped, killed and started again on the same ports and store."""
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(self, root: Path, size: int = 3, boundary: str = "") -> None:
+        """`boundary`: server configuration every node adds (the trust boundary's block)."""
         names = [f"n{i + 1}" for i in range(size)]
         cluster_ports = [free_port() for _ in names]
         self.nodes: list[Node] = []
@@ -56,7 +57,7 @@ class Cluster:
                 cluster_name=CLUSTER_NAME,
                 cluster_port=cluster_ports[i],
                 routes=[p for j, p in enumerate(cluster_ports) if j != i],
-                extra=f"http: 127.0.0.1:{monitor}",
+                extra=f"http: 127.0.0.1:{monitor}\n{boundary}",
             )
             self.nodes.append(Node(spec, monitor))
 

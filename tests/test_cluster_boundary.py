@@ -1,0 +1,59 @@
+"""The trust boundary on a three-node cluster: the auth callout answers for every node, and
+a removal made through an instance on one node cuts a member connected to another."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from unibus.callout import serverconf
+from unibus.callout.keys import BoundaryKeys
+from unibus.client import Identity, Peer
+
+from harness.boundary import connect_as, reauthorized
+from harness.cluster import Cluster
+from harness.instances import ServiceInstance
+
+
+@pytest.fixture
+def bounded_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, list[ServiceInstance]]]:
+    keys = BoundaryKeys.ensure(tmp_path / "keys")
+    cluster = Cluster(tmp_path / "cluster", boundary=serverconf.render(keys.public())).start()
+    env = {"UNIBUS_KEYS_DIR": str(tmp_path / "keys")}
+    instances = [
+        ServiceInstance(f"svc{i}", cluster.urls[i], tmp_path / f"svc{i}", env).start() for i in range(2)
+    ]
+    yield cluster, instances
+    for instance in instances:
+        instance.stop()
+    cluster.stop()
+
+
+async def test_a_removal_on_one_node_cuts_a_member_on_another(
+    bounded_cluster: tuple[Cluster, list[ServiceInstance]],
+) -> None:
+    cluster, _ = bounded_cluster
+    alice, bob = Identity.generate(), Identity.generate()
+    owner = await connect_as(cluster.urls[0], alice)
+    member = await connect_as(cluster.urls[2], bob)
+    try:
+        peer = Peer(owner.nc, alice)
+        await peer.create_room("spread")
+        before = member.nc.stats["reconnects"]
+        await peer.add_member("spread", bob.public_key)
+        await reauthorized(member.nc, before)
+        await member.nc.subscribe("unibus.room.spread")
+        await member.nc.publish("unibus.room.spread", b"bob on n3")
+        await member.nc.flush()
+        assert not any("permissions violation" in e for e in member.errors), member.errors
+
+        await peer.remove_member("spread", bob.public_key)
+        removed = time.monotonic()
+        assert await member.refused("subscription", "unibus.room.spread", within_s=1.0), member.errors
+        assert time.monotonic() - removed < 1.0
+    finally:
+        await owner.nc.close()
+        await member.nc.close()
