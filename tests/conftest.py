@@ -66,20 +66,27 @@ async def wait_stored(nc: Client, stream: str, count: int, within_s: float = 10.
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def start_plane(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[StartPlane]:
-    """Starts control-plane instances (each its own connection) on the test's server."""
+@contextlib.asynccontextmanager
+async def plane_starter(tmp_path: Path, server: NatsServer) -> AsyncIterator[StartPlane]:
+    """Starts control-plane instances (each its own connections) on `server` with the
+    boundary's keys; another `nats_url` (an open server) gets none."""
     stack = contextlib.AsyncExitStack()
 
     async def start(**overrides: Any) -> Running:
-        overrides.setdefault("nats_url", nats_server.url)
+        overrides.setdefault("nats_url", server.url)
         overrides.setdefault("data_dir", str(tmp_path / "data"))
-        if overrides["nats_url"] == nats_server.url:
+        if overrides["nats_url"] == server.url:
             overrides.setdefault("keys_dir", str(tmp_path / "keys"))
         overrides.setdefault("auth_mode", AuthMode.ENFORCE)
         return await stack.enter_async_context(running(Config(**overrides)))
 
     async with stack:
+        yield start
+
+
+@pytest.fixture
+async def start_plane(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[StartPlane]:
+    async with plane_starter(tmp_path, nats_server) as start:
         yield start
 
 
@@ -112,20 +119,8 @@ def shipped_nats(tmp_path: Path, boundary_keys: BoundaryKeys) -> Iterator[NatsSe
 
 @pytest.fixture
 async def start_bounded(tmp_path: Path, shipped_nats: NatsServer) -> AsyncIterator[StartPlane]:
-    """Starts control-plane instances on the shipped config, each answering the callout."""
-    stack = contextlib.AsyncExitStack()
-
-    async def start(**overrides: Any) -> Running:
-        config = Config(
-            nats_url=shipped_nats.url,
-            keys_dir=str(tmp_path / "keys"),
-            data_dir=str(tmp_path / "data"),
-            auth_mode=AuthMode.ENFORCE,
-            **overrides,
-        )
-        return await stack.enter_async_context(running(config))
-
-    async with stack:
+    """Control-plane instances on the shipped config, each answering the callout."""
+    async with plane_starter(tmp_path, shipped_nats) as start:
         yield start
 
 

@@ -231,24 +231,51 @@ async def test_a_non_member_can_neither_publish_into_nor_read_a_room(
         await outsider.nc.close()
 
 
-async def test_a_member_reads_its_rooms_stream_but_cannot_change_it(
+async def test_a_member_gets_no_jetstream_even_on_its_own_room(
     bounded_plane: Running, owner: tuple[Watched, Peer]
 ) -> None:
-    """The Go client's reads of its own room's stream pass; a stream update, which could
-    point the stream's subjects at other rooms or inboxes, is refused."""
+    """JetStream answers on any reply subject the requester names, from inside the account
+    and unchecked: a member allowed even `STREAM.INFO` of its own room could have the answer
+    written into the room bucket. So members get no JetStream at all; they read history
+    through the control plane."""
     member, _ = owner
-    js = member.nc.jetstream(timeout=SHORT)
-    info = await js.stream_info("UNIBUS_vault")
-    assert info.state.messages == 1
-    consumer = await js.subscribe(
-        "unibus.room.vault", stream="UNIBUS_vault", ordered_consumer=True, deliver_policy="all"
-    )
-    assert (await consumer.next_msg(timeout=2)).subject == "unibus.room.vault"
-    await consumer.unsubscribe()
+    await denied_request(member, "$JS.API.STREAM.INFO.UNIBUS_vault")
+    await denied_request(member, "$JS.API.CONSUMER.CREATE.UNIBUS_vault", b"{}")
+    await denied_request(member, "$JS.API.DIRECT.GET.UNIBUS_vault", b'{"seq": 1}')
+    info = await bounded_plane.nc.jetstream().stream_info("UNIBUS_vault")
     widened = json.dumps({**info.config.as_dict(), "subjects": ["unibus.room.vault", "_INBOX.>"]}).encode()
     await denied_request(member, "$JS.API.STREAM.UPDATE.UNIBUS_vault", widened)
     await denied_request(member, "$JS.API.STREAM.PURGE.UNIBUS_vault")
     assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 1
+
+
+async def test_a_publish_cannot_aim_a_stream_acknowledgement_anywhere(
+    bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
+) -> None:
+    """A core publish may carry any reply subject, and a stream that acknowledged would
+    publish its ack there from inside the account: into the room bucket, another room or
+    the nonce stream. Room streams do not acknowledge, so the frame is stored and nothing
+    else is written."""
+    member, _ = owner
+    victim = Peer((await connect_as(bounded_plane.nats_url, bob)).nc, bob)
+    await victim.create_room("target")
+    js = bounded_plane.nc.jetstream()
+    row = await (await js.key_value(BUCKET)).get("target")
+    nonces = (await js.stream_info(nonce_stream_name(DEFAULT_API_PREFIX))).state.last_seq
+    before = await stored(bounded_plane, "UNIBUS_target")
+    for reply in (f"$KV.{BUCKET}.target", "unibus.room.target", f"{DEFAULT_API_PREFIX}.nonces"):
+        await member.nc.publish("unibus.room.vault", b"frame with a hostile reply", reply=reply)
+    await member.nc.flush()
+    for _ in range(200):
+        if (await stored(bounded_plane, "UNIBUS_vault"))[0] == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 4  # captured as usual
+    assert (await (await js.key_value(BUCKET)).get("target")).revision == row.revision
+    assert await stored(bounded_plane, "UNIBUS_target") == before
+    assert (await js.stream_info(nonce_stream_name(DEFAULT_API_PREFIX))).state.last_seq == nonces
+    assert (await victim.control.info("target"))["owner"] == bob.public_key
+    await victim.nc.close()
 
 
 async def test_a_removed_member_is_cut_off_at_the_server(
@@ -352,23 +379,28 @@ async def test_revocation_holds_across_instances_and_a_nats_restart(
         await member.nc.close()
 
 
-async def test_a_removed_members_push_consumers_are_deleted(
-    bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
+async def test_flipping_someones_membership_cuts_them_at_most_once_a_second(
+    bounded_plane: Running, alice: Identity, bob: Identity
 ) -> None:
-    """A durable push consumer would go on delivering the room to bob's own inbox, which
-    he may still read after leaving: removing him deletes it, and only it."""
-    _, peer = owner
-    await peer.add_member("vault", bob.public_key)
-    member = await connect_as(bounded_plane.nats_url, bob)
+    """Anyone may add anyone to a room and remove them again; each change cuts the other's
+    connections. Fast flips are folded: the victim is cut about once a second, and the
+    last change still takes effect."""
+    victim = await connect_as(bounded_plane.nats_url, alice)
+    mallory_conn = await connect_as(bounded_plane.nats_url, bob)
     try:
-        js = member.nc.jetstream(timeout=2)
-        await js.subscribe("unibus.room.vault", stream="UNIBUS_vault", durable="bobs-tap")
-        service_js = bounded_plane.nc.jetstream()
-        await service_js.add_consumer("UNIBUS_vault", durable_name="someone-elses-pull")
-        assert {c.name for c in await service_js.consumers_info("UNIBUS_vault")} >= {"bobs-tap"}
-
-        await peer.remove_member("vault", bob.public_key)
-        left = {c.name for c in await service_js.consumers_info("UNIBUS_vault")}
-        assert "bobs-tap" not in left and "someone-elses-pull" in left
+        mallory = Peer(mallory_conn.nc, bob)
+        await mallory.create_room("flipper", encrypted=False)
+        before = victim.nc.stats["reconnects"]
+        started = time.monotonic()
+        for _ in range(30):
+            await mallory.control.add_member("flipper", alice.public_key)
+            await mallory.control.remove_member("flipper", alice.public_key)
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(1.5)  # the folded cut at the end of the last window
+        cuts = victim.nc.stats["reconnects"] - before
+        assert 1 <= cuts <= elapsed + 3, (cuts, elapsed)
+        await victim.nc.publish("unibus.room.flipper", b"still in?")
+        assert await victim.refused("publish", "unibus.room.flipper")
     finally:
-        await member.nc.close()
+        await victim.nc.close()
+        await mallory_conn.nc.close()

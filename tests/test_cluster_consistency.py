@@ -17,7 +17,7 @@ from unibus.client import Conflict, ControlClient, Forbidden, Identity
 from unibus.storage.kv import BUCKET
 
 from harness import Cluster, Spawn, connect_all, create_room
-from harness.checks import history, publish_acked
+from harness.checks import history, publish_stored
 
 pytest_plugins = ["harness.fixtures"]
 pytestmark = pytest.mark.timeout(120)
@@ -141,7 +141,7 @@ def go_client_update(room_id: str) -> dict[str, object]:
 async def test_go_client_update_scales_down_and_the_service_restores_it(nc: Client) -> None:
     owner = ControlClient(nc, Identity.generate())
     await create_room(owner, "gopher")
-    frames = await publish_acked(nc, "gopher", 30, "go")
+    frames = await publish_stored(nc, "gopher", 30, "go")
     js = nc.jetstream(timeout=5)
     for _ in range(2):  # the Go client ensures on every start: the service undoes it each time
         reply = await nc.request(

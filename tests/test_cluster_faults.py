@@ -15,7 +15,7 @@ from unibus.client import ControlClient, Forbidden, Identity
 from unibus.storage.kv import BUCKET
 
 from harness import Cluster, Outcome, Spawn, create_room, steady, with_retries
-from harness.checks import assert_rows_match_streams, history, instances_answering, publish_acked
+from harness.checks import assert_rows_match_streams, history, instances_answering, publish_stored
 
 pytest_plugins = ["harness.fixtures"]
 pytestmark = pytest.mark.timeout(180)
@@ -30,7 +30,7 @@ async def seed(nc: Client, client: ControlClient, tag: str) -> dict[str, list[by
     for i in range(ROOMS_BEFORE):
         room_id = f"{tag}-before-{i}"
         await create_room(client, room_id)
-        seeded[room_id] = await publish_acked(nc, room_id, FRAMES_PER_ROOM, tag)
+        seeded[room_id] = await publish_stored(nc, room_id, FRAMES_PER_ROOM, tag)
     return seeded
 
 

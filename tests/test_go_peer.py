@@ -2,9 +2,10 @@
 
 tests/go/member is built in GOPATH mode from Debian's golang-github-nats-io-go-nats-dev
 (nats.go 1.22: the legacy JetStream API, no `jetstream` package) and run as alice, a
-member of the persisted room `vault`, on the shipped deploy/nats config. Her reads of the
-stream and her own consumers must pass; every stream change, another room's stream and the
-room bucket must be refused by nats-server itself, with the stream unchanged afterwards.
+member of the persisted room `vault`, on the shipped deploy/nats config. Her core-NATS
+publish to the room must pass; every JetStream call, even a read of her own room's stream
+or a consumer on it, must be refused by nats-server itself (docs/security.md says why),
+with the stream unchanged afterwards.
 In CI a missing Go toolchain or package fails the test; elsewhere it skips and says what
 to install.
 """
@@ -36,11 +37,11 @@ APT = "apt-get install golang-go golang-github-nats-io-go-nats-dev"
 
 # What each operation of tests/go/member must do: True allowed, False refused.
 EXPECTED = {
-    "stream_info": True,
-    "get_msg_1": True,
-    "ordered_consumer_next": True,
-    "ephemeral_pull_fetch": True,
-    "durable_pull_fetch_delete": True,
+    "stream_info": False,
+    "get_msg_1": False,
+    "ordered_consumer_next": False,
+    "ephemeral_pull_fetch": False,
+    "durable_pull_fetch_delete": False,
     "create_or_update_stream": False,
     "purge_stream": False,
     "delete_stream": False,
@@ -51,6 +52,7 @@ EXPECTED = {
 }
 # The JetStream API call each refusal must name in the server's permissions violation.
 REFUSED_SUBJECT = {
+    "stream_info": "$JS.API.STREAM.INFO.UNIBUS_vault",
     "create_or_update_stream": "$JS.API.STREAM.UPDATE.UNIBUS_vault",
     "purge_stream": "$JS.API.STREAM.PURGE.UNIBUS_vault",
     "delete_stream": "$JS.API.STREAM.DELETE.UNIBUS_vault",
@@ -130,7 +132,7 @@ async def run_member(binary: Path, url: str, identity: Identity, seed_dir: Path)
     return {line["op"]: line for line in lines}
 
 
-async def test_a_members_go_client_reads_its_stream_and_cannot_change_it(
+async def test_a_members_go_client_publishes_and_gets_no_jetstream(
     member_binary: Path, bounded_plane: Running, rooms: None, alice: Identity, tmp_path: Path
 ) -> None:
     js = bounded_plane.nc.jetstream()
@@ -144,6 +146,9 @@ async def test_a_members_go_client_reads_its_stream_and_cannot_change_it(
     assert list(results) == list(EXPECTED)
     observed = {op: line["ok"] for op, line in results.items()}
     assert observed == EXPECTED, json.dumps(results, indent=1)
+    for op, allowed in EXPECTED.items():
+        if not allowed:
+            assert 'permissions violation for publish to "$js.api.' in results[op]["error"].lower(), op
     for op, subject in REFUSED_SUBJECT.items():
         # No reply ever comes: nats.go 1.22 hands the server's -ERR to the async error
         # handler only, and the request ends at its deadline or when the program cancels it

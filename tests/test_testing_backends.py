@@ -146,10 +146,16 @@ def test_health_probe_passes_when_the_service_answers(unibus_stack: Stack) -> No
     assert through_shim.returncode == 0, through_shim.stderr
 
 
-def test_health_probe_fails_on_a_nats_without_the_service(nats_server: NatsServer) -> None:
-    result = run_health("--nats-url", nats_server.url, "--timeout", "1")
+def test_health_probe_fails_on_a_nats_without_the_service(
+    open_nats_server: NatsServer, nats_server: NatsServer
+) -> None:
+    result = run_health("--nats-url", open_nats_server.url, "--timeout", "1")
     assert result.returncode == 1
     assert "no instance of unibus-control-plane" in result.stderr
+    # Under the boundary nobody is admitted while no instance answers the callout.
+    bounded = run_health("--nats-url", nats_server.url, "--timeout", "1")
+    assert bounded.returncode == 1
+    assert "no control plane answering the auth callout" in bounded.stderr
 
 
 def test_health_probe_fails_when_nothing_listens(nats_server: NatsServer) -> None:

@@ -152,6 +152,8 @@ class ControlPlane:
                 log.debug("service stop", exc_info=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.js_timeout_s)
+        if self.cutter is not None:
+            await self.cutter.close()
         if self.deps is not None:
             await self.deps.store.close()
 

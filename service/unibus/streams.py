@@ -48,8 +48,13 @@ class StreamPolicy:
     max_msg_size: int
     """Larger frames are refused by the server, so every stored frame fits in a history page."""
 
-    def holds(self, replicas: int, max_bytes: int, max_msg_size: int) -> bool:
-        return replicas >= self.replicas and max_bytes == self.max_bytes and max_msg_size == self.max_msg_size
+    def holds(self, replicas: int, max_bytes: int, max_msg_size: int, no_ack: bool) -> bool:
+        return (
+            replicas >= self.replicas
+            and max_bytes == self.max_bytes
+            and max_msg_size == self.max_msg_size
+            and no_ack
+        )
 
 
 _PAGE_OVERHEAD = 4096
@@ -78,6 +83,7 @@ class Snapshot:
     replicas: int
     max_bytes: int
     max_msg_size: int
+    no_ack: bool
 
 
 def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
@@ -90,6 +96,10 @@ def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
         max_bytes=policy.max_bytes,
         max_msg_size=policy.max_msg_size,
         discard=DiscardPolicy.OLD,
+        # No acknowledgements: JetStream would publish each one, from inside the account
+        # and unchecked, to whatever reply subject the publisher chose, such as a key of
+        # the room bucket (docs/security.md). Peers publish over core NATS anyway.
+        no_ack=True,
     )
 
 
@@ -109,7 +119,9 @@ async def ensure_room_stream(
             raise RuntimeError(f"stream {room.stream} exists without subject {room.subject}") from err
         current = info.config
         replicas = current.num_replicas or 1
-        if not policy.holds(replicas, current.max_bytes or -1, current.max_msg_size or -1):
+        if not policy.holds(
+            replicas, current.max_bytes or -1, current.max_msg_size or -1, bool(current.no_ack)
+        ):
             log.warning(
                 "stream %s is at R%d, max_bytes %s, max_msg_size %s (a client's update?); restoring %s",
                 room.stream,
@@ -124,6 +136,7 @@ async def ensure_room_stream(
                 max_bytes=policy.max_bytes,
                 max_msg_size=policy.max_msg_size,
                 discard=DiscardPolicy.OLD,
+                no_ack=True,
             )
             info = await asyncio.wait_for(js.update_stream(restored), timeout_s)
     return _state(info)
@@ -148,6 +161,7 @@ async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Sna
         int(config.get("num_replicas") or 1),
         int(config.get("max_bytes", -1)),
         int(config.get("max_msg_size", -1)),
+        bool(config.get("no_ack", False)),
     )
 
 
@@ -164,26 +178,10 @@ async def room_stream_for_read(
     if (
         snapshot is not None
         and room.subject in snapshot.subjects
-        and policy.holds(snapshot.replicas, snapshot.max_bytes, snapshot.max_msg_size)
+        and policy.holds(snapshot.replicas, snapshot.max_bytes, snapshot.max_msg_size, snapshot.no_ack)
     ):
         return snapshot.state
     return await ensure_room_stream(js, room, policy, timeout_s)
-
-
-async def drop_push_consumers(js: JetStreamContext, stream: str, inbox: str, timeout_s: float) -> int:
-    """Delete the consumers of `stream` that deliver below `inbox` (a removed member's):
-    they would go on pushing the room's frames to that member's own inbox, which it may
-    still read. Under the boundary nobody else can subscribe there, so nothing of another
-    member is touched. How many were deleted."""
-    dropped = 0
-    with contextlib.suppress(jserr.NotFoundError):
-        for consumer in await asyncio.wait_for(js.consumers_info(stream), timeout_s):
-            deliver = consumer.config.deliver_subject or ""
-            if deliver == inbox or deliver.startswith(inbox + "."):
-                with contextlib.suppress(jserr.NotFoundError):
-                    await asyncio.wait_for(js.delete_consumer(stream, consumer.name), timeout_s)
-                    dropped += 1
-    return dropped
 
 
 async def delete_room_stream(js: JetStreamContext, stream: str, timeout_s: float) -> None:

@@ -50,13 +50,21 @@ async def assert_rows_match_streams(nc: Client) -> None:
     assert streams - rows == set(), f"streams without a row: {sorted(streams - rows)}"
 
 
-async def publish_acked(nc: Client, room_id: str, count: int, tag: str) -> list[bytes]:
-    """Frames the data plane acknowledged: each is durable in the room's stream."""
+async def publish_stored(nc: Client, room_id: str, count: int, tag: str) -> list[bytes]:
+    """Frames published over core NATS, returned once the room's stream holds them (room
+    streams send no acknowledgements: docs/security.md), so each is durable."""
     js = nc.jetstream(timeout=5)
+    stream = f"UNIBUS_{room_id}"
+    before = (await js.stream_info(stream)).state.last_seq
     frames = [f"{tag}-{room_id}-{i}".encode() for i in range(count)]
     for frame in frames:
-        await js.publish(f"unibus.room.{room_id}", frame)
-    return frames
+        await nc.publish(f"unibus.room.{room_id}", frame)
+    await nc.flush()
+    for _ in range(1000):
+        if (await js.stream_info(stream)).state.last_seq >= before + count:
+            return frames
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{stream} did not store {count} frames")
 
 
 async def history(client: ControlClient, room_id: str) -> list[bytes]:

@@ -6,7 +6,7 @@ from nats.aio.client import Client
 
 from unibus.client import ControlClient, Identity
 
-from .checks import assert_rows_match_streams, publish_acked
+from .checks import assert_rows_match_streams, publish_stored
 from .load import LoadResult, steady
 from .retry import NO_RETRY, create_room
 
@@ -19,7 +19,7 @@ async def run_mix(nc: Client, rate_per_s: float, duration_s: float) -> LoadResul
     rooms = [f"load-{i}" for i in range(READ_ROOMS)]
     for room_id in rooms:
         await create_room(client, room_id)
-        await publish_acked(nc, room_id, 50, "load")
+        await publish_stored(nc, room_id, 50, "load")
 
     async def op(i: int) -> object:
         kind, room_id = i % 10, rooms[i % READ_ROOMS]

@@ -102,7 +102,7 @@ class Authorizer:
             permissions = for_anonymous(self.api_prefix, self.room_subject_prefix)
             name = "anonymous"
         else:
-            permissions = for_member(who, await self.rooms_of(who), self.api_prefix)
+            permissions = for_member(who, await self.rooms_of(who), self.api_prefix, self.room_subject_prefix)
             name = who
         now = int(time.time())
         user = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,19 +36,60 @@ class Connection:
 
 
 class ConnectionCutter:
-    def __init__(self, system: Client, timeout_s: float = 1.0) -> None:
+    """Cuts connections, at most once per identity per `recut_s`: anyone may add anyone to
+    a room and remove them again, and each change cuts the other's connections. A change
+    inside the window is folded into one cut at its end, so an identity is cut at most
+    once a second per instance however fast someone flips its membership, and no change
+    waits longer than that for its cut."""
+
+    def __init__(self, system: Client, timeout_s: float = 1.0, recut_s: float = 1.0) -> None:
         self._nc = system
         self._timeout = timeout_s
+        self._recut_s = recut_s
         self._servers = 0
         """How many servers answered the last CONNZ: a gather stops once as many have."""
+        self._last_cut: dict[str, float] = {}
+        self._trailing: dict[str, asyncio.Task[int]] = {}
 
     async def learn_servers(self) -> int:
         """Ask once how many servers there are, so the first cut does not wait out a timeout."""
         return len(await self._gather("$SYS.REQ.SERVER.PING.CONNZ", b'{"limit": 1}'))
 
     async def cut(self, identities: Iterable[str]) -> int:
-        """Close every connection of these identities on every server; how many closed."""
-        found = await asyncio.gather(*(self.connections(i) for i in set(identities)))
+        """Close every connection of these identities on every server, now or (for one cut
+        within the last `recut_s`) at the end of that window; how many closed now."""
+        now = time.monotonic()
+        self._last_cut = {i: t for i, t in self._last_cut.items() if now - t < self._recut_s}
+        due = set()
+        for identity in set(identities):
+            if identity not in self._last_cut:
+                due.add(identity)
+                self._last_cut[identity] = now
+            elif identity not in self._trailing:
+                delay = self._last_cut[identity] + self._recut_s - now
+                task = asyncio.create_task(self._cut_later(identity, delay))
+                self._trailing[identity] = task
+        return await self._cut_now(due)
+
+    async def _cut_later(self, identity: str, delay_s: float) -> int:
+        await asyncio.sleep(delay_s)
+        self._trailing.pop(identity, None)
+        self._last_cut[identity] = time.monotonic()
+        try:
+            return await self._cut_now({identity})
+        except Exception:
+            log.warning("could not cut connections of %s", identity, exc_info=True)
+            return 0
+
+    async def close(self) -> None:
+        for task in list(self._trailing.values()):
+            task.cancel()
+        self._trailing.clear()
+
+    async def _cut_now(self, identities: set[str]) -> int:
+        if not identities:
+            return 0
+        found = await asyncio.gather(*(self.connections(i) for i in identities))
         kicks = [self._kick(c) for conns in found for c in conns]
         results = await asyncio.gather(*kicks, return_exceptions=True)
         return sum(1 for r in results if r is True)

@@ -2,11 +2,13 @@
 rooms it is a member of (docs/security.md has the same tables in prose).
 
 A peer may send control requests and `$SRV` discovery, publish and subscribe on the
-subjects of its own rooms, read the stream of its own persisted rooms the way the Go
-client does (info, direct get, its own consumers) and receive on its own inbox. Anything
-not listed is refused by nats-server: the JetStream API of other streams, every stream
-change (create, update, delete, purge), the room bucket, the nonce stream, the control
-subjects as a subscriber, and other identities' inboxes.
+subjects of its own rooms, and receive on its own inbox. Everything else is refused by
+nats-server, the JetStream API included, even on a peer's own room's stream: JetStream
+answers an API request (and hands out consumer deliveries) on whatever subject the
+requester names, published by the server inside the account without any permission
+check, so any JetStream permission would let a peer write its answers into the room
+bucket, another room or the nonce stream (docs/security.md). Peers read stored frames
+through the control plane's `history` instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..identity import inbox_prefix
+from ..ids import is_room_id
 from ..storage import Room
+from .serverconf import INBOXES
 
 DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
 
@@ -24,51 +28,38 @@ DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS
 class Permissions:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    subscribe_deny: tuple[str, ...] = ()
 
     def claims(self) -> dict[str, object]:
         """The `pub`/`sub` part of a NATS user JWT."""
-        return {"pub": {"allow": list(self.publish)}, "sub": {"allow": list(self.subscribe)}}
+        sub: dict[str, list[str]] = {"allow": list(self.subscribe)}
+        if self.subscribe_deny:
+            sub["deny"] = list(self.subscribe_deny)
+        return {"pub": {"allow": list(self.publish)}, "sub": sub}
 
 
-def stream_read_subjects(stream: str) -> tuple[str, ...]:
-    """A member's own reads of its room's stream: what the Go client's history and
-    consumers send. Never a stream change: a member who could update the stream could
-    point its subjects at other rooms or inboxes and read them through it."""
-    api = "$JS.API"
-    return (
-        f"{api}.STREAM.INFO.{stream}",
-        f"{api}.STREAM.MSG.GET.{stream}",
-        f"{api}.DIRECT.GET.{stream}",
-        f"{api}.DIRECT.GET.{stream}.>",
-        f"{api}.CONSUMER.CREATE.{stream}",
-        f"{api}.CONSUMER.CREATE.{stream}.>",
-        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.*",
-        f"{api}.CONSUMER.INFO.{stream}.*",
-        f"{api}.CONSUMER.DELETE.{stream}.*",
-        f"{api}.CONSUMER.MSG.NEXT.{stream}.*",
-        f"$JS.ACK.{stream}.>",
-        f"$JS.FC.{stream}.>",
-    )
-
-
-def for_member(identity: str, rooms: Iterable[Room], api_prefix: str) -> Permissions:
+def for_member(
+    identity: str, rooms: Iterable[Room], api_prefix: str, room_subject_prefix: str
+) -> Permissions:
+    """The room subjects are built from the room ids (validated to one plain token on
+    create), never taken from the stored row, so no row can widen a grant."""
     publish = [f"{api_prefix}.rooms.>", *DISCOVERY]
     subscribe = [f"{inbox_prefix(identity)}.>"]
     for room in sorted(rooms, key=lambda r: r.id):
-        if not room.is_member(identity):
-            continue
-        publish.append(room.subject)
-        subscribe.append(room.subject)
-        if room.persisted:
-            publish.extend(stream_read_subjects(room.stream))
+        if room.is_member(identity) and is_room_id(room.id):
+            subject = f"{room_subject_prefix}.{room.id}"
+            publish.append(subject)
+            subscribe.append(subject)
     return Permissions(tuple(publish), tuple(subscribe))
 
 
 def for_anonymous(api_prefix: str, room_subject_prefix: str) -> Permissions:
     """`dev`/`off` auth modes only: a connection without an nkey may call the control
-    plane and use every room's subject (demos with the `nats` CLI), never JetStream."""
+    plane and use every room's subject (demos with the `nats` CLI, whose inbox is plain
+    `_INBOX`), never JetStream, and never the inboxes of the control plane's own users."""
     rooms = f"{room_subject_prefix}.*"
     return Permissions(
         (f"{api_prefix}.rooms.>", *DISCOVERY, rooms),
         (rooms, "_INBOX.>"),
+        subscribe_deny=tuple(f"{inbox}.>" for inbox in INBOXES.values()),
     )

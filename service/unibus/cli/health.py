@@ -80,7 +80,11 @@ async def ping_service(nats_url: str, service_name: str, timeout_s: float, creds
     try:
         nc = await connection.connect_once(options)
     except Exception as exc:  # nats-py raises assorted OSError/timeout/protocol errors here
-        raise Unhealthy(f"cannot connect to {nats_url}: {exc or type(exc).__name__}") from exc
+        reason = str(exc) or type(exc).__name__
+        if "authorization" in reason.lower() or isinstance(exc, (TimeoutError, nats.errors.TimeoutError)):
+            # Under the trust boundary the callout admits connections: no instance, no entry.
+            reason += " (no control plane answering the auth callout?)"
+        raise Unhealthy(f"cannot connect to {nats_url}: {reason}") from exc
     try:
         await nc.request(f"$SRV.PING.{service_name}", b"", timeout=timeout_s)
     except nats.errors.NoRespondersError:

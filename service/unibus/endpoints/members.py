@@ -12,10 +12,8 @@ from typing import Any
 
 from .. import identity
 from ..errors import bad_request, conflict, forbidden, not_found, unauthorized
-from ..identity import inbox_prefix
 from ..storage import Room
 from ..storage.rooms import Role
-from ..streams import drop_push_consumers
 from .context import Call, Reply, ok, sealed_blob
 
 
@@ -73,9 +71,6 @@ async def remove(call: Call) -> Reply:
 
     updated = await _update(call, mutate)
     call.affected.add(member)
-    if updated.persisted and call.deps.js is not None:
-        timeout_s = call.deps.config.js_timeout_s
-        await drop_push_consumers(call.deps.js, updated.stream, inbox_prefix(member), timeout_s)
     return ok(_summary(updated))
 
 
