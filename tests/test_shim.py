@@ -399,3 +399,24 @@ def test_listen_and_origin_parsing() -> None:
     config = Config(api_prefix="$X.CTL", service_name="svc")
     chosen = ShimSettings.from_config(config, "127.0.0.1:0", ["http://a"])
     assert (chosen.api_prefix, chosen.service_name, chosen.allow_origins) == ("$X.CTL", "svc", {"http://a"})
+
+
+async def test_header_bytes_nats_cannot_carry_are_a_400_and_nothing_is_sent(
+    shim: Shim, plane: Running, http: aiohttp.ClientSession
+) -> None:
+    """`Unibus-Nonce: \\xff` used to fail inside the NATS publish after the reply had been
+    registered: a plain-text 500, a traceback and a leaked reply slot per request."""
+    # A control character never gets past aiohttp's own parser (its plain-text 400).
+    for value, ours in ((b"\xff", True), (b"caf\xc3\xa9", True), (b"a\x01b", False)):
+        request = (
+            b"GET /rooms/lobby/history HTTP/1.1\r\nHost: x\r\nConnection: close\r\nUnibus-Nonce: "
+            + value
+            + b"\r\n\r\n"
+        )
+        answer = await raw_exchange(shim, request)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"400", answer
+        if ours:
+            assert json.loads(body) == {"error": "header Unibus-Nonce must be printable ASCII"}
+    status, _, _ = await get(http, f"{shim.url}/healthz")
+    assert status == 200  # still serving

@@ -30,6 +30,11 @@ async def history(request: web.Request) -> web.Response:
     # raw_path is the request target as received; yarl's query_string would be decoded.
     query = request.raw_path.partition("?")[2].encode("utf-8", "surrogateescape")
     headers = {name: request.headers[name] for name in FORWARDED if name in request.headers}
+    for name, value in headers.items():
+        # NATS headers are printable ASCII; anything else would fail inside the publish
+        # (after the client registered its reply), so it is refused here, unsent.
+        if not (value.isascii() and value.isprintable()):
+            return error(400, f"header {name} must be printable ASCII")
     try:
         reply = await request.app[LINK].request(subject, query, headers, settings.request_timeout_s)
     except Unavailable as exc:
