@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -94,6 +95,13 @@ async def test_dev_mode_allows_unsigned_but_rejects_bad(
     headers = sign_request(alice, "$UNIBUS.CTL.rooms.devroom.history", b"")
     headers[SIGNATURE] = sign_request(alice, "elsewhere", b"")[SIGNATURE]
     assert await raw(nc, "$UNIBUS.CTL.rooms.devroom.history", b"", headers) == ("401", "bad signature")
+    # In another case the headers are still a signature, never an anonymous request.
+    lowered = {name.lower(): value for name, value in headers.items()}
+    assert await raw(nc, "$UNIBUS.CTL.rooms.devroom.history", b"", lowered) == ("401", "bad signature")
+    good = sign_request(alice, "$UNIBUS.CTL.rooms.devroom.info", b"")
+    upper = {name.upper(): value for name, value in good.items()}
+    reply = await nc.request("$UNIBUS.CTL.rooms.devroom.info", b"", timeout=5, headers=upper)
+    assert json.loads(reply.data)["role"] == "owner"  # verified as alice, not anonymous
 
 
 async def test_off_mode_verifies_nothing(

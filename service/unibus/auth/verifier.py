@@ -41,6 +41,17 @@ class Nonce:
     timestamp_ms: int
 
 
+_CANONICAL = {name.lower(): name for name in signing.HEADERS}
+
+
+def _canonical(headers: dict[str, str]) -> dict[str, str]:
+    """The signature headers under their canonical names, whatever case they came in: a
+    `unibus-signature` must count as a signature (dev mode would otherwise take a request
+    with a bad one for an unsigned, anonymous request)."""
+    found = {_CANONICAL[name.lower()]: value for name, value in headers.items() if name.lower() in _CANONICAL}
+    return {**headers, **found}
+
+
 class Verifier:
     def __init__(self, mode: AuthMode, window_s: float, replay: ReplayGuard) -> None:
         self.mode = mode
@@ -52,7 +63,7 @@ class Verifier:
     ) -> tuple[Caller, Nonce | None]:
         """Who is asking, from the headers alone (401 if they do not hold up), and the
         nonce still to be claimed against replay, which needs a round trip (`claim`)."""
-        headers = headers or {}
+        headers = _canonical(headers or {})
         if self.mode is AuthMode.OFF:
             claimed = headers.get(signing.SIGNER)
             return (Caller(claimed) if claimed and identity.is_public_key(claimed) else ANONYMOUS), None
