@@ -66,6 +66,16 @@ async def wait_stored(nc: Client, stream: str, count: int, within_s: float = 10.
         await asyncio.sleep(0.02)
 
 
+async def wait_history(client: ControlClient, room_id: str, count: int, within_s: float = 10.0) -> None:
+    """Until the room's history reaches sequence `count`, seen as a peer sees it: through
+    the control plane (peers have no JetStream under the boundary)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while ((await client.history(room_id, limit=1)).last_seq or 0) < count:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{room_id} never reached {count} frames")
+        await asyncio.sleep(0.02)
+
+
 @contextlib.asynccontextmanager
 async def plane_starter(tmp_path: Path, server: NatsServer) -> AsyncIterator[StartPlane]:
     """Starts control-plane instances (each its own connections) on `server` with the

@@ -18,7 +18,7 @@ from unibus.interest import confirm_interest
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
 
-from conftest import StartPlane, wait_stored
+from conftest import StartPlane, wait_history
 from harness.boundary import connect_as, reauthorized
 
 
@@ -75,7 +75,7 @@ async def test_encrypted_round_trip_via_history_and_live(peers: list[Peer]) -> N
     assert all(isinstance(m, Message) and m.sender == alice.identity.public_key for m in got)
     assert [m.id for m in got if isinstance(m, Message)] == [f.id for f in sent]
 
-    await wait_stored(alice.nc, "UNIBUS_secret", 3)
+    await wait_history(alice.control, "secret", 3)
     page = await b_room.history()
     assert [m.text for m in page.messages if isinstance(m, Message)] == ["hello 0", "hello 1", "hello 2"]
     assert (page.first_seq, page.last_seq) == (1, 3)
@@ -154,7 +154,7 @@ async def test_tampered_forged_and_outsider_frames_are_rejected_with_a_reason(pe
         await alice.nc.publish(a_room.subject, raw)
     await a_room.publish(b"still fine")
     await alice.nc.flush()
-    await wait_stored(alice.nc, "UNIBUS_guarded", len(cases) + 1)
+    await wait_history(alice.control, "guarded", len(cases) + 1)
     page = await b_room.history()
     assert [m.reason for m in page.messages if isinstance(m, Rejected)] == [r for _, r in cases]
     assert [m.text for m in page.messages if isinstance(m, Message)] == ["still fine"]
@@ -188,7 +188,7 @@ async def test_removal_rotates_the_key_and_locks_the_removed_member_out(open_pee
     with pytest.raises(Forbidden):
         await carol.control.sealed_keys("rotating")
 
-    await wait_stored(alice.nc, "UNIBUS_rotating", 2)
+    await wait_history(alice.control, "rotating", 2)
     page = await b_room.history()  # bob refreshes to epoch 2 on the first epoch-2 frame
     assert [(m.epoch, m.text) for m in page.messages if isinstance(m, Message)] == [
         (1, "before removal"),
@@ -204,7 +204,7 @@ async def test_added_member_reads_from_the_current_epoch(peers: list[Peer]) -> N
     await a_room.publish(b"epoch two")
     await add(alice, bob, "latecomer")
     await alice.nc.flush()
-    await wait_stored(alice.nc, "UNIBUS_latecomer", 1)
+    await wait_history(alice.control, "latecomer", 1)
     b_room = await bob.room("latecomer")
     assert set(b_room.keys) == {2}
     assert [m.text for m in (await b_room.history()).messages if isinstance(m, Message)] == ["epoch two"]
@@ -215,7 +215,7 @@ async def test_plain_room_round_trip(peers: list[Peer]) -> None:
     room = await alice.create_room("open", encrypted=False)
     await add(alice, bob, "open")
     await bob.publish("open", b"in the clear")
-    await wait_stored(alice.nc, "UNIBUS_open", 1)
+    await wait_history(alice.control, "open", 1)
     [msg] = (await room.history()).messages
     assert isinstance(msg, Message) and msg.text == "in the clear" and msg.epoch == 0
     assert msg.sender == bob.identity.public_key
@@ -228,7 +228,7 @@ async def test_paging_2500_messages_returns_each_once_in_order(peers: list[Peer]
     for i in range(total):
         await a_room.publish(str(i).encode())
     await alice.nc.flush()
-    await wait_stored(alice.nc, "UNIBUS_long", total)
+    await wait_history(alice.control, "long", total)
 
     seen: list[str] = []
     before: int | None = None
