@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client
 
 from unibus.cli import main as cli_main
-from unibus.client import ControlClient, Identity, ServiceError, TooLarge
+from unibus.client import Conflict, ControlClient, Identity, NotFound, ServiceError, TooLarge
 from unibus.config import Config
 from unibus.natsserver import NatsServer, free_port
 from unibus.runner import Running, running
@@ -98,3 +98,23 @@ async def test_nats_url_takes_comma_separated_seeds(
 def test_serve_refuses_a_bad_http_address_before_starting(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["serve", "--nats-url", "nats://127.0.0.1:1", "--http", "nowhere"]) == 2
     assert "is not host:port" in capsys.readouterr().err
+
+
+async def test_srv_stats_count_errors_and_real_processing_time(
+    nc: Client, as_alice: ControlClient, plane: Running
+) -> None:
+    """Requests are handled in tasks, so the framework alone would count no error and
+    microseconds per request: the counters come from where each request finishes."""
+    await as_alice.create_room("counted")
+    with pytest.raises(Conflict):
+        await as_alice.create_room("counted")
+    with pytest.raises(NotFound):
+        await as_alice.info("nowhere")
+    stats = json.loads((await nc.request("$SRV.STATS.unibus-control-plane", b"", timeout=5)).data)
+    by_name = {e["name"]: e for e in stats["endpoints"]}
+    create, info = by_name["create"], by_name["info"]
+    assert (create["num_requests"], create["num_errors"]) == (2, 1)
+    assert create["last_error"] == "409 room already exists"
+    assert (info["num_errors"], info["last_error"]) == (1, "404 room not found")
+    # A create writes a stream and a row: far more than the framework's dispatch alone.
+    assert create["processing_time"] > 100_000  # ns

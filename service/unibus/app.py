@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from .errors import ApiError, bad_request
 from .identity import Identity
 from .ids import is_room_id
 from .interest import confirm_interest
+from .servicestats import ServiceStats
 from .storage import KvStore, RoomStore, SqliteStore
 from .streams import StreamPolicy, largest_frame
 
@@ -72,6 +74,7 @@ class ControlPlane:
         self.links = links
         self.nc = links.service
         self.cutter = ConnectionCutter(links.system) if links.system else None
+        self.stats: ServiceStats | None = None
         self.deps: Deps | None = None
         self.service: Service | None = None
         self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
@@ -103,6 +106,7 @@ class ControlPlane:
                 metadata={"api_prefix": self.config.api_prefix, "jetstream": str(js is not None).lower()},
             ),
         )
+        self.stats = ServiceStats(self.service)
         group = self.service.add_group(name=f"{self.config.api_prefix}.rooms")
         for endpoint in ENDPOINTS:
             await group.add_endpoint(
@@ -165,7 +169,7 @@ class ControlPlane:
     def _dispatcher(self, endpoint: Endpoint):  # type: ignore[no-untyped-def]
         async def dispatch(request: Request) -> None:
             await self._slots.acquire()
-            task = asyncio.create_task(self._handle(endpoint, request))
+            task = asyncio.create_task(self._timed(endpoint, request))
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
@@ -175,7 +179,14 @@ class ControlPlane:
         self._tasks.discard(task)
         self._slots.release()
 
-    async def _handle(self, endpoint: Endpoint, request: Request) -> None:
+    async def _timed(self, endpoint: Endpoint, request: Request) -> None:
+        started = time.perf_counter_ns()
+        error = await self._handle(endpoint, request)
+        if self.stats is not None:
+            self.stats.record(endpoint.name, time.perf_counter_ns() - started, error)
+
+    async def _handle(self, endpoint: Endpoint, request: Request) -> str | None:
+        """Answer one request; the error it was answered with ("404 room not found"), if any."""
         affected: set[str] = set()
         try:
             caller, (body, headers) = await self._answer(endpoint, request, affected)
@@ -185,8 +196,10 @@ class ControlPlane:
             await request.respond(body, headers=headers)
             if cut:
                 await self._reauthorize(cut)
+            return None
         except ApiError as err:
             await _respond_error(request, err.code, err.message)
+            return f"{err.code} {err.message}"
         except (
             TimeoutError,
             nats.errors.TimeoutError,
@@ -196,10 +209,12 @@ class ControlPlane:
         ):
             log.warning("%s: data plane unavailable", endpoint.name, exc_info=True)
             await _respond_error(request, 503, "data plane unavailable, try again")
+            return "503 data plane unavailable, try again"
         except Exception:
             # The detail goes to the log, never to the caller.
             log.exception("%s: internal error", endpoint.name)
             await _respond_error(request, 500, "internal error")
+            return "500 internal error"
 
     async def _reauthorize(self, identities: set[str]) -> None:
         """After the reply: cut the connections of everyone whose rooms changed, so they
