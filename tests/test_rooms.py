@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import nats
@@ -10,6 +11,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
+from unibus.auth import sign_request
 from unibus.client import BadRequest, Conflict, ControlClient, Forbidden, Identity, NotFound, Unavailable
 from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer
@@ -202,4 +204,30 @@ async def test_without_jetstream_rooms_work_and_history_is_empty(
     async with running(config):  # the SQLite rows survive a restart too
         nc = await nats.connect(core_nats_server.url)
         assert [r["id"] for r in await ControlClient(nc, bob).list_rooms()] == ["plain"]
+        await nc.close()
+
+
+async def test_without_jetstream_a_replay_is_refused_after_a_restart(
+    tmp_path: Path, core_nats_server: NatsServer, alice: Identity, bob: Identity
+) -> None:
+    """The SQLite fallback keeps its claimed nonces in a file for the window: a captured
+    `members.add` sent again after the service restarted is still a replay."""
+    config = Config(nats_url=core_nats_server.url, data_dir=str(tmp_path / "sq"), auth_mode=AuthMode.ENFORCE)
+    subject = "$UNIBUS.CTL.rooms.replayed.members.add"
+    body = json.dumps({"member": bob.public_key}).encode()
+    captured = sign_request(alice, subject, body)
+    async with running(config):
+        nc = await nats.connect(core_nats_server.url)
+        client = ControlClient(nc, alice)
+        await client.create_room("replayed", encrypted=False)
+        first = await nc.request(subject, body, timeout=5, headers=captured)
+        assert not (first.headers or {}).get("Nats-Service-Error-Code")
+        await client.remove_member("replayed", bob.public_key)
+        await nc.close()
+    async with running(config):
+        nc = await nats.connect(core_nats_server.url)
+        again = await nc.request(subject, body, timeout=5, headers=captured)
+        assert (again.headers or {}).get("Nats-Service-Error") == "replayed request"
+        members = await ControlClient(nc, alice).members("replayed")
+        assert [m["id"] for m in members["members"]] == [alice.public_key]
         await nc.close()

@@ -27,7 +27,7 @@ from nats.micro.service import Service, ServiceConfig
 
 from . import __version__, connection
 from .auth import Caller, LocalNonces, Verifier
-from .auth.replay import SharedNonces
+from .auth.replay import SharedNonces, SqliteNonces
 from .auth.signing import RECONNECT_HEADER
 from .callout.authorizer import Authorizer, current_rooms
 from .callout.cutoff import ConnectionCutter
@@ -93,6 +93,9 @@ class ControlPlane:
         else:
             log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
             store = SqliteStore(Path(self.config.data_dir) / "rooms.sqlite")
+            self.verifier.replay = SqliteNonces(
+                Path(self.config.data_dir) / "nonces.sqlite", self.config.clock_skew_s
+            )
         limit = self.config.room_max_msg_size or largest_frame(self.nc.max_payload)
         policy = StreamPolicy(replicas, self.config.room_max_bytes, limit)
         self.deps = Deps(self.config, store, self.nc, js, policy)

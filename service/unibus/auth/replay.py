@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
+import sqlite3
 import time
+from pathlib import Path
 from typing import Protocol
 
 import nats.js.errors as jserr
@@ -73,6 +75,36 @@ class LocalNonces:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+class SqliteNonces:
+    """The guard of the SQLite fallback (no JetStream): claims kept in a file for the
+    window, so a captured request replayed after a restart is still refused."""
+
+    def __init__(self, path: str | Path, window_s: float) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._window_ms = int(window_s * 1000)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS nonces"
+            " (signer TEXT, nonce TEXT, expires_ms INTEGER NOT NULL, PRIMARY KEY (signer, nonce))"
+        )
+
+    async def claim(self, signer: str, nonce: str, timestamp_ms: int) -> bool:
+        now_ms = int(time.time() * 1000)
+        self._db.execute("DELETE FROM nonces WHERE expires_ms < ?", (now_ms,))
+        try:
+            self._db.execute(
+                "INSERT INTO nonces VALUES (?, ?, ?)", (signer, nonce, timestamp_ms + self._window_ms)
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class SharedNonces:
