@@ -14,7 +14,7 @@ import json
 from nats.aio.client import Client
 
 from unibus.client import ControlClient
-from unibus.history import Window, read_window
+from unibus.history import MSGPACK, PageBudget, Window, read_window
 
 
 async def via_service(client: ControlClient, room: str, limit: int, accept_json: bool = True) -> int:
@@ -36,4 +36,5 @@ async def baseline(nc: Client, stream: str, limit: int) -> int:
 
 async def floor(nc: Client, stream: str, last_seq: int, limit: int) -> int:
     win = Window(max(1, last_seq - limit + 1), last_seq)
-    return len(await read_window(nc, stream, win, 5.0))
+    frames, _ = await read_window(nc, stream, win, 5.0, PageBudget.for_reply(nc.max_payload, MSGPACK))
+    return len(frames)

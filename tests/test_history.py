@@ -229,3 +229,75 @@ async def test_history_reads_leave_no_consumer_behind(
     info = await js.stream_info("UNIBUS_noside")
     assert info.state.consumer_count == 0
     assert info.state.messages == 2
+
+
+async def page_all(client: ControlClient, room_id: str, accept: str) -> list[bytes]:
+    """Every frame, by paging back with `before`, in the encoding `accept` names."""
+    subject, found, before = f"$UNIBUS.CTL.rooms.{room_id}.history", [], None
+    while True:
+        query = b"limit=1000" + (b"&before=%d" % before if before else b"")
+        body, _ = await client.request_raw(f"{room_id}.history", query, {"Accept": accept})
+        assert len(body) <= client.nc.max_payload, subject
+        if accept == "application/msgpack":
+            page = msgpack.unpackb(body, raw=False)
+            frames = list(page["messages"])
+        else:
+            page = json.loads(body)
+            frames = [base64.b64decode(m) for m in page["messages"]]
+        found = frames + found
+        if not page.get("first_seq") or page["first_seq"] <= 1:
+            return found
+        before = page["first_seq"]
+
+
+async def test_pages_are_bounded_in_bytes_and_paging_returns_every_frame_once(
+    nc: Client, as_alice: ControlClient
+) -> None:
+    """300 frames of 8.4 KB: a default page of 200 would be 2.2 MB of JSON, twice the
+    payload limit (it used to be a 500). Pages are cut from the old end instead."""
+    room = await as_alice.create_room("heavy")
+    frames = [(b"%04d" % i) * 2100 for i in range(300)]
+    for frame in frames:
+        await nc.publish(room["subject"], frame)
+    await nc.flush()
+    await wait_stored(nc, "UNIBUS_heavy", len(frames))
+    default, _ = await as_alice.request_raw("heavy.history", b"")
+    page = json.loads(default)
+    assert 0 < len(page["messages"]) < 200 and page["last_seq"] == 300
+    assert [base64.b64decode(m) for m in page["messages"]] == frames[page["first_seq"] - 1 :]
+    for accept in ("application/json", "application/msgpack"):
+        assert await page_all(as_alice, "heavy", accept) == frames, accept
+
+
+async def test_a_huge_read_neither_stalls_other_reads_nor_disconnects_the_service(
+    nc: Client, as_alice: ControlClient, plane: Running
+) -> None:
+    """40 frames of 700 KB read with limit=1000 (28 MB through the service, one page of
+    one frame out) while small reads of another room go on answering."""
+    big = await as_alice.create_room("big")
+    small = await as_alice.create_room("small")
+    for i in range(40):
+        await nc.publish(big["subject"], bytes([i]) * 700_000)
+        await nc.flush()
+    await nc.publish(small["subject"], b"tiny")
+    await wait_stored(nc, "UNIBUS_big", 40)
+    await wait_stored(nc, "UNIBUS_small", 1)
+    reconnects = plane.nc.stats["reconnects"]
+
+    async def small_reads() -> int:
+        answered = 0
+        for _ in range(20):
+            assert (await as_alice.history("small")).frames == [b"tiny"]
+            answered += 1
+        return answered
+
+    pages = [
+        as_alice.request_raw("big.history", b"limit=1000", {"Accept": "application/msgpack"})
+        for _ in range(3)
+    ]
+    results = await asyncio.gather(*pages, small_reads())
+    assert results[-1] == 20
+    for body, _ in results[:-1]:  # type: ignore[misc]
+        page = msgpack.unpackb(body, raw=False)
+        assert page["messages"] == [bytes([39]) * 700_000] and page["first_seq"] == 40
+    assert plane.nc.is_connected and plane.nc.stats["reconnects"] == reconnects

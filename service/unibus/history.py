@@ -5,6 +5,12 @@ last message, or just before `before`). Deleted or purged sequences inside it ar
 skipped, so a page may hold fewer than `limit` frames; `first_seq` is where the next
 page back starts (`before=first_seq`). A reply without `first_seq` means nothing older.
 
+A page is also bounded in bytes: it must fit in one NATS message in the encoding asked
+for (base64 makes JSON 4/3 as large). Frames are cut from the old end and `first_seq`
+moves up to the oldest frame kept, so paging with `before` still returns every frame
+exactly once; a room stream never stores a frame too large for a page on its own
+(`streams.largest_frame`), so every page holds at least one.
+
 Frames are relayed as stored: the server never decrypts and never re-encodes them.
 """
 
@@ -14,6 +20,7 @@ import asyncio
 import contextlib
 import json
 from binascii import b2a_base64
+from collections import deque
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -86,6 +93,29 @@ def window(state: StreamState | None, query: HistoryQuery) -> Window | None:
     return Window(max(state.first_seq, end - query.limit + 1), end)
 
 
+_PAGE_OVERHEAD = 4096
+"""Envelope and reply headers besides the frames (the same room `streams.largest_frame`
+leaves)."""
+
+
+@dataclass(frozen=True)
+class PageBudget:
+    """How many bytes of frames one reply may carry, counted in its encoding."""
+
+    max_bytes: int
+    binary: bool
+    """msgpack carries a frame as it is; JSON as quoted base64 with a comma."""
+
+    @classmethod
+    def for_reply(cls, max_payload: int, accept: str | None) -> PageBudget:
+        return cls(max_payload - _PAGE_OVERHEAD, accept is not None and MSGPACK in accept)
+
+    def cost(self, frame: bytes) -> int:
+        if self.binary:
+            return len(frame) + 5
+        return 4 * ((len(frame) + 2) // 3) + 3
+
+
 @dataclass(frozen=True)
 class History:
     frames: list[bytes]
@@ -115,25 +145,40 @@ class History:
 EMPTY = History([], None)
 
 
-async def read_window(nc: Client, stream: str, win: Window, timeout_s: float) -> list[bytes]:
-    """Stream the frames of `win` from a short-lived push consumer, in one flow.
+async def read_window(
+    nc: Client, stream: str, win: Window, timeout_s: float, budget: PageBudget
+) -> tuple[list[bytes], Window]:
+    """Stream the frames of `win` from a short-lived push consumer, in one flow, keeping
+    the newest that fit `budget`; the window comes back narrowed to what was kept.
 
     Creating the consumer starts the delivery, so the whole read is one round trip. The
     consumer is ephemeral, in memory and single-replica, and it is never acknowledged:
     `max_ack_pending` equal to the window size makes the server stop after the window,
-    so a page deep in a long stream costs no more than the page. It touches no peer's
-    consumer or ack floor, and is deleted as soon as the window is read (the server
-    reaps it after `inactive_threshold` should this process die mid-read)."""
+    so a page deep in a long stream costs no more than the page. Flow control paces the
+    delivery to what this connection reads, so no window, however large its frames, can
+    make the service a slow consumer; frames beyond the budget are dropped as they come,
+    so memory stays within one page. It touches no peer's consumer or ack floor, and is
+    deleted as soon as the window is read (the server reaps it after
+    `inactive_threshold` should this process die mid-read)."""
     inbox = nc.new_inbox()
-    frames: list[bytes] = []
+    kept: deque[tuple[int, bytes]] = deque()
+    held, trimmed = 0, False
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_message(msg: Msg) -> None:
+        nonlocal held, trimmed
         if done.done() or not msg.reply:
+            return
+        if not msg.reply.startswith("$JS.ACK."):  # flow control: answering lets more come
+            await nc.publish(msg.reply, b"")
             return
         seq, pending = _position(msg.reply)
         if seq <= win.last_seq:
-            frames.append(msg.data)
+            kept.append((seq, msg.data))
+            held += budget.cost(msg.data)
+            while held > budget.max_bytes and len(kept) > 1:
+                held -= budget.cost(kept.popleft()[1])
+                trimmed = True
         if seq >= win.last_seq or pending == 0:
             done.set_result(None)
 
@@ -142,7 +187,7 @@ async def read_window(nc: Client, stream: str, win: Window, timeout_s: float) ->
     try:
         name, pending = await _create_consumer(nc, stream, inbox, win, timeout_s)
         if pending == 0:  # nothing stored at or after the window's start (all gaps)
-            return []
+            return [], win
         await asyncio.wait_for(done, timeout_s)
     finally:
         await sub.unsubscribe()
@@ -150,7 +195,9 @@ async def read_window(nc: Client, stream: str, win: Window, timeout_s: float) ->
             # Best effort, not awaited: inactive_threshold is the backstop.
             with contextlib.suppress(Exception):
                 await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
-    return frames
+    if trimmed:
+        win = Window(kept[0][0], win.last_seq)
+    return [frame for _, frame in kept], win
 
 
 async def _create_consumer(
@@ -169,6 +216,8 @@ async def _create_consumer(
             "replay_policy": "instant",
             "mem_storage": True,
             "num_replicas": 1,
+            "flow_control": True,
+            "idle_heartbeat": 5_000_000_000,
             "inactive_threshold": 10_000_000_000,
         },
     }

@@ -20,5 +20,6 @@ async def read(call: Call) -> Reply:
     win = history.window(state, query)
     if win is None:
         return history.EMPTY.encode(accept)
-    frames = await history.read_window(deps.nc, room.stream, win, timeout)
-    return history.History(frames, win).encode(accept)
+    budget = history.PageBudget.for_reply(deps.nc.max_payload, accept)
+    frames, kept = await history.read_window(deps.nc, room.stream, win, timeout, budget)
+    return history.History(frames, kept).encode(accept)
