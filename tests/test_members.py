@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from unibus.client import BadRequest, Conflict, ControlClient, Forbidden, Identity, NotFound
+from unibus.client import BadRequest, Conflict, ControlClient, Forbidden, Identity, NotFound, ServiceError
+from unibus.natsserver import NatsServer
 
 from conftest import StartPlane
 
@@ -127,3 +129,31 @@ async def test_revocation_on_one_instance_is_enforced_by_all(
     for _ in range(10):  # whichever instance the queue group picks
         with pytest.raises(Forbidden):
             await as_bob.history("revoke")
+
+
+async def test_removal_holds_on_every_instance_through_a_nats_restart(
+    start_plane: StartPlane, nats_server: NatsServer, nc: Client, alice: Identity, bob: Identity
+) -> None:
+    """A NATS restart cuts each instance's room-bucket watch, which nats-py notices only
+    after missed heartbeats (about 10 s). Membership decisions bring the copy up to date
+    first, so right after a removal no instance lets the removed member read, and right
+    after an add every instance lets the new one in."""
+    await start_plane()
+    await start_plane()
+    as_alice, as_bob = ControlClient(nc, alice), ControlClient(nc, bob)
+    await as_alice.create_room("steady", encrypted=False)
+    await as_alice.add_member("steady", bob.public_key)
+    await asyncio.to_thread(nats_server.restart)
+    for _ in range(200):  # until the service answers again (both instances reconnect)
+        try:
+            await as_bob.history("steady")
+            break
+        except (ServiceError, nats.errors.Error):
+            await asyncio.sleep(0.05)
+    await as_alice.remove_member("steady", bob.public_key)
+    for _ in range(20):  # spread over both instances by the queue group
+        with pytest.raises(Forbidden):
+            await as_bob.history("steady")
+    await as_alice.add_member("steady", bob.public_key)
+    for _ in range(20):
+        assert (await as_bob.history("steady")).frames == []

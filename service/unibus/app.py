@@ -87,7 +87,7 @@ class ControlPlane:
         replicas = _replicas(self.nc, self.config) if js else 1
         store: RoomStore
         if js is not None:
-            store = await KvStore.open(js, replicas, self.config.js_timeout_s)
+            store = await KvStore.open(js, replicas, self.config.js_timeout_s, self.nc)
             # Instances of a queue group must share one replay guard (LocalNonces otherwise).
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
         else:

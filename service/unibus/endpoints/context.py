@@ -58,7 +58,10 @@ class Call:
         return value
 
     async def room(self) -> Room:
+        """The room as stored now: the store's copy is brought up to date first (one round
+        trip), so no decision comes from a copy whose watch a NATS restart cut off."""
         assert self.room_id is not None
+        await self.deps.store.catch_up()
         room = await self.deps.store.get(self.room_id)
         if room is None:
             raise not_found()

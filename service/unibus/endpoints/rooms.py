@@ -78,6 +78,7 @@ def _new_room(call: Call) -> Room:
 
 
 async def list_rooms(call: Call) -> Reply:
+    await call.deps.store.catch_up()
     rooms = await call.deps.store.rooms_of(call.caller.signer)
     return ok({"rooms": [room.public() for room in rooms]})
 

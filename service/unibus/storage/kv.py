@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator
 
 import nats.js.errors as jserr
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
@@ -35,8 +37,9 @@ _CAS_ATTEMPTS = 32
 class KvStore:
     durable_history = True
 
-    def __init__(self, kv: KeyValue, timeout_s: float) -> None:
+    def __init__(self, kv: KeyValue, timeout_s: float, nc: Client | None = None) -> None:
         self._kv = kv
+        self._nc = nc
         self._timeout = timeout_s
         self._rooms: dict[str, Room] = {}
         # Revision of rows this instance deleted, so the watch cannot resurrect them
@@ -51,14 +54,16 @@ class KvStore:
         self._writers = KeyedLock()
 
     @classmethod
-    async def open(cls, js: JetStreamContext, replicas: int, timeout_s: float) -> KvStore:
+    async def open(
+        cls, js: JetStreamContext, replicas: int, timeout_s: float, nc: Client | None = None
+    ) -> KvStore:
         try:
             kv = await js.key_value(BUCKET)
         except jserr.BucketNotFoundError:
             kv = await js.create_key_value(
                 KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
             )
-        store = cls(kv, timeout_s)
+        store = cls(kv, timeout_s, nc)
         await store._start_watch()
         return store
 
@@ -86,8 +91,7 @@ class KvStore:
         watch that does not get there quickly was cut off, typically by a NATS restart,
         which nats-py notices only after two missed heartbeats (about 10 s): it is
         replaced at once by a new watch, whose snapshot brings the copy up to date."""
-        status = await asyncio.wait_for(self._kv.status(), self._timeout)
-        last = status.stream_info.state.last_seq
+        last = await self._last_revision()
         deadline = asyncio.get_running_loop().time() + _WATCH_LAG_S
         while self._seen < last:
             self._advanced.clear()
@@ -96,6 +100,19 @@ class KvStore:
             except TimeoutError:
                 await self._rewatch(last)
                 return
+
+    async def _last_revision(self) -> int:
+        """The bucket's last revision from one raw STREAM.INFO: this runs before every
+        membership decision, and nats-py's full StreamInfo decoding would cost more
+        than the round trip."""
+        if self._nc is None:
+            status = await asyncio.wait_for(self._kv.status(), self._timeout)
+            return int(status.stream_info.state.last_seq)
+        reply = await self._nc.request(f"$JS.API.STREAM.INFO.KV_{BUCKET}", b"", timeout=self._timeout)
+        info = json.loads(reply.data)
+        if "error" in info:
+            raise unavailable("room bucket unavailable")
+        return int(info["state"]["last_seq"])
 
     async def _rewatch(self, last: int) -> None:
         async with self._rewatching:  # one replacement however many callers noticed
