@@ -75,6 +75,7 @@ class ControlPlane:
         self.nc = links.service
         self.cutter = ConnectionCutter(links.system) if links.system else None
         self.stats: ServiceStats | None = None
+        self._sqlite_nonces: SqliteNonces | None = None
         self.deps: Deps | None = None
         self.service: Service | None = None
         self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
@@ -163,6 +164,8 @@ class ControlPlane:
             await self.cutter.close()
         if self.deps is not None:
             await self.deps.store.close()
+        if self._sqlite_nonces is not None:
+            self._sqlite_nonces.close()
 
     @property
     def store(self) -> RoomStore:

@@ -24,10 +24,6 @@ class RoomStore(Protocol):
         """Return once the store's copy (if it keeps one) reflects every stored write."""
         ...
 
-    async def fetch(self, room_id: str) -> Room | None:
-        """The row as stored right now, never from a copy that may lag behind."""
-        ...
-
     async def create(self, room: Room) -> Room:
         """Insert a new row; raises RoomExists if the id is taken (exactly one creator wins)."""
         ...

@@ -157,9 +157,9 @@ class KvStore:
         room = self._rooms.get(room_id)
         if room is not None:
             return room
-        return await self.fetch(room_id)
+        return await self._fetch(room_id)
 
-    async def fetch(self, room_id: str) -> Room | None:
+    async def _fetch(self, room_id: str) -> Room | None:
         try:
             entry = await asyncio.wait_for(self._kv.get(room_id), self._timeout)
         except (jserr.KeyNotFoundError, jserr.KeyDeletedError):
@@ -191,7 +191,7 @@ class KvStore:
         for attempt in range(_CAS_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
-            current = await self.fetch(room_id)
+            current = await self._fetch(room_id)
             if current is None:
                 return None
             changed = mutate(current)
@@ -207,7 +207,7 @@ class KvStore:
         raise unavailable("the room is being changed concurrently; try again")
 
     async def delete(self, room_id: str) -> bool:
-        current = await self.fetch(room_id)
+        current = await self._fetch(room_id)
         if current is None:
             return False
         await asyncio.wait_for(self._kv.delete(room_id), self._timeout)

@@ -35,9 +35,6 @@ class SqliteStore:
     async def catch_up(self) -> None:
         """The database is the only copy: always caught up."""
 
-    async def fetch(self, room_id: str) -> Room | None:
-        return await self.get(room_id)  # the database is the only copy
-
     async def create(self, room: Room) -> Room:
         async with self._lock:
             try:
