@@ -11,11 +11,14 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
+from unibus import orphans
 from unibus.auth import sign_request
 from unibus.client import BadRequest, Conflict, ControlClient, Forbidden, Identity, NotFound, Unavailable
 from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
+from unibus.storage import Room
+from unibus.streams import ensure_room_stream
 
 from conftest import StartPlane
 from harness.boundary import connect_as
@@ -231,3 +234,23 @@ async def test_without_jetstream_a_replay_is_refused_after_a_restart(
         members = await ControlClient(nc, alice).members("replayed")
         assert [m["id"] for m in members["members"]] == [alice.public_key]
         await nc.close()
+
+
+async def test_an_orphan_stream_is_swept_and_nothing_else(
+    nc: Client, plane: Running, as_alice: ControlClient
+) -> None:
+    """A crash between a create's stream and its row leaves a marked stream without a
+    room: the sweep deletes it. A real room's stream, and an unmarked stream a Go client
+    made for a room of its own, stay."""
+    assert plane.plane.deps is not None and plane.plane.deps.js is not None
+    deps = plane.plane.deps
+    js = deps.js
+    await as_alice.create_room("kept")
+    ghost = Room(id="ghost", mode="matrix", subject="unibus.room.ghost", owner=None, members={})
+    await ensure_room_stream(js, ghost, deps.streams, 5)  # the crash: no row follows
+    await js.add_stream(StreamConfig(name="UNIBUS_gophers", subjects=["unibus.room.gophers"]))
+    fresh = await orphans.sweep(nc, js, deps.store, "unibus.room", 5)
+    assert fresh == []  # younger than MIN_AGE_S: its create may still be writing the row
+    assert await orphans.sweep(nc, js, deps.store, "unibus.room", 5, min_age_s=0) == ["UNIBUS_ghost"]
+    names = {info.config.name for info in await js.streams_info()}
+    assert {"UNIBUS_kept", "UNIBUS_gophers"} <= names and "UNIBUS_ghost" not in names

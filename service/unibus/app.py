@@ -25,7 +25,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service, ServiceConfig
 
-from . import __version__, connection
+from . import __version__, connection, orphans
 from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.signing import RECONNECT_HEADER
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 
 AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
+ORPHAN_SWEEP_S = 600.0
 
 
 @dataclass
@@ -76,6 +77,7 @@ class ControlPlane:
         self.cutter = ConnectionCutter(links.system) if links.system else None
         self.stats: ServiceStats | None = None
         self._sqlite_nonces: SqliteNonces | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.deps: Deps | None = None
         self.service: Service | None = None
         self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
@@ -118,6 +120,8 @@ class ControlPlane:
             )
         if self.links.keys is not None:
             await self._serve_callout(self.links.keys, store)
+        if js is not None:
+            self._sweeper = asyncio.create_task(self._sweep_orphans(js, store), name="unibus-orphans")
         await confirm_interest(self.links.responder)
         log.info(
             "serving %s.rooms.* (jetstream=%s, replicas=%d, auth=%s, boundary=%s)",
@@ -128,6 +132,17 @@ class ControlPlane:
             "on" if self.links.keys else "off",
         )
         return self
+
+    async def _sweep_orphans(self, js: JetStreamContext, store: RoomStore) -> None:
+        """Now and every `ORPHAN_SWEEP_S`: streams whose room never came (orphans.py)."""
+        while True:
+            try:
+                await orphans.sweep(
+                    self.nc, js, store, self.config.room_subject_prefix, self.config.js_timeout_s
+                )
+            except Exception:
+                log.warning("orphan sweep failed; next in %.0f s", ORPHAN_SWEEP_S, exc_info=True)
+            await asyncio.sleep(ORPHAN_SWEEP_S)
 
     async def _serve_callout(self, keys: BoundaryKeys, store: RoomStore) -> None:
         """The auth callout, an endpoint of this service: it shares the queue group, so
@@ -153,6 +168,10 @@ class ControlPlane:
             await self.cutter.learn_servers()
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self.service is not None:
             try:
                 await self.service.stop()

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # JSStreamNameExistErr: a stream of that name exists with another config (e.g. a Go
 # client's update changed replicas or allow_direct). It still captures the subject.
+ROOM_MARK = "unibus.room"
+"""Stream metadata naming the room a stream was created for by this service."""
 _NAME_IN_USE = 10058
 _STREAM_NOT_FOUND = 10059
 
@@ -100,6 +102,8 @@ def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
         # and unchecked, to whatever reply subject the publisher chose, such as a key of
         # the room bucket (docs/security.md). Peers publish over core NATS anyway.
         no_ack=True,
+        # What the orphan sweep recognises as ours (orphans.py).
+        metadata={ROOM_MARK: room.id},
     )
 
 
