@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -25,20 +24,19 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service, ServiceConfig
 
-from . import __version__, connection, orphans
+from . import __version__, orphans
 from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.signing import RECONNECT_HEADER
 from .callout.authorizer import Authorizer, current_rooms
 from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
-from .callout.serverconf import INBOXES
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .errors import ApiError, bad_request
-from .identity import Identity
 from .ids import is_room_id
 from .interest import confirm_interest
+from .links import Links
 from .servicestats import ServiceStats
 from .storage import KvStore, RoomStore, SqliteStore
 from .streams import StreamPolicy, largest_frame
@@ -48,25 +46,6 @@ log = logging.getLogger(__name__)
 
 AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 ORPHAN_SWEEP_S = 600.0
-
-
-@dataclass
-class Links:
-    """The service's NATS connections. Under the trust boundary they are three users with
-    three permission sets (docs/security.md); without it one connection plays every part."""
-
-    service: Client
-    """JetStream, the room bucket, the nonce stream; the in-process shim's requests."""
-    responder: Client
-    """Receives control requests and callouts; may publish to inboxes only."""
-    system: Client | None = None
-    """System account: finds and cuts connections. None without the boundary."""
-    keys: BoundaryKeys | None = None
-
-    async def close(self) -> None:
-        for nc in {id(c): c for c in (self.responder, self.system, self.service) if c}.values():
-            with contextlib.suppress(Exception):
-                await nc.drain()
 
 
 class ControlPlane:
@@ -334,47 +313,3 @@ def _replicas(nc: Client, config: Config) -> int:
         return min(config.replicas, 5)
     info = nc._server_info  # the INFO the server sent on connect
     return 3 if info.get("cluster") else 1
-
-
-async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Links:
-    """Connect the service: as its three boundary users when it has keys, else once."""
-
-    async def dial(role: str, identity: Identity | None = None) -> Client:
-        opts = connection.options(
-            url,
-            name=f"{config.service_name}-{role}",
-            identity=identity,
-            inbox=INBOXES[role] if identity is not None else None,
-            creds=config.nats_creds,
-            pending_size=64 * 1024 * 1024,
-            error_cb=_log_nats_error,
-            disconnected_cb=_log_disconnect,
-            reconnected_cb=_log_reconnect,
-        )
-        return await nats.connect(**opts)
-
-    if keys is None:
-        nc = await dial("service")
-        return Links(service=nc, responder=nc)
-    opened: list[Client] = []
-    try:
-        for role in ("service", "responder", "system"):
-            opened.append(await dial(role, keys.users[role]))
-    except BaseException:
-        for nc in opened:
-            await nc.close()
-        raise
-    service, responder, system = opened
-    return Links(service, responder, system, keys)
-
-
-async def _log_nats_error(exc: Exception) -> None:
-    log.warning("nats: %s", exc or type(exc).__name__)
-
-
-async def _log_disconnect() -> None:
-    log.warning("nats: disconnected")
-
-
-async def _log_reconnect() -> None:
-    log.info("nats: reconnected")

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from .app import ControlPlane, open_links
+from .app import ControlPlane
 from .callout import serverconf
 from .callout.keys import BoundaryKeys
 from .config import Config
+from .links import open_links
 from .natsserver import NatsServer, embedded_spec
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,87 @@
+"""The service's NATS connections: who it connects as, and with which inbox.
+
+Under the trust boundary (docs/security.md) the service is three users with three
+permission sets: `service` for JetStream, `responder` for requests (it may publish to
+inboxes only, so no reply subject a caller picks reaches JetStream) and `system` for
+cutting connections. Without the boundary one connection plays every part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+
+from . import connection
+from .callout.keys import BoundaryKeys
+from .callout.serverconf import INBOXES
+from .config import Config
+from .identity import Identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Links:
+    """The service's NATS connections. Under the trust boundary they are three users with
+    three permission sets (docs/security.md); without it one connection plays every part."""
+
+    service: Client
+    """JetStream, the room bucket, the nonce stream; the in-process shim's requests."""
+    responder: Client
+    """Receives control requests and callouts; may publish to inboxes only."""
+    system: Client | None = None
+    """System account: finds and cuts connections. None without the boundary."""
+    keys: BoundaryKeys | None = None
+
+    async def close(self) -> None:
+        for nc in {id(c): c for c in (self.responder, self.system, self.service) if c}.values():
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+
+async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Links:
+    """Connect the service: as its three boundary users when it has keys, else once."""
+
+    async def dial(role: str, identity: Identity | None = None) -> Client:
+        opts = connection.options(
+            url,
+            name=f"{config.service_name}-{role}",
+            identity=identity,
+            inbox=INBOXES[role] if identity is not None else None,
+            creds=config.nats_creds,
+            pending_size=64 * 1024 * 1024,
+            error_cb=_log_nats_error,
+            disconnected_cb=_log_disconnect,
+            reconnected_cb=_log_reconnect,
+        )
+        return await nats.connect(**opts)
+
+    if keys is None:
+        nc = await dial("service")
+        return Links(service=nc, responder=nc)
+    opened: list[Client] = []
+    try:
+        for role in ("service", "responder", "system"):
+            opened.append(await dial(role, keys.users[role]))
+    except BaseException:
+        for nc in opened:
+            await nc.close()
+        raise
+    service, responder, system = opened
+    return Links(service, responder, system, keys)
+
+
+async def _log_nats_error(exc: Exception) -> None:
+    log.warning("nats: %s", exc or type(exc).__name__)
+
+
+async def _log_disconnect() -> None:
+    log.warning("nats: disconnected")
+
+
+async def _log_reconnect() -> None:
+    log.info("nats: reconnected")
