@@ -36,6 +36,8 @@ class Stack:
             **os.environ,
             "UNIBUS_NATS_URL": self.url,
             "UNIBUS_AUTH_MODE": "enforce",
+            # The creation scenario measures capacity, one identity creating as fast as it can.
+            "UNIBUS_CREATES_PER_SECOND": "1000000",
             "UNIBUS_DATA_DIR": str(self.workdir / f"svc{len(self.services)}"),
             **env,
         }

@@ -13,7 +13,16 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from unibus import orphans
 from unibus.auth import sign_request
-from unibus.client import BadRequest, Conflict, ControlClient, Forbidden, Identity, NotFound, Unavailable
+from unibus.client import (
+    BadRequest,
+    Conflict,
+    ControlClient,
+    Forbidden,
+    Identity,
+    NotFound,
+    TooMany,
+    Unavailable,
+)
 from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
@@ -254,3 +263,40 @@ async def test_an_orphan_stream_is_swept_and_nothing_else(
     assert await orphans.sweep(nc, js, deps.store, "unibus.room", 5, min_age_s=0) == ["UNIBUS_ghost"]
     names = {info.config.name for info in await js.streams_info()}
     assert {"UNIBUS_kept", "UNIBUS_gophers"} <= names and "UNIBUS_ghost" not in names
+
+
+async def test_quotas_on_rooms_members_and_creation_rate(
+    start_plane: StartPlane, nc: Client, alice: Identity, bob: Identity
+) -> None:
+    """One identity can neither fill the store with rooms nor fill someone else's list."""
+    await start_plane(max_rooms_per_creator=3, max_rooms_per_member=3, max_members_per_room=2)
+    carol = Identity.generate()
+    as_alice, as_bob = ControlClient(nc, alice), ControlClient(nc, bob)
+    for i in range(3):
+        await as_alice.create_room(f"mine{i}", encrypted=False)
+    with pytest.raises(Forbidden, match="at most 3 rooms per creator"):
+        await as_alice.create_room("one-too-many", encrypted=False)
+    await as_alice.add_member("mine0", bob.public_key)
+    with pytest.raises(Forbidden, match="the room is full"):
+        await as_alice.add_member("mine0", carol.public_key)
+    await as_alice.add_member("mine1", carol.public_key)
+    await as_alice.add_member("mine2", carol.public_key)
+    await as_bob.create_room("bobs", encrypted=False)
+    await as_bob.create_room("bobs2", encrypted=False)
+    await as_bob.add_member("bobs", carol.public_key)
+    with pytest.raises(Forbidden, match="in 3 rooms"):
+        await as_bob.add_member("bobs2", carol.public_key)
+    assert len(await ControlClient(nc, carol).list_rooms()) == 3
+
+
+async def test_creating_rooms_too_fast_is_429(start_plane: StartPlane, nc: Client, alice: Identity) -> None:
+    await start_plane(creates_per_second=1.0)
+    as_alice = ControlClient(nc, alice)
+    codes = []
+    for i in range(55):
+        try:
+            await as_alice.create_room(f"burst{i}", mode="ephemeral", encrypted=False)
+            codes.append(200)
+        except TooMany:
+            codes.append(429)
+    assert codes[:50] == [200] * 50 and 429 in codes[50:]

@@ -33,6 +33,7 @@ from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
+from .endpoints.quotas import CreationRate
 from .errors import ApiError, bad_request
 from .ids import is_room_id
 from .interest import confirm_interest
@@ -80,7 +81,9 @@ class ControlPlane:
             )
         limit = self.config.room_max_msg_size or largest_frame(self.nc.max_payload)
         policy = StreamPolicy(replicas, self.config.room_max_bytes, limit)
-        self.deps = Deps(self.config, store, self.nc, js, policy)
+        self.deps = Deps(
+            self.config, store, self.nc, js, policy, CreationRate(self.config.creates_per_second)
+        )
         self.service = await add_service(
             self.links.responder,
             ServiceConfig(

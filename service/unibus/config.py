@@ -60,6 +60,16 @@ class Config:
     max_body_bytes: int = 64 * 1024
     max_in_flight: int = 256
     """Requests handled concurrently by one instance; further ones wait in the NATS client."""
+    max_rooms_per_creator: int = 1000
+    """Rooms one identity may own (403 beyond): each is a stream on the shared store."""
+    max_rooms_per_member: int = 1000
+    """Rooms one identity may be in (403 for the add beyond): its `list` reply and the
+    permissions the callout grants it grow with them."""
+    max_members_per_room: int = 1000
+    """Members of one room (403 for the add beyond)."""
+    creates_per_second: float = 10.0
+    """Room creations one identity may make per second on one instance, in bursts of 50
+    (429 beyond)."""
     use_jetstream: bool = True
     """False forces the SQLite store and empty histories, as on a NATS without JetStream."""
     http_listen: str | None = None
@@ -114,10 +124,13 @@ _INTS = {
     "replicas",
     "max_body_bytes",
     "max_in_flight",
+    "max_rooms_per_creator",
+    "max_rooms_per_member",
+    "max_members_per_room",
     "websocket_port",
     "embedded_port",
 }
-_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s"}
+_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s", "creates_per_second"}
 _BOOLS = {"use_jetstream"}
 
 

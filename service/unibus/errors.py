@@ -1,7 +1,7 @@
 """The one error type a handler raises to answer with an ADR-32 service error.
 
 Codes follow HTTP so the HTTP shim can map them 1:1 and so Go, Python and browser
-peers share one vocabulary: 400, 401, 403, 404, 409, 413, 500, 503.
+peers share one vocabulary: 400, 401, 403, 404, 409, 413, 429, 500, 503.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ def not_found(message: str = "room not found") -> ApiError:
 
 def conflict(message: str) -> ApiError:
     return ApiError(409, message)
+
+
+def too_many(message: str) -> ApiError:
+    return ApiError(429, message)
 
 
 def unavailable(message: str) -> ApiError:

@@ -10,6 +10,7 @@ from .errors import (
     NotFound,
     ServiceError,
     TooLarge,
+    TooMany,
     Unauthorized,
     Unavailable,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "SealedKeyError",
     "ServiceError",
     "TooLarge",
+    "TooMany",
     "Unauthorized",
     "Unavailable",
 ]

@@ -36,6 +36,10 @@ class TooLarge(ServiceError):
     pass
 
 
+class TooMany(ServiceError):
+    """429: a rate was exceeded; the same request later will do."""
+
+
 class Unavailable(ServiceError):
     pass
 
@@ -47,6 +51,7 @@ _BY_CODE: dict[int, type[ServiceError]] = {
     404: NotFound,
     409: Conflict,
     413: TooLarge,
+    429: TooMany,
     503: Unavailable,
 }
 

@@ -17,6 +17,7 @@ from ..config import Config
 from ..errors import bad_request, forbidden, not_found
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
+from .quotas import CreationRate
 
 Reply = tuple[bytes, dict[str, str]]
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -31,6 +32,7 @@ class Deps:
     nc: Client
     js: JetStreamContext | None
     streams: StreamPolicy
+    creations: CreationRate
 
 
 @dataclass(frozen=True)

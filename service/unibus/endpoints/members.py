@@ -14,6 +14,7 @@ from .. import identity
 from ..errors import bad_request, conflict, forbidden, not_found, unauthorized
 from ..storage import Room
 from ..storage.rooms import Role
+from . import quotas
 from .context import Call, Reply, ok, sealed_blob
 
 
@@ -24,9 +25,10 @@ async def list_members(call: Call) -> Reply:
 
 
 async def add(call: Call) -> Reply:
-    await call.owned_room()
+    room = await call.owned_room()
     body = call.json()
     member = _member_key(body)
+    await quotas.check_add(call.deps.config, call.deps.store, room, member)
     role: Role = body.get("role", "member")
     if role not in ("member", "owner"):
         raise bad_request("role must be 'member' or 'owner'")
@@ -34,6 +36,8 @@ async def add(call: Call) -> Reply:
     def mutate(room: Room) -> Room:
         if member in room.members:
             raise conflict("already a member")
+        if len(room.members) >= call.deps.config.max_members_per_room:  # a concurrent add won
+            raise forbidden(f"the room is full: at most {call.deps.config.max_members_per_room} members")
         sealed = dict(room.sealed_keys)
         if room.encrypted:
             blob = sealed_blob(body.get("sealed_key"), "sealed_key")

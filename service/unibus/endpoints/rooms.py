@@ -11,6 +11,7 @@ from ..ids import is_room_id, new_room_id
 from ..storage import Room, RoomExists
 from ..storage.rooms import MODES
 from ..streams import delete_room_stream, ensure_room_stream
+from . import quotas
 from .context import Call, Reply, ok, sealed_blob
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ _MAX_NAME = 200
 async def create(call: Call) -> Reply:
     room = _new_room(call)
     deps = call.deps
+    assert room.owner is not None
+    await quotas.check_create(deps.config, deps.store, deps.creations, room.owner)
     if await deps.store.get(room.id) is not None:
         raise conflict("room already exists")
     if room.persisted and deps.js is not None:
