@@ -102,7 +102,12 @@ class Authorizer:
             permissions = for_anonymous(self.api_prefix, self.room_subject_prefix)
             name = "anonymous"
         else:
-            permissions = for_member(who, await self.rooms_of(who), self.api_prefix, self.room_subject_prefix)
+            try:
+                rooms = await self.rooms_of(who)
+            except Exception as exc:  # no fresh view of its rooms: refuse, the client retries
+                log.warning("auth callout: rooms of %s unavailable: %r", who, exc)
+                raise Refused("room storage unavailable, try again") from exc
+            permissions = for_member(who, rooms, self.api_prefix, self.room_subject_prefix)
             name = who
         now = int(time.time())
         user = {

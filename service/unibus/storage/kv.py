@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from ..errors import unavailable
+from ..errors import ApiError, unavailable
 from .base import Mutation, RoomExists
 from .rooms import Room
 
@@ -91,14 +91,25 @@ class KvStore:
         watch that does not get there quickly was cut off, typically by a NATS restart,
         which nats-py notices only after two missed heartbeats (about 10 s): it is
         replaced at once by a new watch, whose snapshot brings the copy up to date."""
-        last = await self._last_revision()
+        try:
+            last = await self._last_revision()
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise unavailable("room storage unavailable, try again") from exc
         deadline = asyncio.get_running_loop().time() + _WATCH_LAG_S
         while self._seen < last:
             self._advanced.clear()
             try:
                 await asyncio.wait_for(self._advanced.wait(), deadline - asyncio.get_running_loop().time())
             except TimeoutError:
-                await self._rewatch(last)
+                try:
+                    await self._rewatch(last)
+                except Exception as exc:
+                    # No fresh copy to decide from (JetStream electing a leader, say):
+                    # fail closed and retryable rather than answer from a stale one.
+                    log.warning("room bucket watch not replaced: %r", exc)
+                    raise unavailable("room storage unavailable, try again") from exc
                 return
 
     async def _last_revision(self) -> int:
