@@ -23,6 +23,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from ..config import DEFAULT_API_PREFIX, Config
 from ..errors import unavailable
+from ..storage.sqlite import open_database
 
 NONCE_STREAM = "UNIBUS-NONCES"
 """Not `UNIBUS_<x>`: that form belongs to room streams, and a room id must never collide."""
@@ -82,11 +83,8 @@ class SqliteNonces:
     window, so a captured request replayed after a restart is still refused."""
 
     def __init__(self, path: str | Path, window_s: float) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._window_ms = int(window_s * 1000)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_database(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS nonces"
             " (signer TEXT, nonce TEXT, expires_ms INTEGER NOT NULL, PRIMARY KEY (signer, nonce))"

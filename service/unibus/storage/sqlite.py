@@ -10,14 +10,21 @@ from .base import Mutation, RoomExists
 from .rooms import Room
 
 
+def open_database(path: str | Path) -> sqlite3.Connection:
+    """A SQLite file in autocommit mode, every commit on disk before it returns (WAL,
+    synchronous FULL): what the fallback's rows and its replay guard both need."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
 class SqliteStore:
     durable_history = False
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_database(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS rooms"
             " (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, row BLOB NOT NULL)"
