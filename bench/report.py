@@ -23,8 +23,8 @@ and real `unibus serve` processes on loopback, seeds one persisted room with 1,0
   off (what a Go client's stream update leaves) and on.
 - throughput: 32 closed-loop callers for the stated time against one, then two instances in
   one queue group; interference: limit=10 latency alone and while a limit=1000 read is always
-  in flight; revocation: a member removed through one instance, timed until a second instance
-  (own subject prefix, same room bucket) refuses it; creation: persisted rooms (stream + row)
+  in flight; revocation: a member removed through the queue group of two instances, timed from
+  the removal's reply until its next read is refused; creation: persisted rooms (stream + row)
   by 16 concurrent callers; memory: VmRSS of a fresh instance after loading 10,000 room rows
   of 10 members each from the bucket.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from unibus.client import ControlClient, Forbidden, Identity
-from unibus.storage.kv import BUCKET
+from unibus.storage.kv import bucket_name
 from unibus.storage.rooms import Room
 
 from . import history_paths as paths
@@ -119,27 +119,24 @@ async def interference(st: Stack, client: ControlClient, room: str, runs: int) -
 
 
 async def revocation_delay(st: Stack, owner: Identity, runs: int) -> Latency:
-    """Remove a member through instance A; time until instance B (its own subject prefix,
-    same room bucket) refuses that member. B learns of it only through its KV watch."""
+    """Remove a member through the queue group (two instances); time from the removal's
+    reply until a read by that member is refused, whichever instance answers it. Every
+    membership decision brings the instance's room copy up to date first, so the first
+    read after the reply is refused: this is that read's latency."""
     nc = await connect(st.url)
-    via_a = ControlClient(nc, owner)
+    as_owner = ControlClient(nc, owner)
     member = Identity.generate()
-    via_b = ControlClient(nc, member, prefix="$UNIBUS.B")
-    await via_a.create_room("revoke", mode="ephemeral")
+    as_member = ControlClient(nc, member)
+    await as_owner.create_room("revoke", mode="ephemeral")
     samples = []
     for _ in range(runs):
-        await via_a.add_member("revoke", member.public_key)
-        while True:  # B must see the add before the removal means anything
-            try:
-                await via_b.info("revoke")
-                break
-            except Forbidden:
-                await asyncio.sleep(0.001)
-        await via_a.remove_member("revoke", member.public_key)
+        await as_owner.add_member("revoke", member.public_key)
+        await as_member.info("revoke")
+        await as_owner.remove_member("revoke", member.public_key)
         start = time.perf_counter()
         while True:
             try:
-                await via_b.info("revoke")
+                await as_member.info("revoke")
             except Forbidden:
                 break
         samples.append((time.perf_counter() - start) * 1000)
@@ -162,7 +159,7 @@ async def creation_rate(client: ControlClient, count: int, concurrency: int) -> 
 async def resident_memory(st: Stack, rooms: int, members: int) -> float:
     """MiB resident in a fresh instance that has loaded `rooms` rows of `members` each."""
     nc = await connect(st.url)
-    kv = await nc.jetstream().key_value(BUCKET)
+    kv = await nc.jetstream().create_key_value(bucket=bucket_name("$UNIBUS.MEM"), history=1)
     people = [Identity.generate().public_key for _ in range(members)]
     for start in range(0, rooms, 500):
         rows = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import nats
@@ -258,11 +259,14 @@ async def test_an_orphan_stream_is_swept_and_nothing_else(
     ghost = Room(id="ghost", mode="matrix", subject="unibus.room.ghost", owner=None, members={})
     await ensure_room_stream(js, ghost, deps.streams, 5)  # the crash: no row follows
     await js.add_stream(StreamConfig(name="UNIBUS_gophers", subjects=["unibus.room.gophers"]))
-    fresh = await orphans.sweep(nc, js, deps.store, "unibus.room", 5)
+    other = replace(deps.streams, api_prefix="$OTHER.CTL")  # another deployment's, same JetStream
+    await ensure_room_stream(js, replace(ghost, id="theirs", subject="unibus.room.theirs"), other, 5)
+    fresh = await orphans.sweep(nc, js, deps.store, "unibus.room", "$UNIBUS.CTL", 5)
     assert fresh == []  # younger than MIN_AGE_S: its create may still be writing the row
-    assert await orphans.sweep(nc, js, deps.store, "unibus.room", 5, min_age_s=0) == ["UNIBUS_ghost"]
+    swept = await orphans.sweep(nc, js, deps.store, "unibus.room", "$UNIBUS.CTL", 5, min_age_s=0)
+    assert swept == ["UNIBUS_ghost"]
     names = {info.config.name for info in await js.streams_info()}
-    assert {"UNIBUS_kept", "UNIBUS_gophers"} <= names and "UNIBUS_ghost" not in names
+    assert {"UNIBUS_kept", "UNIBUS_gophers", "UNIBUS_theirs"} <= names and "UNIBUS_ghost" not in names
 
 
 async def test_quotas_on_rooms_members_and_creation_rate(

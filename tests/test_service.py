@@ -11,7 +11,7 @@ from nats.aio.client import Client
 
 from unibus.cli import main as cli_main
 from unibus.client import Conflict, ControlClient, Identity, NotFound, ServiceError, TooLarge
-from unibus.config import Config
+from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer, free_port
 from unibus.runner import Running, running
 from unibus.storage.kv import BUCKET
@@ -71,16 +71,31 @@ async def test_a_corrupt_row_is_a_500_that_leaks_nothing(nc: Client, as_alice: C
 async def test_two_deployments_with_other_prefixes_share_one_jetstream(
     start_plane: StartPlane, open_nats_server: NatsServer, alice: Identity
 ) -> None:
-    """Each prefix keeps its own replay-guard stream; neither rewrites the other's. (On a
-    server without the boundary: the shipped boundary names the default prefix only.)"""
+    """Each prefix keeps its own room bucket and replay-guard stream: a demo instance with
+    another prefix, unsigned requests allowed, neither sees nor deletes this deployment's
+    rooms. (On a server without the boundary: the shipped boundary names the default
+    prefix only.)"""
     url = open_nats_server.url
     await start_plane(nats_url=url)
-    await start_plane(nats_url=url, api_prefix="$OTHER.CTL", queue_group="other", service_name="other-plane")
+    await start_plane(
+        nats_url=url,
+        api_prefix="$OTHER.CTL",
+        queue_group="other",
+        service_name="other-plane",
+        auth_mode=AuthMode.OFF,
+    )
     nc = await nats.connect(url)
-    for prefix in ("$UNIBUS.CTL", "$OTHER.CTL"):
-        client = ControlClient(nc, alice, prefix=prefix)
-        await client.create_room(f"r{len(prefix)}")
-        assert [r["id"] for r in await client.list_rooms()] != []
+    production = ControlClient(nc, alice)
+    await production.create_room("precious")
+    demo = ControlClient(nc, None, prefix="$OTHER.CTL")
+    assert await demo.list_rooms() == []
+    with pytest.raises(NotFound):
+        await demo.delete_room("precious")
+    with pytest.raises(Conflict, match="another deployment"):  # nor adopt its stream by id
+        await demo.create_room("precious", owner=alice.public_key)
+    await demo.create_room("demo-only", owner=alice.public_key, mode="ephemeral")
+    assert [r["id"] for r in await production.list_rooms()] == ["precious"]
+    assert (await production.info("precious"))["owner"] == alice.public_key
     await nc.close()
 
 

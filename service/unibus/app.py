@@ -70,7 +70,9 @@ class ControlPlane:
         replicas = _replicas(self.nc, self.config) if js else 1
         store: RoomStore
         if js is not None:
-            store = await KvStore.open(js, replicas, self.config.js_timeout_s, self.nc)
+            store = await KvStore.open(
+                js, replicas, self.config.js_timeout_s, self.nc, self.config.api_prefix
+            )
             # Instances of a queue group must share one replay guard (LocalNonces otherwise).
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
         else:
@@ -80,7 +82,7 @@ class ControlPlane:
                 Path(self.config.data_dir) / "nonces.sqlite", self.config.clock_skew_s
             )
         limit = self.config.room_max_msg_size or largest_frame(self.nc.max_payload)
-        policy = StreamPolicy(replicas, self.config.room_max_bytes, limit)
+        policy = StreamPolicy(replicas, self.config.room_max_bytes, limit, self.config.api_prefix)
         self.deps = Deps(
             self.config, store, self.nc, js, policy, CreationRate(self.config.creates_per_second)
         )
@@ -119,8 +121,9 @@ class ControlPlane:
         """Now and every `ORPHAN_SWEEP_S`: streams whose room never came (orphans.py)."""
         while True:
             try:
+                config = self.config
                 await orphans.sweep(
-                    self.nc, js, store, self.config.room_subject_prefix, self.config.js_timeout_s
+                    self.nc, js, store, config.room_subject_prefix, config.api_prefix, config.js_timeout_s
                 )
             except Exception:
                 log.warning("orphan sweep failed; next in %.0f s", ORPHAN_SWEEP_S, exc_info=True)

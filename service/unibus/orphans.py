@@ -3,7 +3,8 @@
 `create` makes the room's stream before its row, so a crash in between (measured: `kill -9`
 during creates left streams without rows) leaves a stream that captures the subject, and
 whoever later creates that id would inherit what was published meanwhile. Every stream the
-service creates carries the metadata `unibus.room: <id>`. A stream with that mark, no row
+service creates carries the metadata `unibus.room: <id>` and its control prefix. A stream
+with that mark and this deployment's prefix, no row
 for its room, and older than `MIN_AGE_S` (so a create still in flight on another instance
 is never mistaken for one) is deleted. Streams without the mark are never touched: a Go
 client's own stream for a room created before this service existed is adopted, as ever,
@@ -24,7 +25,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from .storage import RoomStore
-from .streams import ROOM_MARK
+from .streams import PREFIX_MARK, ROOM_MARK
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ async def sweep(
     js: JetStreamContext,
     store: RoomStore,
     subject_prefix: str,
+    api_prefix: str,
     timeout_s: float,
     min_age_s: float = MIN_AGE_S,
 ) -> list[str]:
@@ -45,9 +47,10 @@ async def sweep(
     now = datetime.datetime.now(datetime.UTC)
     deleted = []
     for info in await _room_streams(nc, subject_prefix, timeout_s):
-        room_id = ((info.get("config") or {}).get("metadata") or {}).get(ROOM_MARK)
-        if not room_id or await store.get(room_id) is not None:
-            continue
+        metadata = (info.get("config") or {}).get("metadata") or {}
+        room_id = metadata.get(ROOM_MARK)
+        if not room_id or metadata.get(PREFIX_MARK) != api_prefix or await store.get(room_id) is not None:
+            continue  # not ours: unmarked, another deployment's, or a room that exists
         created = datetime.datetime.fromisoformat(info["created"].replace("Z", "+00:00"))
         if (now - created).total_seconds() < min_age_s:
             continue

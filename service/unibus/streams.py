@@ -27,6 +27,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from .config import DEFAULT_API_PREFIX
 from .storage.rooms import Room
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,15 @@ log = logging.getLogger(__name__)
 # client's update changed replicas or allow_direct). It still captures the subject.
 ROOM_MARK = "unibus.room"
 """Stream metadata naming the room a stream was created for by this service."""
+PREFIX_MARK = "unibus.prefix"
+"""…and the control prefix of the deployment that created it: room streams share one
+name space on a JetStream, deployments with other prefixes must not adopt each other's."""
+
+
+class StreamTaken(Exception):
+    """The room's stream exists for another deployment's room of the same id."""
+
+
 _NAME_IN_USE = 10058
 _STREAM_NOT_FOUND = 10059
 
@@ -49,6 +59,8 @@ class StreamPolicy:
     """Oldest frames are dropped beyond this (discard old): a room keeps its newest."""
     max_msg_size: int
     """Larger frames are refused by the server, so every stored frame fits in a history page."""
+    api_prefix: str = DEFAULT_API_PREFIX
+    """The deployment the streams belong to (their `PREFIX_MARK`)."""
 
     def holds(self, replicas: int, max_bytes: int, max_msg_size: int, no_ack: bool) -> bool:
         return (
@@ -103,7 +115,7 @@ def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
         # the room bucket (docs/security.md). Peers publish over core NATS anyway.
         no_ack=True,
         # What the orphan sweep recognises as ours (orphans.py).
-        metadata={ROOM_MARK: room.id},
+        metadata={ROOM_MARK: room.id, PREFIX_MARK: policy.api_prefix},
     )
 
 
@@ -121,6 +133,9 @@ async def ensure_room_stream(
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
         if room.subject not in (info.config.subjects or []):
             raise RuntimeError(f"stream {room.stream} exists without subject {room.subject}") from err
+        owner = (info.config.metadata or {}).get(PREFIX_MARK)
+        if owner is not None and owner != policy.api_prefix:
+            raise StreamTaken(f"stream {room.stream} belongs to the deployment at {owner}") from err
         current = info.config
         replicas = current.num_replicas or 1
         if not policy.holds(

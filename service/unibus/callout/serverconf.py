@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..auth.replay import nonce_subject
 from ..config import DEFAULT_API_PREFIX
-from ..storage.kv import BUCKET
+from ..storage.kv import bucket_name
 
 ACCOUNT = "UNIBUS"
 """The account every unibus connection lands in (a user JWT's `aud`)."""
@@ -39,7 +39,7 @@ def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_
     service_publish = (
         "$JS.API.>",
         "$JS.FC.>",
-        f"$KV.{BUCKET}.>",
+        f"$KV.{bucket_name(api_prefix)}.>",
         nonce_subject(api_prefix),
         f"{control}.*.history",
         "$SRV.PING",

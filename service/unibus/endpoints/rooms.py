@@ -10,7 +10,7 @@ from ..errors import ApiError, bad_request, conflict, not_found, unavailable
 from ..ids import is_room_id, new_room_id
 from ..storage import Room, RoomExists
 from ..storage.rooms import MODES
-from ..streams import delete_room_stream, ensure_room_stream
+from ..streams import StreamTaken, delete_room_stream, ensure_room_stream
 from . import quotas
 from .context import Call, Reply, ok, sealed_blob
 
@@ -31,6 +31,8 @@ async def create(call: Call) -> Reply:
         # message whoever publishes it, and a stream failure leaves no room behind.
         try:
             await ensure_room_stream(deps.js, room, deps.streams, deps.config.js_timeout_s)
+        except StreamTaken:
+            raise conflict("room id in use by another deployment on this JetStream") from None
         except Exception as exc:
             log.warning("room %s: stream not ensured: %r", room.id, exc)
             raise unavailable("could not create the room's stream; nothing was created") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from ..config import DEFAULT_API_PREFIX
 from ..errors import ApiError, unavailable
 from .base import Mutation, RoomExists
 from .rooms import Room
@@ -28,6 +30,17 @@ from .rooms import Room
 log = logging.getLogger(__name__)
 
 BUCKET = "UNIBUS_ROOMS"
+"""The room bucket of the default control prefix (existing deployments keep it)."""
+
+
+def bucket_name(api_prefix: str) -> str:
+    """One bucket per control prefix, like the nonce stream: a demo instance with another
+    prefix on the same JetStream must not read or change this deployment's rooms."""
+    if api_prefix == DEFAULT_API_PREFIX:
+        return BUCKET
+    return f"{BUCKET}-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
+
+
 _WATCH_LAG_S = 0.25
 """How long a healthy watch may take to deliver the bucket's last write before it is
 taken for cut off and replaced (deliveries normally arrive within a millisecond)."""
@@ -37,8 +50,9 @@ _CAS_ATTEMPTS = 32
 class KvStore:
     durable_history = True
 
-    def __init__(self, kv: KeyValue, timeout_s: float, nc: Client | None = None) -> None:
+    def __init__(self, kv: KeyValue, bucket: str, timeout_s: float, nc: Client | None = None) -> None:
         self._kv = kv
+        self._bucket = bucket
         self._nc = nc
         self._timeout = timeout_s
         self._rooms: dict[str, Room] = {}
@@ -55,15 +69,21 @@ class KvStore:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, replicas: int, timeout_s: float, nc: Client | None = None
+        cls,
+        js: JetStreamContext,
+        replicas: int,
+        timeout_s: float,
+        nc: Client | None = None,
+        api_prefix: str = DEFAULT_API_PREFIX,
     ) -> KvStore:
+        bucket = bucket_name(api_prefix)
         try:
-            kv = await js.key_value(BUCKET)
+            kv = await js.key_value(bucket)
         except jserr.BucketNotFoundError:
             kv = await js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
+                KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
             )
-        store = cls(kv, timeout_s, nc)
+        store = cls(kv, bucket, timeout_s, nc)
         await store._start_watch()
         return store
 
@@ -119,7 +139,7 @@ class KvStore:
         if self._nc is None:
             status = await asyncio.wait_for(self._kv.status(), self._timeout)
             return int(status.stream_info.state.last_seq)
-        reply = await self._nc.request(f"$JS.API.STREAM.INFO.KV_{BUCKET}", b"", timeout=self._timeout)
+        reply = await self._nc.request(f"$JS.API.STREAM.INFO.KV_{self._bucket}", b"", timeout=self._timeout)
         info = json.loads(reply.data)
         if "error" in info:
             raise unavailable("room bucket unavailable")
