@@ -26,11 +26,15 @@ BACKLOG = 1000
 
 
 async def seed_room(client: ControlClient, nc: Client, room_id: str, count: int = BACKLOG) -> str:
+    """A persisted room holding `count` frames. Published over core NATS, as peers do (room
+    streams send no acks), then waited for until stored."""
     room = await client.create_room(room_id)
     js = nc.jetstream()
-    acks = [js.publish(room["subject"], os.urandom(FRAME_BYTES)) for _ in range(count)]
-    for chunk in range(0, len(acks), 200):
-        await asyncio.gather(*acks[chunk : chunk + 200])
+    for _ in range(count):
+        await nc.publish(room["subject"], os.urandom(FRAME_BYTES))
+    await nc.flush()
+    while (await js.stream_info(room["stream"])).state.messages < count:
+        await asyncio.sleep(0.01)
     return str(room["stream"])
 
 

@@ -1,0 +1,54 @@
+"""What bringing the room copy up to date before every membership decision costs a read:
+history(limit=10) p50 with `KvStore.catch_up` as shipped and with it replaced by a no-op,
+interleaved in one process against one open nats-server (`python -m bench.membership_cost`)."""
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+
+from unibus.client import ControlClient, Identity
+from unibus.config import Config
+from unibus.natsserver import NatsServer, ServerSpec
+from unibus.runner import running
+from unibus.storage.kv import KvStore
+
+
+async def main(tmp):
+    server = NatsServer(ServerSpec(store_dir=Path(tmp) / "n")).start()
+    try:
+        async with running(Config(nats_url=server.url, data_dir=str(Path(tmp) / "d"))) as run:
+            nc = await nats.connect(server.url)
+            c = ControlClient(nc, Identity.generate())
+            room = await c.create_room("ab")
+            for i in range(50):
+                await nc.publish(room["subject"], b"x" * 300)
+            await nc.flush()
+            await asyncio.sleep(0.5)
+            real = KvStore.catch_up
+
+            async def noop(self):
+                return None
+
+            res = {"catch_up": [], "no catch_up": []}
+            for rnd in range(10):
+                for name, fn in (("catch_up", real), ("no catch_up", noop)):
+                    KvStore.catch_up = fn
+                    for _ in range(60):
+                        t = time.perf_counter()
+                        await c.history("ab", limit=10)
+                        res[name].append((time.perf_counter() - t) * 1000)
+            KvStore.catch_up = real
+            for k, v in res.items():
+                print(k, "p50 %.3f ms" % statistics.median(v), "n", len(v))
+            await nc.close()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as t:
+        asyncio.run(main(t))
