@@ -20,11 +20,11 @@ from unibus.storage.kv import KvStore
 async def main(tmp):
     server = NatsServer(ServerSpec(store_dir=Path(tmp) / "n")).start()
     try:
-        async with running(Config(nats_url=server.url, data_dir=str(Path(tmp) / "d"))) as run:
+        async with running(Config(nats_url=server.url, data_dir=str(Path(tmp) / "d"))):
             nc = await nats.connect(server.url)
             c = ControlClient(nc, Identity.generate())
             room = await c.create_room("ab")
-            for i in range(50):
+            for _ in range(50):
                 await nc.publish(room["subject"], b"x" * 300)
             await nc.flush()
             await asyncio.sleep(0.5)
@@ -34,7 +34,7 @@ async def main(tmp):
                 return None
 
             res = {"catch_up": [], "no catch_up": []}
-            for rnd in range(10):
+            for _round in range(10):
                 for name, fn in (("catch_up", real), ("no catch_up", noop)):
                     KvStore.catch_up = fn
                     for _ in range(60):
