@@ -43,7 +43,7 @@ async def main(tmp):
                         res[name].append((time.perf_counter() - t) * 1000)
             KvStore.catch_up = real
             for k, v in res.items():
-                print(k, "p50 %.3f ms" % statistics.median(v), "n", len(v))
+                print(f"{k}: p50 {statistics.median(v):.3f} ms over {len(v)} reads")
             await nc.close()
     finally:
         server.stop()
