@@ -115,7 +115,9 @@ async def revocation(url: str, runs: int, restart: NatsServer | None = None) -> 
         await member_nc.flush()
         if restart is not None:
             await asyncio.to_thread(restart.restart)
-            while not (owner_nc.is_connected and member_nc.is_connected):
+            for _ in range(1000):  # bounded: both clients are back within seconds
+                if owner_nc.is_connected and member_nc.is_connected:
+                    break
                 await asyncio.sleep(0.01)
             cut.clear()
         assert not refused.is_set(), "a member lost its room before the removal"

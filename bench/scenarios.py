@@ -33,9 +33,11 @@ async def seed_room(client: ControlClient, nc: Client, room_id: str, count: int 
     for _ in range(count):
         await nc.publish(room["subject"], os.urandom(FRAME_BYTES))
     await nc.flush()
-    while (await js.stream_info(room["stream"])).state.messages < count:
+    for _ in range(3000):  # bounded: capture is asynchronous, and quick
+        if (await js.stream_info(room["stream"])).state.messages >= count:
+            return str(room["stream"])
         await asyncio.sleep(0.01)
-    return str(room["stream"])
+    raise TimeoutError(f"{room['stream']} never stored {count} frames")
 
 
 async def set_allow_direct(nc: Client, stream: str, on: bool) -> None:
