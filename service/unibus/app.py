@@ -77,10 +77,10 @@ class ControlPlane:
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
         else:
             log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
-            store = SqliteStore(Path(self.config.data_dir) / "rooms.sqlite")
-            self.verifier.replay = SqliteNonces(
-                Path(self.config.data_dir) / "nonces.sqlite", self.config.clock_skew_s
-            )
+            data = Path(self.config.data_dir)
+            store = SqliteStore(data / "rooms.sqlite")
+            self._sqlite_nonces = SqliteNonces(data / "nonces.sqlite", self.config.clock_skew_s)
+            self.verifier.replay = self._sqlite_nonces
         limit = self.config.room_max_msg_size or largest_frame(self.nc.max_payload)
         policy = StreamPolicy(replicas, self.config.room_max_bytes, limit, self.config.api_prefix)
         self.deps = Deps(

@@ -52,7 +52,6 @@ class AuthRequest:
     server_id: str
     user_nkey: str
     """The key nats-server made for this connection: the JWT's subject must be it."""
-    client_nkey: str | None
     client_name: str
     client_kind: str
 
@@ -139,11 +138,9 @@ def _parse(claims: dict[str, Any]) -> AuthRequest:
     if not isinstance(user_nkey, str) or not isinstance(server_id, str):
         raise Refused("request without user_nkey or server id")
     connect = nats.get("connect_opts") or {}
-    nkey = connect.get("nkey")
     return AuthRequest(
         server_id=server_id,
         user_nkey=user_nkey,
-        client_nkey=nkey if isinstance(nkey, str) and nkey else None,
         client_name=str(connect.get("name") or client.get("host") or "?"),
         client_kind=str(client.get("type") or client.get("kind") or "?"),
     )
