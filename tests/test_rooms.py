@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import KeyNotFoundError
 
 from unibus import orphans
 from unibus.auth import sign_request
@@ -28,10 +30,12 @@ from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
 from unibus.storage import Room
+from unibus.storage.kv import BUCKET
 from unibus.streams import ensure_room_stream
 
 from conftest import StartPlane
 from harness.boundary import connect_as
+from harness.instances import ServiceInstance
 
 
 async def stream_names(nc: Client) -> set[str]:
@@ -304,3 +308,44 @@ async def test_creating_rooms_too_fast_is_429(start_plane: StartPlane, nc: Clien
         except TooMany:
             codes.append(429)
     assert codes[:50] == [200] * 50 and 429 in codes[50:]
+
+
+async def test_kill_9_during_creates_leaves_orphans_the_sweep_removes(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, start_plane: StartPlane, alice: Identity
+) -> None:
+    """A real crash: `unibus serve` killed with SIGKILL while 150 creates are in flight.
+    The streams whose rows never came are swept; every room that answered keeps its
+    stream. Rounds repeat until a crash has landed between a stream and its row."""
+    env = {"UNIBUS_KEYS_DIR": str(tmp_path / "keys"), "UNIBUS_CREATES_PER_SECOND": "100000"}
+    client = ControlClient(nc, alice, timeout_s=2.0)
+    orphaned: set[str] = set()
+    for round_ in range(8):
+        instance = ServiceInstance(f"crash{round_}", nats_server.url, tmp_path / "crash", env).start()
+        creates = [
+            asyncio.ensure_future(client.create_room(f"k{round_}x{i}", encrypted=False)) for i in range(150)
+        ]
+        for answered, create in enumerate(asyncio.as_completed(creates)):
+            with contextlib.suppress(Exception):
+                await create
+            if answered == 20:
+                break
+        instance.kill()
+        await asyncio.gather(*creates, return_exceptions=True)
+        rows = await nc.jetstream().key_value(BUCKET)
+        for name in await stream_names(nc):
+            if name.startswith(f"UNIBUS_k{round_}x"):
+                with contextlib.suppress(KeyNotFoundError):
+                    await rows.get(name.removeprefix("UNIBUS_"))
+                    continue
+                orphaned.add(name)
+        if orphaned:
+            break
+    assert orphaned, "no crash landed between a stream and its row in 8 rounds"
+    plane = await start_plane()
+    assert plane.plane.deps is not None and plane.plane.deps.js is not None
+    js, store = plane.plane.deps.js, plane.plane.deps.store
+    swept = await orphans.sweep(nc, js, store, "unibus.room", "$UNIBUS.CTL", 5, min_age_s=0)
+    assert set(swept) == orphaned
+    rooms = {room["id"] for room in await client.list_rooms()}
+    left = {name for name in await stream_names(nc) if name.startswith("UNIBUS_k")}
+    assert left == {f"UNIBUS_{room_id}" for room_id in rooms}

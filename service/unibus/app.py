@@ -71,7 +71,12 @@ class ControlPlane:
         store: RoomStore
         if js is not None:
             store = await KvStore.open(
-                js, replicas, self.config.js_timeout_s, self.nc, self.config.api_prefix
+                js,
+                replicas,
+                self.config.js_timeout_s,
+                self.nc,
+                self.config.api_prefix,
+                self.config.bucket_max_bytes,
             )
             # Instances of a queue group must share one replay guard (LocalNonces otherwise).
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)

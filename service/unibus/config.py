@@ -52,6 +52,12 @@ class Config:
     room_max_bytes: int = 256 * 1024 * 1024
     """Per room stream: beyond this the oldest frames are dropped, so no room's publishers
     can fill the JetStream store for everyone."""
+    bucket_max_bytes: int = 64 * 1024 * 1024
+    """Space the room bucket reserves in the JetStream store: out of room traffic's reach
+    (docs/operations.md, "Storage layout"). About 1 KiB per room row."""
+    nonces_max_bytes: int = 128 * 1024 * 1024
+    """Space the nonce stream reserves: 195 bytes per signed request held for twice the
+    clock skew, so 128 MiB carries about 2,900 signed requests a second."""
     room_max_msg_size: int = 0
     """Largest frame a room stream stores; 0 derives it from the server's max_payload so
     that every stored frame fits in one history page, in JSON too (docs/protocol.md)."""
@@ -120,6 +126,8 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 _INTS = {
     "room_max_bytes",
+    "bucket_max_bytes",
+    "nonces_max_bytes",
     "room_max_msg_size",
     "replicas",
     "max_body_bytes",

@@ -1,7 +1,7 @@
 """The one error type a handler raises to answer with an ADR-32 service error.
 
 Codes follow HTTP so the HTTP shim can map them 1:1 and so Go, Python and browser
-peers share one vocabulary: 400, 401, 403, 404, 409, 413, 429, 500, 503.
+peers share one vocabulary: 400, 401, 403, 404, 409, 413, 429, 500, 503, 507.
 """
 
 from __future__ import annotations
@@ -43,3 +43,8 @@ def too_many(message: str) -> ApiError:
 
 def unavailable(message: str) -> ApiError:
     return ApiError(503, message)
+
+
+def insufficient_storage(message: str) -> ApiError:
+    """507: the JetStream store has no room left to reserve; nothing was created."""
+    return ApiError(507, message)

@@ -49,6 +49,8 @@ class ServerSpec:
     cluster_name: str | None = None
     cluster_port: int = 0
     routes: list[int] = field(default_factory=list)
+    max_file_store: str | None = None
+    """JetStream's store limit (`1G`, say); None lets nats-server size it from the disk."""
     extra: str = ""
 
     def __post_init__(self) -> None:
@@ -64,7 +66,8 @@ class ServerSpec:
             f'ports_file_dir: "{self.store_dir}"',
         ]
         if self.jetstream:
-            lines.append(f'jetstream {{ store_dir: "{self.store_dir}" }}')
+            limit = f", max_file_store: {self.max_file_store}" if self.max_file_store else ""
+            lines.append(f'jetstream {{ store_dir: "{self.store_dir}"{limit} }}')
         if self.websocket_port >= 0:
             lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port or -1}, no_tls: true }}")
         if self.cluster_name:

@@ -23,6 +23,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from ..config import DEFAULT_API_PREFIX, Config
 from ..errors import unavailable
+from ..storage.reservation import reserve
 from ..storage.sqlite import open_database
 
 NONCE_STREAM = "UNIBUS-NONCES"
@@ -138,6 +139,10 @@ class SharedNonces:
             num_replicas=max(1, replicas),
             duplicate_window=keep,
             max_age=keep,
+            # Reserved, so room traffic cannot starve the replay check (reservation.py).
+            # Discard old: a flood beyond it drops stored ids, not requests; the server's
+            # duplicate map still holds them for the window while it runs.
+            max_bytes=config.nonces_max_bytes,
         )
         try:
             await asyncio.wait_for(js.add_stream(stream), timeout_s)
@@ -148,6 +153,7 @@ class SharedNonces:
             # Widen a window another instance set up smaller; never narrow one.
             if (info.config.duplicate_window or 0) < keep:
                 await asyncio.wait_for(js.update_stream(stream), timeout_s)
+            await reserve(js, stream_name, config.nonces_max_bytes, timeout_s)
         return cls(js, stream_name, subject, timeout_s)
 
     async def claim(self, signer: str, nonce: str, timestamp_ms: int) -> bool:

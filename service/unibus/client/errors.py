@@ -44,6 +44,11 @@ class Unavailable(ServiceError):
     pass
 
 
+class InsufficientStorage(ServiceError):
+    """507: the store cannot reserve space for a new room until rooms are deleted or the
+    store grows."""
+
+
 _BY_CODE: dict[int, type[ServiceError]] = {
     400: BadRequest,
     401: Unauthorized,
@@ -53,6 +58,7 @@ _BY_CODE: dict[int, type[ServiceError]] = {
     413: TooLarge,
     429: TooMany,
     503: Unavailable,
+    507: InsufficientStorage,
 }
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
+import nats.js.errors as jserr
+
 from .. import identity
-from ..errors import ApiError, bad_request, conflict, not_found, unavailable
+from ..errors import ApiError, bad_request, conflict, insufficient_storage, not_found, unavailable
 from ..ids import is_room_id, new_room_id
 from ..storage import Room, RoomExists
+from ..storage.reservation import INSUFFICIENT_STORAGE
 from ..storage.rooms import MODES
 from ..streams import StreamTaken, delete_room_stream, ensure_room_stream
 from . import quotas
@@ -33,6 +36,13 @@ async def create(call: Call) -> Reply:
             await ensure_room_stream(deps.js, room, deps.streams, deps.config.js_timeout_s)
         except StreamTaken:
             raise conflict("room id in use by another deployment on this JetStream") from None
+        except jserr.APIError as err:
+            if err.err_code != INSUFFICIENT_STORAGE:
+                log.warning("room %s: stream not ensured: %r", room.id, err)
+                raise unavailable("could not create the room's stream; nothing was created") from None
+            raise insufficient_storage(
+                "the JetStream store cannot reserve a new room's stream; nothing was created"
+            ) from None
         except Exception as exc:
             log.warning("room %s: stream not ensured: %r", room.id, exc)
             raise unavailable("could not create the room's stream; nothing was created") from None

@@ -25,6 +25,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from ..config import DEFAULT_API_PREFIX
 from ..errors import ApiError, unavailable
 from .base import Mutation, RoomExists
+from .reservation import reserve
 from .rooms import Room
 
 log = logging.getLogger(__name__)
@@ -75,14 +76,20 @@ class KvStore:
         timeout_s: float,
         nc: Client | None = None,
         api_prefix: str = DEFAULT_API_PREFIX,
+        max_bytes: int = -1,
     ) -> KvStore:
+        """Open the prefix's bucket, creating it with `max_bytes` reserved (reservation.py)."""
         bucket = bucket_name(api_prefix)
         try:
             kv = await js.key_value(bucket)
         except jserr.BucketNotFoundError:
             kv = await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas)
+                KeyValueConfig(
+                    bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas, max_bytes=max_bytes
+                )
             )
+        else:
+            await reserve(js, f"KV_{bucket}", max_bytes, timeout_s)
         store = cls(kv, bucket, timeout_s, nc)
         await store._start_watch()
         return store
