@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench soak clean browser-deps
+.PHONY: install run test test-containers lint typecheck bench soak clean browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 ## test: lint, types, then the whole suite against real nats-server processes
 test: $(STAMP) lint
 	$(BIN)/pytest
+
+## test-containers: the image, the container backend and deploy/compose.yaml on a real
+## Docker engine, one started for the run where none is running (tests/run-containers.sh)
+test-containers: $(STAMP)
+	tests/run-containers.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests

@@ -28,9 +28,7 @@ from unibus.runner import Running
 from unibus.storage.kv import BUCKET
 
 from conftest import StartPlane
-from harness.boundary import Watched, as_role, connect_as, refused_connect
-
-SHORT = 1.0
+from harness.boundary import Watched, as_role, connect_as, denied_request, refused_connect
 
 
 @pytest.fixture
@@ -55,13 +53,6 @@ async def stored(plane: Running, stream: str) -> tuple[int, int]:
     """(messages, last_seq) of a stream, read through the service's own connection."""
     info = await plane.nc.jetstream().stream_info(stream)
     return info.state.messages, info.state.last_seq
-
-
-async def denied_request(who: Watched, subject: str, body: bytes = b"") -> None:
-    """A request the server must refuse to carry: a violation, and never a reply."""
-    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-        await who.nc.request(subject, body, timeout=SHORT)
-    assert await who.refused("publish", subject), who.errors
 
 
 # --- connecting ---------------------------------------------------------------------------

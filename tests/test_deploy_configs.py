@@ -130,7 +130,7 @@ def test_dockerfile_copies_only_paths_that_exist_and_the_ignore_file_keeps() -> 
     assert sources
     for src in sources:
         assert (ROOT / src).exists(), src
-    kept = [line[1:].rstrip("/") for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()]
+    kept = [line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()]
     for src in sources:
         assert any(src == k or src.startswith(k + "/") for k in kept if k), f"{src} is ignored"
     # The container backend runs nats-server with the config the image carries, and the
@@ -206,9 +206,11 @@ def test_compose_runs_a_three_node_cluster_two_services_and_a_shim(compose: dict
     cluster_port = int(conf_value(conf, "cluster", "listen").rsplit(":", 1)[1])
     assert routes == {(name, str(cluster_port)) for name in nodes}
     client_port = int(conf_value(conf, None, "listen").rsplit(":", 1)[1])
+    # The nodes advertise no addresses (no_advertise): every client names all three.
+    assert conf_value(conf, "cluster", "no_advertise") == "true"
     for service in [*planes.values(), *shims.values()]:
-        host, port = host_port(env_of(service)["UNIBUS_NATS_URL"])
-        assert host in nodes and port == client_port
+        seeds = [host_port(url) for url in env_of(service)["UNIBUS_NATS_URL"].split(",")]
+        assert sorted(seeds) == sorted((node, client_port) for node in nodes)
     assert "websocket" in conf
 
 

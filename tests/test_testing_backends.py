@@ -31,6 +31,8 @@ from unibus.testing import (
     started,
 )
 
+from harness.docker import require_docker
+
 UNIBUS = str(Path(sys.executable).parent / "unibus")
 NO_DOCKER = docker_unavailable_reason()
 
@@ -80,8 +82,7 @@ def test_fixture_stack_has_websocket_and_a_healthy_shim(unibus_stack: Stack) -> 
 def any_backend_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Each backend on its own, so both are exercised wherever they can run."""
     if request.param == "container":
-        if NO_DOCKER:
-            pytest.skip(f"container backend needs Docker: {NO_DOCKER}")
+        require_docker()
         from unibus.testing.container import ContainerBackend
 
         backend: Backend = ContainerBackend(os.environ.get(IMAGE_ENV))

@@ -63,6 +63,17 @@ class Watched:
         return False
 
 
+async def denied_request(who: Watched, subject: str, body: bytes = b"", timeout_s: float = 1.0) -> None:
+    """A request the server must refuse to carry: a violation, and never a reply."""
+    try:
+        await who.nc.request(subject, body, timeout=timeout_s)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        pass
+    else:
+        raise AssertionError(f"{subject} was answered")
+    assert await who.refused("publish", subject), who.errors
+
+
 async def connect_as(url: str, identity: Identity | None, *, inbox: str | None = None) -> Watched:
     """Connected as `identity` (None: no credentials at all), reconnecting like a peer."""
     watched = Watched(None)  # type: ignore[arg-type]
