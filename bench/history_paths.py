@@ -36,5 +36,5 @@ async def baseline(nc: Client, stream: str, limit: int) -> int:
 
 async def floor(nc: Client, stream: str, last_seq: int, limit: int) -> int:
     win = Window(max(1, last_seq - limit + 1), last_seq)
-    frames, _ = await read_window(nc, stream, win, 5.0, PageBudget.for_reply(nc.max_payload, MSGPACK))
-    return len(frames)
+    read = await read_window(nc, stream, win, 5.0, PageBudget.for_reply(nc.max_payload, MSGPACK))
+    return len(read.frames)

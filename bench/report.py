@@ -14,19 +14,23 @@ and real `unibus serve` processes on loopback, seeds one persisted room with 1,0
 300 random bytes, and measures from a separate client process:
 
 - **service**: a signed `rooms.<id>.history` request (enforce mode) answered with the JSON
-  envelope and decoded by the client, end to end.
+  envelope and decoded by the client, end to end; **warm** from an instance whose frame
+  cache holds the room (the default), **cold** from one whose cache is too small to keep
+  anything (`UNIBUS_HISTORY_CACHE_BYTES=1`: every read misses and pays for trying), **no
+  cache** from one with it off (`0`: round one's path).
 - **baseline**: the original Go endpoint's algorithm done from Python: stream info, then one
   message get per sequence (a direct get when the stream allows it, as Go's `GetMsg` does).
 - **floor**: the same window streamed from JetStream straight into the client process by a
   short-lived consumer: no service, no signature, no envelope.
-- **allow_direct**: every history measurement is repeated with the stream's `allow_direct`
-  off (what a Go client's stream update leaves) and on.
-- throughput: 32 closed-loop callers for the stated time against one, then two instances in
-  one queue group; interference: limit=10 latency alone and while a limit=1000 read is always
-  in flight; revocation: a member removed through the queue group of two instances, timed from
-  the removal's reply until its next read is refused; creation: persisted rooms (stream + row)
-  by 16 concurrent callers; memory: VmRSS of a fresh instance after loading 10,000 room rows
-  of 10 members each from the bucket.
+- **allow_direct**: the no-cache, baseline and floor measurements are repeated with the
+  stream's `allow_direct` off (what a Go client's stream update leaves) and on.
+- throughput: 32 closed-loop callers for the stated time against one instance without a
+  cache, then one and two warm instances in one queue group; interference: limit=10
+  latency alone and while a limit=1000 read is always in flight; revocation: a member
+  removed through the queue group of two instances, timed from the removal's reply until
+  its next read is refused; creation: persisted rooms (stream + row) by 16 concurrent
+  callers; memory: VmRSS of a fresh instance after loading 10,000 room rows of 10
+  members each from the bucket.
 
 The machine is shared and noisy: treat single figures as indicative, compare columns of the
 same run, and never read them as guarantees. `make test` asserts no timing."""
@@ -37,17 +41,23 @@ def fmt_ms(value: float) -> str:
 
 
 def latency_table(results: dict[str, dict[str, dict[int, Latency]]], limits: list[int]) -> list[str]:
+    """Per limit: the service warm (frames in the cache) and cold (cache missing), and
+    without a cache, beside the original algorithm and the raw floor."""
     lines = [
-        "| allow_direct | limit | service p50 | service p99 | baseline p50 | floor p50"
-        " | baseline / service | service / floor |",
-        "|---|---|---|---|---|---|---|---|",
+        "| allow_direct | limit | warm p50 | warm p99 | cold p50 | no cache p50 | no cache p99 | baseline p50"
+        " | floor p50 | baseline / warm | warm / floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, paths in results.items():
         for limit in limits:
             s, b, f = paths["service"][limit], paths["baseline"][limit], paths["floor"][limit]
+            w, c = paths.get("warm", {}).get(limit), paths.get("cold", {}).get(limit)
+            warm = f"{fmt_ms(w.p50)} | {fmt_ms(w.p99)}" if w else "— | —"
+            ratios = f"{b.p50 / w.p50:.1f}x | {w.p50 / f.p50:.2f}x" if w else "— | —"
+            cold = fmt_ms(c.p50) if c else "—"
             lines.append(
-                f"| {mode} | {limit} | {fmt_ms(s.p50)} | {fmt_ms(s.p99)} | {fmt_ms(b.p50)} | {fmt_ms(f.p50)}"
-                f" | {b.p50 / s.p50:.1f}x | {s.p50 / f.p50:.2f}x |"
+                f"| {mode} | {limit} | {warm} | {cold} | {fmt_ms(s.p50)} | {fmt_ms(s.p99)}"
+                f" | {fmt_ms(b.p50)} | {fmt_ms(f.p50)} | {ratios} |"
             )
     return lines
 
@@ -62,8 +72,10 @@ def plot(results: dict[str, dict[int, Latency]], limits: list[int], path: Path) 
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, style in (("baseline", "s--"), ("service", "o-"), ("floor", "^:")):
-        ax.plot(limits, [results[name][n].p50 for n in limits], style, label=name)
+    curves = (("baseline", "s--"), ("service", "o-"), ("cold", "x-"), ("warm", "d-"), ("floor", "^:"))
+    for name, style in curves:
+        label = "no cache" if name == "service" else name
+        ax.plot(limits, [results[name][n].p50 for n in limits], style, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("history limit (messages of 300 B)")

@@ -61,6 +61,13 @@ async def history_latencies(
     return out
 
 
+async def service_latencies(
+    client: ControlClient, room: str, limits: list[int], runs: int
+) -> dict[int, Latency]:
+    """The service path alone, for each limit (the instance running decides the cache)."""
+    return {n: await latency(lambda n=n: paths.via_service(client, room, n), runs) for n in limits}
+
+
 @dataclass(frozen=True)
 class Throughput:
     rps: float

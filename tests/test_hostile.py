@@ -8,13 +8,10 @@ client lives on an event loop in a background thread (`Portal`).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import nats
 import pytest
@@ -30,11 +27,11 @@ from unibus.storage.kv import BUCKET
 
 from harness import ServiceInstance
 from harness.checks import room_streams
+from harness.portal import Portal
 
 pytest_plugins = ["harness.fixtures"]
 pytestmark = pytest.mark.timeout(300)
 
-T = TypeVar("T")
 PREFIX = "$UNIBUS.CTL.rooms"
 MAX_BODY = 64 * 1024
 SKEW_MS = 120_000
@@ -44,22 +41,6 @@ SETTINGS = settings(
 )
 GLOBAL = ["create", "list"]
 PER_ROOM = ["info", "history", "members", "members.add", "members.remove", "key", "key.rotate", "delete"]
-
-
-class Portal:
-    """An event loop in a thread, so hypothesis' synchronous examples can await NATS."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .endpoints.quotas import CreationRate
 from .errors import ApiError, bad_request
+from .framecache import FrameCache
 from .ids import is_room_id
 from .interest import confirm_interest
 from .links import Links
@@ -89,7 +90,13 @@ class ControlPlane:
         limit = self.config.room_max_msg_size or largest_frame(self.nc.max_payload)
         policy = StreamPolicy(replicas, self.config.room_max_bytes, limit, self.config.api_prefix)
         self.deps = Deps(
-            self.config, store, self.nc, js, policy, CreationRate(self.config.creates_per_second)
+            self.config,
+            store,
+            self.nc,
+            js,
+            policy,
+            CreationRate(self.config.creates_per_second),
+            FrameCache(self.config.history_cache_bytes),
         )
         self.service = await add_service(
             self.links.responder,

@@ -61,6 +61,9 @@ class Config:
     room_max_msg_size: int = 0
     """Largest frame a room stream stores; 0 derives it from the server's max_payload so
     that every stored frame fits in one history page, in JSON too (docs/protocol.md)."""
+    history_cache_bytes: int = 64 * 1024 * 1024
+    """Frames one instance keeps of recently read rooms, checked against the stream on
+    every read (framecache.py); 0 reads every page from JetStream."""
     js_timeout_s: float = 5.0
     """Bound on every JetStream operation, so a stalled data plane cannot hang a request."""
     max_body_bytes: int = 64 * 1024
@@ -128,6 +131,7 @@ _INTS = {
     "room_max_bytes",
     "bucket_max_bytes",
     "nonces_max_bytes",
+    "history_cache_bytes",
     "room_max_msg_size",
     "replicas",
     "max_body_bytes",

@@ -145,11 +145,28 @@ class History:
 EMPTY = History([], None)
 
 
+@dataclass(frozen=True)
+class WindowRead:
+    """The newest frames of a window that fit a page, each with its sequence."""
+
+    frames: list[tuple[int, bytes]]
+    window: Window
+    """The window narrowed to what was kept: it starts at the oldest frame kept when
+    frames were cut for the budget."""
+    cut: tuple[int, bytes] | None = None
+    """The newest frame cut for the budget, if any: with it, the cache knows that a page
+    of this window ends where this one did (framecache.py)."""
+
+    @property
+    def page(self) -> History:
+        return History([frame for _, frame in self.frames], self.window)
+
+
 async def read_window(
     nc: Client, stream: str, win: Window, timeout_s: float, budget: PageBudget
-) -> tuple[list[bytes], Window]:
+) -> WindowRead:
     """Stream the frames of `win` from a short-lived push consumer, in one flow, keeping
-    the newest that fit `budget`; the window comes back narrowed to what was kept.
+    the newest that fit `budget`.
 
     Creating the consumer starts the delivery, so the whole read is one round trip. The
     consumer is ephemeral, in memory and single-replica, and it is never acknowledged:
@@ -162,11 +179,12 @@ async def read_window(
     `inactive_threshold` should this process die mid-read)."""
     inbox = nc.new_inbox()
     kept: deque[tuple[int, bytes]] = deque()
-    held, trimmed = 0, False
+    held = 0
+    cut: tuple[int, bytes] | None = None
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_message(msg: Msg) -> None:
-        nonlocal held, trimmed
+        nonlocal held, cut
         if done.done() or not msg.reply:
             return
         if not msg.reply.startswith("$JS.ACK."):  # flow control: answering lets more come
@@ -177,8 +195,8 @@ async def read_window(
             kept.append((seq, msg.data))
             held += budget.cost(msg.data)
             while held > budget.max_bytes and len(kept) > 1:
-                held -= budget.cost(kept.popleft()[1])
-                trimmed = True
+                cut = kept.popleft()
+                held -= budget.cost(cut[1])
         if seq >= win.last_seq or pending == 0:
             done.set_result(None)
 
@@ -187,7 +205,7 @@ async def read_window(
     try:
         name, pending = await _create_consumer(nc, stream, inbox, win, timeout_s)
         if pending == 0:  # nothing stored at or after the window's start (all gaps)
-            return [], win
+            return WindowRead([], win)
         await asyncio.wait_for(done, timeout_s)
     finally:
         await sub.unsubscribe()
@@ -195,9 +213,9 @@ async def read_window(
             # Best effort, not awaited: inactive_threshold is the backstop.
             with contextlib.suppress(Exception):
                 await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
-    if trimmed:
+    if cut is not None:
         win = Window(kept[0][0], win.last_seq)
-    return [frame for _, frame in kept], win
+    return WindowRead(list(kept), win, cut)
 
 
 async def _create_consumer(

@@ -86,6 +86,9 @@ class StreamState:
     first_seq: int
     last_seq: int
     messages: int
+    created: str = ""
+    """When the stream was made, as JetStream reports it: another value is another
+    stream of the same name (framecache.py); empty where unknown."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Sna
         )
     state, config = info["state"], info["config"]
     return Snapshot(
-        StreamState(state["first_seq"], state["last_seq"], state["messages"]),
+        StreamState(state["first_seq"], state["last_seq"], state["messages"], str(info.get("created", ""))),
         tuple(config.get("subjects") or ()),
         int(config.get("num_replicas") or 1),
         int(config.get("max_bytes", -1)),
@@ -185,13 +188,12 @@ async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Sna
 
 
 async def room_stream_for_read(
-    nc: Client, js: JetStreamContext, room: Room, policy: StreamPolicy, timeout_s: float
+    js: JetStreamContext, room: Room, policy: StreamPolicy, timeout_s: float, snapshot: Snapshot | None
 ) -> StreamState | None:
-    """The stream state a history read works from, ensuring a persisted room's stream on
-    the way: created if missing (lazy backfill), restored if its replication or limits
-    were changed. All of that costs one STREAM.INFO when, as nearly always, the stream is
-    as it should be."""
-    snapshot = await room_stream_snapshot(nc, room.stream, timeout_s)
+    """The stream state a history read works from, given the room stream's snapshot
+    (None: no stream), ensuring a persisted room's stream on the way: created if missing
+    (lazy backfill), restored if its replication or limits were changed. All of that
+    costs nothing more when, as nearly always, the stream is as it should be."""
     if not room.persisted:
         return snapshot.state if snapshot else None
     if (

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from ..auth import Caller
 from ..config import Config
 from ..errors import bad_request, forbidden, not_found
+from ..framecache import FrameCache
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
 from .quotas import CreationRate
@@ -33,6 +34,7 @@ class Deps:
     js: JetStreamContext | None
     streams: StreamPolicy
     creations: CreationRate
+    frames: FrameCache
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,198 @@
+"""Recent frames of each room, kept by one instance and checked against the stream on
+every read, so a read of a hot room costs the state check and the envelope, not one
+JetStream delivery per frame.
+
+A room stream only ever changes in ways its state shows. Appends raise `last_seq`.
+Expiry, discard-old and purges raise `first_seq`. A message deleted inside the stream
+leaves a gap, and the number of gaps is `(last_seq - first_seq + 1) - messages`.
+Recreating the stream changes `created`. A stored sequence never changes its bytes. So
+an entry remembers the state it was last checked against (its baseline) and covers a
+range of sequences `[lo, hi]` in which it holds every stored frame; absent sequences
+are gaps. On a read:
+- another `created`, or a `last_seq` below `hi`: the stream was replaced; drop the entry;
+- no gaps in the stream now: every cached frame at or after `first_seq` is still stored;
+- gaps, with `first_seq` and the gap count as in the baseline: nothing was deleted since
+  (with `first_seq` fixed, gaps only ever grow);
+- gaps otherwise: something may have been deleted from under the entry; drop it.
+Frames below `first_seq` are forgotten. Frames appended since `hi` are fetched (only
+those), and the page is cut from the entry exactly as `history.read_window` cuts it.
+Data fetched after a state is consistent with that state as its baseline, so two
+ranges are merged only when their baselines are equal; otherwise the newer read's
+range replaces the entry. tests/test_framecache.py checks every cached page against an
+uncached read, byte for byte, through appends, deletes, purges, expiry and recreation.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+
+from .history import History, PageBudget, Window, WindowRead, read_window
+from .streams import StreamState
+
+
+@dataclass(frozen=True)
+class Baseline:
+    created: str
+    first_seq: int
+    gaps: int
+
+    @classmethod
+    def of(cls, state: StreamState) -> Baseline:
+        gaps = 0 if state.messages == 0 else state.last_seq - state.first_seq + 1 - state.messages
+        return cls(state.created, state.first_seq, gaps)
+
+
+@dataclass
+class _Entry:
+    baseline: Baseline
+    lo: int
+    hi: int
+    seqs: list[int] = field(default_factory=list)
+    frames: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def forget_below(self, seq: int) -> None:
+        cut = bisect.bisect_left(self.seqs, seq)
+        if cut:
+            self.size -= sum(len(frame) for frame in self.frames[:cut])
+            del self.seqs[:cut], self.frames[:cut]
+        self.lo = max(self.lo, seq)
+
+    def add(self, lo: int, hi: int, seqs: list[int], frames: list[bytes]) -> None:
+        """Merge a fetched range that overlaps or touches `[self.lo, self.hi]`."""
+        if hi > self.hi:
+            start = bisect.bisect_right(seqs, self.hi)
+            self.seqs.extend(seqs[start:])
+            self.frames.extend(frames[start:])
+            self.size += sum(len(frame) for frame in frames[start:])
+            self.hi = hi
+        if lo < self.lo:
+            end = bisect.bisect_left(seqs, self.lo)
+            self.seqs[:0] = seqs[:end]
+            self.frames[:0] = frames[:end]
+            self.size += sum(len(frame) for frame in frames[:end])
+            self.lo = lo
+
+    def page(self, win: Window, budget: PageBudget) -> tuple[list[bytes], Window] | None:
+        """The newest frames of `win` that fit `budget` (at least one), cut as read_window
+        cuts them; None when the entry cannot tell (the page would reach below `lo`)."""
+        if win.last_seq > self.hi or win.last_seq < self.lo:
+            return None
+        start = bisect.bisect_left(self.seqs, win.first_seq)
+        end = bisect.bisect_right(self.seqs, win.last_seq)
+        held, first = 0, end
+        while first > start:
+            cost = budget.cost(self.frames[first - 1])
+            if held + cost > budget.max_bytes and first < end:
+                return self.frames[first:end], Window(self.seqs[first], win.last_seq)
+            held += cost
+            first -= 1
+        if win.first_seq < self.lo:
+            return None  # every cached frame fits: what lies below lo decides
+        return self.frames[start:end], win
+
+
+class FrameCache:
+    """Per-instance, bounded in bytes across rooms (least recently read dropped first);
+    `max_bytes=0` turns it off and every read goes to JetStream."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._size = 0
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def read(
+        self, nc: Client, stream: str, state: StreamState, win: Window, timeout_s: float, budget: PageBudget
+    ) -> History:
+        """The page of `win`: from the entry where it holds what decides the page
+        (fetching only what was appended since), else read from JetStream and kept."""
+        entry = self._checked(stream, state) if self.max_bytes else None
+        if entry is not None and entry.lo <= win.last_seq and win.first_seq <= entry.hi + 1:
+            if win.last_seq > entry.hi:
+                tail = await read_window(nc, stream, Window(entry.hi + 1, win.last_seq), timeout_s, budget)
+                self._keep(stream, Baseline.of(state), tail)
+                if tail.cut is not None:
+                    self.hits += 1  # the new frames alone overflow a page: the page is theirs
+                    return tail.page
+                entry = self._entries.get(stream)
+            page = entry.page(win, budget) if entry is not None else None
+            if page is not None:
+                self.hits += 1
+                self._entries.move_to_end(stream)
+                return History(*page)
+        self.misses += 1
+        read = await read_window(nc, stream, win, timeout_s, budget)
+        if self.max_bytes and state.created:
+            self._keep(stream, Baseline.of(state), read)
+        return read.page
+
+    def _checked(self, stream: str, state: StreamState) -> _Entry | None:
+        entry = self._entries.get(stream)
+        if entry is None:
+            return None
+        now = Baseline.of(state)
+        same_stream = now.created and now.created == entry.baseline.created and state.last_seq >= entry.hi
+        was = entry.baseline
+        unchanged = now.gaps == 0 or (now.first_seq, now.gaps) == (was.first_seq, was.gaps)
+        if not (same_stream and unchanged):
+            self._drop(stream)
+            return None
+        before = entry.size
+        entry.forget_below(state.first_seq)
+        self._size -= before - entry.size
+        entry.baseline = now
+        return entry
+
+    def _keep(self, stream: str, baseline: Baseline, read: WindowRead) -> None:
+        """Add what a read fetched: every stored frame of its window from the one cut
+        for the budget (or the window's start) up."""
+        frames = [read.cut, *read.frames] if read.cut is not None else read.frames
+        lo = read.cut[0] if read.cut is not None else read.window.first_seq
+        hi = read.window.last_seq
+        seqs, data = [seq for seq, _ in frames], [frame for _, frame in frames]
+        entry = self._entries.get(stream)
+        if entry is not None and entry.baseline == baseline and lo <= entry.hi + 1 and hi + 1 >= entry.lo:
+            before = entry.size
+            entry.add(lo, hi, seqs, data)
+            self._size += entry.size - before
+        else:
+            if entry is not None and entry.hi > hi:
+                return  # keep the newer range; this read was of an older page
+            self._drop(stream)
+            entry = _Entry(baseline, lo, hi, seqs, data, sum(map(len, data)))
+            self._entries[stream] = entry
+            self._size += entry.size
+        self._entries.move_to_end(stream)
+        self._evict(stream)
+
+    def _evict(self, current: str) -> None:
+        """Least recently read rooms first; the room just read loses its oldest frames
+        only if it alone is over the bound."""
+        while self._size > self.max_bytes and len(self._entries) > 1:
+            stream = next(iter(self._entries))
+            if stream == current:
+                break
+            self._drop(stream)
+        entry = self._entries.get(current)
+        if entry is not None and self._size > self.max_bytes:
+            before, excess, cut = entry.size, self._size - self.max_bytes, 0
+            while excess > 0 and cut < len(entry.seqs):
+                excess -= len(entry.frames[cut])
+                cut += 1
+            entry.forget_below(entry.seqs[cut - 1] + 1 if cut else entry.lo)
+            self._size -= before - entry.size
+
+    def _drop(self, stream: str) -> None:
+        entry = self._entries.pop(stream, None)
+        if entry is not None:
+            self._size -= entry.size

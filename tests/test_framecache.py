@@ -1,0 +1,168 @@
+"""The frame cache never changes a page: a hypothesis state machine interleaves appends,
+deletes, purges, expiry (a Go-client-style limits update), stream recreation and reads
+on a real JetStream stream, and every cached read, on either of two instances' caches,
+equals an uncached read of the same state byte for byte, in JSON and in msgpack."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import nats
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from unibus.framecache import FrameCache
+from unibus.history import HistoryQuery, PageBudget, read_window, window
+from unibus.natsserver import NatsServer, ServerSpec
+from unibus.streams import room_stream_snapshot
+
+from harness.portal import Portal
+
+pytestmark = pytest.mark.timeout(600)
+NAMES = itertools.count()
+BUDGETS = [PageBudget(400, binary=False), PageBudget(400, binary=True), PageBudget(1 << 20, binary=False)]
+
+
+@pytest.fixture(scope="module")
+def portal_nc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Portal, Client]]:
+    root: Path = tmp_path_factory.mktemp("framecache")
+    server = NatsServer(ServerSpec(store_dir=root)).start()
+    portal = Portal()
+    nc = portal.run(nats.connect(server.url))
+    yield portal, nc
+    portal.run(nc.close())
+    portal.close()
+    server.stop()
+
+
+def test_cached_pages_equal_uncached_ones(portal_nc: tuple[Portal, Client]) -> None:
+    portal, nc = portal_nc
+    js = nc.jetstream()
+
+    class CacheAgainstStream(RuleBasedStateMachine):
+        @initialize()
+        def make_stream(self) -> None:
+            n = next(NAMES)
+            self.config = StreamConfig(name=f"FC_{n}", subjects=[f"fc.{n}"], storage=StorageType.FILE)
+            portal.run(js.add_stream(self.config))
+            # Two instances' caches: one roomy, one so small it evicts and trims.
+            self.caches = [FrameCache(1 << 20), FrameCache(700)]
+            self.written = 0
+
+        def teardown(self) -> None:
+            portal.run(js.delete_stream(self.config.name))
+
+        @rule(count=st.integers(1, 25), size=st.integers(0, 160))
+        def append(self, count: int, size: int) -> None:
+            async def publish() -> None:
+                for _ in range(count):
+                    self.written += 1
+                    frame = f"{self.written}:".encode().ljust(size, b".")
+                    await js.publish(self.config.subjects[0], frame)  # type: ignore[index]
+
+            portal.run(publish())
+
+        @rule(pick=st.integers(0, 10**6))
+        def delete(self, pick: int) -> None:
+            state = portal.run(js.stream_info(self.config.name)).state
+            if state.messages:
+                seq = state.first_seq + pick % (state.last_seq - state.first_seq + 1)
+                with contextlib.suppress(NotFoundError, BadRequestError):  # already a gap
+                    portal.run(js.delete_msg(self.config.name, seq))
+
+        @rule()
+        def purge(self) -> None:
+            portal.run(js.purge_stream(self.config.name))
+
+        @rule(keep=st.integers(0, 30))
+        def expire(self, keep: int) -> None:
+            """The oldest dropped by a limits update, then the limits put back."""
+            portal.run(js.update_stream(replace(self.config, max_msgs=keep)))
+            portal.run(js.update_stream(replace(self.config, max_msgs=-1)))
+
+        @rule()
+        def recreate(self) -> None:
+            portal.run(js.delete_stream(self.config.name))
+            portal.run(js.add_stream(self.config))
+
+        def check(self, limit: int, back: int | None, budget: PageBudget) -> None:
+            """One read at the current state: uncached, then through each cache."""
+            snapshot = portal.run(room_stream_snapshot(nc, self.config.name, 5))
+            assert snapshot is not None
+            state = snapshot.state
+            before = None if back is None else max(1, state.last_seq + 1 - back)
+            win = window(state, HistoryQuery(limit, before))
+            if win is None:
+                return
+            plain = portal.run(read_window(nc, self.config.name, win, 5, budget)).page
+            for cache in self.caches:
+                cached = portal.run(cache.read(nc, self.config.name, state, win, 5, budget))
+                assert cached.to_json() == plain.to_json()
+                assert cached.to_msgpack() == plain.to_msgpack()
+
+        @precondition(lambda self: self.written > 0)
+        @rule(limit=st.integers(1, 60), back=st.none() | st.integers(0, 80), budget=st.sampled_from(BUDGETS))
+        def read(self, limit: int, back: int | None, budget: PageBudget) -> None:
+            self.check(limit, back, budget)
+
+        @precondition(lambda self: self.written > 0)
+        @rule(limit=st.sampled_from([10, 50]), budget=st.sampled_from(BUDGETS))
+        def read_newest(self, limit: int, budget: PageBudget) -> None:
+            """What most reads are: the newest page, again and again."""
+            self.check(limit, None, budget)
+            self.check(limit, None, budget)
+
+        @invariant()
+        def bounded(self) -> None:
+            for cache in getattr(self, "caches", []):
+                assert 0 <= cache.size <= cache.max_bytes
+
+    CacheAgainstStream.TestCase.settings = settings(
+        max_examples=60,
+        stateful_step_count=40,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    CacheAgainstStream.TestCase().runTest()
+
+
+def test_a_hot_room_is_served_from_the_cache(portal_nc: tuple[Portal, Client]) -> None:
+    """The cache is used, not just harmless: repeated reads of an unchanged room hit it,
+    and an append costs only the new frames."""
+    portal, nc = portal_nc
+    js = nc.jetstream()
+    config = StreamConfig(name="FC_hot", subjects=["fc.hot"], storage=StorageType.FILE)
+    portal.run(js.add_stream(config))
+    cache = FrameCache(1 << 20)
+    budget = BUDGETS[2]
+
+    async def read() -> list[bytes]:
+        snapshot = await room_stream_snapshot(nc, "FC_hot", 5)
+        assert snapshot is not None
+        win = window(snapshot.state, HistoryQuery(50))
+        assert win is not None
+        return (await cache.read(nc, "FC_hot", snapshot.state, win, 5, budget)).frames
+
+    async def publish(frames: list[bytes]) -> None:
+        for frame in frames:
+            await js.publish("fc.hot", frame)
+
+    portal.run(publish([b"%d" % i for i in range(60)]))
+    assert portal.run(read()) == [b"%d" % i for i in range(10, 60)]
+    assert (cache.hits, cache.misses) == (0, 1)
+    for _ in range(5):
+        assert portal.run(read()) == [b"%d" % i for i in range(10, 60)]
+    portal.run(publish([b"new"]))
+    assert portal.run(read()) == [*(b"%d" % i for i in range(11, 60)), b"new"]
+    assert (cache.hits, cache.misses) == (6, 1)
+    portal.run(js.delete_stream("FC_hot"))
