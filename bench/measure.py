@@ -23,6 +23,13 @@ class Latency:
         return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
+def resident_mib(pid: int) -> float:
+    """VmRSS of a process, in MiB (from /proc)."""
+    with open(f"/proc/{pid}/status") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+    return kib / 1024
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used so far (from /proc)."""
     with open(f"/proc/{pid}/stat") as fh:

@@ -17,7 +17,7 @@ from unibus.storage.kv import bucket_name
 from unibus.storage.rooms import Room
 
 from . import history_paths as paths
-from .measure import Latency, cpu_seconds, latency
+from .measure import Latency, cpu_seconds, latency, resident_mib
 from .stack import Stack, connect
 
 FRAME_BYTES = 300
@@ -192,10 +192,9 @@ async def resident_memory(st: Stack, rooms: int, members: int) -> float:
     ping = ControlClient(nc, Identity.generate(), prefix="$UNIBUS.MEM")
     await ping.list_rooms()  # the instance is serving from its loaded copy
     await nc.close()
-    status = await asyncio.to_thread(Path(f"/proc/{proc.pid}/status").read_text)
-    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    rss = resident_mib(proc.pid)
     st.stop_service(proc)
-    return rss_kib / 1024
+    return rss
 
 
 def bench_client_peak_rss_mib() -> float:
