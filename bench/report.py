@@ -31,6 +31,10 @@ and real `unibus serve` processes on loopback, seeds one persisted room with 1,0
   its next read is refused; creation: persisted rooms (stream + row) by 16 concurrent
   callers; memory: VmRSS of a fresh instance after loading 10,000 room rows of 10
   members each from the bucket.
+- rooms at scale (`bench/scale.py`): 100 and then 10,000 persisted rooms, each on its own
+  nats-server and instance: creation by 16 callers, 20 frames of 300 B published into
+  each, resident memory, a fresh instance's start until it serves, then history(limit=20)
+  of 200 random rooms read once (cold) and again (warm).
 
 The machine is shared and noisy: treat single figures as indicative, compare columns of the
 same run, and never read them as guarantees. `make test` asserts no timing."""
