@@ -6,12 +6,14 @@ import asyncio
 import json
 import os
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from unibus import __version__
 from unibus.identity import Identity
 from unibus.runner import Running
 
@@ -189,3 +191,24 @@ async def test_remove_rotates_and_delete_cleans_up(users: tuple[User, User, User
     assert (await bob.run("history", "shortlived")).code == 1
     assert (await alice.ok("room", "delete", "shortlived")).out.strip() == "deleted shortlived"
     assert (await alice.ok("room", "list", "--json")).json() == {"rooms": []}
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")} | env
+    return subprocess.run([*UNIBUS, *args], env=environ, capture_output=True, text=True, timeout=60)
+
+
+def test_usage_errors_name_what_to_fix_and_exit_2() -> None:
+    """`unibus` alone prints its help; a bad setting names the variable and the choices;
+    all are usage errors (2), one line each, no traceback."""
+    alone = run_cli()
+    assert alone.returncode == 2 and "usage: unibus" in alone.stdout and "serve" in alone.stdout
+    assert run_cli("--version").stdout.strip() == f"unibus {__version__}"
+    mode = run_cli("serve", UNIBUS_AUTH_MODE="devv")
+    assert mode.returncode == 2
+    assert mode.stderr.strip() == "unibus: UNIBUS_AUTH_MODE (--auth): 'devv' is not one of enforce, dev, off"
+    level = run_cli("health", UNIBUS_LOG_LEVEL="loud")
+    assert level.returncode == 2
+    assert level.stderr.strip() == (
+        "unibus: UNIBUS_LOG_LEVEL: 'loud' is not one of debug, info, warning, error"
+    )

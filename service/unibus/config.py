@@ -111,7 +111,13 @@ class Config:
                 values[f.name] = _coerce(f.name, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "auth_mode" in values:
-            values["auth_mode"] = AuthMode(values["auth_mode"])
+            try:
+                values["auth_mode"] = AuthMode(values["auth_mode"])
+            except ValueError:
+                choices = ", ".join(mode.value for mode in AuthMode)
+                raise ValueError(
+                    f"UNIBUS_AUTH_MODE (--auth): {values['auth_mode']!r} is not one of {choices}"
+                ) from None
         return cls(**values)
 
     @property

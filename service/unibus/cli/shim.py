@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from typing import Any
 
 from ..config import Config
 from ..identity import Identity
 from .lifecycle import run_until_signalled
+from .session import DEFAULT_URL
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
 def register(commands: Any) -> None:
     shim = commands.add_parser("shim", help="relay HTTP history requests to the control plane over NATS")
-    shim.add_argument("--nats-url", help="NATS where the control plane answers (UNIBUS_NATS_URL)")
+    shim.add_argument(
+        "--nats-url", help=f"NATS where the control plane answers (UNIBUS_NATS_URL; default {DEFAULT_URL})"
+    )
     shim.add_argument("--listen", help=f"host:port to serve HTTP on (UNIBUS_HTTP_LISTEN, {DEFAULT_LISTEN})")
     shim.add_argument("--nkey", help="seed file of the shim's NATS user, shim.nk (UNIBUS_NKEY)")
     shim.add_argument(
@@ -34,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = Config.from_env(nats_url=args.nats_url, http_listen=args.listen, nkey=args.nkey)
-        if config.nats_url is None:
-            raise ValueError("the shim needs --nats-url or UNIBUS_NATS_URL")
+        if config.nats_url is None:  # the local NATS, as every other command
+            config = replace(config, nats_url=DEFAULT_URL)
         settings = ShimSettings.from_config(config, config.http_listen or DEFAULT_LISTEN, args.allow_origin)
     except ValueError as exc:
         print(f"unibus: {exc}", file=sys.stderr)
