@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service, ServiceConfig
+from prometheus_client import CollectorRegistry
 
 from . import __version__, orphans
 from .auth import Caller, LocalNonces, Verifier
@@ -39,6 +40,7 @@ from .framecache import FrameCache
 from .ids import is_room_id
 from .interest import confirm_interest
 from .links import Links
+from .metrics import CacheCollector, MetricsServer, RequestMetrics
 from .servicestats import ServiceStats
 from .storage import KvStore, RoomStore, SqliteStore
 from .streams import StreamPolicy, largest_frame
@@ -57,6 +59,8 @@ class ControlPlane:
         self.nc = links.service
         self.cutter = ConnectionCutter(links.system) if links.system else None
         self.stats: ServiceStats | None = None
+        self.metrics: RequestMetrics | None = None
+        self._metrics_server: MetricsServer | None = None
         self._sqlite_nonces: SqliteNonces | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.deps: Deps | None = None
@@ -109,6 +113,8 @@ class ControlPlane:
             ),
         )
         self.stats = ServiceStats(self.service)
+        if self.config.metrics_listen:
+            self._serve_metrics(self.config.metrics_listen, self.deps.frames)
         group = self.service.add_group(name=f"{self.config.api_prefix}.rooms")
         for endpoint in ENDPOINTS:
             await group.add_endpoint(
@@ -128,6 +134,18 @@ class ControlPlane:
             "on" if self.links.keys else "off",
         )
         return self
+
+    def _serve_metrics(self, listen: str, frames: FrameCache) -> None:
+        registry = CollectorRegistry()
+        self.metrics = RequestMetrics(registry, "unibus", "endpoint")
+        registry.register(CacheCollector(lambda: (frames.size, frames.max_bytes, frames.hits, frames.misses)))
+        self._metrics_server = MetricsServer(listen, registry)
+        log.info("metrics on %s", self._metrics_server.url)
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus endpoint as bound, when `metrics_listen` asked for one."""
+        return self._metrics_server.url if self._metrics_server is not None else None
 
     async def _sweep_orphans(self, js: JetStreamContext, store: RoomStore) -> None:
         """Now and every `ORPHAN_SWEEP_S`: streams whose room never came (orphans.py)."""
@@ -182,6 +200,8 @@ class ControlPlane:
             await self.deps.store.close()
         if self._sqlite_nonces is not None:
             self._sqlite_nonces.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
 
     @property
     def store(self) -> RoomStore:
@@ -203,12 +223,26 @@ class ControlPlane:
 
     async def _timed(self, endpoint: Endpoint, request: Request) -> None:
         started = time.perf_counter_ns()
-        error = await self._handle(endpoint, request)
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
+        try:
+            error, cut = await self._handle(endpoint, request)
+        finally:
+            if self.metrics is not None:
+                self.metrics.in_flight.dec()
+        # Timed to the reply: re-authorizing those whose rooms changed happens after it.
+        elapsed = time.perf_counter_ns() - started
         if self.stats is not None:
-            self.stats.record(endpoint.name, time.perf_counter_ns() - started, error)
+            self.stats.record(endpoint.name, elapsed, error)
+        if self.metrics is not None:
+            code = int(error.split(" ", 1)[0]) if error else 200
+            self.metrics.observe(endpoint.name, code, elapsed / 1e9)
+        if cut:
+            await self._reauthorize(cut)
 
-    async def _handle(self, endpoint: Endpoint, request: Request) -> str | None:
-        """Answer one request; the error it was answered with ("404 room not found"), if any."""
+    async def _handle(self, endpoint: Endpoint, request: Request) -> tuple[str | None, set[str]]:
+        """Answer one request: the error it was answered with ("404 room not found"), if
+        any, and the identities whose connections must now be cut."""
         affected: set[str] = set()
         try:
             caller, (body, headers) = await self._answer(endpoint, request, affected)
@@ -216,12 +250,10 @@ class ControlPlane:
             if caller.signer in cut:
                 headers = {**headers, RECONNECT_HEADER: "true"}
             await request.respond(body, headers=headers)
-            if cut:
-                await self._reauthorize(cut)
-            return None
+            return None, cut
         except ApiError as err:
             await _respond_error(request, err.code, err.message)
-            return f"{err.code} {err.message}"
+            return f"{err.code} {err.message}", set()
         except (
             TimeoutError,
             nats.errors.TimeoutError,
@@ -231,12 +263,12 @@ class ControlPlane:
         ):
             log.warning("%s: data plane unavailable", endpoint.name, exc_info=True)
             await _respond_error(request, 503, "data plane unavailable, try again")
-            return "503 data plane unavailable, try again"
+            return "503 data plane unavailable, try again", set()
         except Exception:
             # The detail goes to the log, never to the caller.
             log.exception("%s: internal error", endpoint.name)
             await _respond_error(request, 500, "internal error")
-            return "500 internal error"
+            return "500 internal error", set()
 
     async def _reauthorize(self, identities: set[str]) -> None:
         """After the reply: cut the connections of everyone whose rooms changed, so they

@@ -83,6 +83,9 @@ class Config:
     """False forces the SQLite store and empty histories, as on a NATS without JetStream."""
     http_listen: str | None = None
     """`host:port` for the optional HTTP shim started beside the service."""
+    metrics_listen: str | None = None
+    """`host:port` for a Prometheus scrape endpoint (`/metrics`) of the service, or of the
+    shim when it runs alone; off when unset."""
     cors_origins: str = ""
     """Comma-separated browser origins the HTTP shim grants CORS (none by default; `*`: any)."""
     websocket_port: int = 0

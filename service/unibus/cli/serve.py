@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
             http_listen=args.http,
             keys_dir=args.keys_dir,
         )
-        if config.http_listen is not None:
-            parse_listen(config.http_listen)
+        for listen in (config.http_listen, config.metrics_listen):
+            if listen is not None:
+                parse_listen(listen)
     except ValueError as exc:
         print(f"unibus: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from ..config import Config
+from ..config import Config, parse_listen
 from ..identity import Identity
 from .lifecycle import run_until_signalled
 from .session import DEFAULT_URL
@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
         if config.nats_url is None:  # the local NATS, as every other command
             config = replace(config, nats_url=DEFAULT_URL)
         settings = ShimSettings.from_config(config, config.http_listen or DEFAULT_LISTEN, args.allow_origin)
+        if config.metrics_listen:
+            parse_listen(config.metrics_listen)
+            settings = replace(settings, metrics_listen=config.metrics_listen)
     except ValueError as exc:
         print(f"unibus: {exc}", file=sys.stderr)
         return 2

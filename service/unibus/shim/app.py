@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from nats.aio.client import Client
+from prometheus_client import CollectorRegistry
 
 from ..identity import Identity
+from ..metrics import MetricsServer, RequestMetrics
 from .cors import cors
 from .health import healthz
 from .link import LINK, NatsLink
@@ -26,8 +30,11 @@ from .settings import SETTINGS, ShimSettings
 log = logging.getLogger(__name__)
 
 
-def build_app(settings: ShimSettings, link: NatsLink) -> web.Application:
-    app = web.Application(middlewares=[cors])
+def build_app(
+    settings: ShimSettings, link: NatsLink, metrics: RequestMetrics | None = None
+) -> web.Application:
+    middlewares = [cors] if metrics is None else [measured(metrics), cors]
+    app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[LINK] = link
     app.router.add_get("/healthz", healthz)
@@ -40,6 +47,8 @@ class Shim:
     url: str
     """`http://host:port` as bound (the real port when 0 was asked for)."""
     link: NatsLink
+    metrics_url: str | None = None
+    """The Prometheus endpoint, as bound, when `metrics_listen` asked for one."""
 
 
 @contextlib.asynccontextmanager
@@ -59,8 +68,13 @@ async def serving(
         link = NatsLink.dial(nats_url, creds, settings.max_in_flight, identity)
     else:
         raise ValueError("the shim needs a NATS connection or URL")
+    metrics, metrics_server = None, None
+    if settings.metrics_listen:
+        registry = CollectorRegistry()
+        metrics = RequestMetrics(registry, "unibus_shim", "route")
+        metrics_server = MetricsServer(settings.metrics_listen, registry)
     runner = web.AppRunner(
-        build_app(settings, link),
+        build_app(settings, link, metrics),
         access_log=None,
         keepalive_timeout=settings.idle_timeout_s,
         max_line_size=settings.max_line_size,
@@ -76,7 +90,34 @@ async def serving(
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         origins = ", ".join(sorted(settings.allow_origins)) or "none"
         log.info("http shim on %s (CORS origins: %s)", url, origins)
-        yield Shim(url, link)
+        yield Shim(url, link, metrics_server.url if metrics_server is not None else None)
     finally:
         await runner.cleanup()
         await link.close()
+        if metrics_server is not None:
+            metrics_server.close()
+
+
+def measured(metrics: RequestMetrics) -> Middleware:
+    """Requests by route pattern (never the raw path: room ids would make a series each)
+    and status, with their latency."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.in_flight.dec()
+            metrics.observe(name, status, time.perf_counter() - started)
+
+    return middleware

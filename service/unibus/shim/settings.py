@@ -29,6 +29,9 @@ class ShimSettings:
     max_line_size: int = 8190
     max_field_size: int = 8190
     max_headers: int = 64
+    metrics_listen: str | None = None
+    """`host:port` for the shim's own Prometheus endpoint (`unibus shim` alone: beside the
+    service, `unibus serve --http`, the service's endpoint is the one configured)."""
 
     @classmethod
     def from_config(cls, config: Config, listen: str, origins: Iterable[str] | None = None) -> ShimSettings:

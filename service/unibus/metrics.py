@@ -1,0 +1,74 @@
+"""Prometheus metrics for the service and the shim, off unless `UNIBUS_METRICS_LISTEN`
+names where to serve them.
+
+Each process (or each control plane in a test process) has its own registry, served on
+its own loopback-or-chosen port by prometheus-client's HTTP server thread: the service
+itself listens on nothing but NATS otherwise, and a scrape never competes with requests
+for the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .config import parse_listen
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class RequestMetrics:
+    """Requests by endpoint (or route) and status code, their latency, and how many are
+    in flight: the same three for the service's NATS endpoints and the shim's HTTP routes."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str, label: str) -> None:
+        self.requests = Counter(
+            f"{prefix}_requests", "Requests answered, by status code", [label, "code"], registry=registry
+        )
+        self.latency = Histogram(
+            f"{prefix}_request_seconds",
+            "Time from a request's arrival to its answer",
+            [label],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(f"{prefix}_requests_in_flight", "Requests being handled", registry=registry)
+
+    def observe(self, name: str, code: int, seconds: float) -> None:
+        self.requests.labels(name, str(code)).inc()
+        self.latency.labels(name).observe(seconds)
+
+
+class CacheCollector(Collector):
+    """The frame cache's figures, read when scraped (nothing to update per request)."""
+
+    def __init__(self, read: Callable[[], tuple[int, int, int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        size, limit, hits, misses = self._read()
+        yield GaugeMetricFamily("unibus_history_cache_bytes", "Frame bytes the history cache holds", size)
+        yield GaugeMetricFamily("unibus_history_cache_limit_bytes", "The history cache's bound", limit)
+        yield CounterMetricFamily("unibus_history_cache_hits", "History reads served from the cache", hits)
+        yield CounterMetricFamily("unibus_history_cache_misses", "History reads from JetStream", misses)
+
+
+class MetricsServer:
+    """prometheus-client's HTTP server on `listen` (`host:port`), for one registry."""
+
+    def __init__(self, listen: str, registry: CollectorRegistry) -> None:
+        host, port = parse_listen(listen)
+        server, self._thread = start_http_server(port, host, registry)
+        self._server: WSGIServer = server
+        self.port = int(server.server_address[1])
+        self.url = f"http://{host if ':' not in host else f'[{host}]'}:{self.port}/metrics"
+        """As bound: the real port when 0 was asked for."""
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)

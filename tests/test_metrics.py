@@ -1,0 +1,89 @@
+"""Prometheus metrics: off by default; when asked for, the service's and the shim's
+scrape endpoints count requests by endpoint (route) and status code, time them, and
+show the frame cache."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.request
+
+import aiohttp
+from nats.aio.client import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from unibus.auth.signing import sign_request
+from unibus.callout.keys import BoundaryKeys
+from unibus.client import ControlClient, Identity, NotFound
+from unibus.natsserver import NatsServer
+from unibus.shim import ShimSettings, serving
+
+from conftest import StartPlane, wait_history
+
+
+async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the endpoint: (name, sorted labels) → value."""
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_are_off_unless_asked_for(start_plane: StartPlane) -> None:
+    assert (await start_plane()).plane.metrics_url is None
+
+
+async def test_the_service_counts_requests_by_endpoint_and_code(
+    start_plane: StartPlane, nc: Client, alice: Identity
+) -> None:
+    running = await start_plane(metrics_listen="127.0.0.1:0")
+    url = running.plane.metrics_url
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    client = ControlClient(nc, alice)
+    room = await client.create_room("measured", encrypted=False)
+    await nc.publish(room["subject"], b"frame")
+    await wait_history(client, "measured", 1)
+    await client.history("measured")
+    for _ in range(3):
+        with contextlib.suppress(NotFound):
+            await client.info("nowhere")
+    after = await scrape(url)
+
+    def value(name: str, **labels: str) -> float:
+        return after.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("unibus_requests_total", endpoint="create", code="200") == 1
+    assert value("unibus_requests_total", endpoint="info", code="404") == 3
+    reads = value("unibus_requests_total", endpoint="history", code="200")
+    assert reads >= 2
+    assert value("unibus_request_seconds_count", endpoint="history") == reads
+    assert value("unibus_requests_in_flight") == 0
+    assert value("unibus_history_cache_limit_bytes") == running.config.history_cache_bytes
+    assert value("unibus_history_cache_hits_total") >= 1  # the last read found the frame kept
+    assert value("unibus_history_cache_bytes") == len(b"frame")
+
+
+async def test_the_shim_counts_by_route_not_by_path(
+    nats_server: NatsServer, boundary_keys: BoundaryKeys, alice: Identity
+) -> None:
+    settings = ShimSettings(host="127.0.0.1", port=0, metrics_listen="127.0.0.1:0")
+    async with (
+        serving(settings, nats_url=nats_server.url, identity=boundary_keys.users["shim"]) as shim,
+        aiohttp.ClientSession() as http,
+    ):
+        assert shim.metrics_url is not None
+        for room in ("a!", "b!"):  # refused before NATS: a bad room id is 400
+            headers = sign_request(alice, f"$UNIBUS.CTL.rooms.{room}.history", b"")
+            async with http.get(f"{shim.url}/rooms/{room}/history", headers=headers) as response:
+                assert response.status == 400
+        for path in ("/nope", "/rooms"):
+            async with http.get(f"{shim.url}{path}") as response:
+                assert response.status == 404
+        samples = await scrape(shim.metrics_url)
+    routes = {dict(labels)["route"] for name, labels in samples if name == "unibus_shim_requests_total"}
+    assert routes == {"/rooms/{id}/history", "unmatched"}
+    key = ("unibus_shim_requests_total", (("code", "400"), ("route", "/rooms/{id}/history")))
+    assert samples[key] == 2
+    assert samples[("unibus_shim_requests_total", (("code", "404"), ("route", "unmatched")))] == 2
