@@ -15,6 +15,8 @@ import pytest
 
 from unibus import __version__
 from unibus.identity import Identity
+from unibus.natsserver import NatsServer
+from unibus.processes import stop_process
 from unibus.runner import Running
 
 UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
@@ -212,3 +214,28 @@ def test_usage_errors_name_what_to_fix_and_exit_2() -> None:
     assert level.stderr.strip() == (
         "unibus: UNIBUS_LOG_LEVEL: 'loud' is not one of debug, info, warning, error"
     )
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path, open_nats_server: NatsServer) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
+    environ |= {"UNIBUS_LOG_FORMAT": "json", "UNIBUS_DATA_DIR": str(tmp_path)}
+    serve = subprocess.Popen(
+        [*UNIBUS, "serve", "--nats-url", open_nats_server.url],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        lines = []
+        for line in serve.stdout:
+            lines.append(line)
+            if line.startswith("unibus control plane ready"):
+                break
+    finally:
+        stop_process(serve)
+    logged = [json.loads(line) for line in lines if not line.startswith("unibus control plane ready")]
+    assert logged, lines
+    assert all(set(entry) >= {"ts", "level", "logger", "msg"} for entry in logged)
+    assert any(entry["logger"] == "unibus.app" and entry["msg"].startswith("serving ") for entry in logged)

@@ -5,10 +5,11 @@ equals an uncached read of the same state byte for byte, in JSON and in msgpack.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nats
@@ -20,10 +21,11 @@ from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
+from unibus import framecache
 from unibus.framecache import FrameCache
-from unibus.history import HistoryQuery, PageBudget, read_window, window
+from unibus.history import HistoryQuery, PageBudget, Window, WindowRead, read_window, window
 from unibus.natsserver import NatsServer, ServerSpec
-from unibus.streams import room_stream_snapshot
+from unibus.streams import StreamState, room_stream_snapshot
 
 from harness.portal import Portal
 
@@ -166,3 +168,95 @@ def test_a_hot_room_is_served_from_the_cache(portal_nc: tuple[Portal, Client]) -
     assert portal.run(read()) == [*(b"%d" % i for i in range(11, 60)), b"new"]
     assert (cache.hits, cache.misses) == (6, 1)
     portal.run(js.delete_stream("FC_hot"))
+
+
+@dataclass
+class Gates:
+    """Reads of a listed window wait for its event: before they fetch, or after (holding
+    back what the cache does with the frames), so two reads interleave as a test says."""
+
+    before: dict[Window, asyncio.Event] = field(default_factory=dict)
+    after: dict[Window, asyncio.Event] = field(default_factory=dict)
+
+
+@pytest.fixture
+def gates(monkeypatch: pytest.MonkeyPatch) -> Gates:
+    held = Gates()
+    real = framecache.read_window
+
+    async def gated(nc: Client, stream: str, win: Window, timeout_s: float, budget: PageBudget) -> WindowRead:
+        if win in held.before:
+            await held.before[win].wait()
+        read = await real(nc, stream, win, timeout_s, budget)
+        if win in held.after:
+            await held.after[win].wait()
+        return read
+
+    monkeypatch.setattr(framecache, "read_window", gated)
+    return held
+
+
+async def newest(nc: Client, stream: str, before: int | None = None) -> tuple[StreamState, Window]:
+    snapshot = await room_stream_snapshot(nc, stream, 5)
+    assert snapshot is not None
+    win = window(snapshot.state, HistoryQuery(50, before))
+    assert win is not None
+    return snapshot.state, win
+
+
+async def test_a_stream_replaced_during_a_tail_fetch_is_not_mixed_in(
+    open_nats_server: NatsServer, gates: Gates
+) -> None:
+    """Found by review: cached frames of the old stream and a tail fetched from its
+    replacement made a page no stream ever held."""
+    nc = await nats.connect(open_nats_server.url)
+    js = nc.jetstream()
+    config = StreamConfig(name="R", subjects=["r"], storage=StorageType.FILE)
+    await js.add_stream(config)
+    for i in range(1, 6):
+        await js.publish("r", b"old%d" % i)
+    cache, budget = FrameCache(1 << 20), BUDGETS[2]
+    await cache.read(nc, "R", *(await newest(nc, "R")), 5, budget)
+    for i in range(6, 9):
+        await js.publish("r", b"old%d" % i)
+    gate = gates.before[Window(6, 8)] = asyncio.Event()
+    reading = asyncio.ensure_future(cache.read(nc, "R", *(await newest(nc, "R")), 5, budget))
+    await asyncio.sleep(0.1)
+    await js.delete_stream("R")
+    await js.add_stream(config)
+    for i in range(1, 9):
+        await js.publish("r", b"NEW%d" % i)
+    gate.set()
+    page = await reading
+    assert page.frames in ([b"old%d" % i for i in range(1, 9)], [b"NEW%d" % i for i in range(1, 9)])
+    await nc.close()
+
+
+async def test_a_page_never_comes_from_an_entry_another_read_replaced(
+    open_nats_server: NatsServer, gates: Gates
+) -> None:
+    """The review's interleaving: while one read fetches its tail, a slower read from
+    before a delete keeps its frames (the deleted one among them); the page must still be
+    the stream's as it is, never cut from the slower read's entry."""
+    nc = await nats.connect(open_nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="D", subjects=["d"], storage=StorageType.FILE))
+    for i in range(1, 12):
+        await js.publish("d", b"f%d" % i)
+    cache, budget = FrameCache(1 << 20), BUDGETS[2]
+    state, slow_window = await newest(nc, "D")
+    slow_gate = gates.after[slow_window] = asyncio.Event()  # read f1..f11, keeps them late
+    slow = asyncio.ensure_future(cache.read(nc, "D", state, slow_window, 5, budget))
+    await asyncio.sleep(0.1)
+    await js.delete_msg("D", 5)
+    await cache.read(nc, "D", *(await newest(nc, "D", before=8)), 5, budget)  # the entry: 1..7
+    await js.publish("d", b"f12")
+    tail_gate = gates.after[Window(8, 12)] = asyncio.Event()
+    reading = asyncio.ensure_future(cache.read(nc, "D", *(await newest(nc, "D")), 5, budget))
+    await asyncio.sleep(0.1)
+    slow_gate.set()
+    await slow
+    tail_gate.set()
+    page = await reading
+    assert page.frames == [b"f%d" % i for i in (1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12)]
+    await nc.close()

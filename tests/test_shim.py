@@ -7,6 +7,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -203,10 +204,14 @@ async def test_no_service_is_503_and_a_silent_one_504(
 
 
 async def test_healthz_ok_when_the_service_answers(
-    http: aiohttp.ClientSession, shim: Shim, plane: Running
+    http: aiohttp.ClientSession, shim: Shim, plane: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
-    status, body, _ = await get(http, f"{shim.url}/healthz")
+    with caplog.at_level(logging.INFO, logger="unibus.shim.access"):
+        status, body, response = await get(http, f"{shim.url}/healthz?probe=1")
     assert (status, body) == (200, {"nats": "connected", "service": "ok"})
+    assert response.headers["Server"] == "unibus"  # no Python or aiohttp version
+    access = [r.getMessage() for r in caplog.records if r.name == "unibus.shim.access"]
+    assert len(access) == 1 and '"GET /healthz?probe=1 HTTP/1.1" 200' in access[0]
 
 
 async def test_cors_grants_only_listed_origins(

@@ -14,8 +14,12 @@ are gaps. On a read:
 - gaps, with `first_seq` and the gap count as in the baseline: nothing was deleted since
   (with `first_seq` fixed, gaps only ever grow);
 - gaps otherwise: something may have been deleted from under the entry; drop it.
-Frames below `first_seq` are forgotten. Frames appended since `hi` are fetched (only
-those), and the page is cut from the entry exactly as `history.read_window` cuts it.
+Frames below `first_seq` are forgotten. For the newest page, frames appended since `hi`
+are fetched (only those); the fetch must end on the frame the state names as the last
+(its stored timestamp equals the state's `last_ts`), or the stream was replaced while it
+ran and nothing fetched is used. The page is cut from the entry exactly as
+`history.read_window` cuts it, and only from the entry this read checked: another read
+may have replaced it during the fetch.
 Data fetched after a state is consistent with that state as its baseline, so two
 ranges are merged only when their baselines are equal; otherwise the newer read's
 range replaces the entry. tests/test_framecache.py checks every cached page against an
@@ -61,6 +65,8 @@ class _Entry:
             self.size -= sum(len(frame) for frame in self.frames[:cut])
             del self.seqs[:cut], self.frames[:cut]
         self.lo = max(self.lo, seq)
+        # A purge past the end leaves nothing covered: keep the range empty, never a hole.
+        self.hi = max(self.hi, self.lo - 1)
 
     def add(self, lo: int, hi: int, seqs: list[int], frames: list[bytes]) -> None:
         """Merge a fetched range that overlaps or touches `[self.lo, self.hi]`."""
@@ -77,7 +83,7 @@ class _Entry:
             self.size += sum(len(frame) for frame in frames[:end])
             self.lo = lo
 
-    def page(self, win: Window, budget: PageBudget) -> tuple[list[bytes], Window] | None:
+    def page(self, win: Window, budget: PageBudget) -> History | None:
         """The newest frames of `win` that fit `budget` (at least one), cut as read_window
         cuts them; None when the entry cannot tell (the page would reach below `lo`)."""
         if win.last_seq > self.hi or win.last_seq < self.lo:
@@ -88,12 +94,12 @@ class _Entry:
         while first > start:
             cost = budget.cost(self.frames[first - 1])
             if held + cost > budget.max_bytes and first < end:
-                return self.frames[first:end], Window(self.seqs[first], win.last_seq)
+                return History(self.frames[first:end], Window(self.seqs[first], win.last_seq))
             held += cost
             first -= 1
         if win.first_seq < self.lo:
             return None  # every cached frame fits: what lies below lo decides
-        return self.frames[start:end], win
+        return History(self.frames[start:end], win)
 
 
 class FrameCache:
@@ -118,23 +124,48 @@ class FrameCache:
         (fetching only what was appended since), else read from JetStream and kept."""
         entry = self._checked(stream, state) if self.max_bytes else None
         if entry is not None and entry.lo <= win.last_seq and win.first_seq <= entry.hi + 1:
-            if win.last_seq > entry.hi:
-                tail = await read_window(nc, stream, Window(entry.hi + 1, win.last_seq), timeout_s, budget)
-                self._keep(stream, Baseline.of(state), tail)
-                if tail.cut is not None:
-                    self.hits += 1  # the new frames alone overflow a page: the page is theirs
-                    return tail.page
-                entry = self._entries.get(stream)
-            page = entry.page(win, budget) if entry is not None else None
+            page = None
+            if win.last_seq <= entry.hi:
+                page = entry.page(win, budget)  # no await since the check: still valid
+            elif win.last_seq == state.last_seq and state.last_ts:
+                page = await self._with_tail(nc, stream, state, entry, win, timeout_s, budget)
             if page is not None:
                 self.hits += 1
                 self._entries.move_to_end(stream)
-                return History(*page)
+                return page
         self.misses += 1
         read = await read_window(nc, stream, win, timeout_s, budget)
         if self.max_bytes and state.created:
             self._keep(stream, Baseline.of(state), read)
         return read.page
+
+    async def _with_tail(
+        self,
+        nc: Client,
+        stream: str,
+        state: StreamState,
+        entry: _Entry,
+        win: Window,
+        timeout_s: float,
+        budget: PageBudget,
+    ) -> History | None:
+        """The newest page, fetching only the frames appended since `entry.hi`; None when
+        the entry cannot decide it after all."""
+        baseline = Baseline.of(state)
+        tail = await read_window(nc, stream, Window(entry.hi + 1, win.last_seq), timeout_s, budget)
+        if tail.last_ts != state.last_ts:
+            # The stream's last frame is not the one the state named: replaced (or its
+            # last frame deleted) during the fetch. Nothing fetched here is kept.
+            self._drop(stream)
+            return None
+        self._keep(stream, baseline, tail)
+        if tail.cut is not None:
+            return tail.page  # the new frames alone overflow a page: the page is theirs
+        # Other reads may have replaced the entry while this one awaited: page only from
+        # the entry this read checked, still on the state it was checked against.
+        if self._entries.get(stream) is not entry or entry.baseline != baseline:
+            return None
+        return entry.page(win, budget)
 
     def _checked(self, stream: str, state: StreamState) -> _Entry | None:
         entry = self._entries.get(stream)

@@ -156,6 +156,10 @@ class WindowRead:
     cut: tuple[int, bytes] | None = None
     """The newest frame cut for the budget, if any: with it, the cache knows that a page
     of this window ends where this one did (framecache.py)."""
+    last_ts: int = 0
+    """When the window's last frame was stored (ns since the epoch), 0 if it was not read:
+    the cache checks it against the stream state's `last_ts`, so fetched frames are known
+    to come from the stream the state described, not from one made since."""
 
     @property
     def page(self) -> History:
@@ -179,18 +183,20 @@ async def read_window(
     `inactive_threshold` should this process die mid-read)."""
     inbox = nc.new_inbox()
     kept: deque[tuple[int, bytes]] = deque()
-    held = 0
+    held = last_ts = 0
     cut: tuple[int, bytes] | None = None
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_message(msg: Msg) -> None:
-        nonlocal held, cut
+        nonlocal held, cut, last_ts
         if done.done() or not msg.reply:
             return
         if not msg.reply.startswith("$JS.ACK."):  # flow control: answering lets more come
             await nc.publish(msg.reply, b"")
             return
-        seq, pending = _position(msg.reply)
+        seq, stored_ns, pending = _position(msg.reply)
+        if seq == win.last_seq:
+            last_ts = stored_ns
         if seq <= win.last_seq:
             kept.append((seq, msg.data))
             held += budget.cost(msg.data)
@@ -215,7 +221,7 @@ async def read_window(
                 await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
     if cut is not None:
         win = Window(kept[0][0], win.last_seq)
-    return WindowRead(list(kept), win, cut)
+    return WindowRead(list(kept), win, cut, last_ts)
 
 
 async def _create_consumer(
@@ -248,10 +254,11 @@ async def _create_consumer(
     return str(answer["name"]), int(answer.get("num_pending", 1))
 
 
-def _position(reply: str) -> tuple[int, int]:
-    """(stream sequence, messages pending after it) from a `$JS.ACK` reply subject
-    (v1: 9 tokens; v2 adds domain and account hash in front and a token at the end)."""
+def _position(reply: str) -> tuple[int, int, int]:
+    """(stream sequence, when stored in ns, messages pending after it) from a `$JS.ACK`
+    reply subject (v1: 9 tokens; v2 adds domain and account hash in front and a token at
+    the end)."""
     tokens = reply.split(".")
     if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[8])
-    return int(tokens[7]), int(tokens[10])
+        return int(tokens[5]), int(tokens[7]), int(tokens[8])
+    return int(tokens[7]), int(tokens[9]), int(tokens[10])

@@ -17,9 +17,11 @@ ever raises replication, so an operator's deliberate R5 is left alone.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, replace
 
 import nats.js.errors as jserr
@@ -75,6 +77,17 @@ _PAGE_OVERHEAD = 4096
 """Room a one-frame history page needs besides the frame: envelope and reply headers."""
 
 
+def rfc3339_ns(text: str) -> int:
+    """JetStream's `2026-11-29T19:31:31.802337172Z` → ns since the epoch; 0 if it is not
+    that shape (Python's datetime stops at microseconds, JetStream does not)."""
+    head, _, fraction = text.removesuffix("Z").partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+        return seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0")[:9])
+    except ValueError:
+        return 0
+
+
 def largest_frame(max_payload: int) -> int:
     """The largest frame whose one-frame history page still fits in `max_payload` as
     JSON, where base64 makes it 4/3 as large (msgpack carries it as it is)."""
@@ -89,6 +102,8 @@ class StreamState:
     created: str = ""
     """When the stream was made, as JetStream reports it: another value is another
     stream of the same name (framecache.py); empty where unknown."""
+    last_ts: int = 0
+    """When its last message was stored, in ns since the epoch; 0 where unknown."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +193,13 @@ async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Sna
         )
     state, config = info["state"], info["config"]
     return Snapshot(
-        StreamState(state["first_seq"], state["last_seq"], state["messages"], str(info.get("created", ""))),
+        StreamState(
+            state["first_seq"],
+            state["last_seq"],
+            state["messages"],
+            str(info.get("created", "")),
+            rfc3339_ns(str(state.get("last_ts", ""))),
+        ),
         tuple(config.get("subjects") or ()),
         int(config.get("num_replicas") or 1),
         int(config.get("max_bytes", -1)),

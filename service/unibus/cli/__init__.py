@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-from .. import __version__
+from .. import __version__, logformat
 from . import boundary, health, keys, messages, rooms, serve, shim
 
 # Each module exposes `register(subparsers)`; the parser it adds carries `func(args) -> int`.
@@ -35,10 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     level = "debug" if args.verbose else os.environ.get("UNIBUS_LOG_LEVEL", "info").lower()
-    if level not in LOG_LEVELS:
-        print(f"unibus: UNIBUS_LOG_LEVEL: {level!r} is not one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
-        return EXIT_USAGE
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = os.environ.get("UNIBUS_LOG_FORMAT", "text").lower()
+    for variable, value, choices in (
+        ("UNIBUS_LOG_LEVEL", level, LOG_LEVELS),
+        ("UNIBUS_LOG_FORMAT", fmt, logformat.FORMATS),
+    ):
+        if value not in choices:
+            print(f"unibus: {variable}: {value!r} is not one of {', '.join(choices)}", file=sys.stderr)
+            return EXIT_USAGE
+    logformat.configure(level, fmt)
     code: int = args.func(args)
     return code
 

@@ -28,6 +28,7 @@ from .relay import history
 from .settings import SETTINGS, ShimSettings
 
 log = logging.getLogger(__name__)
+ACCESS_LOG = logging.getLogger("unibus.shim.access")
 
 
 def build_app(
@@ -35,6 +36,7 @@ def build_app(
 ) -> web.Application:
     middlewares = [cors] if metrics is None else [measured(metrics), cors]
     app = web.Application(middlewares=middlewares)
+    app.on_response_prepare.append(_anonymous_server)
     app[SETTINGS] = settings
     app[LINK] = link
     app.router.add_get("/healthz", healthz)
@@ -75,7 +77,10 @@ async def serving(
         metrics_server = MetricsServer(settings.metrics_listen, registry)
     runner = web.AppRunner(
         build_app(settings, link, metrics),
-        access_log=None,
+        # One line per request under `unibus.shim.access` (method, path and query, status,
+        # size, time); the query carries no secret, the signature travels in headers.
+        access_log=ACCESS_LOG,
+        access_log_format='%a "%r" %s %b %Tf',
         keepalive_timeout=settings.idle_timeout_s,
         max_line_size=settings.max_line_size,
         max_field_size=settings.max_field_size,
@@ -96,6 +101,11 @@ async def serving(
         await link.close()
         if metrics_server is not None:
             metrics_server.close()
+
+
+async def _anonymous_server(request: web.Request, response: web.StreamResponse) -> None:
+    """No `Server: Python/… aiohttp/…`: versions help an attacker choose, nobody else."""
+    response.headers["Server"] = "unibus"
 
 
 def measured(metrics: RequestMetrics) -> Middleware:
