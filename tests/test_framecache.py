@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
 from unibus import framecache
 from unibus.framecache import FrameCache
@@ -46,6 +47,23 @@ def portal_nc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Portal
     server.stop()
 
 
+async def add_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """nats-server sometimes refuses to make a file stream right after one of the same
+    name was deleted ("error creating store for stream", seen on 2.15.1 under load)."""
+    for _ in range(50):
+        try:
+            await js.add_stream(config)
+            return
+        except ServerError as err:
+            if err.err_code != STORE_NOT_READY:
+                raise
+            await asyncio.sleep(0.05)
+    await js.add_stream(config)
+
+
+STORE_NOT_READY = 10049
+
+
 def test_cached_pages_equal_uncached_ones(portal_nc: tuple[Portal, Client]) -> None:
     portal, nc = portal_nc
     js = nc.jetstream()
@@ -55,7 +73,7 @@ def test_cached_pages_equal_uncached_ones(portal_nc: tuple[Portal, Client]) -> N
         def make_stream(self) -> None:
             n = next(NAMES)
             self.config = StreamConfig(name=f"FC_{n}", subjects=[f"fc.{n}"], storage=StorageType.FILE)
-            portal.run(js.add_stream(self.config))
+            portal.run(add_stream(js, self.config))
             # Two instances' caches: one roomy, one so small it evicts and trims.
             self.caches = [FrameCache(1 << 20), FrameCache(700)]
             self.written = 0
@@ -94,7 +112,7 @@ def test_cached_pages_equal_uncached_ones(portal_nc: tuple[Portal, Client]) -> N
         @rule()
         def recreate(self) -> None:
             portal.run(js.delete_stream(self.config.name))
-            portal.run(js.add_stream(self.config))
+            portal.run(add_stream(js, self.config))
 
         def check(self, limit: int, back: int | None, budget: PageBudget) -> None:
             """One read at the current state: uncached, then through each cache."""
@@ -223,7 +241,7 @@ async def test_a_stream_replaced_during_a_tail_fetch_is_not_mixed_in(
     reading = asyncio.ensure_future(cache.read(nc, "R", *(await newest(nc, "R")), 5, budget))
     await asyncio.sleep(0.1)
     await js.delete_stream("R")
-    await js.add_stream(config)
+    await add_stream(js, config)
     for i in range(1, 9):
         await js.publish("r", b"NEW%d" % i)
     gate.set()

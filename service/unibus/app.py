@@ -9,7 +9,6 @@ message at a time per subscription; requests are handed to tasks instead (bounde
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -185,11 +184,10 @@ class ControlPlane:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await asyncio.wait({self._sweeper}, timeout=self.config.js_timeout_s)
         if self.service is not None:
             try:
-                await self.service.stop()
+                await asyncio.wait_for(self.service.stop(), self.config.js_timeout_s)
             except Exception:  # NATS may already be gone; nothing is lost by not draining
                 log.debug("service stop", exc_info=True)
         if self._tasks:

@@ -8,6 +8,7 @@ cutting connections. Without the boundary one connection plays every part.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -37,10 +38,15 @@ class Links:
     """System account: finds and cuts connections. None without the boundary."""
     keys: BoundaryKeys | None = None
 
-    async def close(self) -> None:
+    async def close(self, drain_s: float = 5.0) -> None:
+        """Drain each connection, but never for longer than `drain_s`: a subscription
+        stuck in its callback must not hold shutdown (nats-py waits 30 s per connection)."""
         for nc in {id(c): c for c in (self.responder, self.system, self.service) if c}.values():
-            with contextlib.suppress(Exception):
-                await nc.drain()
+            try:
+                await asyncio.wait_for(nc.drain(), drain_s)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await nc.close()
 
 
 async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Links:

@@ -162,14 +162,14 @@ class KvStore:
             await self._start_watch()
 
     async def _stop_watch(self) -> None:
+        # Bounded: shutting down must not hang on a watch stuck inside nats-py.
         if self._watch_task is not None:
             self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+            await asyncio.wait({self._watch_task}, timeout=self._timeout)
             self._watch_task = None
         if self._watcher is not None:
             with contextlib.suppress(Exception):  # its subscription may be gone with NATS
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
+                await asyncio.wait_for(self._watcher.stop(), self._timeout)  # type: ignore[no-untyped-call]
             self._watcher = None
 
     def _apply(self, entry: KeyValue.Entry) -> None:
