@@ -30,6 +30,11 @@ from unibus.storage.kv import BUCKET
 from conftest import StartPlane
 from harness.boundary import Watched, as_role, connect_as, denied_request, refused_connect
 
+CUT_BOUND_S = 3.0
+"""The longest a removed member's connection may outlive its removal by design: a cut
+folded into the end of the second of an earlier one, a reconnect, and slack for a busy
+CI machine. How long it really takes is measured by `make bench`."""
+
 
 @pytest.fixture
 async def owner(bounded_plane: Running, alice: Identity) -> AsyncIterator[tuple[Watched, Peer]]:
@@ -282,8 +287,11 @@ async def test_a_removed_member_is_cut_off_at_the_server(
         assert (await live.next_msg(timeout=2)).data == b"bob was here"
 
         await peer.remove_member("vault", bob.public_key)
+        # Bounded by the design, not timed (make bench times it): the add cut bob a moment
+        # ago, so this cut may be folded into the end of that second (docs/security.md),
+        # then he reconnects (250 ms) and re-subscribes.
         removed_at = time.monotonic()
-        deadline = removed_at + 1.0
+        deadline = removed_at + CUT_BOUND_S
         while not await member.refused("subscription", "unibus.room.vault", within_s=0.05):
             assert time.monotonic() < deadline, member.errors
         before = await stored(bounded_plane, "UNIBUS_vault")
@@ -339,8 +347,8 @@ async def test_revocation_holds_across_instances_and_a_nats_restart(
     start_bounded: StartPlane, shipped_nats: NatsServer, alice: Identity, bob: Identity
 ) -> None:
     """Two instances; NATS restarts under them (their room-bucket watches are interrupted);
-    the removal goes through either one: bob is still refused within a second, and stays
-    refused however often he reconnects."""
+    the removal goes through either one: bob is still refused (within the design's bound),
+    and stays refused however often he reconnects."""
     first = await start_bounded()
     await start_bounded()
     owner = await connect_as(first.nats_url, alice)
@@ -360,7 +368,7 @@ async def test_revocation_holds_across_instances_and_a_nats_restart(
                     break
                 await asyncio.sleep(0.05)
         await peer.remove_member("shared", bob.public_key)
-        assert await until_refused(member, "unibus.room.shared", within_s=1.0) < 1.0
+        await until_refused(member, "unibus.room.shared", within_s=CUT_BOUND_S)
 
         member.errors.clear()
         await member.nc.publish("unibus.room.shared", b"still here?")
