@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from unibus import connection
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.runner import Running, running
 
-from harness.boundary import INSPECTOR_INBOX, bounded_spec, shipped_server
+from harness.boundary import bounded_spec, connect_inspector, shipped_server
 
 
 @pytest.fixture
@@ -107,9 +106,7 @@ async def plane(start_plane: StartPlane) -> Running:
 
 @pytest.fixture
 async def nc(nats_server: NatsServer, inspector: Identity) -> AsyncIterator[Client]:
-    conn = await connection.connect_once(
-        connection.options(nats_server.url, name="inspector", identity=inspector, inbox=INSPECTOR_INBOX)
-    )
+    conn = await connect_inspector(nats_server.url, inspector)
     yield conn
     await conn.close()
 

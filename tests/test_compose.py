@@ -38,7 +38,6 @@ def stack() -> Iterator[ComposeProject]:
     command = compose_command()
     if command is None:
         unavailable("neither `docker compose` nor `docker-compose` is installed")
-        return
     project = ComposeProject(f"unibus-smoke-{os.getpid()}", command)
     try:
         project.compose("up", "--no-build", "-d")

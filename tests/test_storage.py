@@ -11,7 +11,6 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StreamConfig
 
-from unibus import connection
 from unibus.auth.replay import NONCE_STREAM
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, InsufficientStorage
@@ -20,7 +19,7 @@ from unibus.natsserver import NatsServer
 from unibus.storage.kv import BUCKET
 
 from conftest import StartPlane, plane_starter
-from harness.boundary import INSPECTOR_INBOX, bounded_spec
+from harness.boundary import bounded_spec, connect_inspector
 
 MIB = 1024 * 1024
 
@@ -32,9 +31,7 @@ async def small_store(
     """A boundary server whose JetStream store holds 6 MiB in all."""
     spec = bounded_spec(tmp_path / "small", boundary_keys, inspector, max_file_store=6 * MIB)
     server = NatsServer(spec).start()
-    nc = await connection.connect_once(
-        connection.options(server.url, name="inspector", identity=inspector, inbox=INSPECTOR_INBOX)
-    )
+    nc = await connect_inspector(server.url, inspector)
     yield server, nc
     await nc.close()
     server.stop()

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import nats
 import nats.errors
@@ -137,7 +138,7 @@ class ControlPlane:
     def _serve_metrics(self, listen: str, frames: FrameCache) -> None:
         registry = CollectorRegistry()
         self.metrics = RequestMetrics(registry, "unibus", "endpoint")
-        registry.register(CacheCollector(lambda: (frames.size, frames.max_bytes, frames.hits, frames.misses)))
+        registry.register(CacheCollector(frames))
         self._metrics_server = MetricsServer(listen, registry)
         log.info("metrics on %s", self._metrics_server.url)
 
@@ -224,23 +225,21 @@ class ControlPlane:
         if self.metrics is not None:
             self.metrics.in_flight.inc()
         try:
-            error, cut = await self._handle(endpoint, request)
+            answered = await self._handle(endpoint, request)
         finally:
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
         # Timed to the reply: re-authorizing those whose rooms changed happens after it.
         elapsed = time.perf_counter_ns() - started
         if self.stats is not None:
-            self.stats.record(endpoint.name, elapsed, error)
+            self.stats.record(endpoint.name, elapsed, answered.error)
         if self.metrics is not None:
-            code = int(error.split(" ", 1)[0]) if error else 200
-            self.metrics.observe(endpoint.name, code, elapsed / 1e9)
-        if cut:
-            await self._reauthorize(cut)
+            self.metrics.observe(endpoint.name, answered.code, elapsed / 1e9)
+        if answered.cut:
+            await self._reauthorize(answered.cut)
 
-    async def _handle(self, endpoint: Endpoint, request: Request) -> tuple[str | None, set[str]]:
-        """Answer one request: the error it was answered with ("404 room not found"), if
-        any, and the identities whose connections must now be cut."""
+    async def _handle(self, endpoint: Endpoint, request: Request) -> Answered:
+        """Answer one request, with a reply or an ADR-32 error, never an exception."""
         affected: set[str] = set()
         try:
             caller, (body, headers) = await self._answer(endpoint, request, affected)
@@ -248,10 +247,9 @@ class ControlPlane:
             if caller.signer in cut:
                 headers = {**headers, RECONNECT_HEADER: "true"}
             await request.respond(body, headers=headers)
-            return None, cut
+            return Answered(200, None, cut)
         except ApiError as err:
-            await _respond_error(request, err.code, err.message)
-            return f"{err.code} {err.message}", set()
+            return await _failed(request, err.code, err.message)
         except (
             TimeoutError,
             nats.errors.TimeoutError,
@@ -260,13 +258,11 @@ class ControlPlane:
             jserr.NoStreamResponseError,
         ):
             log.warning("%s: data plane unavailable", endpoint.name, exc_info=True)
-            await _respond_error(request, 503, "data plane unavailable, try again")
-            return "503 data plane unavailable, try again", set()
+            return await _failed(request, 503, "data plane unavailable, try again")
         except Exception:
             # The detail goes to the log, never to the caller.
             log.exception("%s: internal error", endpoint.name)
-            await _respond_error(request, 500, "internal error")
-            return "500 internal error", set()
+            return await _failed(request, 500, "internal error")
 
     async def _reauthorize(self, identities: set[str]) -> None:
         """After the reply: cut the connections of everyone whose rooms changed, so they
@@ -311,7 +307,16 @@ class ControlPlane:
         return caller, reply
 
 
-async def _respond_error(request: Request, code: int, message: str) -> None:
+class Answered(NamedTuple):
+    code: int
+    error: str | None
+    """What `$SRV.STATS` shows as the last error ("404 room not found"); None for a reply."""
+    cut: set[str]
+    """Identities whose connections must now be cut (their rooms changed)."""
+
+
+async def _failed(request: Request, code: int, message: str) -> Answered:
+    """Answer with an ADR-32 error, its message also as the JSON body."""
     body = json.dumps({"error": message}).encode()
     try:
         await request.respond_error(
@@ -319,6 +324,7 @@ async def _respond_error(request: Request, code: int, message: str) -> None:
         )
     except Exception:  # the caller may be gone, or NATS with it
         log.debug("could not send error reply", exc_info=True)
+    return Answered(code, f"{code} {message}", set())
 
 
 _JS_NOT_ENABLED = 10039

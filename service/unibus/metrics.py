@@ -9,7 +9,7 @@ for the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .config import parse_listen
+from .framecache import FrameCache
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -46,15 +47,15 @@ class RequestMetrics:
 class CacheCollector(Collector):
     """The frame cache's figures, read when scraped (nothing to update per request)."""
 
-    def __init__(self, read: Callable[[], tuple[int, int, int, int]]) -> None:
-        self._read = read
+    def __init__(self, cache: FrameCache) -> None:
+        self._cache = cache
 
     def collect(self) -> Iterable[Metric]:
-        size, limit, hits, misses = self._read()
-        yield GaugeMetricFamily("unibus_history_cache_bytes", "Frame bytes the history cache holds", size)
-        yield GaugeMetricFamily("unibus_history_cache_limit_bytes", "The history cache's bound", limit)
-        yield CounterMetricFamily("unibus_history_cache_hits", "History reads served from the cache", hits)
-        yield CounterMetricFamily("unibus_history_cache_misses", "History reads from JetStream", misses)
+        cache, name = self._cache, "unibus_history_cache"
+        yield GaugeMetricFamily(f"{name}_bytes", "Frame bytes the history cache holds", cache.size)
+        yield GaugeMetricFamily(f"{name}_limit_bytes", "The history cache's bound", cache.max_bytes)
+        yield CounterMetricFamily(f"{name}_hits", "History reads served from the cache", cache.hits)
+        yield CounterMetricFamily(f"{name}_misses", "History reads from JetStream", cache.misses)
 
 
 class MetricsServer:

@@ -121,6 +121,12 @@ def with_inspector(config: str, inspector: Identity) -> str:
 INSPECTOR_INBOX = "_INBOX.unibus-test-inspector"
 
 
+async def connect_inspector(url: str, inspector: Identity) -> Client:
+    """The suite's own connection, as the inspector user `with_inspector` adds."""
+    opts = connection.options(url, name="inspector", identity=inspector, inbox=INSPECTOR_INBOX)
+    return await connection.connect_once(opts)
+
+
 def bounded_spec(root: Path, keys: BoundaryKeys, inspector: Identity, **spec: object) -> ServerSpec:
     """A nats-server spec that runs the boundary with the inspector user added."""
     server = ServerSpec(store_dir=root, **spec)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import NoReturn
 
 import pytest
 
@@ -17,7 +18,7 @@ from unibus.testing import docker_unavailable_reason
 REQUIRE_ENV = "UNIBUS_REQUIRE_DOCKER"
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip for `reason`, or fail where Docker is required."""
     if os.environ.get(REQUIRE_ENV):
         pytest.fail(f"{REQUIRE_ENV} is set, but {reason}")
