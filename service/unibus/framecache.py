@@ -171,9 +171,8 @@ class FrameCache:
         entry = self._entries.get(stream)
         if entry is None:
             return None
-        now = Baseline.of(state)
-        same_stream = now.created and now.created == entry.baseline.created and state.last_seq >= entry.hi
-        was = entry.baseline
+        now, was = Baseline.of(state), entry.baseline
+        same_stream = now.created and now.created == was.created and state.last_seq >= entry.hi
         unchanged = now.gaps == 0 or (now.first_seq, now.gaps) == (was.first_seq, was.gaps)
         if not (same_stream and unchanged):
             self._drop(stream)
