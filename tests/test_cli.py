@@ -142,14 +142,17 @@ async def test_history_paging_options(users: tuple[User, User, User]) -> None:
     await alice.ok("room", "create", "paged", "--plain")
     await alice.ok("send", "paged", stdin=b"".join(f"m{i}\n".encode() for i in range(7)))
     await bob_history_until(alice, "paged", 7)
+    # The wire's names (docs/protocol.md), each message with its stream sequence.
     newest = (await alice.ok("history", "paged", "--limit", "3", "--json")).json()
-    assert [m["text"] for m in newest["messages"]] == ["m4", "m5", "m6"]
-    assert newest["next_before"] == 5
-    older = (await alice.ok("history", "paged", "--limit", "3", "--before", "5", "--json")).json()
-    assert [m["text"] for m in older["messages"]] == ["m1", "m2", "m3"]
-    everything = (await alice.ok("history", "paged", "--all", "--json")).json()
-    assert [m["text"] for m in everything["messages"]] == [f"m{i}" for i in range(7)]
-    assert everything["next_before"] is None
+    assert [(m["seq"], m["text"]) for m in newest["messages"]] == [(5, "m4"), (6, "m5"), (7, "m6")]
+    assert (newest["first_seq"], newest["last_seq"]) == (5, 7)
+    older = (await alice.ok("--json", "history", "paged", "--limit", "3", "--before", "5")).json()
+    assert [(m["seq"], m["text"]) for m in older["messages"]] == [(2, "m1"), (3, "m2"), (4, "m3")]
+    everything = (await alice.ok("history", "paged", "--all", "--limit", "3", "--json")).json()
+    assert [(m["seq"], m["text"]) for m in everything["messages"]] == [(i + 1, f"m{i}") for i in range(7)]
+    assert (everything["first_seq"], everything["last_seq"]) == (1, 7)
+    human = await alice.ok("history", "paged", "--limit", "3")
+    assert human.err.strip() == "(older messages: --before 5)"
 
 
 async def test_errors_are_one_line_with_a_non_zero_exit(users: tuple[User, User, User]) -> None:

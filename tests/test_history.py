@@ -39,7 +39,7 @@ async def test_golden_three_frames_in_order_exact_bytes(nc: Client, as_alice: Co
 
     envelope = await history_json(as_alice, "golden")
     assert [base64.b64decode(m, validate=True) for m in envelope["messages"]] == frames
-    assert (envelope["first_seq"], envelope["last_seq"]) == (1, 3)
+    assert (envelope["first_seq"], envelope["last_seq"], envelope["seqs"]) == (1, 3, [1, 2, 3])
 
 
 async def test_core_nats_publisher_is_captured_from_the_first_message(
@@ -59,7 +59,7 @@ async def test_msgpack_envelope_carries_raw_bytes(nc: Client, as_alice: ControlC
     await wait_stored(nc, "UNIBUS_packed", 2)
     data, headers = await as_alice.request_raw("packed.history", b"", {"Accept": "application/msgpack"})
     assert headers["Content-Type"] == "application/msgpack"
-    assert msgpack.unpackb(data) == {"messages": [b"a", b"b"], "first_seq": 1, "last_seq": 2}
+    assert msgpack.unpackb(data) == {"messages": [b"a", b"b"], "first_seq": 1, "last_seq": 2, "seqs": [1, 2]}
 
 
 async def test_empty_room_is_an_empty_list_not_null(as_alice: ControlClient) -> None:
@@ -135,11 +135,13 @@ async def test_gaps_are_skipped(nc: Client, as_alice: ControlClient) -> None:
     await js.delete_msg("UNIBUS_gappy", 2)
     await js.delete_msg("UNIBUS_gappy", 5)
     page = await as_alice.history("gappy")
-    assert page.frames == [b"1", b"3", b"4"]
+    assert (page.frames, page.seqs) == ([b"1", b"3", b"4"], [1, 3, 4])
+    assert (await history_json(as_alice, "gappy"))["seqs"] == [1, 3, 4]  # JSON says the same
     await js.purge_stream("UNIBUS_gappy")
     await publish_core(nc, room["subject"], [b"6"])
     await wait_stored(nc, "UNIBUS_gappy", 1)
-    assert (await as_alice.history("gappy")).frames == [b"6"]
+    after = await as_alice.history("gappy")
+    assert (after.frames, after.seqs) == ([b"6"], [6])
 
 
 async def test_history_survives_a_go_client_style_stream_update(nc: Client, as_alice: ControlClient) -> None:

@@ -88,8 +88,10 @@ class Config:
     shim when it runs alone; off when unset."""
     cors_origins: str = ""
     """Comma-separated browser origins the HTTP shim grants CORS (none by default; `*`: any)."""
-    websocket_port: int = 0
-    """Embedded server only: websocket listener for browsers (0 picks a free port, -1 disables)."""
+    websocket_port: int = 9222
+    """Embedded server only: websocket listener for browsers on loopback. Fixed, so a
+    page's saved server URL survives a restart (9222, as nats.ws's examples); 0 picks a
+    free port, -1 disables it."""
     embedded_port: int = 4222
     """Embedded server only: client port on loopback (0 picks a free one)."""
     keys_dir: str | None = None

@@ -94,12 +94,14 @@ class _Entry:
         while first > start:
             cost = budget.cost(self.frames[first - 1])
             if held + cost > budget.max_bytes and first < end:
-                return History(self.frames[first:end], Window(self.seqs[first], win.last_seq))
+                return History(
+                    self.frames[first:end], Window(self.seqs[first], win.last_seq), self.seqs[first:end]
+                )
             held += cost
             first -= 1
         if win.first_seq < self.lo:
             return None  # every cached frame fits: what lies below lo decides
-        return History(self.frames[start:end], win)
+        return History(self.frames[start:end], win, self.seqs[start:end])
 
 
 class FrameCache:

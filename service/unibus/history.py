@@ -96,6 +96,10 @@ def window(state: StreamState | None, query: HistoryQuery) -> Window | None:
 _PAGE_OVERHEAD = 4096
 """Envelope and reply headers besides the frames (the same room `streams.largest_frame`
 leaves)."""
+_SEQ_JSON = 21
+"""A sequence in a JSON reply: up to 20 digits and a comma."""
+_SEQ_MSGPACK = 9
+"""A sequence in a msgpack reply: a uint64 at most."""
 
 
 @dataclass(frozen=True)
@@ -111,15 +115,20 @@ class PageBudget:
         return cls(max_payload - _PAGE_OVERHEAD, accept is not None and MSGPACK in accept)
 
     def cost(self, frame: bytes) -> int:
+        """A frame's bytes in the reply, its entry in `seqs` counted at its widest."""
         if self.binary:
-            return len(frame) + 5
-        return 4 * ((len(frame) + 2) // 3) + 3
+            return len(frame) + 5 + _SEQ_MSGPACK
+        return 4 * ((len(frame) + 2) // 3) + 3 + _SEQ_JSON
 
 
 @dataclass(frozen=True)
 class History:
     frames: list[bytes]
     window: Window | None
+    seqs: list[int]
+    """Each frame's stream sequence: a page is a window of the stream, not a run of it
+    (deleted and expired frames leave gaps), so a peer that wants to name a frame (to
+    quote it, or to resume after it) reads its sequence here."""
 
     def to_json(self) -> bytes:
         # Standard base64 never needs JSON escaping, so the list is joined as bytes.
@@ -127,13 +136,19 @@ class History:
         head = b'{"messages":["' + messages + b'"]' if self.frames else b'{"messages":[]'
         if self.window is None:
             return head + b"}"
-        return head + b',"first_seq":%d,"last_seq":%d}' % (self.window.first_seq, self.window.last_seq)
+        seqs = b",".join(b"%d" % seq for seq in self.seqs)
+        return head + b',"first_seq":%d,"last_seq":%d,"seqs":[%s]}' % (
+            self.window.first_seq,
+            self.window.last_seq,
+            seqs,
+        )
 
     def to_msgpack(self) -> bytes:
         envelope: dict[str, object] = {"messages": self.frames}
         if self.window is not None:
             envelope["first_seq"] = self.window.first_seq
             envelope["last_seq"] = self.window.last_seq
+            envelope["seqs"] = self.seqs
         return bytes(msgpack.packb(envelope, use_bin_type=True))
 
     def encode(self, accept: str | None) -> tuple[bytes, dict[str, str]]:
@@ -142,7 +157,7 @@ class History:
         return self.to_json(), {"Content-Type": "application/json"}
 
 
-EMPTY = History([], None)
+EMPTY = History([], None, [])
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,7 @@ class WindowRead:
 
     @property
     def page(self) -> History:
-        return History([frame for _, frame in self.frames], self.window)
+        return History([frame for _, frame in self.frames], self.window, [seq for seq, _ in self.frames])
 
 
 async def read_window(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 import nats
@@ -60,7 +61,7 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
             inbox=INBOXES[role] if identity is not None else None,
             creds=config.nats_creds,
             pending_size=64 * 1024 * 1024,
-            error_cb=_log_nats_error,
+            error_cb=_ErrorLog().log,
             disconnected_cb=_log_disconnect,
             reconnected_cb=_log_reconnect,
         )
@@ -81,8 +82,32 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
     return Links(service, responder, system, keys)
 
 
-async def _log_nats_error(exc: Exception) -> None:
-    log.warning("nats: %s", exc or type(exc).__name__)
+class _ErrorLog:
+    """nats-py reports every failed attempt, four a second while NATS is away (at start,
+    the service keeps trying until it comes: orchestrators start things in any order).
+    The first of a run of equal errors is logged with the URL to check; repeats only
+    every `every_s`, counted."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self.last: str | None = None
+        self.logged_at = 0.0
+        self.repeats = 0
+
+    async def log(self, exc: Exception) -> None:
+        # A bound coroutine function: nats-py refuses callable objects as callbacks.
+        text = str(exc) or type(exc).__name__
+        now = time.monotonic()
+        if text == self.last and now - self.logged_at < self.every_s:
+            self.repeats += 1
+            return
+        if text == self.last:
+            log.warning("nats: %s (%d more times)", text, self.repeats)
+        elif isinstance(exc, OSError):  # NATS unreachable: retried until it answers
+            log.warning("nats: %s (retrying; check UNIBUS_NATS_URL or --nats-url)", text)
+        else:
+            log.warning("nats: %s", text)
+        self.last, self.logged_at, self.repeats = text, now, 0
 
 
 async def _log_disconnect() -> None:

@@ -87,6 +87,26 @@ class ServerSpec:
         return f"ws://127.0.0.1:{self.websocket_port}" if self.websocket_port > 0 else None
 
 
+class ServerExited(RuntimeError):
+    """nats-server stopped before it was ready; `cause` is what it logged as fatal (a port
+    in use, a store it cannot open, a bad config), so the user reads it without the log."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.cause = _fatal_line(log_path) or "no error logged"
+        super().__init__(f"nats-server exited: {self.cause} (log: {log_path})")
+
+
+def _fatal_line(log_path: Path) -> str | None:
+    """The last fatal or error line of this start, without its timestamp and level tag."""
+    with contextlib.suppress(OSError):
+        for line in reversed(log_path.read_text(errors="replace").splitlines()):
+            for tag in ("[FTL] ", "[ERR] "):
+                if tag in line:
+                    return line.split(tag, 1)[1].strip()
+    return None
+
+
 class NatsServer:
     """One nats-server process. Start, stop, kill and restart keep the same ports and store."""
 
@@ -128,7 +148,7 @@ class NatsServer:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited: see {self.log_path}")
+                raise ServerExited(self.log_path)
             with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
                 ports = json.loads(ports_file.read_text())
                 self.spec.port = _port_of(ports["nats"][0])

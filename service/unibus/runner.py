@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,13 +86,8 @@ async def _http_shim(config: Config, nc: Client) -> AsyncIterator[str | None]:
         yield shim.url
 
 
-async def serve_forever(config: Config, stop: asyncio.Event) -> None:
+async def serve_forever(config: Config, stop: asyncio.Event, announce: Callable[[Running], None]) -> None:
+    """Run until `stop`; `announce` tells the user once everything answers."""
     async with running(config) as run:
-        print(f"unibus control plane ready: nats {run.nats_url}", flush=True)
-        if run.plane.links.keys is not None:
-            print("trust boundary on: peers connect with their own nkey (docs/security.md)", flush=True)
-        if run.websocket_url:
-            print(f"websocket for browsers: {run.websocket_url}", flush=True)
-        if run.http_url:
-            print(f"http shim: {run.http_url}", flush=True)
+        announce(run)
         await stop.wait()

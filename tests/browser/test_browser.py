@@ -89,7 +89,11 @@ async def origins(page_dir: Path) -> AsyncIterator[tuple[str, str]]:
 async def service(tmp_path: Path, origins: tuple[str, str]) -> AsyncIterator[Running]:
     """`unibus serve --http` with its embedded defaults: JetStream, websocket, enforce."""
     config = Config(
-        data_dir=str(tmp_path / "data"), embedded_port=0, http_listen="127.0.0.1:0", cors_origins=origins[0]
+        data_dir=str(tmp_path / "data"),
+        embedded_port=0,
+        websocket_port=0,
+        http_listen="127.0.0.1:0",
+        cors_origins=origins[0],
     )
     async with running(config) as run:
         assert run.websocket_url is not None, "the embedded server must offer a websocket"

@@ -7,18 +7,19 @@ import os
 import sys
 
 from .. import __version__, logformat
-from . import boundary, health, keys, messages, rooms, serve, shim
+from . import boundary, health, keys, messages, request, rooms, serve, services, shim
+from .output import EXIT_USAGE, CliError, CommandParser, report
 
 # Each module exposes `register(subparsers)`; the parser it adds carries `func(args) -> int`.
-COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages]
+COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages, request, services]
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unibus", description="unibus control plane and peer tools")
+    parser = CommandParser(prog="unibus", description="unibus control plane and peer tools")
+    parser.set_defaults(json=False)
     parser.add_argument("--version", action="version", version=f"unibus {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (UNIBUS_LOG_LEVEL=debug)")
     commands = parser.add_subparsers(dest="command")
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    CommandParser.json_errors = "--json" in argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -40,10 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         ("UNIBUS_LOG_FORMAT", fmt, logformat.FORMATS),
     ):
         if value not in choices:
-            print(f"unibus: {variable}: {value!r} is not one of {', '.join(choices)}", file=sys.stderr)
-            return EXIT_USAGE
+            bad = CliError(f"{variable}: {value!r} is not one of {', '.join(choices)}", EXIT_USAGE)
+            return report(args.json, bad)
     logformat.configure(level, fmt)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except BaseException as exc:  # report() re-raises what is not an expected failure
+        return report(args.json, exc)
     return code
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..callout import serverconf
 from ..callout.keys import BoundaryKeys
 from ..config import DEFAULT_API_PREFIX
+from .output import emit
 
 
 def register(commands: Any) -> None:
@@ -36,12 +37,13 @@ def run_init(args: argparse.Namespace) -> int:
     keys = BoundaryKeys.ensure(args.dir)
     env = Path(args.dir) / "boundary.env"
     env.write_text(env_lines(keys))
-    print(f"seeds in {args.dir}; public keys in {env}:")
-    print(env_lines(keys), end="")
+    made = {"dir": args.dir, "env_file": str(env), "public_keys": keys.public()}
+    emit(args, made, f"seeds in {args.dir}; public keys in {env}:\n{env_lines(keys)}".rstrip("\n"))
     return 0
 
 
 def run_config(args: argparse.Namespace) -> int:
     keys = BoundaryKeys.load(args.keys).public() if args.keys else None
-    print(serverconf.render(keys, args.prefix), end="")
+    config = serverconf.render(keys, args.prefix)
+    emit(args, {"config": config}, config.rstrip("\n"))
     return 0

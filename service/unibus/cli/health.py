@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -23,6 +22,7 @@ import nats.errors
 from .. import connection
 from ..config import Config
 from ..identity import Identity
+from .output import CliError, emit
 
 
 class Unhealthy(Exception):
@@ -45,14 +45,14 @@ def run(args: argparse.Namespace) -> int:
         url = args.url or _shim_url(config)
         if url is not None:
             check_http(url, args.timeout)
-            print(f"healthy: {url} answered 200")
+            emit(args, {"healthy": True, "url": url}, f"healthy: {url} answered 200")
         else:
             nats_url = config.nats_url or f"nats://127.0.0.1:{config.embedded_port}"
             asyncio.run(ping_service(nats_url, config.service_name, args.timeout, config.nats_creds))
-            print(f"healthy: {config.service_name} answers on {nats_url}")
+            healthy = {"healthy": True, "service": config.service_name, "nats_url": nats_url}
+            emit(args, healthy, f"healthy: {config.service_name} answers on {nats_url}")
     except (Unhealthy, ValueError) as exc:
-        print(f"unhealthy: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(f"unhealthy: {exc}") from None
     return 0
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..identity import Identity
-from .session import CliError, add_identity_option, emit, load_identity, report_errors
+from .output import CliError, emit
+from .session import add_identity_option, load_identity
 
 
 def register(commands: Any) -> None:
@@ -20,10 +21,6 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return report_errors(lambda: _keygen(args))
-
-
-def _keygen(args: argparse.Namespace) -> int:
     path = Path(args.identity)
     if path.exists() and not args.force:
         existing = load_identity(args)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..client import Message, Opened, Peer, Rejected, Room
-from .session import add_peer_options, emit, run_peer
+from .output import emit
+from .session import add_peer_options, run_peer
 
 
 def register(commands: Any) -> None:
@@ -36,34 +37,43 @@ def _command(
 
 
 async def _send(peer: Peer, args: argparse.Namespace) -> int:
-    texts = [" ".join(args.text)] if args.text else [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if args.text:
+        texts = [" ".join(args.text)]
+    else:
+        if sys.stdin.isatty():  # otherwise it would wait in silence
+            print("reading messages from stdin, one per line; Ctrl-D ends", file=sys.stderr, flush=True)
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     room = await peer.room(args.room)
     for text in texts:
         frame = await room.publish(text.encode())
-        emit(args, {"room": room.id, "id": frame.id, "epoch": frame.epoch, "ts": frame.ts_ms}, frame.id)
+        sent = {"room": room.id, "id": frame.id, "epoch": frame.epoch, "ts": frame.ts_ms}
+        emit(args, sent, f"sent {frame.id} to {room.id}")
     await peer.nc.flush()
     return 0
 
 
 async def _history(peer: Peer, args: argparse.Namespace) -> int:
+    """One page, or with --all every page; the JSON uses the wire's names (docs/protocol.md)."""
     room = await peer.room(args.room)
-    next_before: int | None = None
-    if args.all:
-        opened = [m async for m in room.backlog()]
-        opened.reverse()
-    else:
-        page = await room.history(args.limit, args.before)
-        opened = page.messages
-        next_before = page.first_seq if page.first_seq is not None and page.first_seq > 1 else None
+    limit = 1000 if args.all and args.limit is None else args.limit  # --all: the largest pages
+    page = await room.history(limit, args.before)
+    pages = [page]
+    while args.all and page.first_seq is not None and page.first_seq > 1:
+        page = await room.history(limit, page.first_seq)
+        pages.append(page)
+    pages.reverse()  # oldest first, as each page is
+    messages = [m for p in pages for m in p.messages]
+    # A service older than `seqs` leaves them out: the messages are listed without.
+    seqs: list[int | None] = [s for p in pages for s in (p.seqs or _unknown(len(p.messages)))]
+    first_seq, last_seq = pages[0].first_seq, pages[-1].last_seq
     if args.json:
-        emit(
-            args, {"room": room.id, "messages": [as_json(m) for m in opened], "next_before": next_before}, ""
-        )
-    else:
-        for m in opened:
-            show(m)
-        if next_before is not None:
-            print(f"(older messages: --before {next_before})", file=sys.stderr)
+        listed = [{"seq": seq, **as_json(m)} for seq, m in zip(seqs, messages, strict=True)]
+        emit(args, {"room": room.id, "messages": listed, "first_seq": first_seq, "last_seq": last_seq}, "")
+        return 0
+    for m in messages:
+        show(m)
+    if first_seq is not None and first_seq > 1:
+        print(f"(older messages: --before {first_seq})", file=sys.stderr)
     return 0
 
 
@@ -81,6 +91,10 @@ async def _tail(peer: Peer, args: argparse.Namespace) -> int:
             if args.count is not None and seen >= args.count:
                 break
     return 0
+
+
+def _unknown(count: int) -> list[int | None]:
+    return [None] * count
 
 
 def as_json(m: Opened) -> dict[str, Any]:

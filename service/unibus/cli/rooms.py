@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from ..client import Peer
-from .session import add_peer_options, emit, run_peer
+from .output import emit
+from .session import add_peer_options, run_peer
 
 Handler = Callable[[Peer, argparse.Namespace], Awaitable[None]]
 
@@ -85,7 +87,27 @@ async def _list(peer: Peer, args: argparse.Namespace) -> None:
 
 async def _info(peer: Peer, args: argparse.Namespace) -> None:
     info = await peer.control.info(args.room)
-    emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
+    emit(args, info, _details(info))
+
+
+def _details(info: dict[str, Any]) -> str:
+    """`room info` for a person: one aligned line per fact, in words rather than Python
+    values (the JSON keeps the wire's)."""
+    created = info.get("created_at_ms")
+    facts = [
+        ("room", info["id"] + (f" ({info['name']})" if info.get("name") else "")),
+        ("history", f"persisted in stream {info['stream']}" if info.get("stream") else "none (ephemeral)"),
+        ("encryption", f"end to end, key epoch {info['key_epoch']}" if info["encrypted"] else "none"),
+        ("subject", info["subject"]),
+        ("owner", info["owner"]),
+        ("members", str(info["members"])),
+        ("your role", info.get("role") or "none"),
+    ]
+    if created:
+        when = datetime.fromtimestamp(created / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        facts.append(("created", when))
+    width = max(len(label) for label, _ in facts)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in facts)
 
 
 async def _members(peer: Peer, args: argparse.Namespace) -> None:

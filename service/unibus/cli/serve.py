@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..config import AuthMode, Config, parse_listen
-from ..runner import serve_forever
+from ..natsserver import ServerExited
+from ..runner import Running, serve_forever
 from .lifecycle import run_until_signalled
+from .output import EXIT_FAILED, EXIT_USAGE, CliError, emit
 
 
 def register(commands: Any) -> None:
@@ -23,6 +24,9 @@ def register(commands: Any) -> None:
         "--auth", choices=[m.value for m in AuthMode], help="signature policy (UNIBUS_AUTH_MODE)"
     )
     serve.add_argument("--port", type=int, help="embedded server's client port (UNIBUS_EMBEDDED_PORT)")
+    serve.add_argument(
+        "--websocket-port", type=int, help="embedded server's websocket port (UNIBUS_WEBSOCKET_PORT)"
+    )
     serve.add_argument("--http", help="also run the HTTP shim on host:port (UNIBUS_HTTP_LISTEN)")
     serve.add_argument(
         "--keys-dir", help="the trust boundary's seeds, from `unibus boundary init` (UNIBUS_KEYS_DIR)"
@@ -37,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             auth_mode=args.auth,
             embedded_port=args.port,
+            websocket_port=args.websocket_port,
             http_listen=args.http,
             keys_dir=args.keys_dir,
         )
@@ -44,6 +49,51 @@ def run(args: argparse.Namespace) -> int:
             if listen is not None:
                 parse_listen(listen)
     except ValueError as exc:
-        print(f"unibus: {exc}", file=sys.stderr)
-        return 2
-    return run_until_signalled(lambda stop: serve_forever(config, stop))
+        raise CliError(str(exc), EXIT_USAGE) from None
+    try:
+        return run_until_signalled(lambda stop: serve_forever(config, stop, lambda run: announce(args, run)))
+    except ServerExited as exc:
+        raise CliError(
+            f"the embedded nats-server did not start: {exc.cause}. Another `unibus serve`, or "
+            "another server, may hold its ports: --port/UNIBUS_EMBEDDED_PORT and "
+            "--websocket-port/UNIBUS_WEBSOCKET_PORT move them, --nats-url joins a running NATS "
+            f"(log: {exc.log_path})",
+            EXIT_FAILED,
+        ) from None
+
+
+def announce(args: argparse.Namespace, run: Running) -> None:
+    """What is listening, under which rules, and what to try next."""
+    config = run.config
+    boundary = run.plane.links.keys is not None
+    ready = {
+        "ready": True,
+        "nats_url": run.nats_url,
+        "websocket_url": run.websocket_url,
+        "http_url": run.http_url,
+        "metrics_url": run.plane.metrics_url,
+        "auth_mode": config.auth_mode.value,
+        "trust_boundary": boundary,
+        "embedded": run.server is not None,
+    }
+    rules = (
+        "trust boundary on: peers connect with their own nkey (docs/security.md)"
+        if boundary
+        else "no trust boundary: NATS's own config decides who may touch what (docs/security.md)"
+    )
+    lines = [
+        f"unibus control plane ready: nats {run.nats_url}",
+        f"auth {config.auth_mode.value}; {rules}",
+    ]
+    for label, url in (
+        ("websocket for browsers", run.websocket_url),
+        ("http shim", run.http_url),
+        ("metrics", run.plane.metrics_url),
+    ):
+        if url:
+            lines.append(f"{label}: {url}")
+    lines.append(
+        "next, in another terminal: `unibus keygen`, then `unibus room create lobby` "
+        '(README.md, "Try it with the unibus CLI")'
+    )
+    emit(args, ready, "\n".join(lines))

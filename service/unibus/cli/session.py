@@ -1,41 +1,29 @@
-"""What every peer command shares: where NATS is, who we are, and how failures are told.
+"""What every peer command shares: where NATS is, who we are, and connecting as that.
 
-Each command does one thing through a `Peer` and returns an exit code; this module turns
-every expected failure (no identity, NATS unreachable, a service error, a key that does
-not open) into one line on stderr and a non-zero exit, never a traceback.
+Each command does one thing through a `Peer` and returns an exit code; what goes wrong
+(no identity, NATS unreachable, a service error, a key that does not open) is raised and
+told in one line by `output.report`, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import nats
 import nats.errors
 from nats.aio.client import Client
 
 from .. import connection
-from ..client import Peer, SealedKeyError, ServiceError
+from ..client import Peer
 from ..client.control import DEFAULT_PREFIX
 from ..identity import Identity, InvalidKey
+from .output import EXIT_USAGE, CliError
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """A failure worth one line to the user; `code` is the exit status."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def default_identity_path() -> Path:
@@ -49,7 +37,6 @@ def add_identity_option(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("UNIBUS_IDENTITY") or str(default_identity_path()),
         help="nkey seed file (UNIBUS_IDENTITY; default %(default)s)",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def add_peer_options(parser: argparse.ArgumentParser) -> None:
@@ -81,41 +68,36 @@ def load_identity(args: argparse.Namespace) -> Identity:
 
 
 def run_peer(args: argparse.Namespace, action: Callable[[Peer], Awaitable[int]]) -> int:
-    """Connect as the identity, run `action`, and close; failures become one line."""
+    """Connect as the identity, run `action` with a `Peer`, and close."""
+
+    async def with_peer(nc: Client) -> int:
+        peer = Peer(nc, load_identity(args), args.prefix)
+        peer.control.timeout_s = args.timeout
+        return await action(peer)
+
+    return connected(args, with_peer)
+
+
+def connected(
+    args: argparse.Namespace, action: Callable[[Client], Awaitable[int]], throwaway: bool = False
+) -> int:
+    """Connect as the identity (with `throwaway`, as a fresh key when there is none),
+    run `action`, and drain."""
 
     async def go() -> int:
-        identity = load_identity(args)
+        try:
+            identity = load_identity(args)
+        except CliError:
+            if not throwaway:
+                raise
+            identity = Identity.generate()
         nc = await _connect(args, identity)
         try:
-            peer = Peer(nc, identity, args.prefix)
-            peer.control.timeout_s = args.timeout
-            return await action(peer)
+            return await action(nc)
         finally:
             await nc.drain()
 
-    return report_errors(lambda: asyncio.run(go()))
-
-
-def report_errors(body: Callable[[], int]) -> int:
-    try:
-        return body()
-    except CliError as exc:
-        return fail(str(exc), exc.code)
-    except ServiceError as exc:
-        return fail(f"{exc.code} {exc.message}")
-    except SealedKeyError as exc:
-        return fail(str(exc))
-    except InvalidKey as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except nats.errors.TimeoutError:
-        return fail("timed out waiting for the control plane")
-    except KeyboardInterrupt:
-        return 130
-
-
-def fail(message: str, code: int = EXIT_FAILED) -> int:
-    print(f"unibus: {message}", file=sys.stderr)
-    return code
+    return asyncio.run(go())
 
 
 async def _connect(args: argparse.Namespace, identity: Identity) -> Client:
@@ -140,8 +122,3 @@ async def _connect(args: argparse.Namespace, identity: Identity) -> Client:
         return await connection.connect_once(options)
     except (OSError, nats.errors.Error, TimeoutError) as exc:
         raise CliError(f"cannot reach NATS at {args.nats_url}: {exc or type(exc).__name__}") from None
-
-
-def emit(args: argparse.Namespace, payload: Any, human: str) -> None:
-    """`--json` prints the payload as one JSON document; otherwise the human line(s)."""
-    print(json.dumps(payload) if args.json else human, flush=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from dataclasses import replace
 from typing import Any
 
 from ..config import Config, parse_listen
 from ..identity import Identity
 from .lifecycle import run_until_signalled
+from .output import EXIT_USAGE, CliError, emit
 from .session import DEFAULT_URL
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -45,15 +45,20 @@ def run(args: argparse.Namespace) -> int:
             parse_listen(config.metrics_listen)
             settings = replace(settings, metrics_listen=config.metrics_listen)
     except ValueError as exc:
-        print(f"unibus: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc), EXIT_USAGE) from None
 
     identity = Identity.load(config.nkey) if config.nkey else None
 
     async def relay_until(stop: asyncio.Event) -> None:
         nats_url, creds = config.nats_url, config.nats_creds
         async with serving(settings, nats_url=nats_url, creds=creds, identity=identity) as shim:
-            print(f"unibus http shim ready: {shim.url} -> nats {config.nats_url}", flush=True)
+            ready = {
+                "ready": True,
+                "http_url": shim.url,
+                "nats_url": nats_url,
+                "metrics_url": shim.metrics_url,
+            }
+            emit(args, ready, f"unibus http shim ready: {shim.url} -> nats {nats_url}")
             await stop.wait()
 
     return run_until_signalled(relay_until)

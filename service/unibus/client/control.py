@@ -116,7 +116,12 @@ class ControlClient:
             f"{room_id}.history", query.encode(), {"Accept": "application/msgpack"}
         )
         envelope = msgpack.unpackb(data, raw=False)
-        return Page(list(envelope["messages"]), envelope.get("first_seq"), envelope.get("last_seq"))
+        return Page(
+            list(envelope["messages"]),
+            envelope.get("first_seq"),
+            envelope.get("last_seq"),
+            list(envelope.get("seqs") or ()),
+        )
 
     async def backlog(self, room_id: str, page_size: int = 1000) -> AsyncIterator[bytes]:
         """Every stored frame, newest page first, each page oldest first: follow `before`
@@ -132,9 +137,13 @@ class ControlClient:
 
 
 class Page:
-    __slots__ = ("first_seq", "frames", "last_seq")
+    __slots__ = ("first_seq", "frames", "last_seq", "seqs")
 
-    def __init__(self, frames: list[bytes], first_seq: int | None, last_seq: int | None) -> None:
+    def __init__(
+        self, frames: list[bytes], first_seq: int | None, last_seq: int | None, seqs: list[int]
+    ) -> None:
         self.frames = frames
         self.first_seq = first_seq
         self.last_seq = last_seq
+        self.seqs = seqs
+        """Each frame's stream sequence; empty from a service older than the field."""

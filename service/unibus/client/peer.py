@@ -65,6 +65,9 @@ class HistoryPage:
     first_seq: int | None
     """Pass as `before` for the next page back; None when nothing is older."""
     last_seq: int | None
+    seqs: list[int]
+    """Each message's stream sequence, in the same order; empty from a service older
+    than the field."""
 
 
 class Peer:
@@ -210,7 +213,8 @@ class Room:
 
     async def history(self, limit: int | None = None, before: int | None = None) -> HistoryPage:
         page = await self.peer.control.history(self.id, limit=limit, before=before)
-        return HistoryPage([await self.open(raw) for raw in page.frames], page.first_seq, page.last_seq)
+        opened = [await self.open(raw) for raw in page.frames]
+        return HistoryPage(opened, page.first_seq, page.last_seq, page.seqs)
 
     async def backlog(self, page_size: int = 1000) -> AsyncIterator[Opened]:
         """Every stored frame opened, newest first."""
