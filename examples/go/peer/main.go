@@ -13,8 +13,9 @@
 //
 // and prints one JSON object: its identity, the room, the frames it published and the
 // history it read (base64, oldest first). With -create=false it uses an existing room (it
-// must be a member); with -count=0 it only reads. With -vectors DIR it checks its signing
-// and frame encoding against tests/vectors/ instead and prints one line per case.
+// must be a member); with both -create=false and -count=0 it only reads the history, and
+// its "room" is null. With -vectors DIR it checks its signing and frame encoding against
+// tests/vectors/ instead and prints one line per case.
 //
 // Exit status: 0 done; 1 failed (connection, files, timeout); 2 bad usage; 3 the control
 // plane answered with an error, printed on stderr and as {"error": {...}} on stdout.
@@ -148,17 +149,20 @@ func (p *peer) run(roomID string, create bool, text string, count, pageSize int,
 	public, _ := p.user.PublicKey()
 	out := &report{Identity: public, Published: [][]byte{}}
 	var err error
-	if create {
+	switch {
+	case create:
 		out.Room, err = p.createRoom(roomID)
-	} else {
+	case count > 0: // the room's subject is needed only to publish
 		out.Room, err = p.call(roomID+".info", nil)
 	}
 	if err != nil {
 		return nil, err
 	}
 	var r room
-	if err := json.Unmarshal(out.Room, &r); err != nil {
-		return nil, fmt.Errorf("room object: %w", err)
+	if out.Room != nil {
+		if err := json.Unmarshal(out.Room, &r); err != nil {
+			return nil, fmt.Errorf("room object: %w", err)
+		}
 	}
 	if count > 0 && r.Encrypted {
 		return nil, fmt.Errorf("room %s is encrypted: this example sends unencrypted frames only", roomID)
