@@ -67,6 +67,19 @@ def frames(encoded: list[str]) -> list[bytes]:
     return [base64.b64decode(f, validate=True) for f in encoded]
 
 
+def test_the_example_is_gofmt_and_vet_clean(tmp_path: Path) -> None:
+    go = golang.toolchain()
+    unformatted = subprocess.run(
+        [str(Path(go).resolve().parent / "gofmt"), "-l", str(PEER)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (unformatted.returncode, unformatted.stdout) == (0, ""), unformatted.stderr
+    vet = golang.run_go(go, ["vet", "."], PEER, tmp_path / "gopath")
+    assert vet.returncode == 0, vet.stderr
+
+
 def test_the_go_signing_and_frames_reproduce_the_vectors(peer_binary: Path) -> None:
     result = subprocess.run(
         [str(peer_binary), f"-vectors={VECTORS}"], capture_output=True, text=True, timeout=60
