@@ -26,8 +26,7 @@ SNIPPETS = go_blocks(TESTING_MD.read_text())
 
 
 def test_testing_md_has_its_go_example() -> None:
-    assert len(SNIPPETS) == 1
-    assert "package unibus_test" in SNIPPETS[0]
+    assert any("package unibus_test" in source for source in SNIPPETS)
 
 
 @pytest.mark.parametrize("source", SNIPPETS, ids=lambda s: s.splitlines()[0].removeprefix("// "))

@@ -74,6 +74,7 @@ type report struct {
 type peer struct {
 	nc          *nats.Conn
 	user        nkeys.KeyPair
+	public      string // the identity's U… key: its member id
 	prefix      string
 	reconnected chan struct{}
 }
@@ -127,7 +128,7 @@ func connect(natsURL, seedFile, prefix string) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &peer{user: user, prefix: prefix, reconnected: make(chan struct{}, 1)}
+	p := &peer{user: user, public: public, prefix: prefix, reconnected: make(chan struct{}, 1)}
 	p.nc, err = nats.Connect(natsURL,
 		nats.Name("unibus-go-example-peer"),
 		nats.Nkey(public, user.Sign),
@@ -146,8 +147,7 @@ func connect(natsURL, seedFile, prefix string) (*peer, error) {
 }
 
 func (p *peer) run(roomID string, create bool, text string, count, pageSize int, wait time.Duration) (*report, error) {
-	public, _ := p.user.PublicKey()
-	out := &report{Identity: public, Published: [][]byte{}}
+	out := &report{Identity: p.public, Published: [][]byte{}}
 	var err error
 	switch {
 	case create:
