@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,12 +25,10 @@ import pytest
 from unibus.client import Identity, Peer
 from unibus.runner import Running
 
+from harness import golang
 from harness.boundary import connect_as
 
 MEMBER = Path(__file__).parent / "go" / "member"
-GOPATH_SYSTEM = Path("/usr/share/gocode")
-NATS_GO = GOPATH_SYSTEM / "src" / "github.com" / "nats-io" / "nats.go"
-APT = "apt-get install golang-go golang-github-nats-io-go-nats-dev"
 
 # What each operation of tests/go/member must do: True allowed, False refused.
 EXPECTED = {
@@ -62,40 +57,10 @@ REFUSED_SUBJECT = {
 }
 
 
-def require(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must run the Go peer test: `{APT}`)")
-    pytest.skip(f"{reason}: `{APT}`")
-
-
 @pytest.fixture(scope="module")
 def member_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/go/member, built once per module, offline, against the Debian packages."""
-    go = shutil.which("go")
-    require(go is not None, "no `go` on PATH")
-    require(NATS_GO.is_dir(), f"Debian's nats.go is missing ({NATS_GO})")
-    assert go is not None
-    out = tmp_path_factory.mktemp("go-member")
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": f"{GOPATH_SYSTEM}:{out / 'gopath'}",
-        "GOFLAGS": "",
-        "GOPROXY": "off",
-        "CGO_ENABLED": "0",
-    }
-    build = subprocess.run(
-        [go, "build", "-o", str(out / "member"), "."],
-        cwd=MEMBER,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stderr
-    return out / "member"
+    return golang.build(MEMBER, tmp_path_factory.mktemp("go-member"), "member")
 
 
 @pytest.fixture

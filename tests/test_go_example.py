@@ -1,0 +1,171 @@
+"""examples/go/peer, the Go example peer, against a real control plane with the trust
+boundary on (the shipped deploy/nats config), and its signing against tests/vectors/.
+
+It is built offline in GOPATH mode against Debian's nats.go and nkeys (harness.golang):
+in CI a missing Go toolchain or package fails these tests; elsewhere they skip and say
+what to install. What the Go peer wrote is read back through the Python client, so the
+two implementations of docs/protocol.md check each other byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unibus.client import ControlClient, Identity, Peer
+from unibus.runner import Running
+
+from harness import golang
+from harness.boundary import connect_as
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT / "examples" / "go" / "peer"
+VECTORS = Path(__file__).parent / "vectors"
+EXIT_SERVICE_ERROR = 3
+
+
+@pytest.fixture(scope="module")
+def peer_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/go/peer, built once per module, offline, against the Debian packages."""
+    return golang.build(PEER, tmp_path_factory.mktemp("go-peer"), "peer")
+
+
+@dataclass
+class Run:
+    code: int
+    report: dict[str, Any]
+    """The JSON object the peer printed: its report, or {"error": ...}."""
+    stderr: str
+
+
+async def run_peer(binary: Path, url: str, identity: Identity, home: Path, *args: str) -> Run:
+    seed = home / f"{identity.public_key}.seed"
+    seed.write_text(identity.seed + "\n")
+    seed.chmod(0o600)
+    proc = await asyncio.create_subprocess_exec(
+        str(binary),
+        f"-url={url}",
+        f"-seed={seed}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    report = json.loads(stdout) if stdout.strip() else {}
+    return Run(proc.returncode, report, stderr.decode())
+
+
+def frames(encoded: list[str]) -> list[bytes]:
+    return [base64.b64decode(f, validate=True) for f in encoded]
+
+
+def test_the_example_is_gofmt_and_vet_clean(tmp_path: Path) -> None:
+    go = golang.toolchain()
+    unformatted = subprocess.run(
+        [str(Path(go).resolve().parent / "gofmt"), "-l", str(PEER)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (unformatted.returncode, unformatted.stdout) == (0, ""), unformatted.stderr
+    vet = golang.run_go(go, ["vet", "."], PEER, tmp_path / "gopath")
+    assert vet.returncode == 0, vet.stderr
+
+
+def test_the_go_signing_and_frames_reproduce_the_vectors(peer_binary: Path) -> None:
+    result = subprocess.run(
+        [str(peer_binary), f"-vectors={VECTORS}"], capture_output=True, text=True, timeout=60
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    wanted = [
+        ("request_signatures.json", c["subject"])
+        for c in json.loads((VECTORS / "request_signatures.json").read_text())
+    ]
+    wanted += [("frames.json", c["name"]) for c in json.loads((VECTORS / "frames.json").read_text())]
+    assert [(line["file"], line["case"]) for line in lines] == wanted
+    assert [line for line in lines if not line["ok"]] == []
+    assert result.returncode == 0, result.stderr
+
+
+async def test_the_go_peer_creates_publishes_and_reads_back_its_frames(
+    peer_binary: Path, bounded_plane: Running, alice: Identity, tmp_path: Path
+) -> None:
+    run = await run_peer(
+        peer_binary,
+        bounded_plane.nats_url,
+        alice,
+        tmp_path,
+        "-room=go-lobby",
+        "-text=hello from go",
+        "-count=5",
+        "-page=2",
+    )
+    assert run.code == 0, run.stderr
+    assert run.report["identity"] == alice.public_key
+    published = frames(run.report["published"])
+    assert len(published) == 5
+
+    me = await connect_as(bounded_plane.nats_url, alice)
+    try:
+        control = ControlClient(me.nc, alice)
+        room = await control.info("go-lobby")
+        assert room["mode"] == "matrix" and room["stream"] == "UNIBUS_go-lobby"
+        assert room["owner"] == alice.public_key and room["role"] == "owner"
+        assert room["encrypted"] is False
+        assert run.report["room"]["subject"] == room["subject"]
+
+        stored = [raw async for raw in control.backlog("go-lobby")][::-1]  # oldest first
+        assert stored == published
+        assert frames(run.report["history"]) == stored
+        assert run.report["pages"] == 3  # 5 frames, 2 a page, paged back with before=first_seq
+
+        # They are frames of docs/protocol.md: signed by alice for this room, and readable.
+        opened = [await (await Peer(me.nc, alice).room("go-lobby")).open(raw) for raw in stored]
+        assert [(m.ok, m.sender) for m in opened] == [(True, alice.public_key)] * 5
+        assert [m.data for m in opened if m.ok] == [f"hello from go {i}".encode() for i in range(1, 6)]
+    finally:
+        await me.nc.close()
+
+
+async def test_a_go_peer_that_is_not_a_member_gets_403_from_history(
+    peer_binary: Path, bounded_plane: Running, alice: Identity, bob: Identity, tmp_path: Path
+) -> None:
+    owner = await connect_as(bounded_plane.nats_url, alice)
+    try:
+        await Peer(owner.nc, alice).create_room("go-private", encrypted=False)
+        await Peer(owner.nc, alice).publish("go-private", b"members only")
+
+        run = await run_peer(
+            peer_binary,
+            bounded_plane.nats_url,
+            bob,
+            tmp_path,
+            "-room=go-private",
+            "-create=false",
+            "-count=0",
+        )
+        assert run.code == EXIT_SERVICE_ERROR, run.stderr
+        subject = "$UNIBUS.CTL.rooms.go-private.history"
+        assert run.report == {
+            "error": {"subject": subject, "code": 403, "message": "not a member of this room"}
+        }
+        assert run.stderr == f"peer: {subject}: 403 not a member of this room\n"
+
+        # Asked to publish, it stops at the room's info, before any frame leaves.
+        run = await run_peer(
+            peer_binary, bounded_plane.nats_url, bob, tmp_path, "-room=go-private", "-create=false"
+        )
+        assert run.code == EXIT_SERVICE_ERROR, run.stderr
+        assert run.report["error"]["code"] == 403
+
+        assert len((await ControlClient(owner.nc, alice).history("go-private")).frames) == 1
+    finally:
+        await owner.nc.close()
