@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
+import socket
 import stat
 import subprocess
 import sys
+from asyncio.subprocess import PIPE
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 
 from unibus import __version__
 from unibus.identity import Identity
-from unibus.natsserver import NatsServer
+from unibus.natsserver import NatsServer, free_port
 from unibus.processes import stop_process
 from unibus.runner import Running
 
@@ -242,3 +245,187 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path, open_nats_server: Nat
     assert logged, lines
     assert all(set(entry) >= {"ts", "level", "logger", "msg"} for entry in logged)
     assert any(entry["logger"] == "unibus.app" and entry["msg"].startswith("serving ") for entry in logged)
+
+
+async def test_json_goes_before_or_after_the_command_and_failures_are_json_too(
+    users: tuple[User, User, User],
+) -> None:
+    alice, _, _ = users
+    missing = await alice.run("--json", "room", "list")
+    assert missing.code == 2 and missing.out == ""
+    assert json.loads(missing.err)["error"].startswith("no identity at")
+
+    before = (await alice.ok("--json", "keygen")).json()
+    assert before["public_key"] == Identity.load(alice.identity_path).public_key
+    created = (await alice.ok("--json", "room", "create", "club")).json()
+    assert created["id"] == "club"
+    assert (await alice.ok("room", "info", "club", "--json")).json()["encrypted"] is True
+
+    refused = await alice.run("--json", "room", "info", "nowhere")
+    assert refused.code == 1 and refused.out == ""
+    assert json.loads(refused.err) == {"error": "room not found", "status": 404}
+    typo = await alice.run("--json", "room", "lst")
+    assert typo.code == 2 and "invalid choice: 'lst'" in json.loads(typo.err)["error"]
+
+    # Every other command takes it too, in either place.
+    assert (await alice.ok("health", "--json")).json()["healthy"] is True
+    assert (await alice.ok("--json", "health")).json()["healthy"] is True
+    assert "authorization" in (await alice.ok("--json", "boundary", "config")).json()["config"]
+    sent = (await alice.ok("send", "club", "hi", "--json")).json()
+    assert sent["room"] == "club" and sent["epoch"] == 1
+
+
+async def test_human_output_is_words_not_python_values(users: tuple[User, User, User]) -> None:
+    alice, _, _ = users
+    await alice.ok("keygen")
+    await alice.ok("room", "create", "words", "--name", "Words")
+    info = (await alice.ok("room", "info", "words")).out
+    assert "True" not in info and "None" not in info
+    lines = {line[:10].strip(): line[10:].strip() for line in info.splitlines()}
+    assert lines["room"] == "words (Words)"
+    assert lines["encryption"] == "end to end, key epoch 1"
+    assert lines["history"] == "persisted in stream UNIBUS_words"
+    assert lines["your role"] == "owner"
+    sent = (await alice.ok("send", "words", "hello")).out.strip()
+    assert sent.startswith("sent ") and sent.endswith(" to words")
+
+
+async def test_send_on_a_terminal_says_it_is_reading_stdin(tmp_path: Path, bounded_plane: Running) -> None:
+    """Without text and with a terminal on stdin, `send` would otherwise wait in silence."""
+    user = User(tmp_path / "tty", bounded_plane.nats_url)
+    await user.ok("keygen")
+    await user.ok("room", "create", "tty")
+    controller, terminal = pty.openpty()
+    try:
+        send = await asyncio.create_subprocess_exec(
+            *UNIBUS, "send", "tty", env=user.env, stdin=terminal, stdout=PIPE, stderr=PIPE
+        )
+        assert send.stderr is not None
+        hint = await asyncio.wait_for(send.stderr.readline(), 60)
+        assert hint.decode().strip() == "reading messages from stdin, one per line; Ctrl-D ends"
+        os.write(controller, b"typed\n\x04")
+        out, _ = await asyncio.wait_for(send.communicate(), 60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert send.returncode == 0 and out.decode().strip().endswith(" to tty")
+    # Piped input gets no hint: it is not waiting for a person.
+    piped = await user.ok("send", "tty", stdin=b"piped\n")
+    assert piped.err == ""
+
+
+async def test_service_discovery_and_raw_requests_need_only_this_cli(
+    users: tuple[User, User, User],
+) -> None:
+    """What the README does with the Go `nats` CLI, with `unibus` alone."""
+    alice, bob, _ = users
+    listed = (await bob.ok("--json", "service", "ls")).json()  # bob has no identity yet: a throwaway one
+    assert [r["name"] for r in listed["replies"]] == ["unibus-control-plane"]
+    assert "unibus-control-plane" in (await bob.ok("service", "ls")).out
+
+    info = (await bob.ok("service", "info", "--json")).json()["replies"][0]
+    endpoints = {e["name"]: (e["subject"], e["queue_group"]) for e in info["endpoints"]}
+    assert endpoints["history"] == ("$UNIBUS.CTL.rooms.*.history", "unibus")
+    assert "$UNIBUS.CTL.rooms.*.history" in (await bob.ok("service", "info")).out
+
+    await alice.ok("keygen")
+    await alice.ok("room", "create", "raw", "--plain")
+    await alice.ok("send", "raw", "one")
+    raw = await alice.ok("request", "$UNIBUS.CTL.rooms.raw.info")
+    assert json.loads(raw.out)["id"] == "raw"
+    history = (await alice.ok("--json", "request", "$UNIBUS.CTL.rooms.raw.history", "limit=5")).json()
+    assert history["headers"]["Content-Type"] == "application/json"
+    packed = await alice.ok(
+        "request", "$UNIBUS.CTL.rooms.raw.history", "-H", "Accept: application/msgpack", "--json"
+    )
+    assert packed.json()["headers"]["Content-Type"] == "application/msgpack"
+    assert "body_base64" in packed.json()
+
+    stats = (await bob.ok("--json", "service", "stats")).json()["replies"][0]
+    counts = {e["name"]: e["num_requests"] for e in stats["endpoints"]}
+    assert counts["info"] >= 1 and counts["history"] >= 2
+    ping = (await bob.ok("service", "ping", "--json")).json()["replies"]
+    assert len(ping) == 1 and ping[0]["rtt_ms"] > 0
+
+    await bob.ok("keygen")
+    refused = await bob.run("request", "$UNIBUS.CTL.rooms.raw.history")
+    assert refused.code == 1 and refused.err.strip() == "unibus: 403 not a member of this room"
+    elsewhere = await alice.run("request", "$SRV.PING")
+    assert elsewhere.code == 2 and "not a control subject" in elsewhere.err
+    nobody = await bob.run("service", "info", "no-such-service")
+    assert nobody.code == 1 and "no instance of no-such-service answered" in nobody.err
+
+
+def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> None:
+    """The ready lines name the auth mode, every URL and a next step; a second `serve` on
+    the same ports fails with the server's own reason and what to change, not a traceback."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
+    port, websocket = free_port(), free_port()
+    first = subprocess.Popen(
+        [
+            *UNIBUS,
+            "--json",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "one"),
+            "--port",
+            str(port),
+            "--websocket-port",
+            str(websocket),
+        ],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None
+        ready = json.loads(first.stdout.readline())
+        assert ready == {
+            "ready": True,
+            "nats_url": f"nats://127.0.0.1:{port}",
+            "websocket_url": f"ws://127.0.0.1:{websocket}",
+            "http_url": None,
+            "metrics_url": None,
+            "auth_mode": "enforce",
+            "trust_boundary": True,
+            "embedded": True,
+        }
+        ports = ("--port", str(port), "--websocket-port", str(websocket))
+        second = run_cli("serve", "--data-dir", str(tmp_path / "two"), *ports)
+    finally:
+        stop_process(first)
+    assert second.returncode == 1, second
+    line = second.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in second.stderr
+    assert line.startswith("unibus: the embedded nats-server did not start: ")
+    assert "address already in use" in line  # nats-server names the first port it could not bind
+    assert f"127.0.0.1:{port}" in line or f"127.0.0.1:{websocket}" in line
+    assert "UNIBUS_EMBEDDED_PORT" in line and "--nats-url" in line
+
+
+def test_the_embedded_websocket_port_is_fixed_by_default(tmp_path: Path) -> None:
+    """A browser's saved server URL must survive a restart: 9222 unless told otherwise."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 9222))
+        except OSError:
+            pytest.skip("port 9222 is taken on this machine (a `make run` may be up)")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
+    port = free_port()
+    serve = subprocess.Popen(
+        [*UNIBUS, "serve", "--data-dir", str(tmp_path), "--port", str(port)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        lines = [serve.stdout.readline() for _ in range(4)]
+    finally:
+        stop_process(serve)
+    assert lines[0].strip() == f"unibus control plane ready: nats nats://127.0.0.1:{port}"
+    assert lines[1].startswith("auth enforce; trust boundary on")
+    assert lines[2].strip() == "websocket for browsers: ws://127.0.0.1:9222"
+    assert lines[3].startswith("next, in another terminal: `unibus keygen`")

@@ -83,6 +83,8 @@ async def gather(nc: Client, subject: str, first_s: float, idle_s: float) -> lis
                 msg = await sub.next_msg(timeout=wait)
             except nats.errors.TimeoutError:
                 return replies
+            if not msg.data:  # the server's "no responders" status: nobody subscribes
+                return replies
             reply = json.loads(msg.data)
             reply["rtt_ms"] = round((time.monotonic() - sent) * 1000, 2)
             replies.append(reply)
