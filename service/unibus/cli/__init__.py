@@ -7,10 +7,10 @@ import os
 import sys
 
 from .. import __version__, logformat
-from . import boundary, health, keys, messages, rooms, serve, shim
+from . import backup, boundary, health, keys, messages, rooms, serve, shim
 
 # Each module exposes `register(subparsers)`; the parser it adds carries `func(args) -> int`.
-COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages]
+COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages, backup]
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
