@@ -176,3 +176,32 @@ def test_a_backup_refuses_a_directory_that_holds_something(tmp_path: Path) -> No
     (tmp_path / "old-backup" / "manifest.json").write_text(json.dumps({}))
     with pytest.raises(BackupError, match="not empty"):
         new_directory(tmp_path / "old-backup")
+
+
+async def test_a_room_larger_than_the_servers_flow_window_is_acknowledged_through(
+    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+) -> None:
+    """nats-server sends at most 16 MiB of a snapshot before it waits for acks: a room of
+    25 MB of incompressible frames goes through only if every chunk is acknowledged, under
+    the boundary's permissions for the control plane's user."""
+    old = NatsServer(bounded_spec(tmp_path / "old", boundary_keys, inspector)).start()
+    new = NatsServer(bounded_spec(tmp_path / "new", boundary_keys, inspector)).start()
+    nc_old = await connect_inspector(old.url, inspector)
+    nc_new = await connect_inspector(new.url, inspector)
+    try:
+        async with plane_starter(tmp_path, old) as start:
+            await start()
+            await ControlClient(nc_old, alice).create_room("large", encrypted=False)
+            for _ in range(50):
+                await nc_old.publish("unibus.room.large", os.urandom(500_000))
+            await wait_stored(nc_old, "UNIBUS_large", 50)
+            code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(old, tmp_path / "keys"))
+            assert code == 0, out
+        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
+        assert code == 0, out
+        assert await stream_messages(nc_new, "UNIBUS_large") == await stream_messages(nc_old, "UNIBUS_large")
+    finally:
+        await nc_old.close()
+        await nc_new.close()
+        old.stop()
+        new.stop()
