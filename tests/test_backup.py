@@ -20,8 +20,10 @@ from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, Unavailable
 from unibus.natsserver import NatsServer
+from unibus.storage import Room, SqliteStore
 from unibus.storage.backup import BackupError, new_directory
 from unibus.storage.kv import BUCKET
+from unibus.storage.rooms import Role
 
 from conftest import plane_starter, wait_stored
 from harness.boundary import bounded_spec, connect_inspector
@@ -205,3 +207,25 @@ async def test_a_room_larger_than_the_servers_flow_window_is_acknowledged_throug
         await nc_new.close()
         old.stop()
         new.stop()
+
+
+async def test_the_sqlite_fallback_is_backed_up_online_with_the_documented_command(tmp_path: Path) -> None:
+    """docs/operations.md's one line, run while the store is open: SQLite's backup API
+    copies a consistent file, WAL included."""
+    live = SqliteStore(tmp_path / "data" / "rooms.sqlite")
+    owner = "U" + "A" * 55
+    for i in range(20):
+        room_id = f"room{i}"
+        members: dict[str, Role] = {owner: "owner", f"U{i:055d}": "member"}
+        await live.create(Room(room_id, "ephemeral", f"unibus.room.{room_id}", owner, members))
+    (tmp_path / "backup").mkdir()
+    command = (
+        "import sqlite3; sqlite3.connect('data/rooms.sqlite').backup(sqlite3.connect('backup/rooms.sqlite'))"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", command, cwd=tmp_path)
+    assert await proc.wait() == 0
+    copy = SqliteStore(tmp_path / "backup" / "rooms.sqlite")
+    assert await copy.rooms_of(None) == await live.rooms_of(None)
+    assert [r.id for r in await copy.rooms_of("U" + "0" * 54 + "7")] == ["room7"]
+    await live.close()
+    await copy.close()
