@@ -229,3 +229,36 @@ async def test_the_sqlite_fallback_is_backed_up_online_with_the_documented_comma
     assert [r.id for r in await copy.rooms_of("U" + "0" * 54 + "7")] == ["room7"]
     await live.close()
     await copy.close()
+
+
+async def test_a_restore_that_fails_part_way_leaves_nothing_behind(
+    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+) -> None:
+    old = NatsServer(bounded_spec(tmp_path / "old", boundary_keys, inspector)).start()
+    new = NatsServer(bounded_spec(tmp_path / "new", boundary_keys, inspector)).start()
+    nc_new = await connect_inspector(new.url, inspector)
+    try:
+        nc_old = await connect_inspector(old.url, inspector)
+        async with plane_starter(tmp_path, old) as start:
+            await start()
+            for room_id in ("first", "second"):
+                await ControlClient(nc_old, alice).create_room(room_id, encrypted=False)
+            code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(old, tmp_path / "keys"))
+            assert code == 0, out
+        await nc_old.close()
+        # The second room's stream cannot be placed on one server: the restore fails there.
+        manifest_path = tmp_path / "backup" / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["streams"][2]["config"]["num_replicas"] = 3
+        manifest_path.write_text(json.dumps(manifest))
+        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
+        assert code == 1 and "UNIBUS_second" in out, out
+        assert await nc_new.jetstream().streams_info() == []
+        manifest["streams"][2]["config"]["num_replicas"] = 1
+        manifest_path.write_text(json.dumps(manifest))
+        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
+        assert code == 0, out
+    finally:
+        await nc_new.close()
+        old.stop()
+        new.stop()

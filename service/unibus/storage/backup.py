@@ -18,6 +18,7 @@ twice (auth/replay.py).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -90,7 +91,8 @@ async def restore(
     """Recreate every stream of the backup in `directory`, refusing (before any change)
     if one of them exists already: a restore never merges into or replaces live state.
 
-    Room streams go first and the bucket last, so no row appears before its frames.
+    Room streams go first and the bucket last, so no row appears before its frames; a
+    failure part-way deletes the streams made so far.
     `replicas` overrides the saved replication (a backup of a cluster restored on one
     server, say)."""
     manifest = _read_manifest(directory)
@@ -106,8 +108,17 @@ async def restore(
             f"refusing to restore: {len(existing)} stream(s) already exist ({', '.join(existing[:5])}"
             f"{', …' if len(existing) > 5 else ''}); restore into a JetStream without them"
         )
-    for entry in [*saved[1:], saved[0]]:
-        await _restore_stream(nc, directory, entry, replicas, timeout_s)
+    begun: list[str] = []
+    try:
+        for entry in [*saved[1:], saved[0]]:
+            begun.append(entry.stream)
+            await _restore_stream(nc, directory, entry, replicas, timeout_s)
+    except BaseException:
+        # All or nothing: what was made is removed, so the restore can be run again.
+        for stream in begun:
+            with contextlib.suppress(_StreamGone):
+                await _api(nc, f"$JS.API.STREAM.DELETE.{stream}", None, timeout_s)
+        raise
     await _mark_nonces(nc, config, replicas or saved[0].config.get("num_replicas", 1), timeout_s)
     return saved
 
