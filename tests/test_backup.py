@@ -16,9 +16,11 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 
+from unibus.auth.replay import NONCE_STREAM, RESTORED_MARK, nonce_stream_config
 from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, Unavailable
+from unibus.config import Config
 from unibus.natsserver import NatsServer
 from unibus.storage import Room, SqliteStore
 from unibus.storage.backup import BackupError, new_directory
@@ -246,6 +248,8 @@ async def test_a_restore_that_fails_part_way_leaves_nothing_behind(
             code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(old, tmp_path / "keys"))
             assert code == 0, out
         await nc_old.close()
+        # A nonce stream left from before (only the rest was wiped) gets the restore's mark too.
+        await nc_new.jetstream().add_stream(nonce_stream_config(Config(), 1))
         # The second room's stream cannot be placed on one server: the restore fails there.
         manifest_path = tmp_path / "backup" / "manifest.json"
         manifest = json.loads(manifest_path.read_text())
@@ -253,11 +257,12 @@ async def test_a_restore_that_fails_part_way_leaves_nothing_behind(
         manifest_path.write_text(json.dumps(manifest))
         code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
         assert code == 1 and "UNIBUS_second" in out, out
-        assert await nc_new.jetstream().streams_info() == []
+        assert [i.config.name for i in await nc_new.jetstream().streams_info()] == [NONCE_STREAM]
         manifest["streams"][2]["config"]["num_replicas"] = 1
         manifest_path.write_text(json.dumps(manifest))
         code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
         assert code == 0, out
+        assert RESTORED_MARK in ((await nc_new.jetstream().stream_info(NONCE_STREAM)).config.metadata or {})
     finally:
         await nc_new.close()
         old.stop()

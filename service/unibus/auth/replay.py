@@ -15,6 +15,7 @@ import heapq
 import sqlite3
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -177,9 +178,10 @@ class SharedNonces:
 
     async def claim(self, signer: str, nonce: str, timestamp_ms: int) -> bool:
         if timestamp_ms < self._signed_from_ms:
+            resumes = datetime.fromtimestamp(self._signed_from_ms / 1000, UTC).isoformat(timespec="seconds")
             raise unavailable(
-                "replay protection restarts after a restore: requests signed before"
-                f" {self._signed_from_ms} ms (epoch) are refused; sign again then"
+                f"replay protection resumes after a restore: requests signed before {resumes} are refused;"
+                " sign again then"
             )
         try:
             ack = await self._js.publish(
