@@ -233,7 +233,7 @@ async def test_the_sqlite_fallback_is_backed_up_online_with_the_documented_comma
     await copy.close()
 
 
-async def test_a_restore_that_fails_part_way_leaves_nothing_behind(
+async def test_a_restore_refuses_a_doctored_manifest_and_one_failing_part_way_leaves_nothing(
     tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
 ) -> None:
     old = NatsServer(bounded_spec(tmp_path / "old", boundary_keys, inspector)).start()
@@ -248,19 +248,32 @@ async def test_a_restore_that_fails_part_way_leaves_nothing_behind(
             code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(old, tmp_path / "keys"))
             assert code == 0, out
         await nc_old.close()
-        # A nonce stream left from before (only the rest was wiped) gets the restore's mark too.
-        await nc_new.jetstream().add_stream(nonce_stream_config(Config(), 1))
-        # The second room's stream cannot be placed on one server: the restore fails there.
         manifest_path = tmp_path / "backup" / "manifest.json"
         manifest = json.loads(manifest_path.read_text())
-        manifest["streams"][2]["config"]["num_replicas"] = 3
-        manifest_path.write_text(json.dumps(manifest))
-        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
+
+        async def restore_with(change: Any) -> tuple[int, str]:
+            manifest_path.write_text(json.dumps(change(json.loads(json.dumps(manifest)))))
+            return await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
+
+        def subjects(doctored: dict[str, Any]) -> dict[str, Any]:
+            doctored["streams"][1]["config"]["subjects"] = ["$UNIBUS.CTL.rooms.>"]
+            return doctored
+
+        def replicas(doctored: dict[str, Any]) -> dict[str, Any]:
+            doctored["streams"][2]["config"]["num_replicas"] = 3
+            return doctored
+
+        # A doctored manifest cannot restore a stream that captures control requests.
+        code, out = await restore_with(subjects)
+        assert code == 1 and "UNIBUS_first is not a stream `unibus backup` saves" in out, out
+        # A nonce stream left from before (only the rest was wiped) gets the restore's mark too.
+        await nc_new.jetstream().add_stream(nonce_stream_config(Config(), 1))
+        # The second room's stream cannot be placed on one server: the restore fails there,
+        # after the first was made, and removes it.
+        code, out = await restore_with(replicas)
         assert code == 1 and "UNIBUS_second" in out, out
         assert [i.config.name for i in await nc_new.jetstream().streams_info()] == [NONCE_STREAM]
-        manifest["streams"][2]["config"]["num_replicas"] = 1
-        manifest_path.write_text(json.dumps(manifest))
-        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
+        code, out = await restore_with(lambda unchanged: unchanged)
         assert code == 0, out
         assert RESTORED_MARK in ((await nc_new.jetstream().stream_info(NONCE_STREAM)).config.metadata or {})
     finally:

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from nats.js.kv import KV_DEL, KV_PURGE
 
 from ..auth.replay import RESTORED_MARK, nonce_stream_config, nonce_stream_name
 from ..config import Config
+from ..ids import is_room_id
 from .kv import bucket_name
 from .rooms import Room, stream_name
 
@@ -79,8 +81,9 @@ async def backup(nc: Client, directory: Path, api_prefix: str, timeout_s: float)
 
 
 def new_directory(directory: Path) -> None:
-    """Create `directory` for a backup, refusing one that holds anything already."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Create `directory` for a backup, refusing one that holds anything already. Only
+    its owner may read it: it holds every room's frames and members."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise BackupError(f"{directory} is not empty: back up into a new directory")
 
@@ -101,7 +104,7 @@ async def restore(
         raise BackupError(f"the backup is of control prefix {api_prefix!r}, not {config.api_prefix!r}")
     saved = [Saved(**entry) for entry in manifest["streams"]]
     for entry in saved:
-        _verify(directory, entry)
+        _verify(directory, entry, bucket_name(api_prefix))
     existing = [entry.stream for entry in saved if await _stream_exists(nc, entry.stream, timeout_s)]
     if existing:
         raise BackupError(
@@ -136,7 +139,7 @@ async def _snapshot(nc: Client, stream: str, directory: Path, timeout_s: float) 
     try:
         request = {"deliver_subject": deliver, "no_consumers": True, "chunk_size": _CHUNK}
         reply = await _api(nc, f"$JS.API.STREAM.SNAPSHOT.{stream}", request, timeout_s)
-        with path.open("wb") as out:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             while True:
                 chunk = await sub.next_msg(timeout=timeout_s)
                 if not chunk.data:
@@ -237,7 +240,25 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def _verify(directory: Path, entry: Saved) -> None:
+def _verify(directory: Path, entry: Saved, bucket: str) -> None:
+    """Refuse anything `backup` would not have written. The checksums sit in the manifest
+    itself, so they catch damage, not tampering; the shape checks keep a doctored manifest
+    from making this user read files outside `directory` or restore a stream that
+    captures subjects other than a room's own (control requests, say)."""
+    room_id = entry.stream.removeprefix("UNIBUS_")
+    subjects = entry.config.get("subjects") or []
+    if entry.stream == f"KV_{bucket}":
+        shaped = subjects == [f"$KV.{bucket}.>"]
+    else:
+        shaped = (
+            entry.stream == stream_name(room_id)
+            and is_room_id(room_id)
+            and len(subjects) == 1
+            and subjects[0].endswith(f".{room_id}")
+            and not {"*", ">"} & set(subjects[0].split("."))
+        )
+    if not shaped or entry.file != f"{entry.stream}.snapshot":
+        raise BackupError(f"{directory / MANIFEST}: {entry.stream} is not a stream `unibus backup` saves")
     path = directory / entry.file
     try:
         actual = hashlib.sha256(path.read_bytes()).hexdigest()
