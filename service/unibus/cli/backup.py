@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 
 from .. import connection
@@ -62,13 +63,14 @@ def _run(args: argparse.Namespace, verb: str, work: Work) -> int:
     try:
         config = Config.from_env(nats_url=args.nats_url)
         saved = asyncio.run(_connected(config, args.timeout, work))
-    except (BackupError, ValueError, OSError) as exc:
+    except (BackupError, ValueError, OSError, nats.errors.Error) as exc:
         print(f"unibus {args.command}: {exc}", file=sys.stderr)
         return 1
-    frames = sum(entry.messages for entry in saved[1:])
+    rooms = [entry for entry in saved if entry.stream.startswith("UNIBUS_")]
+    frames = sum(entry.messages for entry in rooms)
     size = sum(entry.bytes for entry in saved)
     print(
-        f"{verb} the room bucket and {len(saved) - 1} room streams ({frames} frames, {size} bytes)"
+        f"{verb} the room bucket and {len(rooms)} room streams ({frames} frames, {size} bytes)"
         f" in {time.monotonic() - started:.2f} s: {args.dir}"
     )
     return 0
@@ -83,9 +85,14 @@ async def _connected(config: Config, timeout_s: float, work: Work) -> list[Saved
         inbox=INBOXES["service"] if keys else None,
         creds=config.nats_creds,
         connect_timeout=timeout_s,
+        error_cb=_reported_by_the_caller,
     )
     nc = await connection.connect_once(options)
     try:
         return await work(nc, config)
     finally:
         await nc.close()
+
+
+async def _reported_by_the_caller(exc: Exception) -> None:
+    """A failure ends the command with one line; nats-py's own log of it is noise."""

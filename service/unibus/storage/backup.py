@@ -103,8 +103,11 @@ async def restore(
     if api_prefix != config.api_prefix:
         raise BackupError(f"the backup is of control prefix {api_prefix!r}, not {config.api_prefix!r}")
     saved = [Saved(**entry) for entry in manifest["streams"]]
+    bucket = f"KV_{bucket_name(api_prefix)}"
+    if [entry.stream for entry in saved].count(bucket) != 1:
+        raise BackupError(f"{directory / MANIFEST}: not one room bucket {bucket}; not from `unibus backup`")
     for entry in saved:
-        _verify(directory, entry, bucket_name(api_prefix))
+        _verify(directory, entry, config)
     existing = [entry.stream for entry in saved if await _stream_exists(nc, entry.stream, timeout_s)]
     if existing:
         raise BackupError(
@@ -113,7 +116,7 @@ async def restore(
         )
     begun: list[str] = []
     try:
-        for entry in [*saved[1:], saved[0]]:
+        for entry in sorted(saved, key=lambda entry: entry.stream == bucket):
             begun.append(entry.stream)
             await _restore_stream(nc, directory, entry, replicas, timeout_s)
     except BaseException:
@@ -122,7 +125,8 @@ async def restore(
             with contextlib.suppress(_StreamGone):
                 await _api(nc, f"$JS.API.STREAM.DELETE.{stream}", None, timeout_s)
         raise
-    await _mark_nonces(nc, config, replicas or saved[0].config.get("num_replicas", 1), timeout_s)
+    saved_replicas = next(entry.config.get("num_replicas") for entry in saved if entry.stream == bucket)
+    await _mark_nonces(nc, config, replicas or saved_replicas or 1, timeout_s)
     return saved
 
 
@@ -153,9 +157,6 @@ async def _snapshot(nc: Client, stream: str, directory: Path, timeout_s: float) 
                 size += len(chunk.data)
                 if chunk.reply:
                     await nc.publish(chunk.reply, b"")  # flow control: the server waits for it
-    except _StreamGone:
-        path.unlink(missing_ok=True)
-        raise
     finally:
         await sub.unsubscribe()
     state = reply["state"]
@@ -240,23 +241,19 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def _verify(directory: Path, entry: Saved, bucket: str) -> None:
+def _verify(directory: Path, entry: Saved, config: Config) -> None:
     """Refuse anything `backup` would not have written. The checksums sit in the manifest
     itself, so they catch damage, not tampering; the shape checks keep a doctored manifest
     from making this user read files outside `directory` or restore a stream that
     captures subjects other than a room's own (control requests, say)."""
+    bucket = bucket_name(config.api_prefix)
     room_id = entry.stream.removeprefix("UNIBUS_")
-    subjects = entry.config.get("subjects") or []
+    subjects = entry.config.get("subjects")
     if entry.stream == f"KV_{bucket}":
         shaped = subjects == [f"$KV.{bucket}.>"]
     else:
-        shaped = (
-            entry.stream == stream_name(room_id)
-            and is_room_id(room_id)
-            and len(subjects) == 1
-            and subjects[0].endswith(f".{room_id}")
-            and not {"*", ">"} & set(subjects[0].split("."))
-        )
+        room_subject = f"{config.room_subject_prefix}.{room_id}"
+        shaped = is_room_id(room_id) and entry.stream == stream_name(room_id) and subjects == [room_subject]
     if not shaped or entry.file != f"{entry.stream}.snapshot":
         raise BackupError(f"{directory / MANIFEST}: {entry.stream} is not a stream `unibus backup` saves")
     path = directory / entry.file
