@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nats
 import nats.js.errors
 import pytest
 from nats.aio.client import Client
@@ -29,6 +30,7 @@ from unibus.storage.rooms import Role
 
 from conftest import plane_starter, wait_stored
 from harness.boundary import bounded_spec, connect_inspector
+from harness.cluster import Cluster, connect_all
 
 UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
 
@@ -42,10 +44,11 @@ async def unibus(*args: str, env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode or 0, out.decode()
 
 
-def cli_env(server: NatsServer, keys_dir: Path) -> dict[str, str]:
+def cli_env(url: str, keys_dir: Path | None = None) -> dict[str, str]:
     """What an operator sets: where NATS is and the control plane's keys, nothing more."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
-    return base | {"UNIBUS_NATS_URL": server.url, "UNIBUS_KEYS_DIR": str(keys_dir)}
+    keys = {"UNIBUS_KEYS_DIR": str(keys_dir)} if keys_dir else {}
+    return base | {"UNIBUS_NATS_URL": url} | keys
 
 
 async def stream_messages(nc: Client, stream: str) -> list[tuple[int, bytes, dict[str, str] | None]]:
@@ -122,7 +125,7 @@ async def test_backup_wipe_restore_brings_every_room_and_frame_back(
             before = await state_of(nc_old, as_alice, persisted)
 
             # Online: the control plane keeps serving while the backup runs.
-            code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(old, keys_dir))
+            code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(old.url, keys_dir))
             assert code == 0, out
             assert f"3 room streams ({230 + 14} frames" in out, out
 
@@ -133,12 +136,12 @@ async def test_backup_wipe_restore_brings_every_room_and_frame_back(
             assert "Nats-Service-Error-Code" not in (accepted.headers or {})
 
             # Restoring over live state is refused, and changes nothing.
-            code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(old, keys_dir))
+            code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(old.url, keys_dir))
             assert code == 1 and "refusing to restore: 4 stream(s) already exist" in out, out
             assert await state_of(nc_old, as_alice, persisted) == before
 
         # The wipe: a brand-new server with an empty store.
-        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, keys_dir))
+        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new.url, keys_dir))
         assert code == 0, out
         async with plane_starter(tmp_path, new) as start:
             await start(clock_skew_s=60.0)
@@ -199,9 +202,10 @@ async def test_a_room_larger_than_the_servers_flow_window_is_acknowledged_throug
             for _ in range(50):
                 await nc_old.publish("unibus.room.large", os.urandom(500_000))
             await wait_stored(nc_old, "UNIBUS_large", 50)
-            code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(old, tmp_path / "keys"))
+            env = cli_env(old.url, tmp_path / "keys")
+            code, out = await unibus("backup", str(tmp_path / "backup"), env=env)
             assert code == 0, out
-        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
+        code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new.url, tmp_path / "keys"))
         assert code == 0, out
         assert await stream_messages(nc_new, "UNIBUS_large") == await stream_messages(nc_old, "UNIBUS_large")
     finally:
@@ -245,7 +249,8 @@ async def test_a_restore_refuses_a_doctored_manifest_and_one_failing_part_way_le
             await start()
             for room_id in ("first", "second"):
                 await ControlClient(nc_old, alice).create_room(room_id, encrypted=False)
-            code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(old, tmp_path / "keys"))
+            env = cli_env(old.url, tmp_path / "keys")
+            code, out = await unibus("backup", str(tmp_path / "backup"), env=env)
             assert code == 0, out
         await nc_old.close()
         manifest_path = tmp_path / "backup" / "manifest.json"
@@ -253,7 +258,7 @@ async def test_a_restore_refuses_a_doctored_manifest_and_one_failing_part_way_le
 
         async def restore_with(change: Any) -> tuple[int, str]:
             manifest_path.write_text(json.dumps(change(json.loads(json.dumps(manifest)))))
-            return await unibus("restore", str(tmp_path / "backup"), env=cli_env(new, tmp_path / "keys"))
+            return await unibus("restore", str(tmp_path / "backup"), env=cli_env(new.url, tmp_path / "keys"))
 
         def subjects(doctored: dict[str, Any]) -> dict[str, Any]:
             doctored["streams"][1]["config"]["subjects"] = ["$UNIBUS.CTL.rooms.>"]
@@ -280,3 +285,38 @@ async def test_a_restore_refuses_a_doctored_manifest_and_one_failing_part_way_le
         await nc_new.close()
         old.stop()
         new.stop()
+
+
+async def test_a_cluster_backup_restores_onto_one_server_with_replicas_1(
+    tmp_path: Path, open_nats_server: NatsServer, alice: Identity
+) -> None:
+    """Snapshots of R3 streams (taken through their leaders) restore anywhere; `--replicas`
+    places them on a single server. Without the boundary the commands connect as the
+    service does, with no keys."""
+    cluster = Cluster(tmp_path / "cluster").start()
+    # The plane and this connection on one node: a request never races the propagation
+    # of the service's subscription over the routes.
+    nc_cluster = await connect_all(cluster.urls[:1])
+    nc_single = await nats.connect(open_nats_server.url)
+    try:
+        async with plane_starter(tmp_path, open_nats_server) as start:
+            await start(nats_url=cluster.urls[0])
+            await ControlClient(nc_cluster, alice).create_room("replicated", encrypted=False)
+            for i in range(30):
+                await nc_cluster.publish("unibus.room.replicated", f"frame {i}".encode())
+            await wait_stored(nc_cluster, "UNIBUS_replicated", 30)
+            assert (await nc_cluster.jetstream().stream_info("UNIBUS_replicated")).config.num_replicas == 3
+            code, out = await unibus("backup", str(tmp_path / "backup"), env=cli_env(",".join(cluster.urls)))
+            assert code == 0, out
+        env = cli_env(open_nats_server.url)
+        code, out = await unibus("restore", str(tmp_path / "backup"), "--replicas", "1", env=env)
+        assert code == 0, out
+        for stream in ("UNIBUS_replicated", f"KV_{BUCKET}", NONCE_STREAM):
+            assert (await nc_single.jetstream().stream_info(stream)).config.num_replicas == 1
+        single = await stream_messages(nc_single, "UNIBUS_replicated")
+        assert single == await stream_messages(nc_cluster, "UNIBUS_replicated")
+        assert await rows(nc_single) == await rows(nc_cluster)
+    finally:
+        await nc_cluster.close()
+        await nc_single.close()
+        cluster.stop()
