@@ -14,6 +14,8 @@ import hashlib
 import heapq
 import sqlite3
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -43,8 +45,29 @@ def nonce_stream_name(api_prefix: str) -> str:
     return f"{NONCE_STREAM}-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
 
 
+RESTORED_MARK = "unibus.restored_at_ms"
+"""Nonce stream metadata: when `unibus restore` rebuilt this deployment (storage/backup.py)."""
+
 _NAME_IN_USE = 10058
 _DUPLICATE_IN_PROCESS = 10158
+
+
+def nonce_stream_config(config: Config, replicas: int) -> StreamConfig:
+    """The nonce stream: ids kept as long as a request with them could still be accepted."""
+    keep = 2 * config.clock_skew_s
+    return StreamConfig(
+        name=nonce_stream_name(config.api_prefix),
+        subjects=[nonce_subject(config.api_prefix)],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,  # survives a whole-cluster restart inside the window
+        num_replicas=max(1, replicas),
+        duplicate_window=keep,
+        max_age=keep,
+        # Reserved, so room traffic cannot starve the replay check (reservation.py).
+        # Discard old: a flood beyond it drops stored ids, not requests; the server's
+        # duplicate map still holds them for the window while it runs.
+        max_bytes=config.nonces_max_bytes,
+    )
 
 
 class ReplayGuard(Protocol):
@@ -119,44 +142,47 @@ class SharedNonces:
     503: a replay check that cannot be made is never waved through.
     """
 
-    def __init__(self, js: JetStreamContext, stream: str, subject: str, timeout_s: float) -> None:
+    def __init__(
+        self, js: JetStreamContext, stream: str, subject: str, timeout_s: float, signed_from_ms: int = 0
+    ) -> None:
         self._js = js
         self._stream = stream
         self._subject = subject
         self._timeout = timeout_s
+        self._signed_from_ms = signed_from_ms
+        """Requests signed earlier are refused: after a restore, their nonces may have
+        been claimed in the stream that was lost."""
 
     @classmethod
     async def open(cls, js: JetStreamContext, config: Config, replicas: int) -> SharedNonces:
         """Create the stream (or adopt it) and claim on `<api_prefix>.nonces`."""
-        subject, timeout_s = nonce_subject(config.api_prefix), config.js_timeout_s
-        stream_name = nonce_stream_name(config.api_prefix)
-        keep = 2 * config.clock_skew_s
-        stream = StreamConfig(
-            name=stream_name,
-            subjects=[subject],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,  # survives a whole-cluster restart inside the window
-            num_replicas=max(1, replicas),
-            duplicate_window=keep,
-            max_age=keep,
-            # Reserved, so room traffic cannot starve the replay check (reservation.py).
-            # Discard old: a flood beyond it drops stored ids, not requests; the server's
-            # duplicate map still holds them for the window while it runs.
-            max_bytes=config.nonces_max_bytes,
-        )
+        stream = nonce_stream_config(config, replicas)
+        name, timeout_s = nonce_stream_name(config.api_prefix), config.js_timeout_s
+        signed_from_ms = 0
         try:
             await asyncio.wait_for(js.add_stream(stream), timeout_s)
         except jserr.APIError as err:
             if err.err_code != _NAME_IN_USE:
                 raise
-            info = await asyncio.wait_for(js.stream_info(stream_name), timeout_s)
+            info = await asyncio.wait_for(js.stream_info(name), timeout_s)
+            metadata = info.config.metadata or {}
             # Widen a window another instance set up smaller; never narrow one.
-            if (info.config.duplicate_window or 0) < keep:
-                await asyncio.wait_for(js.update_stream(stream), timeout_s)
-            await reserve(js, stream_name, config.nonces_max_bytes, timeout_s)
-        return cls(js, stream_name, subject, timeout_s)
+            if (info.config.duplicate_window or 0) < (stream.duplicate_window or 0):
+                await asyncio.wait_for(js.update_stream(replace(stream, metadata=metadata)), timeout_s)
+            await reserve(js, name, config.nonces_max_bytes, timeout_s)
+            if RESTORED_MARK in metadata:
+                # A request accepted before the loss was signed at most one window after
+                # it, and the loss came before the restore.
+                signed_from_ms = int(metadata[RESTORED_MARK]) + int(config.clock_skew_s * 1000)
+        return cls(js, name, nonce_subject(config.api_prefix), timeout_s, signed_from_ms)
 
     async def claim(self, signer: str, nonce: str, timestamp_ms: int) -> bool:
+        if timestamp_ms < self._signed_from_ms:
+            resumes = datetime.fromtimestamp(self._signed_from_ms / 1000, UTC).isoformat(timespec="seconds")
+            raise unavailable(
+                f"replay protection resumes after a restore: requests signed before {resumes} are refused;"
+                " sign again then"
+            )
         try:
             ack = await self._js.publish(
                 self._subject,

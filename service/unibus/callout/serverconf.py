@@ -39,6 +39,8 @@ def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_
     service_publish = (
         "$JS.API.>",
         "$JS.FC.>",
+        # Acknowledging snapshot chunks and sending restore chunks: `unibus backup|restore`.
+        "$JS.SNAPSHOT.>",
         f"$KV.{bucket_name(api_prefix)}.>",
         nonce_subject(api_prefix),
         f"{control}.*.history",

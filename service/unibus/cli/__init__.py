@@ -7,11 +7,11 @@ import os
 import sys
 
 from .. import __version__, logformat
-from . import boundary, health, keys, messages, request, rooms, serve, services, shim
+from . import backup, boundary, health, keys, messages, request, rooms, serve, services, shim
 from .output import EXIT_USAGE, CliError, CommandParser, report
 
 # Each module exposes `register(subparsers)`; the parser it adds carries `func(args) -> int`.
-COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages, request, services]
+COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages, request, services, backup]
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

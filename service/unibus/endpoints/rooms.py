@@ -105,6 +105,7 @@ async def info(call: Call) -> Reply:
 
 async def delete(call: Call) -> Reply:
     room = await call.owned_room()
+    room.check_writable()  # a row of a newer version is left to an instance that knows it
     deps = call.deps
     if deps.js is not None:
         # Stream before row: a half-done delete leaves a room that can be deleted again,
