@@ -7,18 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.request
+from dataclasses import replace
 
 import aiohttp
+import pytest
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
-from unibus.client import ControlClient, Identity, NotFound
+from unibus.client import ControlClient, Identity, NotFound, Unavailable
 from unibus.natsserver import NatsServer
 from unibus.shim import ShimSettings, serving
 
 from conftest import StartPlane, wait_history
+from harness.boundary import connect_as
 
 
 async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -87,3 +90,41 @@ async def test_the_shim_counts_by_route_not_by_path(
     key = ("unibus_shim_requests_total", (("code", "400"), ("route", "/rooms/{id}/history")))
     assert samples[key] == 2
     assert samples[("unibus_shim_requests_total", (("code", "404"), ("route", "unmatched")))] == 2
+
+
+async def test_callout_decisions_and_jetstream_failures_are_counted(
+    start_bounded: StartPlane, alice: Identity
+) -> None:
+    running = await start_bounded(metrics_listen="127.0.0.1:0")
+    url = running.plane.metrics_url
+    assert url is not None
+    member = await connect_as(running.nats_url, alice)
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        await connect_as(running.nats_url, None)  # no nkey: refused under enforce
+    client = ControlClient(member.nc, alice)
+    await client.create_room("slow", encrypted=False)
+
+    # JetStream that no longer answers in time, for real: the service's own requests to it
+    # get a timeout far below any round trip.
+    plane = running.plane
+    assert plane.deps is not None
+    plane.deps = replace(plane.deps, config=replace(plane.deps.config, js_timeout_s=1e-6))
+    with pytest.raises(Unavailable):
+        await client.history("slow")
+    after = await scrape(url)
+    await member.nc.close()
+
+    def value(name: str, **labels: str) -> float:
+        return after.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    admitted = value("unibus_callout_decisions_total", decision="member")
+    refused = value("unibus_callout_decisions_total", decision="refused")
+    assert admitted >= 1 and refused >= 1
+    assert value("unibus_callout_seconds_count") == admitted + refused
+    failures = {
+        labels: count
+        for (name, labels), count in after.items()
+        if name == "unibus_jetstream_errors_total" and ("endpoint", "history") in labels
+    }
+    assert sum(failures.values()) >= 1, after
+    assert value("unibus_requests_total", endpoint="history", code="503") >= 1

@@ -40,7 +40,7 @@ from .framecache import FrameCache
 from .ids import is_room_id
 from .interest import confirm_interest
 from .links import Links
-from .metrics import CacheCollector, MetricsServer, RequestMetrics
+from .metrics import CacheCollector, MetricsServer, ServiceMetrics
 from .servicestats import ServiceStats
 from .storage import KvStore, RoomStore, SqliteStore
 from .streams import StreamPolicy, largest_frame
@@ -59,7 +59,7 @@ class ControlPlane:
         self.nc = links.service
         self.cutter = ConnectionCutter(links.system) if links.system else None
         self.stats: ServiceStats | None = None
-        self.metrics: RequestMetrics | None = None
+        self.metrics: ServiceMetrics | None = None
         self._metrics_server: MetricsServer | None = None
         self._sqlite_nonces: SqliteNonces | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -137,7 +137,7 @@ class ControlPlane:
 
     def _serve_metrics(self, listen: str, frames: FrameCache) -> None:
         registry = CollectorRegistry()
-        self.metrics = RequestMetrics(registry, "unibus", "endpoint")
+        self.metrics = ServiceMetrics(registry)
         registry.register(CacheCollector(frames))
         self._metrics_server = MetricsServer(listen, registry)
         log.info("metrics on %s", self._metrics_server.url)
@@ -173,10 +173,16 @@ class ControlPlane:
         )
 
         async def authorize(request: Request) -> None:
+            started = time.perf_counter()
             try:
-                await request.respond(await authorizer.answer(request.data))
+                token, decision = await authorizer.answer(request.data)
+                await request.respond(token)
             except Exception:
                 log.exception("auth callout: internal error")
+                return
+            if self.metrics is not None:
+                self.metrics.callout_decisions.labels(decision).inc()
+                self.metrics.callout_latency.observe(time.perf_counter() - started)
 
         await self.service.add_endpoint(name="auth-callout", subject=AUTH_CALLOUT_SUBJECT, handler=authorize)
         if self.cutter is not None:
@@ -256,8 +262,10 @@ class ControlPlane:
             nats.errors.NoRespondersError,
             jserr.ServiceUnavailableError,
             jserr.NoStreamResponseError,
-        ):
+        ) as exc:
             log.warning("%s: data plane unavailable", endpoint.name, exc_info=True)
+            if self.metrics is not None:
+                self.metrics.jetstream_errors.labels(endpoint.name, type(exc).__name__).inc()
             return await _failed(request, 503, "data plane unavailable, try again")
         except Exception:
             # The detail goes to the log, never to the caller.

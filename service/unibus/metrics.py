@@ -44,6 +44,32 @@ class RequestMetrics:
         self.latency.labels(name).observe(seconds)
 
 
+class ServiceMetrics(RequestMetrics):
+    """The service's request figures, plus the two kinds of trouble worth an alert: the
+    data plane (JetStream) failing requests, and the auth callout's decisions and time."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry, "unibus", "endpoint")
+        self.jetstream_errors = Counter(
+            "unibus_jetstream_errors",
+            "Requests answered 503 because JetStream failed them, by endpoint and error",
+            ["endpoint", "error"],
+            registry=registry,
+        )
+        self.callout_decisions = Counter(
+            "unibus_callout_decisions",
+            "Auth callout answers: admitted (member or anonymous), refused, or unreadable",
+            ["decision"],
+            registry=registry,
+        )
+        self.callout_latency = Histogram(
+            "unibus_callout_seconds",
+            "Time to answer one auth callout request (each NATS connection waits on it)",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
 class CacheCollector(Collector):
     """The frame cache's figures, read when scraped (nothing to update per request)."""
 

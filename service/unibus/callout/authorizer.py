@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import nkeys
 
@@ -29,6 +29,9 @@ from .serverconf import ACCOUNT
 log = logging.getLogger(__name__)
 
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
+Decision = Literal["member", "anonymous", "refused", "unreadable"]
+"""What the callout answered: admitted with a member's or the anonymous permissions,
+refused with an error, or no answer at all to a request it could not read."""
 
 
 def current_rooms(store: RoomStore) -> RoomsOf:
@@ -67,39 +70,42 @@ class Authorizer:
     """User JWTs expire after this: the bound on a stale permission if the instance that
     changed a room died before it could cut the connections the change affected."""
 
-    async def answer(self, request_jwt: bytes) -> bytes:
-        """The signed authorization response for one request: a user JWT, or an error."""
+    async def answer(self, request_jwt: bytes) -> tuple[bytes, Decision]:
+        """The signed authorization response for one request (a user JWT, or an error),
+        and what was decided."""
         try:
             claims = jwt.decode(request_jwt.decode())
         except (UnicodeDecodeError, jwt.InvalidToken) as exc:
             log.warning("auth callout: unreadable request (%s)", exc)
-            return b""  # no subject or server to answer to: the server times the client out
+            return b"", "unreadable"  # no subject or server to answer to: the client times out
         try:
             request = _parse(claims)
         except Refused as exc:
             log.warning("auth callout: malformed request (%s)", exc)
-            return b""
+            return b"", "unreadable"
+        decision: Decision
         try:
-            user_jwt = await self._user_jwt(request, claims["nats"])
+            user_jwt, decision = await self._user_jwt(request, claims["nats"])
             body: dict[str, Any] = {"jwt": user_jwt}
         except Refused as exc:
             log.info("auth callout: refused %s (%s): %s", request.client_name, request.client_kind, exc)
-            body = {"error": str(exc)}
+            body, decision = {"error": str(exc)}, "refused"
         response = {
             "sub": request.user_nkey,
             "aud": request.server_id,
             "nats": {**body, "type": "authorization_response", "version": 2},
         }
-        return jwt.encode(response, self.issuer).encode()
+        return jwt.encode(response, self.issuer).encode(), decision
 
-    async def _user_jwt(self, request: AuthRequest, nats: dict[str, Any]) -> str:
+    async def _user_jwt(self, request: AuthRequest, nats: dict[str, Any]) -> tuple[str, Decision]:
         who = _proven_identity(nats)
         permissions: Permissions
+        decision: Decision = "member"
         if who is None:
             if not self.allow_anonymous:
                 raise Refused("connect with your nkey (the one you sign requests with)")
             permissions = for_anonymous(self.api_prefix, self.room_subject_prefix)
-            name = "anonymous"
+            name, decision = "anonymous", "anonymous"
         else:
             try:
                 rooms = await self.rooms_of(who)
@@ -124,7 +130,7 @@ class Authorizer:
                 "version": 2,
             },
         }
-        return jwt.encode(user, self.issuer)
+        return jwt.encode(user, self.issuer), decision
 
 
 def _parse(claims: dict[str, Any]) -> AuthRequest:
