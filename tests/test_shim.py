@@ -422,3 +422,27 @@ async def test_header_bytes_nats_cannot_carry_are_a_400_and_nothing_is_sent(
             assert json.loads(body) == {"error": "header Unibus-Nonce must be printable ASCII"}
     status, _, _ = await get(http, f"{shim.url}/healthz")
     assert status == 200  # still serving
+
+
+async def test_a_w3c_trace_context_travels_into_the_nats_request(
+    shim: Shim, http: aiohttp.ClientSession, nc: Client
+) -> None:
+    """A trace begun in the browser continues through the service; a malformed one is
+    dropped (never a failure), and nothing else the caller sends is passed on."""
+    seen: list[dict[str, str]] = []
+
+    async def echo(msg: Msg) -> None:
+        seen.append(dict(msg.headers or {}))
+        await msg.respond(b'{"messages":[]}')
+
+    await nc.subscribe(f"{PREFIX}.rooms.traced.history", cb=echo)
+    await nc.flush()
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    url = f"{shim.url}/rooms/traced/history?limit=1"
+    traced = {"traceparent": parent, "tracestate": "vendor=abc", "X-Other": "no"}
+    assert (await get(http, url, traced))[0] == 200
+    assert seen[-1].get("traceparent") == parent and seen[-1].get("tracestate") == "vendor=abc"
+    assert "X-Other" not in seen[-1]
+    for malformed in ("00-xyz-00f067aa0ba902b7-01", "ff-" + parent[3:], parent + "-extra"):
+        assert (await get(http, url, {"traceparent": malformed, "tracestate": "vendor=abc"}))[0] == 200
+        assert "traceparent" not in seen[-1] and "tracestate" not in seen[-1]

@@ -16,7 +16,7 @@ from .errors import error
 from .relay import FORWARDED
 from .settings import SETTINGS
 
-ALLOW_HEADERS = ", ".join(FORWARDED)
+ALLOW_HEADERS = ", ".join((*FORWARDED, "traceparent", "tracestate"))
 PREFLIGHT_MAX_AGE_S = "600"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

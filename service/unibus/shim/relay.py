@@ -8,6 +8,8 @@ bytes, so re-encoding the query (or dropping a header) would turn a valid reques
 
 from __future__ import annotations
 
+import re
+
 import nats.errors
 from aiohttp import web
 
@@ -19,6 +21,8 @@ from .settings import SETTINGS
 
 ERROR_CODE = "Nats-Service-Error-Code"
 FORWARDED = (*SIGNATURE_HEADERS, "Accept")
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+"""W3C Trace Context's `traceparent` (version, trace id, parent id, flags)."""
 
 
 async def history(request: web.Request) -> web.Response:
@@ -35,6 +39,7 @@ async def history(request: web.Request) -> web.Response:
         # (after the client registered its reply), so it is refused here, unsent.
         if not (value.isascii() and value.isprintable()):
             return error(400, f"header {name} must be printable ASCII")
+    headers.update(trace_context(request))
     try:
         reply = await request.app[LINK].request(subject, query, headers, settings.request_timeout_s)
     except Unavailable as exc:
@@ -49,6 +54,20 @@ async def history(request: web.Request) -> web.Response:
         status=_status(reply_headers.get(ERROR_CODE)),
         headers={"Content-Type": reply_headers.get("Content-Type", "application/json")},
     )
+
+
+def trace_context(request: web.Request) -> dict[str, str]:
+    """The caller's W3C trace context, for the NATS request: a trace begun in the
+    browser continues through the service. A malformed `traceparent` is dropped with
+    its `tracestate`, as the spec asks of a participant; it never fails the request."""
+    parent = request.headers.get("traceparent", "").strip()
+    if not TRACEPARENT.match(parent) or parent.startswith("ff"):
+        return {}
+    context = {"traceparent": parent}
+    state = request.headers.get("tracestate", "")
+    if state and state.isascii() and state.isprintable() and len(state) <= 512:
+        context["tracestate"] = state
+    return context
 
 
 def _status(code: str | None) -> int:
