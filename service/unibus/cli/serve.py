@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..config import AuthMode, Config, parse_listen
-from ..runner import serve_forever
+from .extras import refuse_without
 from .lifecycle import run_until_signalled
 
 
@@ -46,4 +46,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"unibus: {exc}", file=sys.stderr)
         return 2
+    refused = refuse_without("unibus serve", *(("service", "shim") if config.http_listen else ("service",)))
+    if refused is not None:
+        return refused
+    # The `service` extra (and `shim` for --http): imported only once they are known present.
+    from ..runner import serve_forever
+
     return run_until_signalled(lambda stop: serve_forever(config, stop))

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import Config, parse_listen
 from ..identity import Identity
+from .extras import refuse_without
 from .lifecycle import run_until_signalled
 from .session import DEFAULT_URL
 
@@ -33,6 +34,9 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refused = refuse_without("unibus shim", "shim")
+    if refused is not None:
+        return refused
     # aiohttp is the optional `shim` extra: only this command needs it.
     from ..shim import ShimSettings, serving
 
