@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -45,8 +46,15 @@ def run(*argv: str | Path, cwd: Path | None = None, timeout: float = 120) -> sub
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, ROOT)
+    """Built from a copy of what the image's build context holds too: setuptools builds in
+    the source tree, and its build/ there would keep modules this checkout no longer has."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "service", source / "service", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, source)
     assert built.returncode == 0, built.stderr
     (found,) = out.glob("unibus_control_plane-*.whl")
     return found
