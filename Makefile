@@ -54,16 +54,18 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -m soak -o addopts=''
 
-## lock: deploy/requirements.lock, what the image installs (the service and shim extras and
-## the build backend), pinned with hashes; pip-tools runs from a throwaway venv. Run it with
-## the image's Python minor version (3.11) after changing a dependency in pyproject.toml.
+## lock: what the image installs, pinned with hashes: deploy/requirements.lock (the service
+## and shim extras) and deploy/build-requirements.lock (the build backend, for this project
+## and the sdists among them); pip-tools runs from a throwaway venv. Run it with the image's
+## Python minor version (3.11) after changing a dependency in pyproject.toml.
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 lock:
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT \
 	 && $(PYTHON) -m venv "$$tmp" && "$$tmp/bin/pip" install --quiet pip-tools \
-	 && CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/bin/pip-compile" --quiet --generate-hashes \
-	      --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
-	      --extra service --extra shim --build-deps-for wheel \
-	      -o deploy/requirements.lock pyproject.toml
+	 && export CUSTOM_COMPILE_COMMAND="make lock" \
+	 && "$$tmp/bin/pip-compile" $(LOCK_FLAGS) --extra service --extra shim -o deploy/requirements.lock pyproject.toml \
+	 && "$$tmp/bin/pip-compile" $(LOCK_FLAGS) --build-deps-for wheel --only-build-deps \
+	      -o deploy/build-requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ import sys
 import tomllib
 import venv
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +28,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-LOCK = ROOT / "deploy" / "requirements.lock"
+DEPLOY = ROOT / "deploy"
 PEER_EXAMPLE = Path(__file__).parent / "packaging" / "peer_example.py"
 DISTRIBUTION = PYPROJECT["project"]["name"]
 # What the image installs (deploy/Dockerfile): the base, and the service and shim extras.
@@ -179,7 +180,7 @@ def test_a_peers_mypy_checks_its_calls_against_the_installed_package(
     assert expected in failed.stdout, failed.stdout
 
 
-# --- deploy/requirements.lock -------------------------------------------------------------
+# --- deploy/requirements.lock and deploy/build-requirements.lock -------------------------
 
 
 @dataclass(frozen=True)
@@ -188,10 +189,10 @@ class Pin:
     hashes: tuple[str, ...]
 
 
-def locked() -> dict[str, Pin]:
-    """The lock's pins by canonical name, continuation lines joined, comments dropped."""
+def locked(lock: Path) -> dict[str, Pin]:
+    """A lock's pins by canonical name, continuation lines joined, comments dropped."""
     pins = {}
-    for line in LOCK.read_text().replace("\\\n", " ").splitlines():
+    for line in lock.read_text().replace("\\\n", " ").splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -202,13 +203,27 @@ def locked() -> dict[str, Pin]:
     return pins
 
 
-def image_requirements() -> list[Requirement]:
-    """What the image installs from pyproject: the base, its extras and the build backend."""
-    project = PYPROJECT["project"]
-    texts = [*project["dependencies"], *PYPROJECT["build-system"]["requires"]]
-    for extra in IMAGE_EXTRAS:
-        texts += project["optional-dependencies"][extra]
+def applicable(texts: list[str]) -> list[Requirement]:
     return [r for r in map(Requirement, texts) if r.marker is None or r.marker.evaluate()]
+
+
+def runtime_requirements() -> list[Requirement]:
+    """What the image runs: the base and its extras (deploy/requirements.lock)."""
+    project = PYPROJECT["project"]
+    return applicable(
+        [*project["dependencies"], *(r for e in IMAGE_EXTRAS for r in project["optional-dependencies"][e])]
+    )
+
+
+def build_requirements() -> list[Requirement]:
+    """What builds it: the build backend (deploy/build-requirements.lock)."""
+    return applicable(PYPROJECT["build-system"]["requires"])
+
+
+LOCKS = [
+    pytest.param(DEPLOY / "requirements.lock", runtime_requirements, id="requirements.lock"),
+    pytest.param(DEPLOY / "build-requirements.lock", build_requirements, id="build-requirements.lock"),
+]
 
 
 def closure(requirements: list[Requirement]) -> set[str]:
@@ -228,25 +243,31 @@ def closure(requirements: list[Requirement]) -> set[str]:
     return seen
 
 
-def test_the_lock_pins_every_image_requirement_with_hashes_in_range() -> None:
-    pins = locked()
-    for requirement in image_requirements():
+@pytest.mark.parametrize(("lock", "requirements"), LOCKS)
+def test_a_lock_pins_every_requirement_with_hashes_in_range(
+    lock: Path, requirements: Callable[[], list[Requirement]]
+) -> None:
+    pins = locked(lock)
+    for requirement in requirements():
         pin = pins.get(canonicalize_name(requirement.name))
-        assert pin is not None, f"{requirement.name} is not in {LOCK.name}: run `make lock`"
+        assert pin is not None, f"{requirement.name} is not in {lock.name}: run `make lock`"
         assert pin.hashes, requirement.name
         assert requirement.specifier.contains(pin.version, prereleases=True), (
             f"{requirement.name}=={pin.version} is outside {requirement.specifier}: run `make lock`"
         )
 
 
-def test_the_lock_holds_exactly_what_the_image_needs() -> None:
+@pytest.mark.parametrize(("lock", "requirements"), LOCKS)
+def test_a_lock_holds_exactly_what_its_requirements_resolve_to(
+    lock: Path, requirements: Callable[[], list[Requirement]]
+) -> None:
     """Nothing missing (pip would refuse a dependency the lock lacks only at image build
     time) and nothing more (no development tool in the image)."""
-    assert set(locked()) == closure(image_requirements()), "run `make lock`"
+    assert set(locked(lock)) == closure(requirements()), f"{lock.name} is stale: run `make lock`"
 
 
-def test_the_lock_was_made_for_the_images_python() -> None:
-    made_with = re.search(r"pip-compile with Python (\d+\.\d+)", LOCK.read_text())
-    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
-    image = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)\.", dockerfile, re.M)
+@pytest.mark.parametrize("lock", [DEPLOY / "requirements.lock", DEPLOY / "build-requirements.lock"])
+def test_a_lock_was_made_for_the_images_python(lock: Path) -> None:
+    made_with = re.search(r"pip-compile with Python (\d+\.\d+)", lock.read_text())
+    image = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)\.", (DEPLOY / "Dockerfile").read_text(), re.M)
     assert made_with and image and made_with.group(1) == image.group(1)
