@@ -2,20 +2,31 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two install sets, each with its own stamp so that neither reinstalls needlessly: the
+# runtime (`make run`: the service and shim extras) and the dev set (`make test`), which
+# holds the runtime too and so marks both done.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed
 
-.PHONY: install run test test-containers lint typecheck bench soak clean browser-deps
+.PHONY: install run test test-containers lint typecheck bench soak clean browser-deps lock
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[service,shim]'
+	touch $@
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $@ $(RUN_STAMP)
 
 install: $(STAMP)
 
-## run: the control plane on an embedded nats-server with JetStream (Ctrl-C stops it)
-run: $(STAMP)
+## run: the control plane on an embedded nats-server with JetStream (Ctrl-C stops it);
+## installs only what running needs
+run: $(RUN_STAMP)
 	$(BIN)/unibus serve
 
 ## test: lint, types, then the whole suite against real nats-server processes
@@ -42,6 +53,19 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/pytest -m soak -o addopts=''
+
+## lock: what the image installs, pinned with hashes: deploy/requirements.lock (the service
+## and shim extras) and deploy/build-requirements.lock (the build backend, for this project
+## and the sdists among them); pip-tools runs from a throwaway venv. Run it with the image's
+## Python minor version (3.11) after changing a dependency in pyproject.toml.
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT \
+	 && $(PYTHON) -m venv "$$tmp" && "$$tmp/bin/pip" install --quiet pip-tools \
+	 && export CUSTOM_COMPILE_COMMAND="make lock" \
+	 && "$$tmp/bin/pip-compile" $(LOCK_FLAGS) --extra service --extra shim -o deploy/requirements.lock pyproject.toml \
+	 && "$$tmp/bin/pip-compile" $(LOCK_FLAGS) --build-deps-for wheel --only-build-deps \
+	      -o deploy/build-requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

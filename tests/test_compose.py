@@ -2,8 +2,9 @@
 through its loopback ports as a peer would (NATS, websocket, the shim), attacked as a
 stranger would, one NATS node stopped, and `down -v` leaving nothing behind.
 
-Needs the image the compose file names (`make test-containers` builds it and runs this
-with UNIBUS_REQUIRE_DOCKER=1, so there it never skips)."""
+Needs the images the compose file names, the app's and NATS's (`make test-containers`
+builds the one and pulls the other, or builds its stand-in, and runs this with
+UNIBUS_REQUIRE_DOCKER=1, so there it never skips)."""
 
 from __future__ import annotations
 
@@ -28,13 +29,16 @@ from harness.docker import require_image, unavailable
 
 pytestmark = pytest.mark.docker
 
-IMAGE = yaml.safe_load(COMPOSE_FILE.read_text())["x-image"]["image"]
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+IMAGE = COMPOSE["x-image"]["image"]
+NATS_IMAGE = COMPOSE["x-nats-node"]["image"]
 PREFIX = "$UNIBUS.CTL"
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[ComposeProject]:
     require_image(IMAGE)
+    require_image(NATS_IMAGE)
     command = compose_command()
     if command is None:
         unavailable("neither `docker compose` nor `docker-compose` is installed")

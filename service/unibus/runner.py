@@ -8,13 +8,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from nats.aio.client import Client
 
 from .app import ControlPlane
 from .callout import serverconf
-from .callout.keys import BoundaryKeys
+from .callout.keys import boundary_keys
 from .config import Config
 from .links import open_links
 from .natsserver import NatsServer, embedded_spec
@@ -61,16 +60,6 @@ async def running(config: Config) -> AsyncIterator[Running]:
     finally:
         if server is not None:
             await server.astop()
-
-
-def boundary_keys(config: Config) -> BoundaryKeys | None:
-    """The boundary's keys: from `keys_dir`; made under the data directory for the
-    embedded server; none for an external NATS without `keys_dir`."""
-    if config.keys_dir is not None:
-        return BoundaryKeys.load(config.keys_dir)
-    if config.nats_url is None:
-        return BoundaryKeys.ensure(Path(config.data_dir) / "keys")
-    return None
 
 
 @contextlib.asynccontextmanager

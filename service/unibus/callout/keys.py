@@ -15,6 +15,7 @@ from pathlib import Path
 import nacl.signing
 import nkeys
 
+from ..config import Config
 from ..identity import Identity
 
 ROLES = ("service", "responder", "shim", "system")
@@ -76,3 +77,13 @@ def _write_secret(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text + "\n")
+
+
+def boundary_keys(config: Config) -> BoundaryKeys | None:
+    """The boundary's keys: from `keys_dir`; made under the data directory for the
+    embedded server; none for an external NATS without `keys_dir`."""
+    if config.keys_dir is not None:
+        return BoundaryKeys.load(config.keys_dir)
+    if config.nats_url is None:
+        return BoundaryKeys.ensure(Path(config.data_dir) / "keys")
+    return None

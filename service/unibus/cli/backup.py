@@ -19,9 +19,9 @@ import nats.errors
 from nats.aio.client import Client
 
 from .. import connection
+from ..callout.keys import boundary_keys
 from ..callout.serverconf import INBOXES
 from ..config import Config
-from ..runner import boundary_keys
 from ..storage.backup import BackupError, Saved, backup, new_directory, restore
 from .output import CliError, emit
 

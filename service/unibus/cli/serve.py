@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import AuthMode, Config, parse_listen
 from ..natsserver import ServerExited
-from ..runner import Running, serve_forever
+from .extras import require_extras
 from .lifecycle import run_until_signalled
 from .output import EXIT_FAILED, EXIT_USAGE, CliError, emit
+
+if TYPE_CHECKING:  # the service extra: `run` imports it once it knows it is installed
+    from ..runner import Running
 
 
 def register(commands: Any) -> None:
@@ -50,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
                 parse_listen(listen)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    require_extras("unibus serve", *(("service", "shim") if config.http_listen else ("service",)))
+    # The `service` extra (and `shim` for --http): imported only once they are known present.
+    from ..runner import serve_forever
+
     try:
         return run_until_signalled(lambda stop: serve_forever(config, stop, lambda run: announce(args, run)))
     except ServerExited as exc:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import Config, parse_listen
 from ..identity import Identity
+from .extras import require_extras
 from .lifecycle import run_until_signalled
 from .output import EXIT_USAGE, CliError, emit
 from .session import DEFAULT_URL
@@ -33,6 +34,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extras("unibus shim", "shim")
     # aiohttp is the optional `shim` extra: only this command needs it.
     from ..shim import ShimSettings, serving
 
