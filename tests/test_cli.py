@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import pty
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,3 +431,69 @@ def test_the_embedded_websocket_port_is_fixed_by_default(tmp_path: Path) -> None
     assert lines[1].startswith("auth enforce; trust boundary on")
     assert lines[2].strip() == "websocket for browsers: ws://127.0.0.1:9222"
     assert lines[3].startswith("next, in another terminal: `unibus keygen`")
+
+
+def test_every_start_up_failure_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """A listener's port taken, keys not made, a seed file missing: one line each, with
+    what to change, and no traceback (exit 1 for a failure, 2 for a setting)."""
+    embedded = ("--port", "0", "--websocket-port", "0")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        cases = [
+            (run_cli("serve", "--data-dir", str(tmp_path / "a"), *embedded, "--http", busy), 1, "(--http)"),
+            (
+                run_cli("serve", "--data-dir", str(tmp_path / "b"), *embedded, UNIBUS_METRICS_LISTEN=busy),
+                1,
+                "UNIBUS_METRICS_LISTEN",
+            ),
+            (run_cli("shim", "--listen", busy, "--nats-url", "nats://127.0.0.1:1"), 1, "(--listen)"),
+            (
+                run_cli(
+                    "serve",
+                    "--data-dir",
+                    str(tmp_path / "c"),
+                    *embedded,
+                    "--keys-dir",
+                    str(tmp_path / "none"),
+                ),
+                2,
+                "unibus boundary init",
+            ),
+            (run_cli("shim", "--nkey", str(tmp_path / "absent.nk")), 2, "UNIBUS_NKEY (--nkey)"),
+        ]
+    for result, code, named in cases:
+        assert result.returncode == code, result
+        assert "Traceback" not in result.stderr, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("unibus: ") and named in last, result.stderr
+        if code == 1:
+            assert f"cannot listen on {busy}" in last and "in use" in last, last
+
+
+@pytest.mark.parametrize("command", ["serve", "shim"])
+def test_a_stop_while_nats_is_away_ends_at_once(tmp_path: Path, command: str) -> None:
+    """Waiting for NATS is not a failure (an orchestrator may start it first), but it must
+    never stop a SIGTERM: nats-py's own first-connect loop swallowed the cancellation and
+    retried for ever. The wait is logged once, then every 10 s."""
+    unreachable = f"nats://127.0.0.1:{free_port()}"
+    extra = ["--data-dir", str(tmp_path)] if command == "serve" else ["--listen", "127.0.0.1:0"]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
+    process = subprocess.Popen(
+        [*UNIBUS, "-v", command, "--nats-url", unreachable, *extra],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:  # trying, and saying so
+        if "Connect call failed" in line:
+            break
+    time.sleep(1.5)  # several attempts later
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, out
+    if command == "serve":
+        assert "Connect call failed" not in out, out  # no repeat within 10 s

@@ -95,12 +95,12 @@ class Config:
     embedded_port: int = 4222
     """Embedded server only: client port on loopback (0 picks a free one)."""
     keys_dir: str | None = None
-    """The trust boundary's seeds (`unibus keys init DIR`, docs/security.md): the service
+    """The trust boundary's seeds (`unibus boundary init DIR`, docs/security.md): the service
     connects with them and answers the auth callout. Unset: the embedded server keeps
     them under `<data_dir>/keys`; an external NATS is joined without them (no boundary)."""
     nkey: str | None = None
     """Seed file a `unibus shim` connects with: the shim's user under the trust boundary
-    (`shim.nk` from `unibus keys init`)."""
+    (`shim.nk` from `unibus boundary init`)."""
     callout_ttl_s: float = 900.0
     """Lifetime of the user JWTs the callout issues: the longest a permission can outlive
     a change whose connections could not be cut (the instance died in between)."""
@@ -128,6 +128,16 @@ class Config:
     @property
     def allowed_origins(self) -> frozenset[str]:
         return frozenset(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+
+class CannotListen(OSError):
+    """A listener (`what`: the HTTP shim, the metrics endpoint) could not bind `address`:
+    a start-up failure the user fixes with a setting, told as one line."""
+
+    def __init__(self, what: str, address: str, cause: OSError) -> None:
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        super().__init__(cause.errno, f"cannot listen on {address} for the {what}: {reason}")
+        self.what = what
 
 
 def parse_listen(value: str) -> tuple[str, int]:

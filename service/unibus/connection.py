@@ -10,9 +10,11 @@ change of rooms, so reconnecting is on for everything that lives longer than a r
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 
 from .identity import Identity, inbox_prefix
@@ -59,3 +61,22 @@ async def connect_once(options: dict[str, Any]) -> Client:
     nc.options["allow_reconnect"] = True
     nc.options["max_reconnect_attempts"] = options.get("max_reconnect_attempts", -1)
     return nc
+
+
+async def connect_until_up(options: dict[str, Any]) -> Client:
+    """Connect, retrying every `reconnect_time_wait` until NATS first answers (nats-py
+    tells `error_cb` each attempt's cause); once connected, it reconnects for ever.
+
+    Not nats-py's own retry loop for a first connect: a cancel that lands inside an
+    attempt comes out of nats-py as a connection error, and its loop then goes on for
+    ever, so a process whose NATS is away could never be stopped. Here the task's
+    pending cancellation is honoured after each attempt."""
+    task = asyncio.current_task()
+    while True:
+        try:
+            return await connect_once(options)
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            # The attempt's cause already went to `error_cb`, from nats-py itself.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from exc
+        await asyncio.sleep(options.get("reconnect_time_wait", 2.0))

@@ -14,7 +14,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import nats
 from nats.aio.client import Client
 
 from . import connection
@@ -65,7 +64,7 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
             disconnected_cb=_log_disconnect,
             reconnected_cb=_log_reconnect,
         )
-        return await nats.connect(**opts)
+        return await connection.connect_until_up(opts)
 
     if keys is None:
         nc = await dial("service")

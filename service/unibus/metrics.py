@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .config import parse_listen
+from .config import CannotListen, parse_listen
 from .framecache import FrameCache
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -89,7 +89,10 @@ class MetricsServer:
 
     def __init__(self, listen: str, registry: CollectorRegistry) -> None:
         host, port = parse_listen(listen)
-        server, self._thread = start_http_server(port, host, registry)
+        try:
+            server, self._thread = start_http_server(port, host, registry)
+        except OSError as exc:
+            raise CannotListen("metrics endpoint", listen, exc) from exc
         self._server: WSGIServer = server
         self.port = int(server.server_address[1])
         self.url = f"http://{host if ':' not in host else f'[{host}]'}:{self.port}/metrics"

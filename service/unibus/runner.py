@@ -76,7 +76,17 @@ async def _http_shim(config: Config, nc: Client) -> AsyncIterator[str | None]:
 
 
 async def serve_forever(config: Config, stop: asyncio.Event, announce: Callable[[Running], None]) -> None:
-    """Run until `stop`; `announce` tells the user once everything answers."""
-    async with running(config) as run:
-        announce(run)
+    """Run until `stop`; `announce` tells the user once everything answers. A stop that
+    comes while still starting (NATS not reachable yet) abandons the start."""
+    async with contextlib.AsyncExitStack() as stack:
+        starting = asyncio.ensure_future(stack.enter_async_context(running(config)))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return
+        stopped.cancel()
+        announce(starting.result())
         await stop.wait()

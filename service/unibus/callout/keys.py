@@ -1,7 +1,7 @@
 """The boundary's keys: one nkey per static role, and the callout's issuer.
 
 Only public keys reach nats-server's configuration; seeds stay with the process that uses
-them. `unibus keys init DIR` (and the embedded default, under its data directory) writes
+them. `unibus boundary init DIR` (and the embedded default, under its data directory) writes
 one seed file per role, 0600, and never replaces one that exists, so restarting keeps
 every connection's identity and every issued JWT's issuer.
 """
@@ -19,6 +19,12 @@ from ..config import Config
 from ..identity import Identity
 
 ROLES = ("service", "responder", "shim", "system")
+
+
+class MissingKeys(FileNotFoundError):
+    """A keys directory without the seeds a process needs: a setting to fix, not a crash."""
+
+
 """service: JetStream, the room bucket and the nonce stream. responder: answers control
 requests and the auth callout, and may publish nowhere but inboxes. shim: history
 requests only. system: finds and cuts an identity's connections (system account)."""
@@ -48,8 +54,8 @@ class BoundaryKeys:
         needed = (ISSUER_FILE, *(f"{r}.nk" for r in SERVICE_ROLES))
         missing = [name for name in needed if not (root / name).exists()]
         if missing:
-            raise FileNotFoundError(
-                f"{root}: no {', '.join(missing)} (create them with `unibus keys init {root}`)"
+            raise MissingKeys(
+                f"{root}: no {', '.join(missing)} (create them with `unibus boundary init {root}`)"
             )
         issuer = nkeys.from_seed(bytearray((root / ISSUER_FILE).read_bytes().strip()))
         if not issuer.public_key.startswith(b"A"):

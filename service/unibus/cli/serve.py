@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..config import AuthMode, Config, parse_listen
+from ..callout.keys import MissingKeys
+from ..config import AuthMode, CannotListen, Config, parse_listen
 from ..natsserver import ServerExited
 from .extras import require_extras
 from .lifecycle import run_until_signalled
@@ -13,6 +14,9 @@ from .output import EXIT_FAILED, EXIT_USAGE, CliError, emit
 
 if TYPE_CHECKING:  # the service extra: `run` imports it once it knows it is installed
     from ..runner import Running
+
+
+LISTEN_SETTINGS = {"HTTP shim": "UNIBUS_HTTP_LISTEN (--http)", "metrics endpoint": "UNIBUS_METRICS_LISTEN"}
 
 
 def register(commands: Any) -> None:
@@ -59,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return run_until_signalled(lambda stop: serve_forever(config, stop, lambda run: announce(args, run)))
+    except CannotListen as exc:
+        raise CliError(f"{exc.strerror}; {LISTEN_SETTINGS[exc.what]} moves it", EXIT_FAILED) from None
+    except MissingKeys as exc:
+        raise CliError(f"UNIBUS_KEYS_DIR (--keys-dir): {exc}", EXIT_USAGE) from None
     except ServerExited as exc:
         raise CliError(
             f"the embedded nats-server did not start: {exc.cause}. Another `unibus serve`, or "

@@ -7,8 +7,8 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from ..config import Config, parse_listen
-from ..identity import Identity
+from ..config import CannotListen, Config, parse_listen
+from ..identity import Identity, InvalidKey
 from .extras import require_extras
 from .lifecycle import run_until_signalled
 from .output import EXIT_USAGE, CliError, emit
@@ -49,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
 
-    identity = Identity.load(config.nkey) if config.nkey else None
+    try:
+        identity = Identity.load(config.nkey) if config.nkey else None
+    except (OSError, InvalidKey) as exc:
+        raise CliError(f"UNIBUS_NKEY (--nkey): cannot use {config.nkey}: {exc}", EXIT_USAGE) from None
 
     async def relay_until(stop: asyncio.Event) -> None:
         nats_url, creds = config.nats_url, config.nats_creds
@@ -63,4 +66,10 @@ def run(args: argparse.Namespace) -> int:
             emit(args, ready, f"unibus http shim ready: {shim.url} -> nats {nats_url}")
             await stop.wait()
 
-    return run_until_signalled(relay_until)
+    try:
+        return run_until_signalled(relay_until)
+    except CannotListen as exc:
+        raise CliError(f"{exc.strerror}; {LISTEN_SETTINGS[exc.what]} moves it") from None
+
+
+LISTEN_SETTINGS = {"HTTP shim": "UNIBUS_HTTP_LISTEN (--listen)", "metrics endpoint": "UNIBUS_METRICS_LISTEN"}

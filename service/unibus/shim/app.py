@@ -19,6 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
+from ..config import CannotListen
 from ..identity import Identity
 from ..metrics import MetricsServer, RequestMetrics
 from .cors import cors
@@ -90,7 +91,10 @@ async def serving(
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CannotListen("HTTP shim", f"{settings.host}:{settings.port}", exc) from exc
         host, port = runner.addresses[0][:2]
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         origins = ", ".join(sorted(settings.allow_origins)) or "none"

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 
-import nats
 from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -60,7 +59,7 @@ class NatsLink:
             connect_timeout=2,
             error_cb=link._on_error,
         )
-        link._connecting = asyncio.create_task(nats.connect(**options))
+        link._connecting = asyncio.create_task(connection.connect_until_up(options))
         link._connecting.add_done_callback(link._on_connected)
         return link
 
