@@ -203,9 +203,21 @@ async def test_remove_rotates_and_delete_cleans_up(users: tuple[User, User, User
     assert (await alice.ok("room", "list", "--json")).json() == {"rooms": []}
 
 
+def clean_env(**env: str) -> dict[str, str]:
+    """This process's environment without any UNIBUS_* setting, plus `env`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")} | env
+
+
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")} | env
-    return subprocess.run([*UNIBUS, *args], env=environ, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*UNIBUS, *args], env=clean_env(**env), capture_output=True, text=True, timeout=60)
+
+
+def start_cli(*args: str, logs: bool = True, **env: str) -> subprocess.Popen[str]:
+    """A long-running command (`serve`, `shim`): stdout, with its log lines when `logs`."""
+    stderr = subprocess.STDOUT if logs else subprocess.DEVNULL
+    return subprocess.Popen(
+        [*UNIBUS, *args], env=clean_env(**env), stdout=subprocess.PIPE, stderr=stderr, text=True
+    )
 
 
 def test_usage_errors_name_what_to_fix_and_exit_2() -> None:
@@ -225,14 +237,8 @@ def test_usage_errors_name_what_to_fix_and_exit_2() -> None:
 
 
 def test_json_logs_are_one_object_per_line(tmp_path: Path, open_nats_server: NatsServer) -> None:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
-    environ |= {"UNIBUS_LOG_FORMAT": "json", "UNIBUS_DATA_DIR": str(tmp_path)}
-    serve = subprocess.Popen(
-        [*UNIBUS, "serve", "--nats-url", open_nats_server.url],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    serve = start_cli(
+        "serve", "--nats-url", open_nats_server.url, UNIBUS_LOG_FORMAT="json", UNIBUS_DATA_DIR=str(tmp_path)
     )
     try:
         assert serve.stdout is not None
@@ -361,25 +367,9 @@ async def test_service_discovery_and_raw_requests_need_only_this_cli(
 def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> None:
     """The ready lines name the auth mode, every URL and a next step; a second `serve` on
     the same ports fails with the server's own reason and what to change, not a traceback."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
     port, websocket = free_port(), free_port()
-    first = subprocess.Popen(
-        [
-            *UNIBUS,
-            "--json",
-            "serve",
-            "--data-dir",
-            str(tmp_path / "one"),
-            "--port",
-            str(port),
-            "--websocket-port",
-            str(websocket),
-        ],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    ports = ("--port", str(port), "--websocket-port", str(websocket))
+    first = start_cli("--json", "serve", "--data-dir", str(tmp_path / "one"), *ports, logs=False)
     try:
         assert first.stdout is not None
         ready = json.loads(first.stdout.readline())
@@ -393,7 +383,6 @@ def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> No
             "trust_boundary": True,
             "embedded": True,
         }
-        ports = ("--port", str(port), "--websocket-port", str(websocket))
         second = run_cli("serve", "--data-dir", str(tmp_path / "two"), *ports)
     finally:
         stop_process(first)
@@ -413,15 +402,8 @@ def test_the_embedded_websocket_port_is_fixed_by_default(tmp_path: Path) -> None
             probe.bind(("127.0.0.1", 9222))
         except OSError:
             pytest.skip("port 9222 is taken on this machine (a `make run` may be up)")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
     port = free_port()
-    serve = subprocess.Popen(
-        [*UNIBUS, "serve", "--data-dir", str(tmp_path), "--port", str(port)],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    serve = start_cli("serve", "--data-dir", str(tmp_path), "--port", str(port), logs=False)
     try:
         assert serve.stdout is not None
         lines = [serve.stdout.readline() for _ in range(4)]
@@ -479,14 +461,7 @@ def test_a_stop_while_nats_is_away_ends_at_once(tmp_path: Path, command: str) ->
     retried for ever. The wait is logged once, then every 10 s."""
     unreachable = f"nats://127.0.0.1:{free_port()}"
     extra = ["--data-dir", str(tmp_path)] if command == "serve" else ["--listen", "127.0.0.1:0"]
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
-    process = subprocess.Popen(
-        [*UNIBUS, "-v", command, "--nats-url", unreachable, *extra],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_cli("-v", command, "--nats-url", unreachable, *extra)
     assert process.stdout is not None
     for line in process.stdout:  # trying, and saying so
         if "Connect call failed" in line:

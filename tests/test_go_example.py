@@ -47,8 +47,7 @@ class Run:
 
 async def run_peer(binary: Path, url: str, identity: Identity, home: Path, *args: str) -> Run:
     seed = home / f"{identity.public_key}.seed"
-    seed.write_text(identity.seed + "\n")
-    seed.chmod(0o600)
+    identity.save(seed)
     proc = await asyncio.create_subprocess_exec(
         str(binary),
         f"-url={url}",

@@ -80,8 +80,7 @@ async def rooms(bounded_plane: Running, alice: Identity, bob: Identity) -> Async
 
 async def run_member(binary: Path, url: str, identity: Identity, seed_dir: Path) -> dict[str, dict[str, Any]]:
     seed = seed_dir / "member.seed"
-    seed.write_text(identity.seed + "\n")
-    seed.chmod(0o600)
+    identity.save(seed)
     proc = await asyncio.create_subprocess_exec(
         str(binary),
         f"-url={url}",
