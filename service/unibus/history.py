@@ -136,7 +136,7 @@ class History:
         head = b'{"messages":["' + messages + b'"]' if self.frames else b'{"messages":[]'
         if self.window is None:
             return head + b"}"
-        seqs = b",".join(b"%d" % seq for seq in self.seqs)
+        seqs = ",".join(map(str, self.seqs)).encode()
         return head + b',"first_seq":%d,"last_seq":%d,"seqs":[%s]}' % (
             self.window.first_seq,
             self.window.last_seq,
