@@ -44,6 +44,11 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 """Version of the backup directory's layout (the manifest and one file per stream)."""
 _CHUNK = 128 * 1024
+_FORWARDING = ("sources", "mirror", "republish", "subject_transform")
+"""Stream settings the service never makes: each moves messages into a stream from others,
+or out of it to any subject, from inside the account and past every permission (a room's
+frames republished as rows of the bucket, another room's frames sourced into a member's
+room)."""
 _STREAM_NOT_FOUND = 10059
 
 
@@ -176,6 +181,12 @@ async def _restore_stream(
     done = json.loads((await nc.request(deliver, b"", timeout=timeout_s)).data)
     if "error" in done:
         raise BackupError(f"restore of {entry.stream} failed: {done['error'].get('description')}")
+    if done["state"].get("consumer_count"):
+        # nats-server recreates the consumers a snapshot file holds, with the deliver
+        # subjects it names; `backup` never saves any, so the file was made otherwise.
+        raise BackupError(
+            f"restore of {entry.stream}: its snapshot holds consumers, which a backup never saves"
+        )
     restored = int(done["state"]["messages"])
     if restored != entry.messages:
         raise BackupError(
@@ -253,8 +264,16 @@ def _verify(directory: Path, entry: Saved, config: Config) -> None:
         shaped = subjects == [f"$KV.{bucket}.>"]
     else:
         room_subject = f"{config.room_subject_prefix}.{room_id}"
-        shaped = is_room_id(room_id) and entry.stream == stream_name(room_id) and subjects == [room_subject]
-    if not shaped or entry.file != f"{entry.stream}.snapshot":
+        # Without no_ack JetStream publishes an ack, unchecked, to the reply subject a
+        # member chose (a row of the bucket, say): streams.py makes every room stream so.
+        shaped = (
+            is_room_id(room_id)
+            and entry.stream == stream_name(room_id)
+            and subjects == [room_subject]
+            and entry.config.get("no_ack") is True
+        )
+    forwarding = any(entry.config.get(key) for key in _FORWARDING)
+    if not shaped or forwarding or entry.file != f"{entry.stream}.snapshot":
         raise BackupError(f"{directory / MANIFEST}: {entry.stream} is not a stream `unibus backup` saves")
     path = directory / entry.file
     try:
