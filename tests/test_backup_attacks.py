@@ -17,12 +17,14 @@ from nats.aio.client import Client
 
 from test_backup import cli_env, unibus
 from unibus.callout.keys import BoundaryKeys
-from unibus.client import ControlClient, Identity
+from unibus.callout.serverconf import INBOXES
+from unibus.client import ControlClient, Identity, Peer
 from unibus.natsserver import NatsServer
+from unibus.runner import Running
 from unibus.storage.kv import BUCKET
 
 from conftest import plane_starter, wait_stored
-from harness.boundary import bounded_spec, connect_inspector
+from harness.boundary import as_role, bounded_spec, connect_as, connect_inspector, denied_request
 
 
 @dataclass
@@ -192,3 +194,29 @@ async def test_a_snapshot_carrying_a_consumer_is_refused_and_leaves_nothing(save
 async def test_a_consumer_in_a_snapshot_delivers_nothing(saved: Saved) -> None:
     _, _, stolen = await restore_a_snapshot_with_a_consumer(saved)
     assert stolen == []
+
+
+async def test_peers_and_the_shim_get_nothing_of_the_snapshot_api(
+    bounded_plane: Running, boundary_keys: BoundaryKeys, alice: Identity
+) -> None:
+    """On the shipped config, a member of the room and the shim's user try to take a
+    snapshot into their own inbox, to acknowledge or forge chunks of one in progress, and
+    to listen on the control plane's inboxes where `unibus backup` receives chunks. Pins
+    that `$JS.SNAPSHOT.>` went to the service user alone (serverconf.py) and that the
+    callout grants peers nothing under `$JS.` (permissions.py)."""
+    member = await connect_as(bounded_plane.nats_url, alice)
+    try:
+        await Peer(member.nc, alice).create_room("vault")
+        inbox = member.nc.new_inbox()
+        snapshot = json.dumps({"deliver_subject": inbox, "no_consumers": True}).encode()
+        async with as_role(bounded_plane.nats_url, boundary_keys, "shim") as shim:
+            for who in (member, shim):
+                await denied_request(who, "$JS.API.STREAM.SNAPSHOT.UNIBUS_vault", snapshot)
+                await denied_request(who, f"$JS.API.STREAM.SNAPSHOT.KV_{BUCKET}", snapshot)
+                await denied_request(who, "$JS.API.STREAM.RESTORE.UNIBUS_later", b"{}")
+                await denied_request(who, "$JS.SNAPSHOT.ACK.UNIBUS_vault.x")
+                await denied_request(who, "$JS.SNAPSHOT.RESTORE.UNIBUS_later.x", b"forged chunk")
+                await who.nc.subscribe(f"{INBOXES['service']}.>")
+                assert await who.refused("subscription", f"{INBOXES['service']}.>"), who.errors
+    finally:
+        await member.nc.close()
