@@ -16,6 +16,7 @@ import pytest
 from nats.aio.client import Client
 
 from test_backup import cli_env, unibus
+from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.serverconf import INBOXES
 from unibus.client import ControlClient, Identity, Peer
@@ -220,3 +221,44 @@ async def test_peers_and_the_shim_get_nothing_of_the_snapshot_api(
                 assert await who.refused("subscription", f"{INBOXES['service']}.>"), who.errors
     finally:
         await member.nc.close()
+
+
+async def test_a_request_accepted_before_the_loss_is_not_replayed_to_an_instance_that_ran_through_the_restore(
+    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+) -> None:
+    """The JetStream loses every stream underneath a running instance (a store wiped,
+    a server replaced behind the same address) and the operator restores the backup
+    without stopping it. The request captured after the backup and accepted before the
+    loss must not be accepted again by that instance, whose replay guard read the nonce
+    stream before the restore stamped it. Pins the restore's refusal while an instance
+    answers `$SRV.PING`: without it the restore succeeds and the replay is answered 200."""
+    server = NatsServer(bounded_spec(tmp_path / "nats", boundary_keys, inspector)).start()
+    nc = await connect_inspector(server.url, inspector)
+    env = cli_env(server.url, tmp_path / "keys")
+    try:
+        async with plane_starter(tmp_path, server) as start:
+            await start(clock_skew_s=60.0)
+            await ControlClient(nc, alice).create_room("kept", encrypted=False)
+            code, out = await unibus("backup", str(tmp_path / "backup"), env=env)
+            assert code == 0, out
+            subject = "$UNIBUS.CTL.rooms.kept.info"
+            captured = sign_request(alice, subject, b"")
+            accepted = await nc.request(subject, b"", headers=captured)
+            assert "Nats-Service-Error-Code" not in (accepted.headers or {}), accepted.headers
+
+            js = nc.jetstream()
+            for info in await js.streams_info():
+                await js.delete_stream(info.config.name or "")
+            code, out = await unibus("restore", str(tmp_path / "backup"), env=env)
+            assert code == 1 and "an instance of unibus-control-plane is running" in out, out
+            assert await nc.jetstream().streams_info() == []
+        # Stopped: the restore goes through, and the instance started then keeps the stamp.
+        code, out = await unibus("restore", str(tmp_path / "backup"), env=env)
+        assert code == 0, out
+        async with plane_starter(tmp_path, server) as start:
+            await start(clock_skew_s=60.0)
+            replay = await nc.request(subject, b"", headers=captured)
+            assert (replay.headers or {}).get("Nats-Service-Error-Code") == "503", replay.headers
+    finally:
+        await nc.close()
+        server.stop()

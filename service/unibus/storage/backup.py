@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE
@@ -119,6 +120,7 @@ async def restore(
             f"refusing to restore: {len(existing)} stream(s) already exist ({', '.join(existing[:5])}"
             f"{', …' if len(existing) > 5 else ''}); restore into a JetStream without them"
         )
+    await _no_instance_running(nc, config.service_name, timeout_s)
     begun: list[str] = []
     try:
         for entry in sorted(saved, key=lambda entry: entry.stream == bucket):
@@ -220,6 +222,23 @@ async def _mark_nonces(nc: Client, config: Config, replicas: int, timeout_s: flo
         await js.add_stream(replace(wanted, metadata=mark))
     else:
         await js.update_stream(replace(info.config, metadata={**(info.config.metadata or {}), **mark}))
+
+
+async def _no_instance_running(nc: Client, service_name: str, timeout_s: float) -> None:
+    """Refuse while an instance of the service answers: its replay guard read the nonce
+    stream when it started, so it would never see this restore's stamp and would accept
+    again a request it accepted before the loss (one that ran through a wiped JetStream
+    finds the bucket gone, not recreated, so nothing else stops the restore)."""
+    try:
+        await nc.request(f"$SRV.PING.{service_name}", b"", timeout=timeout_s)
+    except nats.errors.NoRespondersError:
+        return
+    except nats.errors.TimeoutError:
+        pass  # someone listens and does not answer: as good as an instance
+    raise BackupError(
+        f"refusing to restore: an instance of {service_name} is running; stop every instance,"
+        " restore, then start them"
+    )
 
 
 async def _stream_exists(nc: Client, stream: str, timeout_s: float) -> bool:
