@@ -4,9 +4,11 @@ restore. Each test names the protection it pins."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +18,15 @@ import pytest
 from nats.aio.client import Client
 
 from test_backup import cli_env, unibus
+from unibus.auth.replay import NONCE_STREAM
 from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.serverconf import INBOXES
 from unibus.client import ControlClient, Identity, Peer
+from unibus.config import Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
+from unibus.storage.backup import BackupError, restore
 from unibus.storage.kv import BUCKET
 
 from conftest import plane_starter, wait_stored
@@ -57,21 +62,23 @@ class Saved:
         return sorted(info.config.name or "" for info in await self.nc_new.jetstream().streams_info())
 
 
-@pytest.fixture
-async def saved(
-    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+@contextlib.asynccontextmanager
+async def backup_of(
+    tmp_path: Path, keys: BoundaryKeys, inspector: Identity, owner: Identity, rooms: dict[str, bytes]
 ) -> AsyncIterator[Saved]:
-    old = NatsServer(bounded_spec(tmp_path / "old", boundary_keys, inspector)).start()
-    new = NatsServer(bounded_spec(tmp_path / "new", boundary_keys, inspector)).start()
+    """A backup of `rooms` (id → five frames of that payload) taken from a server with the
+    control plane running, and a new server to restore it into."""
+    old = NatsServer(bounded_spec(tmp_path / "old", keys, inspector)).start()
+    new = NatsServer(bounded_spec(tmp_path / "new", keys, inspector)).start()
     nc_old = await connect_inspector(old.url, inspector)
     nc_new = await connect_inspector(new.url, inspector)
     try:
         async with plane_starter(tmp_path, old) as start:
             await start()
-            for room_id in ("first", "second"):
-                await ControlClient(nc_old, alice).create_room(room_id, encrypted=False)
-                for i in range(5):
-                    await nc_old.publish(f"unibus.room.{room_id}", f"{room_id} {i}".encode())
+            for room_id, payload in rooms.items():
+                await ControlClient(nc_old, owner).create_room(room_id, encrypted=False)
+                for _ in range(5):
+                    await nc_old.publish(f"unibus.room.{room_id}", payload)
                 await wait_stored(nc_old, f"UNIBUS_{room_id}", 5)
             code, out = await unibus(
                 "backup", str(tmp_path / "backup"), env=cli_env(old.url, tmp_path / "keys")
@@ -83,6 +90,15 @@ async def saved(
         await nc_new.close()
         old.stop()
         new.stop()
+
+
+@pytest.fixture
+async def saved(
+    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+) -> AsyncIterator[Saved]:
+    rooms = {"first": b"first frame", "second": b"second frame"}
+    async with backup_of(tmp_path, boundary_keys, inspector, alice, rooms) as made:
+        yield made
 
 
 def doctor(saved: Saved, stream: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -262,3 +278,64 @@ async def test_a_request_accepted_before_the_loss_is_not_replayed_to_an_instance
     finally:
         await nc.close()
         server.stop()
+
+
+async def test_two_restores_at_once_never_leave_a_success_without_its_streams(
+    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+) -> None:
+    """Both would pass the check that no stream exists, then race stream by stream, and
+    nats-server's restores of one stream name remove each other's files. Pins the
+    restore lock: without it both fail (`store is closed`, `stream name already in use`)
+    and the loser's rollback deletes the winner's streams; a moment later, the winner
+    would report success without a room's frames."""
+    rooms = {f"room{i:02d}": os.urandom(200_000) for i in range(12)}
+    async with backup_of(tmp_path, boundary_keys, inspector, alice, rooms) as saved:
+        # In one process, so both really are past their checks before either makes a stream.
+        services = [await connect_as(saved.new.url, boundary_keys.users["service"], inbox=INBOXES["service"])]
+        services.append(
+            await connect_as(saved.new.url, boundary_keys.users["service"], inbox=INBOXES["service"])
+        )
+        results = await asyncio.gather(
+            *(restore(service.nc, saved.directory, Config(), 10.0) for service in services),
+            return_exceptions=True,
+        )
+        for service in services:
+            await service.nc.close()
+        succeeded = [result for result in results if not isinstance(result, BaseException)]
+        assert len(succeeded) == 1, results
+        assert "another restore holds" in str(next(r for r in results if isinstance(r, BaseException))), (
+            results
+        )
+        streams = await saved.streams_on_new()
+        assert streams == sorted([NONCE_STREAM, BUCKET_STREAM, *(f"UNIBUS_{r}" for r in rooms)]), results
+        for room_id in rooms:
+            assert (await saved.nc_new.jetstream().stream_info(f"UNIBUS_{room_id}")).state.messages == 5
+
+
+async def test_a_stream_made_by_someone_else_during_a_restore_is_left_alone(
+    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+) -> None:
+    """An instance started while the restore runs creates the (empty) bucket before the
+    restore reaches it: the restore fails there and removes the room streams it made,
+    but not the instance's bucket, which it did not make and the instance is using.
+    Pins the rollback skipping a stream the server refused as already in use."""
+    rooms = {f"room{i:02d}": os.urandom(200_000) for i in range(12)}
+    async with backup_of(tmp_path, boundary_keys, inspector, alice, rooms) as saved:
+        service = await connect_as(saved.new.url, boundary_keys.users["service"], inbox=INBOXES["service"])
+        js = saved.nc_new.jetstream()
+
+        async def bucket_once_the_first_room_is_back() -> None:
+            for _ in range(2000):
+                if "UNIBUS_room00" in await saved.streams_on_new():
+                    break
+                await asyncio.sleep(0.005)
+            await js.create_key_value(bucket=BUCKET)
+
+        try:
+            racing = asyncio.create_task(bucket_once_the_first_room_is_back())
+            with pytest.raises(BackupError, match=f"{BUCKET_STREAM}.*already in use"):
+                await restore(service.nc, saved.directory, Config(), 10.0)
+            await racing
+        finally:
+            await service.nc.close()
+        assert await saved.streams_on_new() == [BUCKET_STREAM]

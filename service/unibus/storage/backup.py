@@ -23,7 +23,9 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,10 +53,18 @@ or out of it to any subject, from inside the account and past every permission (
 frames republished as rows of the bucket, another room's frames sourced into a member's
 room)."""
 _STREAM_NOT_FOUND = 10059
+_NAME_IN_USE = 10058
+_NAME_TAKEN = 10130
+"""JSStreamNameExistRestoreFailedErr: `stream name already in use, cannot restore`."""
 
 
 class BackupError(Exception):
     """A backup or restore that cannot go on; the message says why and what to do."""
+
+    def __init__(self, message: str, err_code: int | None = None) -> None:
+        super().__init__(message)
+        self.err_code = err_code
+        """JetStream's code, where JetStream refused."""
 
 
 @dataclass(frozen=True)
@@ -114,31 +124,70 @@ async def restore(
         raise BackupError(f"{directory / MANIFEST}: not one room bucket {bucket}; not from `unibus backup`")
     for entry in saved:
         _verify(directory, entry, config)
-    existing = [entry.stream for entry in saved if await _stream_exists(nc, entry.stream, timeout_s)]
-    if existing:
-        raise BackupError(
-            f"refusing to restore: {len(existing)} stream(s) already exist ({', '.join(existing[:5])}"
-            f"{', …' if len(existing) > 5 else ''}); restore into a JetStream without them"
-        )
-    await _no_instance_running(nc, config.service_name, timeout_s)
-    begun: list[str] = []
-    try:
-        for entry in sorted(saved, key=lambda entry: entry.stream == bucket):
-            begun.append(entry.stream)
-            await _restore_stream(nc, directory, entry, replicas, timeout_s)
-    except BaseException:
-        # All or nothing: what was made is removed, so the restore can be run again.
-        for stream in begun:
-            with contextlib.suppress(_StreamGone):
-                await _api(nc, f"$JS.API.STREAM.DELETE.{stream}", None, timeout_s)
-        raise
-    saved_replicas = next(entry.config.get("num_replicas") for entry in saved if entry.stream == bucket)
-    await _mark_nonces(nc, config, replicas or saved_replicas or 1, timeout_s)
+    async with _one_restore_at_a_time(nc, api_prefix, timeout_s):
+        existing = [entry.stream for entry in saved if await _stream_exists(nc, entry.stream, timeout_s)]
+        if existing:
+            raise BackupError(
+                f"refusing to restore: {len(existing)} stream(s) already exist ({', '.join(existing[:5])}"
+                f"{', …' if len(existing) > 5 else ''}); restore into a JetStream without them"
+            )
+        await _no_instance_running(nc, config.service_name, timeout_s)
+        begun: list[str] = []
+        try:
+            for entry in sorted(saved, key=lambda entry: entry.stream == bucket):
+                begun.append(entry.stream)
+                await _restore_stream(nc, directory, entry, replicas, timeout_s)
+        except BaseException as exc:
+            if isinstance(exc, _NameTaken):
+                begun.pop()  # made by someone else meanwhile (an instance's bucket): not ours
+            # All or nothing: what was made is removed, so the restore can be run again.
+            for stream in begun:
+                with contextlib.suppress(_StreamGone):
+                    await _api(nc, f"$JS.API.STREAM.DELETE.{stream}", None, timeout_s)
+            raise
+        saved_replicas = next(entry.config.get("num_replicas") for entry in saved if entry.stream == bucket)
+        await _mark_nonces(nc, config, replicas or saved_replicas or 1, timeout_s)
     return saved
+
+
+def restore_lock_name(api_prefix: str) -> str:
+    """The stream that exists while a restore of the prefix's deployment runs."""
+    return f"UNIBUS-RESTORING-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
+
+
+@contextlib.asynccontextmanager
+async def _one_restore_at_a_time(nc: Client, api_prefix: str, timeout_s: float) -> AsyncIterator[None]:
+    """Hold the restore lock: a stream whose create fails for every other holder (its
+    config carries a token of ours, and JetStream refuses a create of a name in use
+    with another config). Two restores at once each pass the check that no stream
+    exists, then nats-server's own restore of one stream name removes the other's files
+    (measured: both fail, `store is closed`). Memory storage: a server restart drops it."""
+    name = restore_lock_name(api_prefix)
+    lock = {"name": name, "subjects": [name], "storage": "memory", "description": secrets.token_hex(16)}
+    try:
+        await _api(nc, f"$JS.API.STREAM.CREATE.{name}", lock, timeout_s)
+    except BackupError as exc:
+        if exc.err_code != _NAME_IN_USE:
+            raise
+        raise BackupError(
+            f"refusing to restore: another restore holds {name}; if none runs (one was killed), delete"
+            " that stream and the streams it left, then restore again"
+        ) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(_StreamGone):
+            await _api(nc, f"$JS.API.STREAM.DELETE.{name}", None, timeout_s)
 
 
 class _StreamGone(Exception):
     pass
+
+
+class _NameTaken(BackupError):
+    """The server refused to restore a stream because one of that name exists now (asked
+    to begin, or at the end): made after the check that none did, by another restore
+    running at the same time."""
 
 
 async def _snapshot(nc: Client, stream: str, directory: Path, timeout_s: float) -> Saved:
@@ -182,7 +231,8 @@ async def _restore_stream(
             await nc.request(deliver, chunk, timeout=timeout_s)  # each chunk is acknowledged
     done = json.loads((await nc.request(deliver, b"", timeout=timeout_s)).data)
     if "error" in done:
-        raise BackupError(f"restore of {entry.stream} failed: {done['error'].get('description')}")
+        failed = _NameTaken if done["error"].get("err_code") == _NAME_TAKEN else BackupError
+        raise failed(f"restore of {entry.stream} failed: {done['error'].get('description')}")
     if done["state"].get("consumer_count"):
         # nats-server recreates the consumers a snapshot file holds, with the deliver
         # subjects it names; `backup` never saves any, so the file was made otherwise.
@@ -256,7 +306,10 @@ async def _api(nc: Client, subject: str, request: dict[str, Any] | None, timeout
     if error is not None:
         if error.get("err_code") == _STREAM_NOT_FOUND:
             raise _StreamGone(subject)
-        raise BackupError(f"{subject}: {error.get('description')} (err_code {error.get('err_code')})")
+        if error.get("err_code") == _NAME_TAKEN:
+            raise _NameTaken(f"{subject}: {error.get('description')}")
+        code = error.get("err_code")
+        raise BackupError(f"{subject}: {error.get('description')} (err_code {code})", code)
     return reply
 
 
