@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from test_backup import cli_env, unibus
-from unibus.auth.replay import NONCE_STREAM
+from test_backup import UNIBUS, cli_env, unibus
+from unibus.auth.replay import NONCE_STREAM, RESTORED_MARK
 from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.serverconf import INBOXES
@@ -60,6 +60,11 @@ class Saved:
 
     async def streams_on_new(self) -> list[str]:
         return sorted(info.config.name or "" for info in await self.nc_new.jetstream().streams_info())
+
+    async def restored_on_new(self) -> list[str]:
+        """The streams of the backup on `new`: the nonce stream, stamped before a restore
+        makes its first stream, stays stamped when it fails."""
+        return [stream for stream in await self.streams_on_new() if stream != NONCE_STREAM]
 
 
 @contextlib.asynccontextmanager
@@ -200,7 +205,7 @@ async def test_a_snapshot_carrying_a_consumer_is_refused_and_leaves_nothing(save
     restore succeeds and the consumer stays."""
     code, out, _ = await restore_a_snapshot_with_a_consumer(saved)
     assert code == 1 and "its snapshot holds consumers" in out, out
-    assert await saved.streams_on_new() == []
+    assert await saved.restored_on_new() == []
 
 
 @pytest.mark.xfail(
@@ -338,4 +343,39 @@ async def test_a_stream_made_by_someone_else_during_a_restore_is_left_alone(
             await racing
         finally:
             await service.nc.close()
-        assert await saved.streams_on_new() == [BUCKET_STREAM]
+        assert await saved.restored_on_new() == [BUCKET_STREAM]
+
+
+async def test_a_restore_killed_mid_way_leaves_no_row_without_frames_and_the_stamp_set(
+    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+) -> None:
+    """`kill -9` of `unibus restore` while it sends the room streams: no bucket (so no row
+    without its stream), the replay stamp already on the nonce stream, the lock left so a
+    second restore is refused with what to do, and after doing it the restore goes
+    through. Pins the stamp coming before the first stream: after the last one, a kill
+    once the bucket is back leaves rows and no stamp."""
+    rooms = {f"room{i:02d}": os.urandom(400_000) for i in range(12)}
+    async with backup_of(tmp_path, boundary_keys, inspector, alice, rooms) as saved:
+        env = cli_env(saved.new.url, saved.keys_dir)
+        proc = await asyncio.create_subprocess_exec(
+            *UNIBUS, "restore", str(saved.directory), env=env, stdout=asyncio.subprocess.DEVNULL
+        )
+        for _ in range(4000):
+            if "UNIBUS_room00" in await saved.streams_on_new():
+                break
+            await asyncio.sleep(0.005)
+        proc.kill()
+        await proc.wait()
+        js = saved.nc_new.jetstream()
+        left = await saved.streams_on_new()
+        assert BUCKET_STREAM not in left and "UNIBUS_room11" not in left, left
+        assert RESTORED_MARK in ((await js.stream_info(NONCE_STREAM)).config.metadata or {})
+
+        code, out = await unibus("restore", str(saved.directory), env=env)
+        assert code == 1 and "another restore holds" in out, out
+        for stream in left:
+            if stream != NONCE_STREAM:
+                await js.delete_stream(stream)
+        code, out = await unibus("restore", str(saved.directory), env=env)
+        assert code == 0, out
+        assert (await js.stream_info("UNIBUS_room11")).state.messages == 5

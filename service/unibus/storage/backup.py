@@ -132,6 +132,10 @@ async def restore(
                 f"{', …' if len(existing) > 5 else ''}); restore into a JetStream without them"
             )
         await _no_instance_running(nc, config.service_name, timeout_s)
+        # Stamped before the first stream, not after the last: a restore killed once the
+        # bucket is back would otherwise leave rows and no stamp, and the replay hole open.
+        saved_replicas = next(entry.config.get("num_replicas") for entry in saved if entry.stream == bucket)
+        await _mark_nonces(nc, config, replicas or saved_replicas or 1, timeout_s)
         begun: list[str] = []
         try:
             for entry in sorted(saved, key=lambda entry: entry.stream == bucket):
@@ -145,8 +149,6 @@ async def restore(
                 with contextlib.suppress(_StreamGone):
                     await _api(nc, f"$JS.API.STREAM.DELETE.{stream}", None, timeout_s)
             raise
-        saved_replicas = next(entry.config.get("num_replicas") for entry in saved if entry.stream == bucket)
-        await _mark_nonces(nc, config, replicas or saved_replicas or 1, timeout_s)
     return saved
 
 
