@@ -26,7 +26,7 @@ from unibus.client import ControlClient, Identity, Peer
 from unibus.config import Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
-from unibus.storage.backup import BackupError, restore
+from unibus.storage.backup import BackupError, new_directory, restore
 from unibus.storage.kv import BUCKET
 
 from conftest import plane_starter, wait_stored
@@ -379,3 +379,23 @@ async def test_a_restore_killed_mid_way_leaves_no_row_without_frames_and_the_sta
         code, out = await unibus("restore", str(saved.directory), env=env)
         assert code == 0, out
         assert (await js.stream_info("UNIBUS_room11")).state.messages == 5
+
+
+async def test_every_file_of_a_backup_is_its_owners_alone(saved: Saved) -> None:
+    """docs/operations.md promises a backup readable by its owner only. Pins the manifest
+    being created like the snapshots (0600, never through a link planted in its place)."""
+    assert saved.directory.stat().st_mode & 0o777 == 0o700
+    for path in saved.directory.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_a_backup_refuses_a_directory_others_may_write(tmp_path: Path) -> None:
+    """Pins the ownership check: whoever may write in the directory can swap a snapshot
+    (with its checksum) before a restore, or link the manifest's name to a file of yours."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(BackupError, match="writable by others"):
+        new_directory(shared)
+    shared.chmod(0o755)
+    new_directory(shared)

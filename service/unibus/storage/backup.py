@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import nats.errors
 import nats.js.errors as jserr
@@ -92,7 +92,8 @@ async def backup(nc: Client, directory: Path, api_prefix: str, timeout_s: float)
             # Deleted since the bucket was saved: its row is in the backup, its frames are not.
             log.warning("room %s: stream deleted during the backup; its row is saved without frames", room_id)
     manifest = {"format": FORMAT, "api_prefix": api_prefix, "created_ms": _now_ms(), "streams": saved}
-    (directory / MANIFEST).write_text(json.dumps(manifest, default=asdict, indent=1))
+    with _new_file(directory / MANIFEST, "w") as out:
+        out.write(json.dumps(manifest, default=asdict, indent=1))
     return saved
 
 
@@ -102,6 +103,11 @@ def new_directory(directory: Path) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise BackupError(f"{directory} is not empty: back up into a new directory")
+    status = directory.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        # Whoever else may write in it can swap a snapshot or the manifest before a restore,
+        # or plant a link where the manifest is written.
+        raise BackupError(f"{directory} is writable by others: back up into a directory only you can write")
 
 
 async def restore(
@@ -201,7 +207,7 @@ async def _snapshot(nc: Client, stream: str, directory: Path, timeout_s: float) 
     try:
         request = {"deliver_subject": deliver, "no_consumers": True, "chunk_size": _CHUNK}
         reply = await _api(nc, f"$JS.API.STREAM.SNAPSHOT.{stream}", request, timeout_s)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        with _new_file(path, "wb") as out:
             while True:
                 chunk = await sub.next_msg(timeout=timeout_s)
                 if not chunk.data:
@@ -356,6 +362,11 @@ def _verify(directory: Path, entry: Saved, config: Config) -> None:
         raise BackupError(f"{path} is missing: the backup is incomplete") from None
     if actual != entry.sha256:
         raise BackupError(f"{path} does not match its checksum: the backup is damaged")
+
+
+def _new_file(path: Path, mode: str) -> IO[Any]:
+    """A file that did not exist (nor a link in its place), readable by its owner only."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), mode)
 
 
 def _now_ms() -> int:
