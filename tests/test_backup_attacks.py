@@ -151,6 +151,18 @@ async def test_a_doctored_stream_config_is_refused_before_anything_is_made(saved
     assert await saved.streams_on_new() == []
 
 
+async def test_a_manifest_naming_a_stream_twice_is_refused_before_anything_is_made(saved: Saved) -> None:
+    """Pins the manifest check that each stream comes once: without it the second entry's
+    restore is refused by the server as a stream someone else made, and the rollback
+    leaves the first one standing, so the restore cannot be run again."""
+    manifest = saved.manifest()
+    manifest["streams"].insert(0, saved.entry(manifest, "UNIBUS_first"))
+    saved.manifest_path.write_text(json.dumps(manifest))
+    code, out = await saved.restore()
+    assert code == 1 and "not each stream once" in out, out
+    assert await saved.restored_on_new() == []
+
+
 async def snapshot_with_consumers(nc: Client, stream: str) -> bytes:
     """The stream's snapshot as JetStream makes it when asked to keep its consumers,
     which `unibus backup` never asks for."""

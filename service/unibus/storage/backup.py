@@ -126,8 +126,11 @@ async def restore(
         raise BackupError(f"the backup is of control prefix {api_prefix!r}, not {config.api_prefix!r}")
     saved = [Saved(**entry) for entry in manifest["streams"]]
     bucket = f"KV_{bucket_name(api_prefix)}"
-    if [entry.stream for entry in saved].count(bucket) != 1:
-        raise BackupError(f"{directory / MANIFEST}: not one room bucket {bucket}; not from `unibus backup`")
+    names = [entry.stream for entry in saved]
+    if names.count(bucket) != 1 or len(set(names)) != len(names):
+        # A stream named twice would be refused by the server the second time, as made by
+        # someone else, and the rollback would leave the first one standing.
+        raise BackupError(f"{directory / MANIFEST}: not each stream once, the bucket {bucket} among them")
     for entry in saved:
         _verify(directory, entry, config)
     async with _one_restore_at_a_time(nc, api_prefix, timeout_s):
