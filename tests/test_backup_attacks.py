@@ -411,3 +411,39 @@ def test_a_backup_refuses_a_directory_others_may_write(tmp_path: Path) -> None:
         new_directory(shared)
     shared.chmod(0o755)
     new_directory(shared)
+
+
+async def test_a_nats_server_killed_mid_restore_leaves_the_lock_and_no_bucket(
+    tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
+) -> None:
+    """nats-server is killed while the room streams come back, then restarted on its
+    store: the command fails with one line; a stream may be left half-restored (nats-server
+    stores a restored stream's messages one by one), so the lock stays and the next
+    restore is refused with what to do; no bucket (no row without its stream), the stamp
+    set; once the leftovers are deleted the restore goes through. Pins the lock's file
+    storage: in memory it was gone after the restart, and nothing pointed at the leftovers."""
+    rooms = {f"room{i:02d}": os.urandom(400_000) for i in range(12)}
+    async with backup_of(tmp_path, boundary_keys, inspector, alice, rooms) as saved:
+        env = cli_env(saved.new.url, saved.keys_dir)
+        running = asyncio.create_task(unibus("restore", str(saved.directory), "--timeout", "3", env=env))
+        for _ in range(4000):
+            if "UNIBUS_room00" in await saved.streams_on_new():
+                break
+            await asyncio.sleep(0.005)
+        saved.new.kill()
+        code, out = await running
+        assert code == 1 and out.startswith("unibus: restore:") and len(out.splitlines()) == 1, out
+        saved.new.start()
+        js = saved.nc_new.jetstream()
+        left = await saved.restored_on_new()
+        assert BUCKET_STREAM not in left, left
+        assert RESTORED_MARK in ((await js.stream_info(NONCE_STREAM)).config.metadata or {})
+        code, out = await unibus("restore", str(saved.directory), env=env)
+        assert code == 1 and "another restore holds UNIBUS-RESTORING-" in out, out
+        for stream in left:
+            await js.delete_stream(stream)
+        code, out = await unibus("restore", str(saved.directory), env=env)
+        assert code == 0, out
+        assert sorted(await saved.restored_on_new()) == sorted(
+            [BUCKET_STREAM, *(f"UNIBUS_{r}" for r in rooms)]
+        )
