@@ -23,13 +23,13 @@ from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.serverconf import INBOXES
 from unibus.client import ControlClient, Identity, Peer
-from unibus.config import Config
+from unibus.config import DEFAULT_API_PREFIX, Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
-from unibus.storage.backup import BackupError, new_directory, restore
+from unibus.storage.backup import BackupError, new_directory, restore, restore_lock_name
 from unibus.storage.kv import BUCKET
 
-from conftest import plane_starter, wait_stored
+from conftest import StartPlane, plane_starter, wait_stored
 from harness.boundary import as_role, bounded_spec, connect_as, connect_inspector, denied_request
 
 
@@ -447,3 +447,17 @@ async def test_a_nats_server_killed_mid_restore_leaves_the_lock_and_no_bucket(
         assert sorted(await saved.restored_on_new()) == sorted(
             [BUCKET_STREAM, *(f"UNIBUS_{r}" for r in rooms)]
         )
+
+
+async def test_an_instance_does_not_start_while_a_restore_holds_its_lock(
+    nc: Client, start_plane: StartPlane
+) -> None:
+    """The lock of a restore running, or of one killed with the bucket half back. Pins
+    the instance's refusal to start then: without it the instance creates an empty
+    bucket (or serves a partial one) and its orphan sweep deletes the streams of the
+    rooms whose rows are not back."""
+    lock = restore_lock_name(DEFAULT_API_PREFIX)
+    await nc.jetstream().add_stream(name=lock, subjects=[lock])
+    with pytest.raises(RuntimeError, match=f"{lock} exists"):
+        await start_plane()
+    assert [info.config.name for info in await nc.jetstream().streams_info()] == [lock]
