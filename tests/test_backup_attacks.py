@@ -136,6 +136,9 @@ DOCTORED: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     # Acks: JetStream would publish each, unchecked, to the reply subject a member chose.
     "acks": ("UNIBUS_first", {"no_ack": False}),
+    # One frame with `Nats-Rollup: all` from any member wipes the room's history.
+    "rollups": ("UNIBUS_first", {"allow_rollup_hdrs": True}),
+    "sealed": ("UNIBUS_first", {"sealed": True}),
 }
 
 

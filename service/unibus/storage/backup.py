@@ -47,6 +47,11 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 """Version of the backup directory's layout (the manifest and one file per stream)."""
 _CHUNK = 128 * 1024
+_ROOM_SETTINGS = {"no_ack": True, "allow_rollup_hdrs": False, "sealed": False}
+"""Room stream settings as streams.py makes them, each of which a member's publish could
+turn otherwise: without no_ack JetStream publishes an ack, unchecked, to the reply subject
+the member chose (a row of the bucket); with rollups one frame carrying `Nats-Rollup: all`
+wipes the room's history (measured); a sealed stream takes no frame."""
 _FORWARDING = ("sources", "mirror", "republish", "subject_transform")
 """Stream settings the service never makes: each moves messages into a stream from others,
 or out of it to any subject, from inside the account and past every permission (a room's
@@ -348,13 +353,11 @@ def _verify(directory: Path, entry: Saved, config: Config) -> None:
         shaped = subjects == [f"$KV.{bucket}.>"]
     else:
         room_subject = f"{config.room_subject_prefix}.{room_id}"
-        # Without no_ack JetStream publishes an ack, unchecked, to the reply subject a
-        # member chose (a row of the bucket, say): streams.py makes every room stream so.
         shaped = (
             is_room_id(room_id)
             and entry.stream == stream_name(room_id)
             and subjects == [room_subject]
-            and entry.config.get("no_ack") is True
+            and all(bool(entry.config.get(key)) == wanted for key, wanted in _ROOM_SETTINGS.items())
         )
     forwarding = any(entry.config.get(key) for key in _FORWARDING)
     if not shaped or forwarding or entry.file != f"{entry.stream}.snapshot":
