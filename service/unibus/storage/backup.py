@@ -119,10 +119,11 @@ async def restore(
     nc: Client, directory: Path, config: Config, timeout_s: float, replicas: int | None = None
 ) -> list[Saved]:
     """Recreate every stream of the backup in `directory`, refusing (before any change)
-    if one of them exists already: a restore never merges into or replaces live state.
+    if one of them exists already (a restore never merges into or replaces live state),
+    while another restore holds the lock, or while an instance of the service runs.
 
     Room streams go first and the bucket last, so no row appears before its frames; a
-    failure part-way deletes the streams made so far.
+    failure part-way deletes the streams it made so far.
     `replicas` overrides the saved replication (a backup of a cluster restored on one
     server, say)."""
     manifest = _read_manifest(directory)
