@@ -72,6 +72,21 @@ async def test_a_newer_row_is_read_but_never_rewritten_or_deleted(
     assert (await nc.jetstream().stream_info("UNIBUS_future")).state.messages == 1
 
 
+async def test_a_delete_checks_the_row_as_stored_not_as_last_seen(
+    nc: Client, as_alice: ControlClient, plane: Running
+) -> None:
+    """A newer instance rewrites the row a moment before this one deletes it, before this
+    instance's watch has brought the rewrite in. Pins the store's delete re-checking the
+    version of the row it re-read, and deleting only that revision: without it the older
+    instance deletes the newer row."""
+    await as_alice.create_room("racing", encrypted=False)
+    await plane.plane.store.catch_up()
+    await rewrite_row(nc, "racing", {"schema": SCHEMA_VERSION + 1})
+    with pytest.raises(RowTooNew):
+        await plane.plane.store.delete("racing")
+    assert (await stored_row(nc, "racing"))[0]["schema"] == SCHEMA_VERSION + 1
+
+
 async def test_the_sqlite_fallback_follows_the_same_rule(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "rooms.sqlite")
     owner = "U" + "A" * 55

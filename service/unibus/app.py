@@ -43,6 +43,7 @@ from .links import Links
 from .metrics import CacheCollector, MetricsServer, ServiceMetrics
 from .servicestats import ServiceStats
 from .storage import KvStore, RoomStore, SqliteStore
+from .storage.backup import restore_lock_name
 from .streams import StreamPolicy, largest_frame
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class ControlPlane:
         replicas = _replicas(self.nc, self.config) if js else 1
         store: RoomStore
         if js is not None:
+            await _no_restore_under_way(js, self.config)
             store = await KvStore.open(
                 js,
                 replicas,
@@ -337,6 +339,22 @@ async def _failed(request: Request, code: int, message: str) -> Answered:
 
 _JS_NOT_ENABLED = 10039
 _JS_STARTUP_WAIT_S = 30.0
+
+
+async def _no_restore_under_way(js: JetStreamContext, config: Config) -> None:
+    """Refuse to start while `unibus restore` holds its lock, or a killed one left it: the
+    bucket may be missing or partly back, and an instance would create an empty one (the
+    restore then refuses), serve part of the rows, and sweep the streams of the rest as
+    orphans."""
+    lock = restore_lock_name(config.api_prefix)
+    try:
+        await asyncio.wait_for(js.stream_info(lock), config.js_timeout_s)
+    except jserr.NotFoundError:
+        return
+    raise RuntimeError(
+        f"a restore of this deployment is running or was interrupted ({lock} exists): see"
+        " docs/operations.md, Backup and restore"
+    )
 
 
 async def _jetstream(nc: Client, config: Config) -> JetStreamContext | None:

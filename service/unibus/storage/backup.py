@@ -23,11 +23,14 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import nats.errors
 import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE
@@ -44,11 +47,29 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 """Version of the backup directory's layout (the manifest and one file per stream)."""
 _CHUNK = 128 * 1024
+_ROOM_SETTINGS = {"no_ack": True, "allow_rollup_hdrs": False, "sealed": False}
+"""Room stream settings as streams.py makes them, each of which a member's publish could
+turn otherwise: without no_ack JetStream publishes an ack, unchecked, to the reply subject
+the member chose (a row of the bucket); with rollups one frame carrying `Nats-Rollup: all`
+wipes the room's history (measured); a sealed stream takes no frame."""
+_FORWARDING = ("sources", "mirror", "republish", "subject_transform")
+"""Stream settings the service never makes: each moves messages into a stream from others,
+or out of it to any subject, from inside the account and past every permission (a room's
+frames republished as rows of the bucket, another room's frames sourced into a member's
+room)."""
 _STREAM_NOT_FOUND = 10059
+_NAME_IN_USE = 10058
+_NAME_TAKEN = 10130
+"""JSStreamNameExistRestoreFailedErr: `stream name already in use, cannot restore`."""
 
 
 class BackupError(Exception):
     """A backup or restore that cannot go on; the message says why and what to do."""
+
+    def __init__(self, message: str, err_code: int | None = None) -> None:
+        super().__init__(message)
+        self.err_code = err_code
+        """JetStream's code, where JetStream refused."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +97,8 @@ async def backup(nc: Client, directory: Path, api_prefix: str, timeout_s: float)
             # Deleted since the bucket was saved: its row is in the backup, its frames are not.
             log.warning("room %s: stream deleted during the backup; its row is saved without frames", room_id)
     manifest = {"format": FORMAT, "api_prefix": api_prefix, "created_ms": _now_ms(), "streams": saved}
-    (directory / MANIFEST).write_text(json.dumps(manifest, default=asdict, indent=1))
+    with _new_file(directory / MANIFEST, "w") as out:
+        out.write(json.dumps(manifest, default=asdict, indent=1))
     return saved
 
 
@@ -86,16 +108,22 @@ def new_directory(directory: Path) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise BackupError(f"{directory} is not empty: back up into a new directory")
+    status = directory.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        # Whoever else may write in it can swap a snapshot or the manifest before a restore,
+        # or plant a link where the manifest is written.
+        raise BackupError(f"{directory} is writable by others: back up into a directory only you can write")
 
 
 async def restore(
     nc: Client, directory: Path, config: Config, timeout_s: float, replicas: int | None = None
 ) -> list[Saved]:
     """Recreate every stream of the backup in `directory`, refusing (before any change)
-    if one of them exists already: a restore never merges into or replaces live state.
+    if one of them exists already (a restore never merges into or replaces live state),
+    while another restore holds the lock, or while an instance of the service runs.
 
     Room streams go first and the bucket last, so no row appears before its frames; a
-    failure part-way deletes the streams made so far.
+    failure part-way deletes the streams it made so far.
     `replicas` overrides the saved replication (a backup of a cluster restored on one
     server, say)."""
     manifest = _read_manifest(directory)
@@ -104,34 +132,80 @@ async def restore(
         raise BackupError(f"the backup is of control prefix {api_prefix!r}, not {config.api_prefix!r}")
     saved = [Saved(**entry) for entry in manifest["streams"]]
     bucket = f"KV_{bucket_name(api_prefix)}"
-    if [entry.stream for entry in saved].count(bucket) != 1:
-        raise BackupError(f"{directory / MANIFEST}: not one room bucket {bucket}; not from `unibus backup`")
+    names = [entry.stream for entry in saved]
+    if names.count(bucket) != 1 or len(set(names)) != len(names):
+        # A stream named twice would be refused by the server the second time, as made by
+        # someone else, and the rollback would leave the first one standing.
+        raise BackupError(f"{directory / MANIFEST}: not each stream once, the bucket {bucket} among them")
     for entry in saved:
         _verify(directory, entry, config)
-    existing = [entry.stream for entry in saved if await _stream_exists(nc, entry.stream, timeout_s)]
-    if existing:
-        raise BackupError(
-            f"refusing to restore: {len(existing)} stream(s) already exist ({', '.join(existing[:5])}"
-            f"{', …' if len(existing) > 5 else ''}); restore into a JetStream without them"
-        )
-    begun: list[str] = []
-    try:
-        for entry in sorted(saved, key=lambda entry: entry.stream == bucket):
-            begun.append(entry.stream)
-            await _restore_stream(nc, directory, entry, replicas, timeout_s)
-    except BaseException:
-        # All or nothing: what was made is removed, so the restore can be run again.
-        for stream in begun:
-            with contextlib.suppress(_StreamGone):
-                await _api(nc, f"$JS.API.STREAM.DELETE.{stream}", None, timeout_s)
-        raise
-    saved_replicas = next(entry.config.get("num_replicas") for entry in saved if entry.stream == bucket)
-    await _mark_nonces(nc, config, replicas or saved_replicas or 1, timeout_s)
+    async with _one_restore_at_a_time(nc, api_prefix, timeout_s):
+        existing = [entry.stream for entry in saved if await _stream_exists(nc, entry.stream, timeout_s)]
+        if existing:
+            raise BackupError(
+                f"refusing to restore: {len(existing)} stream(s) already exist ({', '.join(existing[:5])}"
+                f"{', …' if len(existing) > 5 else ''}); restore into a JetStream without them"
+            )
+        await _no_instance_running(nc, config.service_name, timeout_s)
+        # Stamped before the first stream, not after the last: a restore killed once the
+        # bucket is back would otherwise leave rows and no stamp, and the replay hole open.
+        saved_replicas = next(entry.config.get("num_replicas") for entry in saved if entry.stream == bucket)
+        await _mark_nonces(nc, config, replicas or saved_replicas or 1, timeout_s)
+        begun: list[str] = []
+        try:
+            for entry in sorted(saved, key=lambda entry: entry.stream == bucket):
+                begun.append(entry.stream)
+                await _restore_stream(nc, directory, entry, replicas, timeout_s)
+        except BaseException as exc:
+            if isinstance(exc, _NameTaken):
+                begun.pop()  # made by someone else meanwhile (an instance's bucket): not ours
+            # All or nothing: what was made is removed, so the restore can be run again.
+            for stream in begun:
+                with contextlib.suppress(_StreamGone):
+                    await _api(nc, f"$JS.API.STREAM.DELETE.{stream}", None, timeout_s)
+            raise
     return saved
+
+
+def restore_lock_name(api_prefix: str) -> str:
+    """The stream that exists while a restore of the prefix's deployment runs."""
+    return f"UNIBUS-RESTORING-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
+
+
+@contextlib.asynccontextmanager
+async def _one_restore_at_a_time(nc: Client, api_prefix: str, timeout_s: float) -> AsyncIterator[None]:
+    """Hold the restore lock: a stream whose create fails for every other holder (its
+    config carries a token of ours, and JetStream refuses a create of a name in use
+    with another config). Two restores at once each pass the check that no stream
+    exists, then nats-server's own restore of one stream name removes the other's files
+    (measured: both fail, `store is closed`). File storage: it outlives a nats-server
+    killed mid-restore, which leaves a stream partly restored (measured: 2 of 5 frames)."""
+    name = restore_lock_name(api_prefix)
+    lock = {"name": name, "subjects": [name], "storage": "file", "description": secrets.token_hex(16)}
+    try:
+        await _api(nc, f"$JS.API.STREAM.CREATE.{name}", lock, timeout_s)
+    except BackupError as exc:
+        if exc.err_code != _NAME_IN_USE:
+            raise
+        raise BackupError(
+            f"refusing to restore: another restore holds {name}; if none runs (one was killed), delete"
+            " that stream and the streams it left, then restore again"
+        ) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(_StreamGone):
+            await _api(nc, f"$JS.API.STREAM.DELETE.{name}", None, timeout_s)
 
 
 class _StreamGone(Exception):
     pass
+
+
+class _NameTaken(BackupError):
+    """The server refused to restore a stream because one of that name exists now (asked
+    to begin, or at the end): made after the check that none did, by another restore
+    running at the same time."""
 
 
 async def _snapshot(nc: Client, stream: str, directory: Path, timeout_s: float) -> Saved:
@@ -143,7 +217,7 @@ async def _snapshot(nc: Client, stream: str, directory: Path, timeout_s: float) 
     try:
         request = {"deliver_subject": deliver, "no_consumers": True, "chunk_size": _CHUNK}
         reply = await _api(nc, f"$JS.API.STREAM.SNAPSHOT.{stream}", request, timeout_s)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        with _new_file(path, "wb") as out:
             while True:
                 chunk = await sub.next_msg(timeout=timeout_s)
                 if not chunk.data:
@@ -175,7 +249,14 @@ async def _restore_stream(
             await nc.request(deliver, chunk, timeout=timeout_s)  # each chunk is acknowledged
     done = json.loads((await nc.request(deliver, b"", timeout=timeout_s)).data)
     if "error" in done:
-        raise BackupError(f"restore of {entry.stream} failed: {done['error'].get('description')}")
+        failed = _NameTaken if done["error"].get("err_code") == _NAME_TAKEN else BackupError
+        raise failed(f"restore of {entry.stream} failed: {done['error'].get('description')}")
+    if done["state"].get("consumer_count"):
+        # nats-server recreates the consumers a snapshot file holds, with the deliver
+        # subjects it names; `backup` never saves any, so the file was made otherwise.
+        raise BackupError(
+            f"restore of {entry.stream}: its snapshot holds consumers, which a backup never saves"
+        )
     restored = int(done["state"]["messages"])
     if restored != entry.messages:
         raise BackupError(
@@ -211,6 +292,23 @@ async def _mark_nonces(nc: Client, config: Config, replicas: int, timeout_s: flo
         await js.update_stream(replace(info.config, metadata={**(info.config.metadata or {}), **mark}))
 
 
+async def _no_instance_running(nc: Client, service_name: str, timeout_s: float) -> None:
+    """Refuse while an instance of the service answers: its replay guard read the nonce
+    stream when it started, so it would never see this restore's stamp and would accept
+    again a request it accepted before the loss (one that ran through a wiped JetStream
+    finds the bucket gone, not recreated, so nothing else stops the restore)."""
+    try:
+        await nc.request(f"$SRV.PING.{service_name}", b"", timeout=timeout_s)
+    except nats.errors.NoRespondersError:
+        return
+    except nats.errors.TimeoutError:
+        pass  # someone listens and does not answer: as good as an instance
+    raise BackupError(
+        f"refusing to restore: an instance of {service_name} is running; stop every instance,"
+        " restore, then start them"
+    )
+
+
 async def _stream_exists(nc: Client, stream: str, timeout_s: float) -> bool:
     try:
         await _api(nc, f"$JS.API.STREAM.INFO.{stream}", None, timeout_s)
@@ -226,7 +324,10 @@ async def _api(nc: Client, subject: str, request: dict[str, Any] | None, timeout
     if error is not None:
         if error.get("err_code") == _STREAM_NOT_FOUND:
             raise _StreamGone(subject)
-        raise BackupError(f"{subject}: {error.get('description')} (err_code {error.get('err_code')})")
+        if error.get("err_code") == _NAME_TAKEN:
+            raise _NameTaken(f"{subject}: {error.get('description')}")
+        code = error.get("err_code")
+        raise BackupError(f"{subject}: {error.get('description')} (err_code {code})", code)
     return reply
 
 
@@ -253,8 +354,14 @@ def _verify(directory: Path, entry: Saved, config: Config) -> None:
         shaped = subjects == [f"$KV.{bucket}.>"]
     else:
         room_subject = f"{config.room_subject_prefix}.{room_id}"
-        shaped = is_room_id(room_id) and entry.stream == stream_name(room_id) and subjects == [room_subject]
-    if not shaped or entry.file != f"{entry.stream}.snapshot":
+        shaped = (
+            is_room_id(room_id)
+            and entry.stream == stream_name(room_id)
+            and subjects == [room_subject]
+            and all(bool(entry.config.get(key)) == wanted for key, wanted in _ROOM_SETTINGS.items())
+        )
+    forwarding = any(entry.config.get(key) for key in _FORWARDING)
+    if not shaped or forwarding or entry.file != f"{entry.stream}.snapshot":
         raise BackupError(f"{directory / MANIFEST}: {entry.stream} is not a stream `unibus backup` saves")
     path = directory / entry.file
     try:
@@ -263,6 +370,11 @@ def _verify(directory: Path, entry: Saved, config: Config) -> None:
         raise BackupError(f"{path} is missing: the backup is incomplete") from None
     if actual != entry.sha256:
         raise BackupError(f"{path} does not match its checksum: the backup is damaged")
+
+
+def _new_file(path: Path, mode: str) -> IO[Any]:
+    """A file that did not exist (nor a link in its place), readable by its owner only."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), mode)
 
 
 def _now_ms() -> int:

@@ -46,6 +46,7 @@ _WATCH_LAG_S = 0.25
 """How long a healthy watch may take to deliver the bucket's last write before it is
 taken for cut off and replaced (deliveries normally arrive within a millisecond)."""
 _CAS_ATTEMPTS = 32
+_WRONG_LAST_SEQUENCE = 10071
 
 
 class KvStore:
@@ -248,7 +249,15 @@ class KvStore:
         current = await self._fetch(room_id)
         if current is None:
             return False
-        await asyncio.wait_for(self._kv.delete(room_id), self._timeout)
+        # The row as stored now, not as this instance's watch last saw it: a newer instance
+        # may have just rewritten it, and only a compare-and-set delete keeps that rewrite.
+        current.check_writable()
+        try:
+            await asyncio.wait_for(self._kv.delete(room_id, last=current.revision), self._timeout)
+        except jserr.APIError as err:
+            if err.err_code != _WRONG_LAST_SEQUENCE:
+                raise
+            raise unavailable("the room is being changed concurrently; try again") from None
         self._rooms.pop(room_id, None)
         self._deleted[room_id] = current.revision
         return True
