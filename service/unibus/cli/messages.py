@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import Any
 
 from ..client import Message, Opened, Peer, Rejected, Room
@@ -62,15 +63,13 @@ async def _history(peer: Peer, args: argparse.Namespace) -> int:
         page = await room.history(limit, page.first_seq)
         pages.append(page)
     pages.reverse()  # oldest first, as each page is
-    messages = [m for p in pages for m in p.messages]
-    # A service older than `seqs` leaves them out: the messages are listed without.
-    seqs: list[int | None] = [s for p in pages for s in (p.seqs or _unknown(len(p.messages)))]
     first_seq, last_seq = pages[0].first_seq, pages[-1].last_seq
     if args.json:
-        listed = [{"seq": seq, **as_json(m)} for seq, m in zip(seqs, messages, strict=True)]
+        # A service older than `seqs` leaves them out: then each `seq` is null.
+        listed = [{"seq": seq, **as_json(m)} for p in pages for seq, m in zip_longest(p.seqs, p.messages)]
         emit(args, {"room": room.id, "messages": listed, "first_seq": first_seq, "last_seq": last_seq}, "")
         return 0
-    for m in messages:
+    for m in (m for p in pages for m in p.messages):
         show(m)
     if first_seq is not None and first_seq > 1:
         print(f"(older messages: --before {first_seq})", file=sys.stderr)
@@ -91,10 +90,6 @@ async def _tail(peer: Peer, args: argparse.Namespace) -> int:
             if args.count is not None and seen >= args.count:
                 break
     return 0
-
-
-def _unknown(count: int) -> list[int | None]:
-    return [None] * count
 
 
 def as_json(m: Opened) -> dict[str, Any]:
