@@ -5,9 +5,11 @@ and the control plane started on it finds every row and frame as it was."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,25 @@ def cli_env(url: str, keys_dir: Path | None = None) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
     keys = {"UNIBUS_KEYS_DIR": str(keys_dir)} if keys_dir else {}
     return base | {"UNIBUS_NATS_URL": url} | keys
+
+
+@contextlib.asynccontextmanager
+async def two_servers(
+    tmp_path: Path, keys: BoundaryKeys, inspector: Identity
+) -> AsyncIterator[tuple[NatsServer, NatsServer, Client, Client]]:
+    """The server a backup is taken from and an empty one to restore it into, both on the
+    shipped boundary, with the suite's inspector connected to each."""
+    old = NatsServer(bounded_spec(tmp_path / "old", keys, inspector)).start()
+    new = NatsServer(bounded_spec(tmp_path / "new", keys, inspector)).start()
+    nc_old = await connect_inspector(old.url, inspector)
+    nc_new = await connect_inspector(new.url, inspector)
+    try:
+        yield old, new, nc_old, nc_new
+    finally:
+        await nc_old.close()
+        await nc_new.close()
+        old.stop()
+        new.stop()
 
 
 async def stream_messages(nc: Client, stream: str) -> list[tuple[int, bytes, dict[str, str] | None]]:
@@ -96,11 +117,7 @@ async def test_backup_wipe_restore_brings_every_room_and_frame_back(
     tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity, bob: Identity
 ) -> None:
     keys_dir = tmp_path / "keys"
-    old = NatsServer(bounded_spec(tmp_path / "old", boundary_keys, inspector)).start()
-    new = NatsServer(bounded_spec(tmp_path / "new", boundary_keys, inspector)).start()
-    nc_old = await connect_inspector(old.url, inspector)
-    nc_new = await connect_inspector(new.url, inspector)
-    try:
+    async with two_servers(tmp_path, boundary_keys, inspector) as (old, new, nc_old, nc_new):
         async with plane_starter(tmp_path, old) as start:
             await start(clock_skew_s=60.0)
             as_alice = ControlClient(nc_old, alice)
@@ -160,11 +177,6 @@ async def test_backup_wipe_restore_brings_every_room_and_frame_back(
             await as_alice.add_member("long", bob.public_key)
             await nc_new.publish("unibus.room.long", b"after")
             await wait_stored(nc_new, "UNIBUS_long", 231)
-    finally:
-        await nc_old.close()
-        await nc_new.close()
-        old.stop()
-        new.stop()
 
 
 async def signed_requests_answer(client: ControlClient) -> None:
@@ -191,11 +203,7 @@ async def test_a_room_larger_than_the_servers_flow_window_is_acknowledged_throug
     """nats-server sends at most 16 MiB of a snapshot before it waits for acks: a room of
     25 MB of incompressible frames goes through only if every chunk is acknowledged, under
     the boundary's permissions for the control plane's user."""
-    old = NatsServer(bounded_spec(tmp_path / "old", boundary_keys, inspector)).start()
-    new = NatsServer(bounded_spec(tmp_path / "new", boundary_keys, inspector)).start()
-    nc_old = await connect_inspector(old.url, inspector)
-    nc_new = await connect_inspector(new.url, inspector)
-    try:
+    async with two_servers(tmp_path, boundary_keys, inspector) as (old, new, nc_old, nc_new):
         async with plane_starter(tmp_path, old) as start:
             await start()
             await ControlClient(nc_old, alice).create_room("large", encrypted=False)
@@ -208,11 +216,6 @@ async def test_a_room_larger_than_the_servers_flow_window_is_acknowledged_throug
         code, out = await unibus("restore", str(tmp_path / "backup"), env=cli_env(new.url, tmp_path / "keys"))
         assert code == 0, out
         assert await stream_messages(nc_new, "UNIBUS_large") == await stream_messages(nc_old, "UNIBUS_large")
-    finally:
-        await nc_old.close()
-        await nc_new.close()
-        old.stop()
-        new.stop()
 
 
 async def test_the_sqlite_fallback_is_backed_up_online_with_the_documented_command(tmp_path: Path) -> None:
@@ -240,11 +243,7 @@ async def test_the_sqlite_fallback_is_backed_up_online_with_the_documented_comma
 async def test_a_restore_refuses_a_doctored_manifest_and_one_failing_part_way_leaves_nothing(
     tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity, alice: Identity
 ) -> None:
-    old = NatsServer(bounded_spec(tmp_path / "old", boundary_keys, inspector)).start()
-    new = NatsServer(bounded_spec(tmp_path / "new", boundary_keys, inspector)).start()
-    nc_new = await connect_inspector(new.url, inspector)
-    try:
-        nc_old = await connect_inspector(old.url, inspector)
+    async with two_servers(tmp_path, boundary_keys, inspector) as (old, new, nc_old, nc_new):
         async with plane_starter(tmp_path, old) as start:
             await start()
             for room_id in ("first", "second"):
@@ -281,10 +280,6 @@ async def test_a_restore_refuses_a_doctored_manifest_and_one_failing_part_way_le
         code, out = await restore_with(lambda unchanged: unchanged)
         assert code == 0, out
         assert RESTORED_MARK in ((await nc_new.jetstream().stream_info(NONCE_STREAM)).config.metadata or {})
-    finally:
-        await nc_new.close()
-        old.stop()
-        new.stop()
 
 
 async def test_a_cluster_backup_restores_onto_one_server_with_replicas_1(

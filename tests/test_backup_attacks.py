@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from test_backup import UNIBUS, cli_env, unibus
+from test_backup import UNIBUS, cli_env, two_servers, unibus
 from unibus.auth.replay import NONCE_STREAM, RESTORED_MARK
 from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
@@ -73,11 +73,7 @@ async def backup_of(
 ) -> AsyncIterator[Saved]:
     """A backup of `rooms` (id → five frames of that payload) taken from a server with the
     control plane running, and a new server to restore it into."""
-    old = NatsServer(bounded_spec(tmp_path / "old", keys, inspector)).start()
-    new = NatsServer(bounded_spec(tmp_path / "new", keys, inspector)).start()
-    nc_old = await connect_inspector(old.url, inspector)
-    nc_new = await connect_inspector(new.url, inspector)
-    try:
+    async with two_servers(tmp_path, keys, inspector) as (old, new, nc_old, nc_new):
         async with plane_starter(tmp_path, old) as start:
             await start()
             for room_id, payload in rooms.items():
@@ -90,11 +86,6 @@ async def backup_of(
             )
             assert code == 0, out
         yield Saved(tmp_path / "backup", tmp_path / "keys", old, new, nc_old, nc_new)
-    finally:
-        await nc_old.close()
-        await nc_new.close()
-        old.stop()
-        new.stop()
 
 
 @pytest.fixture
