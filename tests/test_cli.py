@@ -472,3 +472,15 @@ def test_a_stop_while_nats_is_away_ends_at_once(tmp_path: Path, command: str) ->
     assert process.returncode == 0, out
     if command == "serve":
         assert "Connect call failed" not in out, out  # no repeat within 10 s
+
+
+def test_a_reader_that_goes_away_is_not_an_error() -> None:
+    """`unibus … | head -1`: the closed pipe ends the command quietly (141, as SIGPIPE
+    would), with no traceback."""
+    process = subprocess.Popen(
+        [*UNIBUS, "boundary", "config"], env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the interpreter is even up: its first write fails
+    assert process.wait(timeout=60) == 141
+    assert process.stderr.read() == b""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -25,6 +26,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a program killed by the signal would exit with."""
 
 
 class CliError(Exception):
@@ -81,6 +84,11 @@ def report(json_output: bool, exc: BaseException) -> int:
         message, code = "timed out waiting for the control plane", EXIT_FAILED
     elif isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    elif isinstance(exc, BrokenPipeError):
+        # The reader went away (`unibus service ls | head -1`): nothing to tell anyone.
+        # stdout now points nowhere, so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     else:
         raise exc
     if json_output:
