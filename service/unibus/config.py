@@ -126,6 +126,12 @@ class Config:
         return cls(**values)
 
     @property
+    def reachable_nats_url(self) -> str:
+        """The NATS a command run beside the service reaches: the configured one, else the
+        embedded server's client port on loopback."""
+        return self.nats_url or f"nats://127.0.0.1:{self.embedded_port}"
+
+    @property
     def allowed_origins(self) -> frozenset[str]:
         return frozenset(o.strip() for o in self.cors_origins.split(",") if o.strip())
 

@@ -55,12 +55,19 @@ def options(
 
 async def connect_once(options: dict[str, Any]) -> Client:
     """Connect, raising at once if the first attempt is refused (a command or a probe
-    reports that in one line instead of retrying); once connected, reconnect for ever."""
+    reports that in one line instead of retrying); once connected, reconnect for ever.
+    Without an `error_cb` in `options`, nats-py's own log of each error is left out: the
+    failure that matters is the one raised to the caller."""
     # nats-py retries a first connect for ever when max_reconnect_attempts is -1.
-    nc = await nats.connect(**{**options, "allow_reconnect": False, "max_reconnect_attempts": 1})
+    first = {"error_cb": _quiet, **options, "allow_reconnect": False, "max_reconnect_attempts": 1}
+    nc = await nats.connect(**first)
     nc.options["allow_reconnect"] = True
     nc.options["max_reconnect_attempts"] = options.get("max_reconnect_attempts", -1)
     return nc
+
+
+async def _quiet(_: Exception) -> None:
+    """An error callback that says nothing (nats-py's default logs a traceback)."""
 
 
 async def connect_until_up(options: dict[str, Any]) -> Client:

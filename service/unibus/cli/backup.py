@@ -78,20 +78,15 @@ def _run(args: argparse.Namespace, verb: str, work: Work) -> int:
 async def _connected(config: Config, timeout_s: float, work: Work) -> list[Saved]:
     keys = boundary_keys(config)
     options = connection.options(
-        config.nats_url or f"nats://127.0.0.1:{config.embedded_port}",
+        config.reachable_nats_url,
         name=f"{config.service_name}-backup",
         identity=keys.users["service"] if keys else None,
         inbox=INBOXES["service"] if keys else None,
         creds=config.nats_creds,
         connect_timeout=timeout_s,
-        error_cb=_reported_by_the_caller,
     )
     nc = await connection.connect_once(options)
     try:
         return await work(nc, config)
     finally:
         await nc.close()
-
-
-async def _reported_by_the_caller(exc: Exception) -> None:
-    """A failure ends the command with one line; nats-py's own log of it is noise."""

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             check_http(url, args.timeout)
             emit(args, {"healthy": True, "url": url}, f"healthy: {url} answered 200")
         else:
-            nats_url = config.nats_url or f"nats://127.0.0.1:{config.embedded_port}"
+            nats_url = config.reachable_nats_url
             asyncio.run(ping_service(nats_url, config.service_name, args.timeout, config.nats_creds))
             healthy = {"healthy": True, "service": config.service_name, "nats_url": nats_url}
             emit(args, healthy, f"healthy: {config.service_name} answers on {nats_url}")
@@ -75,7 +75,6 @@ async def ping_service(nats_url: str, service_name: str, timeout_s: float, creds
         identity=Identity.generate(),
         creds=creds,
         connect_timeout=timeout_s,
-        error_cb=_ignore,
     )
     try:
         nc = await connection.connect_once(options)
@@ -95,10 +94,6 @@ async def ping_service(nats_url: str, service_name: str, timeout_s: float, creds
         raise Unhealthy(f"pinging {service_name!r}: {exc}") from exc
     finally:
         await nc.close()
-
-
-async def _ignore(exc: Exception) -> None:
-    """The connect error itself is raised to the caller; nats-py's log of it is noise here."""
 
 
 def check_http(url: str, timeout_s: float) -> None:

@@ -104,9 +104,6 @@ async def _connect(args: argparse.Namespace, identity: Identity) -> Client:
     """Connected as the identity itself: under the trust boundary that is what decides
     which rooms this connection may publish and subscribe to."""
 
-    async def quiet(_: Exception) -> None:
-        """Connection errors are reported once, below, not logged per attempt."""
-
     options = connection.options(
         args.nats_url,
         name="unibus-cli",
@@ -116,7 +113,6 @@ async def _connect(args: argparse.Namespace, identity: Identity) -> Client:
         # Reconnects are how the service re-authorizes a connection whose rooms changed
         # (a `tail` lives through them); a first connect that fails is reported at once.
         reconnect_time_wait=0.1,
-        error_cb=quiet,
     )
     try:
         return await connection.connect_once(options)
