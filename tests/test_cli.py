@@ -16,13 +16,16 @@ from asyncio.subprocess import PIPE
 from dataclasses import dataclass
 from pathlib import Path
 
+import nats
 import pytest
 
 from unibus import __version__
+from unibus.config import DEFAULT_API_PREFIX
 from unibus.identity import Identity
 from unibus.natsserver import NatsServer, free_port
 from unibus.processes import stop_process
 from unibus.runner import Running
+from unibus.storage.backup import restore_lock_name
 
 UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
 
@@ -484,3 +487,18 @@ def test_a_reader_that_goes_away_is_not_an_error() -> None:
     process.stdout.close()  # before the interpreter is even up: its first write fails
     assert process.wait(timeout=60) == 141
     assert process.stderr.read() == b""
+
+
+async def test_a_start_refused_by_the_deployment_is_one_line(open_nats_server: NatsServer) -> None:
+    """An interrupted restore's lock (docs/operations.md) stops an instance from starting:
+    `unibus serve` says so in one line, exit 1, instead of a traceback."""
+    nc = await nats.connect(open_nats_server.url)
+    try:
+        lock = restore_lock_name(DEFAULT_API_PREFIX)
+        await nc.jetstream().add_stream(name=lock, subjects=[lock])
+    finally:
+        await nc.close()
+    refused = await asyncio.to_thread(run_cli, "serve", "--nats-url", open_nats_server.url)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("unibus: cannot start: a restore of this deployment") and lock in last

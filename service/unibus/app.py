@@ -35,7 +35,7 @@ from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .endpoints.quotas import CreationRate
-from .errors import ApiError, bad_request
+from .errors import ApiError, StartRefused, bad_request
 from .framecache import FrameCache
 from .ids import is_room_id
 from .interest import confirm_interest
@@ -351,7 +351,7 @@ async def _no_restore_under_way(js: JetStreamContext, config: Config) -> None:
         await asyncio.wait_for(js.stream_info(lock), config.js_timeout_s)
     except jserr.NotFoundError:
         return
-    raise RuntimeError(
+    raise StartRefused(
         f"a restore of this deployment is running or was interrupted ({lock} exists): see"
         " docs/operations.md, Backup and restore"
     )
@@ -382,7 +382,7 @@ async def _jetstream(nc: Client, config: Config) -> JetStreamContext | None:
         except nats.errors.TimeoutError as err:
             failure = err
         if asyncio.get_running_loop().time() > deadline:
-            raise RuntimeError(f"JetStream did not become available: {failure}") from failure
+            raise StartRefused(f"JetStream did not become available: {failure}") from failure
         log.warning("JetStream not ready yet (%s); waiting", failure)
         await asyncio.sleep(1.0)
 

@@ -1,4 +1,5 @@
-"""The one error type a handler raises to answer with an ADR-32 service error.
+"""The one error type a handler raises to answer with an ADR-32 service error, and the
+one the service raises when it cannot start at all.
 
 Codes follow HTTP so the HTTP shim can map them 1:1 and so Go, Python and browser
 peers share one vocabulary: 400, 401, 403, 404, 409, 413, 429, 500, 503, 507.
@@ -48,3 +49,8 @@ def unavailable(message: str) -> ApiError:
 def insufficient_storage(message: str) -> ApiError:
     """507: the JetStream store has no room left to reserve; nothing was created."""
     return ApiError(507, message)
+
+
+class StartRefused(RuntimeError):
+    """The service cannot start on this NATS as it stands; the message says why (told as
+    one line by `unibus serve`)."""

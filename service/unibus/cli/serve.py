@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..callout.keys import MissingKeys
 from ..config import AuthMode, CannotListen, Config, parse_listen
+from ..errors import StartRefused
 from ..natsserver import ServerExited
 from .extras import require_extras
 from .lifecycle import run_until_signalled
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{exc.strerror}; {LISTEN_SETTINGS[exc.what]} moves it", EXIT_FAILED) from None
     except MissingKeys as exc:
         raise CliError(f"UNIBUS_KEYS_DIR (--keys-dir): {exc}", EXIT_USAGE) from None
+    except StartRefused as exc:
+        raise CliError(f"cannot start: {exc}", EXIT_FAILED) from None
     except ServerExited as exc:
         raise CliError(
             f"the embedded nats-server did not start: {exc.cause}. Another `unibus serve`, or "
