@@ -41,6 +41,7 @@ from .ids import is_room_id
 from .interest import confirm_interest
 from .links import Links
 from .metrics import CacheCollector, MetricsServer, ServiceMetrics
+from .readindex import ReadIndex
 from .servicestats import ServiceStats
 from .storage import KvStore, RoomStore, SqliteStore
 from .storage.backup import restore_lock_name
@@ -103,6 +104,7 @@ class ControlPlane:
             policy,
             CreationRate(self.config.creates_per_second),
             FrameCache(self.config.history_cache_bytes),
+            ReadIndex(self.nc, self.config.js_timeout_s),
         )
         self.service = await add_service(
             self.links.responder,

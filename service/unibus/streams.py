@@ -19,17 +19,16 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
 
 import nats.js.errors as jserr
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from .config import DEFAULT_API_PREFIX
+from .readindex import ReadIndex
 from .storage.rooms import Room
 
 log = logging.getLogger(__name__)
@@ -179,11 +178,11 @@ async def ensure_room_stream(
     return _state(info)
 
 
-async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Snapshot | None:
-    """STREAM.INFO read raw: the history hot path needs three numbers and two config fields,
-    not nats-py's full StreamInfo (whose decoding costs more than the request). None: no stream."""
-    reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=timeout_s)
-    info = json.loads(reply.data)
+async def room_stream_snapshot(index: ReadIndex, stream: str) -> Snapshot | None:
+    """STREAM.INFO read raw, shared by the reads that arrived before it was sent
+    (readindex.py): the history hot path needs three numbers and two config fields, not
+    nats-py's full StreamInfo (whose decoding costs more than the request). None: no stream."""
+    info = await index.stream_info(stream)
     error = info.get("error")
     if error is not None:
         if error.get("err_code") == _STREAM_NOT_FOUND:

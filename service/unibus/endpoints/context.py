@@ -16,6 +16,7 @@ from ..auth import Caller
 from ..config import Config
 from ..errors import bad_request, forbidden, not_found
 from ..framecache import FrameCache
+from ..readindex import ReadIndex
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
 from .quotas import CreationRate
@@ -35,6 +36,8 @@ class Deps:
     streams: StreamPolicy
     creations: CreationRate
     frames: FrameCache
+    streams_index: ReadIndex
+    """Room streams' state, one request shared by concurrent reads."""
 
 
 @dataclass(frozen=True)

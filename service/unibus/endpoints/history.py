@@ -23,7 +23,7 @@ async def read(call: Call) -> Reply:
     assert call.room_id is not None
     # The stream's state is asked for while membership is checked, saving a round trip:
     # its name comes from the room id, and a refusal drops the answer unread.
-    snapshot = asyncio.ensure_future(room_stream_snapshot(deps.nc, stream_name(call.room_id), timeout))
+    snapshot = asyncio.ensure_future(room_stream_snapshot(deps.streams_index, stream_name(call.room_id)))
     snapshot.add_done_callback(_retrieved)
     try:
         room = await call.member_room()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from ..config import DEFAULT_API_PREFIX
 from ..errors import ApiError, unavailable
+from ..readindex import ReadIndex
 from .base import Mutation, RoomExists
 from .reservation import reserve
 from .rooms import Room
@@ -55,7 +55,7 @@ class KvStore:
     def __init__(self, kv: KeyValue, bucket: str, timeout_s: float, nc: Client | None = None) -> None:
         self._kv = kv
         self._bucket = bucket
-        self._nc = nc
+        self._index = ReadIndex(nc, timeout_s) if nc is not None else None
         self._timeout = timeout_s
         self._rooms: dict[str, Room] = {}
         # Revision of rows this instance deleted, so the watch cannot resurrect them
@@ -141,14 +141,14 @@ class KvStore:
                 return
 
     async def _last_revision(self) -> int:
-        """The bucket's last revision from one raw STREAM.INFO: this runs before every
-        membership decision, and nats-py's full StreamInfo decoding would cost more
-        than the round trip."""
-        if self._nc is None:
+        """The bucket's last revision from a raw STREAM.INFO, shared by the decisions that
+        arrived before it was sent (readindex.py): this runs before every membership
+        decision, and nats-py's full StreamInfo decoding would cost more than the round
+        trip."""
+        if self._index is None:
             status = await asyncio.wait_for(self._kv.status(), self._timeout)
             return int(status.stream_info.state.last_seq)
-        reply = await self._nc.request(f"$JS.API.STREAM.INFO.KV_{self._bucket}", b"", timeout=self._timeout)
-        info = json.loads(reply.data)
+        info = await self._index.stream_info(f"KV_{self._bucket}")
         if "error" in info:
             raise unavailable("room bucket unavailable")
         return int(info["state"]["last_seq"])

@@ -1,0 +1,77 @@
+"""`STREAM.INFO` shared by concurrent readers, as fresh as one per read.
+
+Every membership decision asks the room bucket's stream how far it has got (the watch
+must have delivered that far, storage/kv.py), and every history read asks its room's
+stream for its state (framecache.py). Asked once per read, those requests are most of
+what a warm read costs. Raft's read-index batching answers the same problem: a read
+needs *a* state observed after it arrived, not one of its own. So per stream at most one
+request is in flight; readers that arrive while it flies wait for the next one, which
+goes out as soon as it returns and serves all of them. Every reader is answered from a
+request sent after it arrived, exactly as fresh as a request of its own; under load the
+number of requests is bounded by round trips, not by reads, and a lone reader still
+costs one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from nats.aio.client import Client
+
+
+class ReadIndex:
+    def __init__(self, nc: Client, timeout_s: float) -> None:
+        self._nc = nc
+        self._timeout = timeout_s
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        """Per subject, the readers for the next request (not sent yet)."""
+        self._flying: set[str] = set()
+        self._rounds: set[asyncio.Task[None]] = set()
+
+    async def stream_info(self, stream: str) -> dict[str, Any]:
+        """`$JS.API.STREAM.INFO.<stream>`'s answer as JSON (an `error` included), from a
+        request sent after this call began. The dict is shared: read it, never change it."""
+        subject = f"$JS.API.STREAM.INFO.{stream}"
+        batch = self._waiting.get(subject)
+        if batch is None:
+            batch = asyncio.get_running_loop().create_future()
+            batch.add_done_callback(_retrieved)
+            self._waiting[subject] = batch
+            if subject not in self._flying:
+                self._launch(subject)
+        # Shielded: a reader that gives up (its request was refused) must not cancel the
+        # answer of the others in its batch.
+        return await asyncio.shield(batch)
+
+    def _launch(self, subject: str) -> None:
+        self._flying.add(subject)
+        task = asyncio.create_task(self._round(subject), name=f"unibus-read-index {subject}")
+        self._rounds.add(task)
+        task.add_done_callback(self._rounds.discard)
+
+    async def _round(self, subject: str) -> None:
+        # Taken when the request goes out: whoever joined the batch until now arrived
+        # before it was sent, and whoever comes later waits for the next round.
+        batch = self._waiting.pop(subject)
+        try:
+            reply = await self._nc.request(subject, b"", timeout=self._timeout)
+            batch.set_result(json.loads(reply.data))
+        except asyncio.CancelledError:  # shutting down: nobody gets an answer
+            self._flying.discard(subject)
+            batch.cancel()
+            if subject in self._waiting:
+                self._waiting.pop(subject).cancel()
+            raise
+        except Exception as exc:
+            batch.set_exception(exc)
+        self._flying.discard(subject)
+        if subject in self._waiting:
+            self._launch(subject)
+
+
+def _retrieved(batch: asyncio.Future[dict[str, Any]]) -> None:
+    """A batch whose readers all gave up may still fail: that is nobody's news."""
+    if not batch.cancelled():
+        batch.exception()
