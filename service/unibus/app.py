@@ -26,7 +26,7 @@ from nats.micro.service import Service, ServiceConfig
 from prometheus_client import CollectorRegistry
 
 from . import __version__, orphans
-from .auth import Caller, LocalNonces, Verifier
+from .auth import Caller, LocalNonces, Verifier, replies
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.signing import RECONNECT_HEADER
 from .callout.authorizer import Authorizer, current_rooms
@@ -307,6 +307,9 @@ class ControlPlane:
         if not endpoint.read_only:
             await self.verifier.claim(nonce)
             return caller, await endpoint.handler(call)
+        # nats.micro's Request exposes no reply subject; its message has it.
+        if not replies.needs_claim(request._msg.reply, nonce.signer) and self.links.keys is not None:
+            return caller, await endpoint.handler(call)  # to the signer's inbox (auth/replies.py)
         # A read changes nothing, so its replay check (a JetStream round trip) runs beside
         # it; a replayed or unverifiable request still gets the check's answer, never data.
         claiming = asyncio.create_task(self.verifier.claim(nonce))
