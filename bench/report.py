@@ -45,23 +45,31 @@ def fmt_ms(value: float) -> str:
 
 
 def latency_table(results: dict[str, dict[str, dict[int, Latency]]], limits: list[int]) -> list[str]:
-    """Per limit: the service warm (frames in the cache) and cold (cache missing), and
-    without a cache, beside the original algorithm and the raw floor."""
+    """Per limit: the service warm (frames in the cache) and cold (cache missing) from a
+    Python and a Go caller, and without a cache, beside the original algorithm and the raw
+    floors (Python and Go consumers); ratios against the faster floor."""
     lines = [
-        "| allow_direct | limit | warm p50 | warm p99 | cold p50 | no cache p50 | no cache p99 | baseline p50"
-        " | floor p50 | baseline / warm | warm / floor |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| allow_direct | limit | warm p50 | warm p99 | warm (Go) p50 | cold p50 | cold (Go) p50"
+        " | no cache p50 | no cache p99 | baseline p50 | floor p50 | floor (Go) p50 | baseline / warm"
+        " | warm / faster floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def p50(paths: dict[str, dict[int, Latency]], name: str, limit: int) -> str:
+        found = paths.get(name, {}).get(limit)
+        return fmt_ms(found.p50) if found else "—"
+
     for mode, paths in results.items():
         for limit in limits:
             s, b, f = paths["service"][limit], paths["baseline"][limit], paths["floor"][limit]
-            w, c = paths.get("warm", {}).get(limit), paths.get("cold", {}).get(limit)
+            w, g = paths.get("warm", {}).get(limit), paths.get("go floor", {}).get(limit)
+            fastest = min(f.p50, g.p50) if g else f.p50
             warm = f"{fmt_ms(w.p50)} | {fmt_ms(w.p99)}" if w else "— | —"
-            ratios = f"{b.p50 / w.p50:.1f}x | {w.p50 / f.p50:.2f}x" if w else "— | —"
-            cold = fmt_ms(c.p50) if c else "—"
+            ratios = f"{b.p50 / w.p50:.1f}x | {w.p50 / fastest:.2f}x" if w else "— | —"
             lines.append(
-                f"| {mode} | {limit} | {warm} | {cold} | {fmt_ms(s.p50)} | {fmt_ms(s.p99)}"
-                f" | {fmt_ms(b.p50)} | {fmt_ms(f.p50)} | {ratios} |"
+                f"| {mode} | {limit} | {warm} | {p50(paths, 'go warm', limit)} | {p50(paths, 'cold', limit)}"
+                f" | {p50(paths, 'go cold', limit)} | {fmt_ms(s.p50)} | {fmt_ms(s.p99)} | {fmt_ms(b.p50)}"
+                f" | {fmt_ms(f.p50)} | {p50(paths, 'go floor', limit)} | {ratios} |"
             )
     return lines
 
@@ -76,8 +84,17 @@ def plot(results: dict[str, dict[int, Latency]], limits: list[int], path: Path) 
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    curves = (("baseline", "s--"), ("service", "o-"), ("cold", "x-"), ("warm", "d-"), ("floor", "^:"))
+    curves = (
+        ("baseline", "s--"),
+        ("service", "o-"),
+        ("cold", "x-"),
+        ("warm", "d-"),
+        ("floor", "^:"),
+        ("go floor", "v:"),
+    )
     for name, style in curves:
+        if name not in results:
+            continue
         label = "no cache" if name == "service" else name
         ax.plot(limits, [results[name][n].p50 for n in limits], style, label=label)
     ax.set_xscale("log")
