@@ -9,24 +9,41 @@ from .measure import Latency
 METHOD = """## How these numbers are made
 
 Reproduce with `make bench` (it installs what it needs; `.venv/bin/python -m bench --quick` checks
-the harness in a few seconds). The harness starts its own nats-server (JetStream, file storage)
+the harness in a few minutes). The harness starts its own nats-server (JetStream, file storage)
 and real `unibus serve` processes on loopback, seeds one persisted room with 1,000 frames of
-300 random bytes, and measures from a separate client process:
+300 random bytes, and measures from separate client processes.
+
+The reads, floors, CPU, throughput and interference run on the **shipped trust boundary**
+(`serverconf.render`, as every shipped configuration runs it): the bench's peer connects as
+its own identity through the auth callout and gets its replies under `_INBOX.<its key>`, so
+its reads need no replay claim (docs/security.md, "Replays of reads"); the floors and the
+setup use the control plane's own `service` user, the only one that may touch JetStream.
+Creation, memory and revocation run on an open server (the boundary does not change them).
 
 - **service**: a signed `rooms.<id>.history` request (enforce mode) answered with the JSON
   envelope and decoded by the client, end to end; **warm** from an instance whose frame
   cache holds the room (the default), **cold** from one whose cache is too small to keep
   anything (`UNIBUS_HISTORY_CACHE_BYTES=1`: every read misses and pays for trying), **no
-  cache** from one with it off (`0`: round one's path).
+  cache** from one with it off (`0`: round one's path). Warm and cold are measured from a
+  Python caller (nats-py) and from a **Go caller** (`bench/go`, nats.go, signing with the
+  example peer's `request.go`), timed inside each process.
 - **baseline**: the original Go endpoint's algorithm done from Python: stream info, then one
   message get per sequence (a direct get when the stream allows it, as Go's `GetMsg` does).
-- **floor**: the same window streamed from JetStream straight into the client process by a
-  short-lived consumer: no service, no signature, no envelope.
-- **allow_direct**: the no-cache, baseline and floor measurements are repeated with the
-  stream's `allow_direct` off (what a Go client's stream update leaves) and on.
+- **floor**: the same window streamed from JetStream straight into the client by a
+  short-lived consumer, with no service, no signature, no envelope: from Python (a push
+  consumer, as the service reads) and from Go (nats.go's ordered consumer, `bench/go`,
+  built offline in GOPATH mode against Debian's nats.go). Every ratio to "the floor" is
+  to the faster of the two at that limit.
+- **allow_direct**: the no-cache, baseline and Python floor measurements are repeated with
+  the stream's `allow_direct` off (what a Go client's stream update leaves) and on.
 - throughput: 32 closed-loop callers for the stated time against one instance without a
-  cache, then one and two warm instances in one queue group; interference: limit=10
-  latency alone and while a limit=1000 read is always in flight; revocation: a member
+  cache, then one and two warm instances in one queue group. **CPU per request** is the
+  user + system time of the `unibus serve` processes and of nats-server read from
+  `/proc/<pid>/stat` before and after, divided by the requests served: CPU time, not wall
+  time, so a machine loaded by others changes the rate but much less the cost. The "at
+  most" figure divides the cores by the CPU of all three parties (the callers included):
+  what bounds two instances on this machine. Interference: limit=10 latency alone and
+  while another process always has a limit=1000 read in flight; revocation: a member
   removed through the queue group of two instances, timed from the removal's reply until
   its next read is refused; creation: persisted rooms (stream + row) by 16 concurrent
   callers; memory: VmRSS of a fresh instance after loading 10,000 room rows of 10
@@ -35,6 +52,9 @@ and real `unibus serve` processes on loopback, seeds one persisted room with 1,0
   nats-server and instance: creation by 16 callers, 20 frames of 300 B published into
   each, resident memory, a fresh instance's start until it serves, then history(limit=20)
   of 200 random rooms read once (cold) and again (warm).
+- profile: `python -m bench.profile [seconds] [out]` runs the warm throughput load on the
+  boundary and samples the instance with py-spy (`pip install py-spy`; not a dependency),
+  printing the CPU per request and the functions' inclusive shares.
 
 The machine is shared and noisy: treat single figures as indicative, compare columns of the
 same run, and never read them as guarantees. `make test` asserts no timing."""

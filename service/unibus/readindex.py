@@ -25,25 +25,27 @@ class ReadIndex:
     def __init__(self, nc: Client, timeout_s: float) -> None:
         self._nc = nc
         self._timeout = timeout_s
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         """Per subject, the readers for the next request (not sent yet)."""
         self._flying: set[str] = set()
         self._rounds: set[asyncio.Task[None]] = set()
 
-    async def stream_info(self, stream: str) -> dict[str, Any]:
+    def ask(self, stream: str) -> asyncio.Future[dict[str, Any]]:
         """`$JS.API.STREAM.INFO.<stream>`'s answer as JSON (an `error` included), from a
-        request sent after this call began. The dict is shared: read it, never change it."""
+        request sent after this call. The future is this reader's own: cancelling it
+        leaves the others' answer alone. The dict is shared: read it, never change it."""
         subject = f"$JS.API.STREAM.INFO.{stream}"
+        reader: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         batch = self._waiting.get(subject)
         if batch is None:
-            batch = asyncio.get_running_loop().create_future()
-            batch.add_done_callback(_retrieved)
-            self._waiting[subject] = batch
+            batch = self._waiting[subject] = []
             if subject not in self._flying:
                 self._launch(subject)
-        # Shielded: a reader that gives up (its request was refused) must not cancel the
-        # answer of the others in its batch.
-        return await asyncio.shield(batch)
+        batch.append(reader)
+        return reader
+
+    async def stream_info(self, stream: str) -> dict[str, Any]:
+        return await self.ask(stream)
 
     def _launch(self, subject: str) -> None:
         self._flying.add(subject)
@@ -57,21 +59,20 @@ class ReadIndex:
         batch = self._waiting.pop(subject)
         try:
             reply = await self._nc.request(subject, b"", timeout=self._timeout)
-            batch.set_result(json.loads(reply.data))
+            answer = json.loads(reply.data)
         except asyncio.CancelledError:  # shutting down: nobody gets an answer
             self._flying.discard(subject)
-            batch.cancel()
-            if subject in self._waiting:
-                self._waiting.pop(subject).cancel()
+            for reader in [*batch, *self._waiting.pop(subject, [])]:
+                reader.cancel()
             raise
         except Exception as exc:
-            batch.set_exception(exc)
+            for reader in batch:
+                if not reader.done():
+                    reader.set_exception(exc)
+        else:
+            for reader in batch:
+                if not reader.done():  # a reader that gave up is cancelled
+                    reader.set_result(answer)
         self._flying.discard(subject)
         if subject in self._waiting:
             self._launch(subject)
-
-
-def _retrieved(batch: asyncio.Future[dict[str, Any]]) -> None:
-    """A batch whose readers all gave up may still fail: that is nobody's news."""
-    if not batch.cancelled():
-        batch.exception()

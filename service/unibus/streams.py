@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import nats.js.errors as jserr
 from nats.js import JetStreamContext
@@ -76,9 +78,11 @@ _PAGE_OVERHEAD = 4096
 """Room a one-frame history page needs besides the frame: envelope and reply headers."""
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc3339_ns(text: str) -> int:
     """JetStream's `2026-11-29T19:31:31.802337172Z` → ns since the epoch; 0 if it is not
-    that shape (Python's datetime stops at microseconds, JetStream does not)."""
+    that shape (Python's datetime stops at microseconds, JetStream does not). Cached: a
+    hot room's reads see the same `last_ts` until its next frame, and strptime is slow."""
     head, _, fraction = text.removesuffix("Z").partition(".")
     try:
         seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
@@ -179,10 +183,15 @@ async def ensure_room_stream(
 
 
 async def room_stream_snapshot(index: ReadIndex, stream: str) -> Snapshot | None:
-    """STREAM.INFO read raw, shared by the reads that arrived before it was sent
-    (readindex.py): the history hot path needs three numbers and two config fields, not
-    nats-py's full StreamInfo (whose decoding costs more than the request). None: no stream."""
-    info = await index.stream_info(stream)
+    """The stream's snapshot from a STREAM.INFO shared by the reads that arrived before it
+    was sent (readindex.py). None: no stream."""
+    return snapshot_of(await index.stream_info(stream))
+
+
+def snapshot_of(info: dict[str, Any]) -> Snapshot | None:
+    """STREAM.INFO read raw: the history hot path needs three numbers and two config
+    fields, not nats-py's full StreamInfo (whose decoding costs more than the request).
+    None: no stream."""
     error = info.get("error")
     if error is not None:
         if error.get("err_code") == _STREAM_NOT_FOUND:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from .. import history
 from ..storage.rooms import stream_name
-from ..streams import room_stream_for_read, room_stream_snapshot
+from ..streams import room_stream_for_read, snapshot_of
 from .context import Call, Reply
 
 
@@ -23,24 +20,18 @@ async def read(call: Call) -> Reply:
     assert call.room_id is not None
     # The stream's state is asked for while membership is checked, saving a round trip:
     # its name comes from the room id, and a refusal drops the answer unread.
-    snapshot = asyncio.ensure_future(room_stream_snapshot(deps.streams_index, stream_name(call.room_id)))
-    snapshot.add_done_callback(_retrieved)
+    info = deps.streams_index.ask(stream_name(call.room_id))
     try:
         room = await call.member_room()
         query = history.parse_query(call.body)
     except BaseException:
-        snapshot.cancel()
+        info.cancel()
         raise
-    state = await room_stream_for_read(deps.js, room, deps.streams, timeout, await snapshot)
+    snapshot = snapshot_of(await info)
+    state = await room_stream_for_read(deps.js, room, deps.streams, timeout, snapshot)
     win = history.window(state, query)
     if state is None or win is None:
         return history.EMPTY.encode(accept)
     budget = history.PageBudget.for_reply(deps.nc.max_payload, accept)
     page = await deps.frames.read(deps.nc, room.stream, state, win, timeout, budget)
     return page.encode(accept)
-
-
-def _retrieved(task: asyncio.Task[Any]) -> None:
-    """A snapshot dropped after a refusal may have failed too: that is not news."""
-    if not task.cancelled():
-        task.exception()
