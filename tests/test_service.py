@@ -14,7 +14,7 @@ from unibus.client import Conflict, ControlClient, Identity, NotFound, ServiceEr
 from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer, free_port
 from unibus.runner import Running, running
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import ROOM_BUCKET
 
 from conftest import StartPlane
 
@@ -59,7 +59,7 @@ async def test_oversized_body_is_413(as_alice: ControlClient) -> None:
 
 async def test_a_corrupt_row_is_a_500_that_leaks_nothing(nc: Client, as_alice: ControlClient) -> None:
     await as_alice.create_room("fine")
-    kv = await nc.jetstream().key_value(BUCKET)
+    kv = await nc.jetstream().key_value(ROOM_BUCKET)
     await kv.put("broken", b"{not json at all")
     with pytest.raises(ServiceError) as caught:
         await as_alice.info("broken")

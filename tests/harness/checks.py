@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from unibus.client import ControlClient
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import ROOM_BUCKET
 
 from .retry import with_retries
 
@@ -20,7 +20,7 @@ ROOM_STREAM_PREFIX = "UNIBUS_"
 async def room_rows(js: JetStreamContext) -> set[str]:
     """Keys of the room bucket whose latest entry is a row (not a delete marker), read from
     its stream directly: a KV watch-based key listing can come back empty on a busy node."""
-    stream, prefix = f"KV_{BUCKET}", f"$KV.{BUCKET}."
+    stream, prefix = f"KV_{ROOM_BUCKET}", f"$KV.{ROOM_BUCKET}."
     info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
     rows = set()
     for subject in info.state.subjects or {}:

@@ -12,17 +12,16 @@ import nats.errors
 from nats.aio.client import Client
 
 from ..identity import Identity, inbox_prefix
+from ..wire.names import CONTROL_PREFIX, ERROR_CODE_HEADER, ERROR_HEADER, control_subject
 from ..wire.signing import RECONNECT_HEADER, sign_request
 from .errors import Unavailable, error_for
-
-DEFAULT_PREFIX = "$UNIBUS.CTL"
 
 
 class ControlClient:
     """Talks to the control plane over NATS. `identity=None` sends unsigned requests."""
 
     def __init__(
-        self, nc: Client, identity: Identity | None, prefix: str = DEFAULT_PREFIX, timeout_s: float = 10.0
+        self, nc: Client, identity: Identity | None, prefix: str = CONTROL_PREFIX, timeout_s: float = 10.0
     ) -> None:
         self.nc = nc
         self.identity = identity
@@ -32,7 +31,7 @@ class ControlClient:
     async def request_raw(
         self, suffix: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[bytes, dict[str, str]]:
-        subject = f"{self.prefix}.rooms.{suffix}"
+        subject = control_subject(self.prefix, suffix)
         all_headers = dict(headers or {})
         if self.identity is not None:
             all_headers.update(sign_request(self.identity, subject, body))
@@ -42,9 +41,9 @@ class ControlClient:
         except nats.errors.NoRespondersError:
             raise Unavailable(503, "no control plane instance is answering") from None
         reply_headers = reply.headers or {}
-        code = reply_headers.get("Nats-Service-Error-Code")
+        code = reply_headers.get(ERROR_CODE_HEADER)
         if code:
-            raise error_for(int(code), reply_headers.get("Nats-Service-Error", ""))
+            raise error_for(int(code), reply_headers.get(ERROR_HEADER, ""))
         if RECONNECT_HEADER in reply_headers and self._connected_as_signer():
             await self._reauthorized(reconnects)
         return reply.data, reply_headers

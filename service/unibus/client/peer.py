@@ -20,8 +20,9 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from ..identity import Identity, InvalidKey, is_public_key
 from ..wire.interest import confirm_interest
+from ..wire.names import CONTROL_PREFIX
 from . import frames, roomkeys
-from .control import DEFAULT_PREFIX, ControlClient
+from .control import ControlClient
 from .errors import ServiceError
 from .frames import Frame, FrameRejected, Reason
 
@@ -71,7 +72,7 @@ class HistoryPage:
 
 
 class Peer:
-    def __init__(self, nc: Client, identity: Identity, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, nc: Client, identity: Identity, prefix: str = CONTROL_PREFIX) -> None:
         self.nc = nc
         self.identity = identity
         self.control = ControlClient(nc, identity, prefix)

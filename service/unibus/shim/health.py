@@ -9,6 +9,7 @@ from __future__ import annotations
 import nats.errors
 from aiohttp import web
 
+from ..wire.names import ping_subject
 from .link import LINK, Unavailable
 from .settings import SETTINGS
 
@@ -19,7 +20,7 @@ async def healthz(request: web.Request) -> web.Response:
     if not link.connected:
         return _report("disconnected", "unknown")
     try:
-        await link.request(f"$SRV.PING.{settings.service_name}", b"", {}, settings.health_timeout_s)
+        await link.request(ping_subject(settings.service_name), b"", {}, settings.health_timeout_s)
     except Unavailable as exc:
         return _report("connected" if link.connected else "disconnected", str(exc))
     except nats.errors.NoRespondersError:

@@ -15,9 +15,9 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from ..callout.serverconf import INBOXES
 from ..identity import Identity
 from ..wire import connection
+from ..wire.names import INBOXES
 
 log = logging.getLogger(__name__)
 

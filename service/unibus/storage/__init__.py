@@ -2,7 +2,7 @@
 
 from .base import RoomExists, RoomStore
 from .kv import KvStore
-from .rooms import Room, stream_name
+from .rooms import Room
 from .sqlite import SqliteStore
 
-__all__ = ["KvStore", "Room", "RoomExists", "RoomStore", "SqliteStore", "stream_name"]
+__all__ = ["KvStore", "Room", "RoomExists", "RoomStore", "SqliteStore"]

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from ..errors import ApiError
+from ..wire.names import stream_name
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,3 @@ class Room:
 
 
 _FIELDS = frozenset(f.name for f in fields(Room))
-
-
-def stream_name(room_id: str) -> str:
-    """`UNIBUS_<roomID>`: the same derivation as the Go client, which may ensure it too."""
-    return f"UNIBUS_{room_id}"
