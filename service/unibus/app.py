@@ -12,8 +12,9 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import nats
 import nats.errors
@@ -26,7 +27,7 @@ from nats.micro.service import Service, ServiceConfig
 from prometheus_client import CollectorRegistry
 
 from . import __version__, orphans
-from .auth import Caller, LocalNonces, Verifier
+from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .callout.authorizer import Authorizer, current_rooms
 from .callout.cutoff import ConnectionCutter
@@ -34,15 +35,16 @@ from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .endpoints.quotas import CreationRate
-from .errors import ApiError, StartRefused, bad_request
+from .errors import ApiError, DomainError, StartRefused, bad_request
 from .framecache import FrameCache
 from .links import Links
 from .metrics import CacheCollector, MetricsServer, ServiceMetrics
 from .operations.backup import restore_lock_name
 from .operations.reservation import reserve
 from .servicestats import ServiceStats
-from .storage import KvStore, RoomStore, SqliteStore
-from .streams import StreamPolicy, largest_frame
+from .storage import ConcurrentChange, KvStore, RoomExists, RoomStore, SqliteStore, StoreUnavailable
+from .storage.rooms import RowTooNew
+from .streams import StreamPolicy, StreamTaken, largest_frame
 from .wire.ids import ROOM_ID_RULE, is_room_id
 from .wire.interest import confirm_interest
 from .wire.jscodes import JSNotEnabledForAccountErr
@@ -53,6 +55,28 @@ log = logging.getLogger(__name__)
 
 
 ORPHAN_SWEEP_S = 600.0
+
+STATUS: Final[Mapping[type[DomainError], int]] = {
+    AuthFailed: 401,
+    RoomExists: 409,
+    StreamTaken: 409,
+    StoreUnavailable: 503,
+    ConcurrentChange: 503,
+    RowTooNew: 503,
+    ReplayCheckUnavailable: 503,
+}
+"""The one table from what a lower layer names to the status a caller gets (docs/protocol.md,
+"Errors"). Every `DomainError` is in it: none may end as a 500 (tests/unit/test_errors.py)."""
+
+
+def status_of(error: DomainError) -> int:
+    """`error`'s status: its own class's, or the nearest base class's in `STATUS`; 500 (and
+    a log line: the table has a gap) for a class nobody mapped."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    log.error("%s has no status in app.STATUS: answered 500", type(error).__name__)
+    return 500
 
 
 class ControlPlane:
@@ -268,6 +292,8 @@ class ControlPlane:
             return Answered(200, None, cut)
         except ApiError as err:
             return await _failed(request, err.code, err.message)
+        except DomainError as err:
+            return await _failed(request, status_of(err), str(err))
         except (
             TimeoutError,
             nats.errors.TimeoutError,

@@ -28,6 +28,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from .errors import DomainError
 from .storage.rooms import Room
 from .wire import jsapi
 from .wire.jscodes import JSStreamNameExistErr, JSStreamNotFoundErr
@@ -44,8 +45,13 @@ PREFIX_MARK = "unibus.prefix"
 name space on a JetStream, deployments with other prefixes must not adopt each other's."""
 
 
-class StreamTaken(Exception):
-    """The room's stream exists for another deployment's room of the same id."""
+class StreamTaken(DomainError):
+    """The room's stream name is held by a stream that is not this deployment's stream of
+    that room: another deployment's room of the same id, or a stream made by hand
+    without the room's subject. Adopting it would hand the room someone else's frames."""
+
+
+_TAKEN = "room id in use by another deployment or stream on this JetStream"
 
 
 @dataclass(frozen=True)
@@ -147,10 +153,12 @@ async def ensure_room_stream(
             raise
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
         if room.subject not in (info.config.subjects or []):
-            raise RuntimeError(f"stream {room.stream} exists without subject {room.subject}") from err
+            log.warning("stream %s exists without subject %s: not adopted", room.stream, room.subject)
+            raise StreamTaken(_TAKEN) from err
         owner = (info.config.metadata or {}).get(PREFIX_MARK)
         if owner is not None and owner != policy.api_prefix:
-            raise StreamTaken(f"stream {room.stream} belongs to the deployment at {owner}") from err
+            log.warning("stream %s belongs to the deployment at %s: not adopted", room.stream, owner)
+            raise StreamTaken(_TAKEN) from err
         current = info.config
         replicas = current.num_replicas or 1
         if not policy.holds(

@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from ..config import Config
-from ..errors import unavailable
+from ..errors import DomainError
 from ..storage.sqlite import open_database
 from ..wire.jscodes import JSStreamDuplicateMessageConflict, JSStreamNameExistErr
 from ..wire.names import nonce_stream_name, nonce_subject
@@ -48,6 +48,11 @@ def nonce_stream_config(config: Config, replicas: int) -> StreamConfig:
         # duplicate map still holds them for the window while it runs.
         max_bytes=config.nonces_max_bytes,
     )
+
+
+class ReplayCheckUnavailable(DomainError):
+    """The replay check cannot be made now, so the request is not accepted: never waved
+    through unchecked (503; signing again later will do)."""
 
 
 class ReplayGuard(Protocol):
@@ -158,7 +163,7 @@ class SharedNonces:
     async def claim(self, signer: str, nonce: str, timestamp_ms: int) -> bool:
         if timestamp_ms < self._signed_from_ms:
             resumes = datetime.fromtimestamp(self._signed_from_ms / 1000, UTC).isoformat(timespec="seconds")
-            raise unavailable(
+            raise ReplayCheckUnavailable(
                 f"replay protection resumes after a restore: requests signed before {resumes} are refused;"
                 " sign again then"
             )
@@ -172,7 +177,7 @@ class SharedNonces:
             )
         except jserr.NoStreamResponseError:
             # No leader for the stream right now (e.g. its node was just lost): retryable.
-            raise unavailable("replay check unavailable, try again") from None
+            raise ReplayCheckUnavailable("replay check unavailable, try again") from None
         except jserr.APIError as err:
             # A clustered stream refuses a copy that arrives while the first is still being
             # replicated (measured on 2.15.1): that copy is a replay as much as a later one.

@@ -8,7 +8,7 @@ import time
 import nats.js.errors as jserr
 
 from .. import identity
-from ..errors import ApiError, bad_request, conflict, insufficient_storage, not_found, unavailable
+from ..errors import bad_request, conflict, insufficient_storage, not_found, unavailable
 from ..storage import Room, RoomExists
 from ..storage.rooms import MODES
 from ..streams import StreamTaken, delete_room_stream, ensure_room_stream
@@ -35,7 +35,7 @@ async def create(call: Call) -> Reply:
         try:
             await ensure_room_stream(deps.js, room, deps.streams, deps.config.js_timeout_s)
         except StreamTaken:
-            raise conflict("room id in use by another deployment on this JetStream") from None
+            raise  # 409, app.py
         except jserr.APIError as err:
             if err.err_code != JSStorageResourcesExceededErr:
                 log.warning("room %s: stream not ensured: %r", room.id, err)
@@ -112,8 +112,6 @@ async def delete(call: Call) -> Reply:
         # never an orphan stream that a new room of the same id would adopt.
         try:
             await delete_room_stream(deps.js, room.stream, deps.config.js_timeout_s)
-        except ApiError:
-            raise
         except Exception as exc:
             log.warning("room %s: stream not deleted: %r", room.id, exc)
             raise unavailable("could not delete the room's stream; the room is unchanged") from None

@@ -20,11 +20,10 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from ..errors import ApiError, unavailable
 from ..wire import jsapi
 from ..wire.jscodes import JSStreamWrongLastSequenceErrF
 from ..wire.names import CONTROL_PREFIX, bucket_name
-from .base import Mutation, RoomExists
+from .base import ConcurrentChange, Mutation, RoomExists, StoreUnavailable
 from .rooms import Room
 
 log = logging.getLogger(__name__)
@@ -106,10 +105,10 @@ class KvStore:
         replaced at once by a new watch, whose snapshot brings the copy up to date."""
         try:
             last = await self._last_revision()
-        except ApiError:
+        except StoreUnavailable:
             raise
         except Exception as exc:
-            raise unavailable("room storage unavailable, try again") from exc
+            raise StoreUnavailable("room storage unavailable, try again") from exc
         deadline = asyncio.get_running_loop().time() + _WATCH_LAG_S
         while self._seen < last:
             self._advanced.clear()
@@ -122,7 +121,7 @@ class KvStore:
                     # No fresh copy to decide from (JetStream electing a leader, say):
                     # fail closed and retryable rather than answer from a stale one.
                     log.warning("room bucket watch not replaced: %r", exc)
-                    raise unavailable("room storage unavailable, try again") from exc
+                    raise StoreUnavailable("room storage unavailable, try again") from exc
                 return
 
     async def _last_revision(self) -> int:
@@ -135,7 +134,7 @@ class KvStore:
         try:
             info = await jsapi.request(self._nc, f"STREAM.INFO.KV_{self._bucket}", None, self._timeout)
         except jserr.APIError:
-            raise unavailable("room bucket unavailable") from None
+            raise StoreUnavailable("room bucket unavailable") from None
         return int(info["state"]["last_seq"])
 
     async def _rewatch(self, last: int) -> None:
@@ -228,7 +227,7 @@ class KvStore:
             stored = changed.with_revision(revision)
             self._remember(stored)
             return stored
-        raise unavailable("the room is being changed concurrently; try again")
+        raise ConcurrentChange("the room is being changed concurrently; try again")
 
     async def delete(self, room_id: str) -> bool:
         current = await self._fetch(room_id)
@@ -242,7 +241,7 @@ class KvStore:
         except jserr.APIError as err:
             if err.err_code != JSStreamWrongLastSequenceErrF:
                 raise
-            raise unavailable("the room is being changed concurrently; try again") from None
+            raise ConcurrentChange("the room is being changed concurrently; try again") from None
         self._rooms.pop(room_id, None)
         self._deleted[room_id] = current.revision
         return True
