@@ -45,6 +45,7 @@ from .servicestats import ServiceStats
 from .storage import ConcurrentChange, KvStore, RoomExists, RoomStore, SqliteStore, StoreUnavailable
 from .storage.rooms import RowTooNew
 from .streams import StreamPolicy, StreamTaken, largest_frame
+from .wire import connection
 from .wire.ids import ROOM_ID_RULE, is_room_id
 from .wire.interest import confirm_interest
 from .wire.jscodes import JSNotEnabledForAccountErr
@@ -426,5 +427,5 @@ def _replicas(nc: Client, config: Config) -> int:
     """Configured, or 3 on a cluster and 1 standalone (see docs/operations.md)."""
     if config.replicas > 0:
         return min(config.replicas, 5)
-    info = nc._server_info  # the INFO the server sent on connect
+    info = connection.server_info(nc)
     return 3 if info.get("cluster") else 1

@@ -108,14 +108,14 @@ class ControlClient:
     async def delete_room(self, room_id: str) -> dict[str, Any]:
         return await self.call(f"{room_id}.delete")
 
-    async def history(self, room_id: str, limit: int | None = None, before: int | None = None) -> Page:
+    async def history(self, room_id: str, limit: int | None = None, before: int | None = None) -> FramePage:
         """One page of raw frames, oldest first (msgpack on the wire: no base64 cost)."""
         query = "&".join(f"{k}={v}" for k, v in (("limit", limit), ("before", before)) if v is not None)
         data, _ = await self.request_raw(
             f"{room_id}.history", query.encode(), {"Accept": "application/msgpack"}
         )
         envelope = msgpack.unpackb(data, raw=False)
-        return Page(
+        return FramePage(
             list(envelope["messages"]),
             envelope.get("first_seq"),
             envelope.get("last_seq"),
@@ -123,8 +123,8 @@ class ControlClient:
         )
 
     async def backlog(self, room_id: str, page_size: int = 1000) -> AsyncIterator[bytes]:
-        """Every stored frame, newest page first, each page oldest first: follow `before`
-        until the service says there is nothing older."""
+        """Every stored frame, newest first (each page is read oldest first and yielded
+        reversed): follow `before` until the service says there is nothing older."""
         before: int | None = None
         while True:
             page = await self.history(room_id, limit=page_size, before=before)
@@ -135,7 +135,7 @@ class ControlClient:
             before = page.first_seq
 
 
-class Page:
+class FramePage:
     __slots__ = ("first_seq", "frames", "last_seq", "seqs")
 
     def __init__(

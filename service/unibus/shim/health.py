@@ -10,7 +10,7 @@ import nats.errors
 from aiohttp import web
 
 from ..wire.names import ping_subject
-from .link import LINK, Unavailable
+from .link import LINK, CannotRelay
 from .settings import SETTINGS
 
 
@@ -21,7 +21,7 @@ async def healthz(request: web.Request) -> web.Response:
         return _report("disconnected", "unknown")
     try:
         await link.request(ping_subject(settings.service_name), b"", {}, settings.health_timeout_s)
-    except Unavailable as exc:
+    except CannotRelay as exc:
         return _report("connected" if link.connected else "disconnected", str(exc))
     except nats.errors.NoRespondersError:
         return _report("connected", "no responders")

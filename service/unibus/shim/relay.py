@@ -17,7 +17,7 @@ from ..wire.ids import ROOM_ID_RULE, is_room_id
 from ..wire.names import ERROR_CODE_HEADER, control_subject
 from ..wire.signing import HEADERS as SIGNATURE_HEADERS
 from .errors import error
-from .link import LINK, Unavailable
+from .link import LINK, CannotRelay
 from .settings import SETTINGS
 
 FORWARDED = (*SIGNATURE_HEADERS, "Accept")
@@ -42,7 +42,7 @@ async def history(request: web.Request) -> web.Response:
     headers.update(trace_context(request))
     try:
         reply = await request.app[LINK].request(subject, query, headers, settings.request_timeout_s)
-    except Unavailable as exc:
+    except CannotRelay as exc:
         return error(503, str(exc))
     except nats.errors.NoRespondersError:
         return error(503, "no control plane instance is answering")

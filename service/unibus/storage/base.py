@@ -26,9 +26,6 @@ class ConcurrentChange(DomainError):
 
 
 class RoomStore(Protocol):
-    durable_history: bool
-    """False when there is no JetStream: rooms work, histories are empty."""
-
     async def get(self, room_id: str) -> Room | None: ...
 
     async def catch_up(self) -> None:

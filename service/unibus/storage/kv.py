@@ -35,8 +35,6 @@ _CAS_ATTEMPTS = 32
 
 
 class KvStore:
-    durable_history = True
-
     def __init__(self, kv: KeyValue, bucket: str, timeout_s: float, nc: Client | None = None) -> None:
         self._kv = kv
         self._bucket = bucket

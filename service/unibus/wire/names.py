@@ -22,6 +22,7 @@ __all__ = [
     "INBOXES",
     "NONCE_STREAM",
     "QUEUE_GROUP",
+    "ROLES",
     "ROOM_BUCKET",
     "ROOM_STREAM_PREFIX",
     "ROOM_SUBJECT_PREFIX",
@@ -44,7 +45,12 @@ ROOM_SUBJECT_PREFIX = "unibus.room"
 CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 """Where nats-server sends auth callout requests (ADR-26)."""
 
-INBOXES = {role: f"_INBOX.unibus-{role}" for role in ("service", "responder", "shim", "system")}
+ROLES = ("service", "responder", "shim", "system")
+"""The static users of the trust boundary (callout/serverconf.py). service: JetStream, the
+room bucket and the nonce stream. responder: answers control requests and the auth
+callout, and may publish nowhere but inboxes. shim: history requests only. system: finds
+and cuts an identity's connections (system account)."""
+INBOXES = {role: f"_INBOX.unibus-{role}" for role in ROLES}
 """Inbox prefixes of the static users. A peer's is `_INBOX.<its U… key>`, which no role
 name can equal, so no two connections share one."""
 
