@@ -11,8 +11,8 @@ import platform
 import tempfile
 from pathlib import Path
 
-from unibus.callout.serverconf import INBOXES
 from unibus.client import ControlClient, Identity
+from unibus.wire.names import INBOXES
 
 from . import boundary, gofloor, scale
 from . import scenarios as sc

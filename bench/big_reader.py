@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from unibus import connection
 from unibus.client import ControlClient, Identity
+from unibus.wire import connection
 
 from . import history_paths as paths
 

@@ -19,14 +19,15 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from unibus import connection
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
-from unibus.callout.serverconf import INBOXES
 from unibus.endpoints import ENDPOINTS
 from unibus.identity import Identity
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.processes import stop_process
+from unibus.wire import connection
+from unibus.wire.gather import gather
+from unibus.wire.names import INBOXES, SERVICE_NAME
 
 
 @dataclass
@@ -72,16 +73,10 @@ class Stack:
         an instance answers PING/INFO before its endpoints are subscribed)."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            inbox = nc.new_inbox()
-            sub = await nc.subscribe(inbox)
-            await nc.publish("$SRV.INFO.unibus-control-plane", b"", reply=inbox)
-            ready = 0
-            with contextlib.suppress(Exception):
-                while True:
-                    info = json.loads((await sub.next_msg(timeout=0.3)).data)
-                    ready += len(info["endpoints"]) >= len(ENDPOINTS)  # + the callout's, under the boundary
-            await sub.unsubscribe()
-            if ready >= count:
+            answers = await gather(nc, f"$SRV.INFO.{SERVICE_NAME}", within_s=2, idle_s=0.3, expect=count)
+            infos = [json.loads(answer.msg.data) for answer in answers]
+            # Under the boundary an instance also lists the callout's endpoint.
+            if sum(len(info["endpoints"]) >= len(ENDPOINTS) for info in infos) >= count:
                 return
         raise TimeoutError(f"{count} service instances did not come up")
 

@@ -8,12 +8,12 @@ import time
 import pytest
 from nats.aio.client import Client
 
-from unibus.auth.replay import nonce_subject
-from unibus.auth.signing import SIGNATURE, SIGNER, TIMESTAMP, sign_request
 from unibus.client import ControlClient, Identity, Unauthorized
 from unibus.config import AuthMode
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
+from unibus.wire.names import nonce_subject
+from unibus.wire.signing import SIGNATURE, SIGNER, TIMESTAMP, sign_request
 
 from conftest import StartPlane
 from harness.boundary import connect_as

@@ -11,7 +11,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from unibus.client import ControlClient
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import ROOM_BUCKET
 
 from conftest import wait_stored
 
@@ -38,7 +38,7 @@ async def test_concurrent_reads_share_their_stream_info_requests(nc: Client, as_
             seen[msg.subject.removeprefix("$JS.API.STREAM.INFO.")] += 1
     # One request per read without the sharing; a few rounds with it.
     assert 1 <= seen[room["stream"]] <= READS // 2, seen
-    assert 1 <= seen[f"KV_{BUCKET}"] <= READS // 2, seen
+    assert 1 <= seen[f"KV_{ROOM_BUCKET}"] <= READS // 2, seen
 
 
 async def test_a_read_sees_every_frame_stored_before_it_arrived(nc: Client, as_alice: ControlClient) -> None:

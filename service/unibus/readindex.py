@@ -15,10 +15,11 @@ costs one round trip.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from nats.aio.client import Client
+
+from .wire import jsapi
 
 
 class ReadIndex:
@@ -26,15 +27,16 @@ class ReadIndex:
         self._nc = nc
         self._timeout = timeout_s
         self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
-        """Per subject, the readers for the next request (not sent yet)."""
+        """Per API call (`STREAM.INFO.<name>`), the readers for the next request (not sent yet)."""
         self._flying: set[str] = set()
         self._rounds: set[asyncio.Task[None]] = set()
 
     def ask(self, stream: str) -> asyncio.Future[dict[str, Any]]:
-        """`$JS.API.STREAM.INFO.<stream>`'s answer as JSON (an `error` included), from a
-        request sent after this call. The future is this reader's own: cancelling it
-        leaves the others' answer alone. The dict is shared: read it, never change it."""
-        subject = f"$JS.API.STREAM.INFO.{stream}"
+        """`$JS.API.STREAM.INFO.<stream>`'s answer as JSON (JetStream's error raised as
+        nats-py's `APIError`, wire/jsapi.py), from a request sent after this call. The
+        future is this reader's own: cancelling it leaves the others' answer alone. The
+        dict is shared: read it, never change it."""
+        subject = f"STREAM.INFO.{stream}"
         reader: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         batch = self._waiting.get(subject)
         if batch is None:
@@ -58,8 +60,7 @@ class ReadIndex:
         # before it was sent, and whoever comes later waits for the next round.
         batch = self._waiting.pop(subject)
         try:
-            reply = await self._nc.request(subject, b"", timeout=self._timeout)
-            answer = json.loads(reply.data)
+            answer = await jsapi.request(self._nc, subject, None, self._timeout)
         except asyncio.CancelledError:  # shutting down: nobody gets an answer
             self._flying.discard(subject)
             for reader in [*batch, *self._waiting.pop(subject, [])]:

@@ -20,15 +20,19 @@ The argument, and what it leaves open, is in docs/security.md ("Replays of reads
 from __future__ import annotations
 
 from .. import identity
-from ..errors import forbidden
+from ..errors import DomainError
+
+
+class ReplyElsewhere(DomainError):
+    """A signed read whose reply names another identity's inbox (403)."""
 
 
 def needs_claim(reply: str, signer: str) -> bool:
     """Whether a read signed by `signer` and answered to `reply` must claim its nonce
-    under the trust boundary; raises 403 for a reply to another identity's inbox."""
+    under the trust boundary; `ReplyElsewhere` for a reply to another identity's inbox."""
     if reply.startswith(f"{identity.inbox_prefix(signer)}."):
         return False
     root, _, rest = reply.partition(".")
     if root == "_INBOX" and identity.is_public_key(rest.partition(".")[0]):
-        raise forbidden("a read's reply must go to the signer's own inbox")
+        raise ReplyElsewhere("a read's reply must go to the signer's own inbox")
     return True

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .. import history
-from ..storage.rooms import stream_name
 from ..streams import room_stream_for_read, snapshot_of
+from ..wire.names import stream_name
 from .context import Call, Reply
 
 
@@ -27,7 +27,7 @@ async def read(call: Call) -> Reply:
     except BaseException:
         info.cancel()
         raise
-    snapshot = snapshot_of(await info)
+    snapshot = await snapshot_of(info)
     state = await room_stream_for_read(deps.js, room, deps.streams, timeout, snapshot)
     win = history.window(state, query)
     if state is None or win is None:
