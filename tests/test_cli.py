@@ -10,7 +10,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from unibus.processes import stop_process
 from unibus.runner import Running
 from unibus.wire.names import CONTROL_PREFIX
 
-UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
+from harness.cli import UNIBUS, clean_env, run_cli, start_cli
 
 
 @dataclass
@@ -204,23 +203,6 @@ async def test_remove_rotates_and_delete_cleans_up(users: tuple[User, User, User
     assert (await bob.run("history", "shortlived")).code == 1
     assert (await alice.ok("room", "delete", "shortlived")).out.strip() == "deleted shortlived"
     assert (await alice.ok("room", "list", "--json")).json() == {"rooms": []}
-
-
-def clean_env(**env: str) -> dict[str, str]:
-    """This process's environment without any UNIBUS_* setting, plus `env`."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")} | env
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*UNIBUS, *args], env=clean_env(**env), capture_output=True, text=True, timeout=60)
-
-
-def start_cli(*args: str, logs: bool = True, **env: str) -> subprocess.Popen[str]:
-    """A long-running command (`serve`, `shim`): stdout, with its log lines when `logs`."""
-    stderr = subprocess.STDOUT if logs else subprocess.DEVNULL
-    return subprocess.Popen(
-        [*UNIBUS, *args], env=clean_env(**env), stdout=subprocess.PIPE, stderr=stderr, text=True
-    )
 
 
 def test_usage_errors_name_what_to_fix_and_exit_2() -> None:
