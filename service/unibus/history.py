@@ -28,7 +28,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from .errors import bad_request
-from .streams import StreamState
+from .streams import PAGE_OVERHEAD, StreamState
 from .wire import jsapi
 
 DEFAULT_LIMIT = 200
@@ -93,9 +93,6 @@ def window(state: StreamState | None, query: HistoryQuery) -> Window | None:
     return Window(max(state.first_seq, end - query.limit + 1), end)
 
 
-_PAGE_OVERHEAD = 4096
-"""Envelope and reply headers besides the frames (the same room `streams.largest_frame`
-leaves)."""
 _SEQ_JSON = 21
 """A sequence in a JSON reply: up to 20 digits and a comma."""
 _SEQ_MSGPACK = 9
@@ -112,7 +109,7 @@ class PageBudget:
 
     @classmethod
     def for_reply(cls, max_payload: int, accept: str | None) -> PageBudget:
-        return cls(max_payload - _PAGE_OVERHEAD, accept is not None and MSGPACK in accept)
+        return cls(max_payload - PAGE_OVERHEAD, accept is not None and MSGPACK in accept)
 
     def cost(self, frame: bytes) -> int:
         """A frame's bytes in the reply, its entry in `seqs` counted at its widest."""

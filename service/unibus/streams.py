@@ -36,8 +36,6 @@ from .wire.names import CONTROL_PREFIX
 
 log = logging.getLogger(__name__)
 
-# JSStreamNameExistErr: a stream of that name exists with another config (e.g. a Go
-# client's update changed replicas or allow_direct). It still captures the subject.
 ROOM_MARK = "unibus.room"
 """Stream metadata naming the room a stream was created for by this service."""
 PREFIX_MARK = "unibus.prefix"
@@ -76,8 +74,10 @@ class StreamPolicy:
         )
 
 
-_PAGE_OVERHEAD = 4096
-"""Room a one-frame history page needs besides the frame: envelope and reply headers."""
+PAGE_OVERHEAD = 4096
+"""Room a history page needs besides its frames: envelope and reply headers. history.py
+budgets a page with it and `largest_frame` bounds a stored frame with it, so the one
+value is what guarantees that every page holds at least one frame."""
 
 
 def rfc3339_ns(text: str) -> int:
@@ -94,7 +94,7 @@ def rfc3339_ns(text: str) -> int:
 def largest_frame(max_payload: int) -> int:
     """The largest frame whose one-frame history page still fits in `max_payload` as
     JSON, where base64 makes it 4/3 as large (msgpack carries it as it is)."""
-    return (max_payload - _PAGE_OVERHEAD) * 3 // 4
+    return (max_payload - PAGE_OVERHEAD) * 3 // 4
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,8 @@ async def ensure_room_stream(
     try:
         info = await asyncio.wait_for(js.add_stream(config), timeout_s)
     except jserr.APIError as err:
+        # A stream of that name exists with another config (e.g. a Go client's update
+        # changed replicas or allow_direct); it may still capture the room's subject.
         if err.err_code != JSStreamNameExistErr:
             raise
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
