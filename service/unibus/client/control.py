@@ -109,9 +109,13 @@ class ControlClient:
     async def delete_room(self, room_id: str) -> dict[str, Any]:
         return await self.call(f"{room_id}.delete")
 
-    async def history(self, room_id: str, limit: int | None = None, before: int | None = None) -> Page:
-        """One page of raw frames, oldest first (msgpack on the wire: no base64 cost)."""
-        query = "&".join(f"{k}={v}" for k, v in (("limit", limit), ("before", before)) if v is not None)
+    async def history(
+        self, room_id: str, limit: int | None = None, before: int | None = None, after: int | None = None
+    ) -> Page:
+        """One page of raw frames, oldest first (msgpack on the wire: no base64 cost):
+        the newest, those before `before`, or (a follower's) the oldest after `after`."""
+        params = (("limit", limit), ("before", before), ("after", after))
+        query = "&".join(f"{k}={v}" for k, v in params if v is not None)
         data, _ = await self.request_raw(
             f"{room_id}.history", query.encode(), {"Accept": "application/msgpack"}
         )
@@ -121,6 +125,7 @@ class ControlClient:
             envelope.get("first_seq"),
             envelope.get("last_seq"),
             list(envelope.get("seqs") or ()),
+            envelope.get("stream_last_seq"),
         )
 
     async def backlog(self, room_id: str, page_size: int = 1000) -> AsyncIterator[bytes]:
@@ -137,13 +142,21 @@ class ControlClient:
 
 
 class Page:
-    __slots__ = ("first_seq", "frames", "last_seq", "seqs")
+    __slots__ = ("first_seq", "frames", "last_seq", "seqs", "stream_last_seq")
 
     def __init__(
-        self, frames: list[bytes], first_seq: int | None, last_seq: int | None, seqs: list[int]
+        self,
+        frames: list[bytes],
+        first_seq: int | None,
+        last_seq: int | None,
+        seqs: list[int],
+        stream_last_seq: int | None = None,
     ) -> None:
         self.frames = frames
         self.first_seq = first_seq
         self.last_seq = last_seq
         self.seqs = seqs
         """Each frame's stream sequence; empty from a service older than the field."""
+        self.stream_last_seq = stream_last_seq
+        """The stream's last sequence at the read, in a reply to `after` (None otherwise,
+        and from a service older than `after`)."""
