@@ -33,7 +33,8 @@ class Followers:
 
     @property
     def texts(self) -> list[str]:
-        return [i.message.text for i in self.items if isinstance(i, Followed) and isinstance(i.message, Message)]
+        followed = (i.message for i in self.items if isinstance(i, Followed))
+        return [m.text for m in followed if isinstance(m, Message)]
 
     async def until(self, condition: Callable[[], bool], within_s: float = 30.0) -> None:
         deadline = asyncio.get_running_loop().time() + within_s
