@@ -131,6 +131,8 @@ class Follower:
                 elif isinstance(event, tuple):
                     async for item in self._on_frame(*event):
                         yield item
+                if nc.is_closed:  # closed by its owner, or given up on: nothing more will come
+                    raise nats.errors.ConnectionClosedError
                 if nc.stats["reconnects"] != reconnects and nc.is_connected:
                     reconnects = nc.stats["reconnects"]
                     self.on_status(f"reconnected: catching up {self.room.id} after sequence {self.cursor}")
