@@ -28,8 +28,8 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from ..identity import notice_subject
-from ..ids import stored_subject
-from ..interest import confirm_interest
+from ..wire.ids import stored_subject
+from ..wire.interest import confirm_interest
 from . import notices
 from .control import Page
 from .errors import Unavailable
