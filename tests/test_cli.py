@@ -143,6 +143,23 @@ async def test_tail_prints_live_messages(users: tuple[User, User, User]) -> None
     assert [json.loads(line)["text"] for line in out.decode().splitlines()] == ["one", "two"]
 
 
+async def test_tail_ends_with_the_403_when_its_member_is_removed(users: tuple[User, User, User]) -> None:
+    """It used to hang there in silence. Removal is said on stderr, and it exits 1."""
+    alice, bob, _ = users
+    bob_key = await owner_and_member(alice, bob, "ousted")
+    tail = await bob.start("tail", "ousted", "--json")
+    assert tail.stderr is not None
+    ready = await asyncio.wait_for(tail.stderr.readline(), 60)
+    assert ready.decode().startswith("listening on unibus.room.ousted.stored")
+    await alice.ok("send", "ousted", "before")
+    await alice.ok("room", "remove", "ousted", bob_key)
+    out, err = await asyncio.wait_for(tail.communicate(), 60)
+    assert tail.returncode == 1, err
+    assert [json.loads(line)["text"] for line in out.decode().splitlines()] == ["before"]
+    assert "no longer a member of ousted" in err.decode()
+    assert "Traceback" not in err.decode()
+
+
 async def test_history_paging_options(users: tuple[User, User, User]) -> None:
     alice, _, _ = users
     await alice.ok("keygen")
