@@ -16,8 +16,9 @@ from unibus.client.frames import seal_frame
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
 
-from conftest import StartPlane, wait_stored
 from harness import Cluster, Spawn
+from harness.plane import StartPlane
+from harness.waiting import wait_stored
 
 pytest_plugins = ["harness.fixtures"]
 
