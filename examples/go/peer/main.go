@@ -38,7 +38,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
@@ -59,6 +58,7 @@ type room struct {
 type historyPage struct {
 	Messages [][]byte `json:"messages"` // encoding/json decodes base64 into []byte
 	FirstSeq uint64   `json:"first_seq"`
+	Seqs     []uint64 `json:"seqs"` // each frame's stream sequence
 }
 
 // report is what the peer prints when it is done.
@@ -70,13 +70,9 @@ type report struct {
 	Pages     int             `json:"pages"`
 }
 
-// peer is one identity's connection and its control subjects.
+// peer is one identity's session, used for one run.
 type peer struct {
-	nc          *nats.Conn
-	user        nkeys.KeyPair
-	public      string // the identity's U… key: its member id
-	prefix      string
-	reconnected chan struct{}
+	*session
 }
 
 func main() {
@@ -90,6 +86,9 @@ func main() {
 	wait := flag.Duration("wait", 10*time.Second, "how long to wait for the published frames to be stored")
 	prefix := flag.String("prefix", "$UNIBUS.CTL", "control subject prefix (UNIBUS_API_PREFIX)")
 	vectors := flag.String("vectors", "", "check signing and frames against this tests/vectors directory, then exit")
+	follow := flag.Bool("follow", false, "follow the room: print every stored frame once, in order, until interrupted")
+	after := flag.Int64("after", -1, "with -follow: start after this stream sequence (default: the -cursor file's, else 0)")
+	cursorFile := flag.String("cursor", "", "with -follow: keep the last frame's sequence in this file and resume from it")
 	flag.Parse()
 
 	if *vectors != "" {
@@ -105,17 +104,22 @@ func main() {
 		os.Exit(exitUsage)
 	}
 
-	p, err := connect(*natsURL, *seedFile, *prefix)
+	user, err := readIdentity(*seedFile)
 	fail(err)
-	defer p.nc.Close()
-	out, err := p.run(*roomID, *create, *text, *count, *pageSize, *wait)
+	s, err := connect(*natsURL, user, *prefix)
+	fail(err)
+	defer s.Close()
+	if *follow {
+		fail(followRoom(s, *roomID, *after, *cursorFile, *pageSize))
+		return
+	}
+	out, err := (&peer{s}).run(*roomID, *create, *text, *count, *pageSize, *wait)
 	fail(err)
 	fail(json.NewEncoder(os.Stdout).Encode(out))
 }
 
-// connect joins NATS as the identity in seedFile, as the trust boundary requires: its nkey,
-// and the inbox prefix _INBOX.<public key>, the only inbox it may subscribe to.
-func connect(natsURL, seedFile, prefix string) (*peer, error) {
+// readIdentity is the nkey in seedFile.
+func readIdentity(seedFile string) (nkeys.KeyPair, error) {
 	seed, err := os.ReadFile(seedFile)
 	if err != nil {
 		return nil, err
@@ -124,26 +128,7 @@ func connect(natsURL, seedFile, prefix string) (*peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", seedFile, err)
 	}
-	public, err := user.PublicKey()
-	if err != nil {
-		return nil, err
-	}
-	p := &peer{user: user, public: public, prefix: prefix, reconnected: make(chan struct{}, 1)}
-	p.nc, err = nats.Connect(natsURL,
-		nats.Name("unibus-go-example-peer"),
-		nats.Nkey(public, user.Sign),
-		nats.CustomInboxPrefix("_INBOX."+public),
-		// Keep reconnecting: the control plane cuts the connection when its rooms change.
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond),
-		nats.ReconnectHandler(func(*nats.Conn) {
-			select {
-			case p.reconnected <- struct{}{}:
-			default:
-			}
-		}),
-	)
-	return p, err
+	return user, nil
 }
 
 func (p *peer) run(roomID string, create bool, text string, count, pageSize int, wait time.Duration) (*report, error) {
@@ -209,9 +194,7 @@ func (p *peer) run(roomID string, create bool, text string, count, pageSize int,
 // carries Unibus-Reconnect: the control plane then cuts this connection, and until it is
 // back (with the room's subject granted) a publish to the room would be refused.
 func (p *peer) createRoom(roomID string) (json.RawMessage, error) {
-	for len(p.reconnected) > 0 {
-		<-p.reconnected
-	}
+	reconnected := p.reconnected.wait()
 	body, _ := json.Marshal(map[string]string{"id": roomID, "mode": "matrix"})
 	reply, err := request(p.nc, p.user, p.prefix+".rooms.create", body)
 	if err != nil {
@@ -219,7 +202,7 @@ func (p *peer) createRoom(roomID string) (json.RawMessage, error) {
 	}
 	if reply.Header.Get(headerReconnect) == "true" {
 		select {
-		case <-p.reconnected:
+		case <-reconnected:
 		case <-time.After(10 * time.Second):
 			return nil, errors.New("not reconnected after the room was created")
 		}
