@@ -152,12 +152,16 @@ func (f *follower) catchUp(ctx context.Context, until uint64) error {
 		if err != nil {
 			return err
 		}
-		for i, raw := range page.Messages {
-			if err := f.deliver(page.Seqs[i], raw); err != nil {
-				return err
-			}
-		}
 		if len(page.Messages) > 0 {
+			if page.Seqs[len(page.Seqs)-1] <= f.cursor {
+				// An instance that does not know `after` answers with the newest page.
+				return fmt.Errorf("room %s: history ignored after=%d: the control plane is too old to follow", f.room, f.cursor)
+			}
+			for i, raw := range page.Messages {
+				if err := f.deliver(page.Seqs[i], raw); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if f.cursor >= until {

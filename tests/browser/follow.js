@@ -1,0 +1,44 @@
+// A page that follows one room with clients/js/unibus.js, as a browser app would: the
+// cursor and what it showed live in localStorage, so a reload resumes where it stopped.
+// Settings come in the URL fragment: ws, seed, room[, prefix]. window.follower holds the
+// state the test reads; the log in localStorage holds every item across reloads.
+import { connect } from "../../clients/js/unibus.js";
+
+const params = new URLSearchParams(location.hash.slice(1));
+const room = params.get("room");
+const state = { reconnects: 0, notices: [], error: null };
+window.follower = state;
+
+function load(key, fallback) {
+  return JSON.parse(localStorage.getItem(key) ?? JSON.stringify(fallback));
+}
+
+function base64(bytes) {
+  return btoa(String.fromCharCode(...bytes));
+}
+
+async function main() {
+  const session = await connect({
+    servers: params.get("ws"),
+    seed: params.get("seed"),
+    prefix: params.get("prefix") ?? undefined,
+  });
+  window.session = session;
+  session.listen((event) => {
+    if (event.type === "reconnect") state.reconnects++;
+    if (event.type === "notice") state.notices.push({ event: event.event, room: event.room });
+  });
+  document.body.dataset.state = "following";
+  const log = load("log", []);
+  // The cursor and the log change in one step, so a reload can only resume where the log ends.
+  for await (const item of session.follow(room, { after: load("cursor", 0) })) {
+    log.push(item.gap ? { gap: item.gap } : { seq: item.seq, frame: base64(item.frame) });
+    localStorage.setItem("log", JSON.stringify(log));
+    if (!item.gap) localStorage.setItem("cursor", JSON.stringify(item.seq));
+  }
+}
+
+main().catch((err) => {
+  state.error = { code: err.code ?? null, message: String(err) };
+  document.body.dataset.state = "ended";
+});
