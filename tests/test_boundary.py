@@ -245,6 +245,34 @@ async def test_a_member_gets_no_jetstream_even_on_its_own_room(
     assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 1
 
 
+async def test_the_stored_subject_is_the_servers_alone(
+    bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
+) -> None:
+    """A member follows its room's stored subject, where every stored frame arrives with
+    its stream sequence; it may never publish there (a frame with a sequence of its
+    choosing), and a non-member may not even listen."""
+    member, _ = owner
+    live = await member.nc.subscribe("unibus.room.vault.stored")
+    await member.nc.publish(
+        "unibus.room.vault.stored", b"a frame with a made-up sequence", headers={"Nats-Sequence": "1"}
+    )
+    assert await member.refused("publish", "unibus.room.vault.stored")
+    await member.nc.publish("unibus.room.vault", b"a real frame")
+    msg = await live.next_msg(timeout=5)
+    assert (msg.data, msg.headers and msg.headers["Nats-Sequence"]) == (b"a real frame", "2")
+    with pytest.raises(nats.errors.TimeoutError):
+        await live.next_msg(timeout=0.3)  # nothing else arrived, the forged frame least of all
+    outsider = await connect_as(bounded_plane.nats_url, bob)
+    try:
+        await outsider.nc.subscribe("unibus.room.vault.stored")
+        assert await outsider.refused("subscription", "unibus.room.vault.stored")
+        await outsider.nc.publish("unibus.room.vault.stored", b"forged")
+        assert await outsider.refused("publish", "unibus.room.vault.stored")
+    finally:
+        await outsider.nc.close()
+    assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 2
+
+
 async def test_a_publish_cannot_aim_a_stream_acknowledgement_anywhere(
     bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
 ) -> None:

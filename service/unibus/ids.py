@@ -18,6 +18,17 @@ def is_room_id(value: object) -> bool:
     return isinstance(value, str) and ROOM_ID.fullmatch(value) is not None
 
 
+STORED = "stored"
+"""The last token of a room's **stored** subject, `<room subject>.stored`: JetStream
+republishes every frame the room's stream stores there, stamped with its stream sequence
+(docs/protocol.md, "Following a room"). Nobody but the server publishes on it."""
+
+
+def stored_subject(room_subject: str) -> str:
+    """`unibus.room.lobby` → `unibus.room.lobby.stored`."""
+    return f"{room_subject}.{STORED}"
+
+
 def new_room_id() -> str:
     """128 random bits in the room-id alphabet (22 url-safe characters)."""
     return secrets.token_urlsafe(16)

@@ -1,0 +1,222 @@
+"""Following a room: every stored frame once, in stream order, whatever happens to the
+connection (docs/protocol.md, "Following a room"), on a real nats-server and service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from nats.aio.client import Client
+
+from unibus.client import Followed, Forbidden, Gap, Identity, Message, Peer
+from unibus.client.frames import seal_frame
+from unibus.natsserver import NatsServer
+from unibus.runner import Running
+
+from conftest import StartPlane, wait_stored
+
+
+@dataclass
+class Followers:
+    """What a follower handed on, collected by a task until cancelled or it ends."""
+
+    items: list[Followed | Gap] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    ended: BaseException | None = None
+
+    @property
+    def seqs(self) -> list[int]:
+        return [i.seq for i in self.items if isinstance(i, Followed)]
+
+    @property
+    def texts(self) -> list[str]:
+        followed = (i.message for i in self.items if isinstance(i, Followed))
+        return [m.text for m in followed if isinstance(m, Message)]
+
+    async def until(self, condition: Callable[[], bool], within_s: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + within_s
+        while not condition():
+            if self.ended is not None:
+                raise AssertionError(f"the follower ended: {self.ended!r}")
+            assert asyncio.get_running_loop().time() < deadline, (len(self.items), self.status[-5:])
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def following(peer: Peer, room_id: str, after: int | None = None) -> AsyncIterator[Followers]:
+    got = Followers()
+    ready = asyncio.Event()
+
+    def on_status(text: str) -> None:
+        got.status.append(text)
+        if text.startswith("listening"):
+            ready.set()
+
+    async def run() -> None:
+        try:
+            async for item in peer.follow(room_id, after, on_status=on_status):
+                got.items.append(item)
+        except Exception as exc:
+            got.ended = exc
+            ready.set()
+
+    task = asyncio.create_task(run())
+    await asyncio.wait_for(ready.wait(), 30)
+    try:
+        yield got
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def alice_peer(nats_server: NatsServer, plane: Running, alice: Identity) -> AsyncIterator[Peer]:
+    peer = await Peer.connect(nats_server.url, alice)
+    yield peer
+    await peer.nc.close()
+
+
+@pytest.fixture
+async def bob_peer(nats_server: NatsServer, plane: Running, bob: Identity) -> AsyncIterator[Peer]:
+    peer = await Peer.connect(nats_server.url, bob)
+    yield peer
+    await peer.nc.close()
+
+
+async def send(peer: Peer, room_id: str, texts: list[str]) -> None:
+    room = await peer.room(room_id)
+    for text in texts:
+        await room.publish(text.encode())
+    await peer.nc.flush()
+
+
+async def shared(owner: Peer, member: Peer, room_id: str, encrypted: bool = True) -> None:
+    await owner.create_room(room_id, encrypted=encrypted)
+    await owner.add_member(room_id, member.identity.public_key)
+
+
+async def test_backlog_then_live_each_once_in_order(alice_peer: Peer, bob_peer: Peer) -> None:
+    await shared(alice_peer, bob_peer, "followed")
+    await send(alice_peer, "followed", [f"old {i}" for i in range(5)])
+    async with following(bob_peer, "followed", after=0) as got:
+        await got.until(lambda: len(got.seqs) == 5)
+        await send(alice_peer, "followed", [f"new {i}" for i in range(5)])
+        await got.until(lambda: len(got.seqs) == 10)
+        await asyncio.sleep(0.3)  # nothing more comes: no duplicate of a frame read both ways
+    assert got.seqs == list(range(1, 11))
+    assert got.texts == [f"old {i}" for i in range(5)] + [f"new {i}" for i in range(5)]
+
+
+async def test_from_now_and_resuming_from_a_cursor(alice_peer: Peer, bob_peer: Peer) -> None:
+    """Without `after` a follower starts at the stream's end; restarted with the last
+    sequence it handed on, it goes on exactly there, whatever was stored in between."""
+    await shared(alice_peer, bob_peer, "resumed")
+    await send(alice_peer, "resumed", ["before anyone listened"])
+    async with following(bob_peer, "resumed") as got:
+        await send(alice_peer, "resumed", ["one", "two"])
+        await got.until(lambda: len(got.seqs) == 2)
+    assert (got.seqs, got.texts) == ([2, 3], ["one", "two"])
+    await send(alice_peer, "resumed", ["three", "four"])
+    async with following(bob_peer, "resumed", after=got.seqs[-1]) as again:
+        await send(alice_peer, "resumed", ["five"])
+        await again.until(lambda: len(again.seqs) == 3)
+    assert (again.seqs, again.texts) == ([4, 5, 6], ["three", "four", "five"])
+
+
+async def test_frames_no_longer_stored_are_a_gap_not_silence(
+    nc: Client, alice_peer: Peer, bob_peer: Peer
+) -> None:
+    await shared(alice_peer, bob_peer, "purged")
+    await send(alice_peer, "purged", [str(i) for i in range(6)])
+    await wait_stored(nc, "UNIBUS_purged", 6)
+    await nc.jetstream().purge_stream("UNIBUS_purged", keep=2)
+    async with following(bob_peer, "purged", after=1) as got:
+        await got.until(lambda: len(got.items) == 3)
+    assert got.items[0] == Gap(2, 4)
+    assert (got.seqs, got.texts) == ([5, 6], ["4", "5"])
+
+
+async def test_an_ephemeral_room_cannot_be_followed(alice_peer: Peer) -> None:
+    from unibus.client import FollowError
+
+    await alice_peer.create_room("passing", mode="ephemeral", encrypted=False)
+    with pytest.raises(FollowError, match="ephemeral"):
+        async for _ in alice_peer.follow("passing"):
+            pass
+
+
+async def test_a_removed_member_s_follower_ends_with_403(alice_peer: Peer, bob_peer: Peer) -> None:
+    await shared(alice_peer, bob_peer, "leaving")
+    async with following(bob_peer, "leaving", after=0) as got:
+        await send(alice_peer, "leaving", ["while a member"])
+        await got.until(lambda: len(got.seqs) == 1)
+        await alice_peer.remove_member("leaving", bob_peer.identity.public_key)
+        await got.until(lambda: got.ended is not None, within_s=10)
+    assert isinstance(got.ended, Forbidden) and got.ended.code == 403
+    assert got.texts == ["while a member"]
+
+
+async def test_forged_sequence_headers_fool_no_follower(alice_peer: Peer, bob_peer: Peer) -> None:
+    """A member stamps its frames with sequences of its choosing, in the header's usual
+    spelling and in others. nats-server keeps them and appends its own after them; the
+    follower reads the server's, so the next member's frame is not dropped as a
+    duplicate nor anyone's frame delivered twice or out of place."""
+    await shared(alice_peer, bob_peer, "forged", encrypted=False)
+    room = await alice_peer.room("forged")
+    async with following(bob_peer, "forged", after=0) as got:
+        for i in range(6):
+            frame = seal_frame(alice_peer.identity, "forged", f"frame {i}".encode(), ts_ms=1)
+            forged = {"Nats-Sequence": str(i + 2), "Nats-Last-Sequence": str(i + 1), "NATS-SEQUENCE": "1"}
+            await alice_peer.nc.publish(room.subject, frame.encode(), headers=forged)
+            await alice_peer.nc.flush()
+        await got.until(lambda: len(got.seqs) == 6)
+        await asyncio.sleep(0.3)
+    assert got.seqs == [1, 2, 3, 4, 5, 6]
+    assert got.texts == [f"frame {i}" for i in range(6)]
+    assert not any(isinstance(i, Gap) for i in got.items)
+
+
+async def test_survives_a_nats_restart(
+    nats_server: NatsServer, start_plane: StartPlane, nc: Client, alice: Identity, bob: Identity
+) -> None:
+    """NATS restarts while frames are published: the follower reconnects, catches up
+    from history and hands on every stored frame once, in order."""
+    await start_plane()
+    owner, member = await Peer.connect(nats_server.url, alice), await Peer.connect(nats_server.url, bob)
+    try:
+        await shared(owner, member, "restarted", encrypted=False)
+        async with following(member, "restarted", after=0) as got:
+            await send(owner, "restarted", [f"a{i}" for i in range(20)])
+            await got.until(lambda: len(got.seqs) == 20)
+            await asyncio.to_thread(nats_server.restart)
+            sent = [f"b{i}" for i in range(20)]
+            for text in sent:  # some while the owner is still reconnecting: buffered
+                with contextlib.suppress(Exception):
+                    await send(owner, "restarted", [text])
+                await asyncio.sleep(0.05)
+            stored = await stored_count(nc, "UNIBUS_restarted")
+            await got.until(lambda: len(got.seqs) >= stored, within_s=60)
+            await asyncio.sleep(0.5)
+        assert got.seqs == list(range(1, stored + 1))
+        assert any(s.startswith("reconnected") for s in got.status)
+    finally:
+        await owner.nc.close()
+        await member.nc.close()
+
+
+async def stored_count(nc: Client, stream: str) -> int:
+    """How many frames `stream` holds once publishing has settled."""
+    js = nc.jetstream()
+    last = -1
+    for _ in range(200):
+        with contextlib.suppress(Exception):
+            now = (await js.stream_info(stream)).state.messages
+            if now == last:
+                return now
+            last = now
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{stream} never settled")
