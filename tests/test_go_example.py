@@ -207,6 +207,14 @@ class GoFollower:
         async for line in stream:
             keep(line.decode().rstrip("\n"))
 
+    async def listening(self, within_s: float = 20.0) -> None:
+        """Until it has subscribed and read where the room stands."""
+
+        async def said_so() -> bool:
+            return any("listening on" in note for note in self.notes)
+
+        await continuity.wait_for(said_so, within_s, "the follower listens")
+
     async def exited(self, within_s: float = 20.0) -> int:
         assert self.proc is not None
         code = await asyncio.wait_for(self.proc.wait(), within_s)
@@ -240,6 +248,7 @@ async def test_a_go_follower_gets_every_frame_once_across_cuts_expiries_and_rest
         follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
         await follower.start()
         try:
+            await follower.listening()
             sent = await continuity.run(stage, follower.restart)
             stored = await stage.stored()
             assert [frame for _, frame in stored] == sent
@@ -282,3 +291,66 @@ async def test_a_go_follower_reports_the_frames_retention_removed(peer_binary: P
         assert follower.frames == list(zip([4, 5, 6], sent[3:], strict=True))
         assert follower.cursor.read_text() == "6\n"
         assert "frames 2-3 are no longer stored" in "\n".join(follower.notes)
+
+
+async def test_a_go_follower_reauthorizes_on_a_granted_notice_and_checks_a_revoked_one(
+    peer_binary: Path, tmp_path: Path
+) -> None:
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
+        await follower.start()
+        try:
+            await follower.listening()
+            sent = await continuity.publish(stage, 1, 0)
+
+            async def delivered() -> bool:
+                return [frame for _, frame in follower.frames] == sent
+
+            await continuity.wait_for(delivered, 20, "the follower delivered the first frame")
+            assert not [n for n in follower.notes if "reconnected" in n]
+
+            # Granted a room: it reconnects by itself, so the new permission arrives.
+            await stage.notify("granted", "another-room")
+
+            async def reconnected() -> bool:
+                return any("reconnected" in n for n in follower.notes)
+
+            await continuity.wait_for(reconnected, 10, "the follower re-authorized")
+
+            # "revoked" for a room it is still in: it checks, and goes on.
+            await stage.notify("revoked", stage.room)
+            sent += await continuity.publish(stage, 1, 0, first=2)
+            await continuity.wait_for(delivered, 20, "the follower delivered the second frame")
+            assert follower.proc is not None and follower.proc.returncode is None
+            await follower.stop()
+        finally:
+            if follower.proc and follower.proc.returncode is None:
+                follower.proc.kill()
+                await follower.proc.wait()
+
+
+async def test_a_go_follower_outlives_a_control_plane_outage(peer_binary: Path, tmp_path: Path) -> None:
+    """While no control plane answers the auth callout, every reconnect is refused with
+    "Authorization Violation". nats.go gives up for good after the same auth error twice
+    unless told otherwise; a peer must be back once the control plane is."""
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
+        await follower.start("-after=0")
+        try:
+            await follower.listening()
+            await stage.stop_plane()
+            await stage.kick()
+            sent = await continuity.publish(stage, 3, 0)
+            await asyncio.sleep(6)  # several refused reconnects (each waits out the callout)
+            assert follower.proc is not None and follower.proc.returncode is None, follower.notes
+            await stage.start_plane()
+
+            async def delivered() -> bool:
+                return [frame for _, frame in follower.frames] == sent
+
+            await continuity.wait_for(delivered, 30, "the follower delivered what was sent meanwhile")
+            await follower.stop()
+        finally:
+            if follower.proc and follower.proc.returncode is None:
+                follower.proc.kill()
+                await follower.proc.wait()

@@ -6,28 +6,28 @@ must have delivered every stored frame exactly once, in stream order.
 
 The stage is a real nats-server under the trust boundary (with a websocket for browsers
 and the suite's inspector user), and the control plane issuing short-lived JWTs. The
-publisher is the inspector with JetStream publishes and a message id, so that each frame
-is stored exactly once even when an ack is lost to the restart: "sent" is then exactly
-"stored". Some frames carry a forged `Nats-Sequence` far ahead, as a hostile member could
-put on its own frame, which a follower must not believe.
+publisher is the inspector (no JWT of its own to expire). Some frames carry a forged
+`Nats-Sequence` far ahead, as a hostile member could put on its own frame, which a
+follower must not believe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import nats.errors
 from nats.aio.client import Client
-from nats.js.errors import Error as JetStreamError
 
 from unibus.callout.cutoff import ConnectionCutter
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode, Config
+from unibus.identity import inbox_prefix
 from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
 
@@ -36,12 +36,16 @@ from harness.boundary import as_role, bounded_spec, connect_inspector
 JWT_TTL_S = 3.0
 """Short enough that a run of some seconds sees several expiries of the follower's JWT."""
 FORGED_SEQUENCE = "1000000"
+FORGED_EVERY = 7
+KICK_EVERY = 20
 
 
 @dataclass
 class Stage:
     server: NatsServer
-    plane: Running
+    config: Config
+    planes: contextlib.AsyncExitStack
+    """Holds the running control plane."""
     inspector: Client
     cutter: ConnectionCutter
     room: str
@@ -49,13 +53,35 @@ class Stage:
     owner: ControlClient
     reader: Identity
     """A member of the room (not its owner): the follower's identity."""
+    server_restarted: bool = False
 
     async def kick(self) -> int:
         """Closes every connection of the reader, as the control plane cuts one."""
         return await self.cutter.cut([self.reader.public_key])
 
+    async def notify(self, event: str, room: str) -> None:
+        """A notice to the reader, as the control plane sends one."""
+        notice = json.dumps({"event": event, "room": room}).encode()
+        await self.inspector.publish(f"{inbox_prefix(self.reader.public_key)}.unibus.notice", notice)
+
     async def restart_nats(self) -> None:
+        """Restarts nats-server; returns once the room's stream answers again."""
         await asyncio.to_thread(self.server.restart)
+        self.server_restarted = True
+        js = self.inspector.jetstream()
+        for _ in range(300):
+            with contextlib.suppress(nats.errors.Error):
+                await js.stream_info(f"UNIBUS_{self.room}")
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("JetStream did not come back after the restart")
+
+    async def stop_plane(self) -> None:
+        """The control plane goes away: no callout answers, so every connect is refused."""
+        await self.planes.aclose()
+
+    async def start_plane(self) -> Running:
+        return await self.planes.enter_async_context(running(self.config))
 
     async def stored(self) -> list[tuple[int, bytes]]:
         """Every frame the room's stream holds, with its sequence, oldest first."""
@@ -69,7 +95,7 @@ class Stage:
 
 
 @contextlib.asynccontextmanager
-async def stage(root: Path, room: str = "followed") -> AsyncIterator[Stage]:
+async def stage(root: Path, room: str = "followed", jwt_ttl_s: float = JWT_TTL_S) -> AsyncIterator[Stage]:
     keys = BoundaryKeys.ensure(root / "keys")
     inspector_identity = Identity.generate()
     server = NatsServer(bounded_spec(root / "nats", keys, inspector_identity, websocket_port=0)).start()
@@ -79,9 +105,10 @@ async def stage(root: Path, room: str = "followed") -> AsyncIterator[Stage]:
             data_dir=str(root / "data"),
             keys_dir=str(root / "keys"),
             auth_mode=AuthMode.ENFORCE,
-            callout_ttl_s=JWT_TTL_S,
+            callout_ttl_s=jwt_ttl_s,
         )
-        async with running(config) as plane, as_role(server.url, keys, "system") as system:
+        async with contextlib.AsyncExitStack() as planes, as_role(server.url, keys, "system") as system:
+            await planes.enter_async_context(running(config))
             inspector = await connect_inspector(server.url, inspector_identity)
             try:
                 owner = ControlClient(inspector, Identity.generate())
@@ -89,31 +116,28 @@ async def stage(root: Path, room: str = "followed") -> AsyncIterator[Stage]:
                 created = await owner.create_room(room, mode="matrix")
                 await owner.add_member(room, reader.public_key)
                 cutter = ConnectionCutter(system.nc, recut_s=0)
-                yield Stage(server, plane, inspector, cutter, room, created["subject"], owner, reader)
+                yield Stage(
+                    server, config, planes, inspector, cutter, room, created["subject"], owner, reader
+                )
             finally:
                 await inspector.close()
     finally:
         server.stop()
 
 
-async def publish(stage: Stage, count: int, interval_s: float, forged_every: int = 7) -> list[bytes]:
-    """`count` frames, one every `interval_s`, each stored exactly once; every
-    `forged_every`-th carries a forged sequence header. What was sent, in order."""
-    js = stage.inspector.jetstream()
+async def publish(stage: Stage, count: int, interval_s: float, first: int = 1) -> list[bytes]:
+    """Frames number `first`… over core NATS, as peers send them, one every `interval_s`;
+    every `FORGED_EVERY`-th carries forged sequence headers. What was sent, in order."""
     sent = []
-    for number in range(1, count + 1):
+    for number in range(first, first + count):
         frame = f"frame {number}".encode()
-        headers = {"Nats-Msg-Id": f"continuity-{number}"}
-        if number % forged_every == 0:
-            headers |= {"Nats-Sequence": FORGED_SEQUENCE, "Nats-Last-Sequence": FORGED_SEQUENCE}
-        while True:
-            try:
-                await js.publish(stage.subject, frame, timeout=1.0, headers=headers)
-                break
-            except (nats.errors.Error, JetStreamError):
-                await asyncio.sleep(0.1)  # NATS is restarting: the message id makes a retry safe
+        headers = {"Nats-Sequence": FORGED_SEQUENCE, "Nats-Last-Sequence": FORGED_SEQUENCE}
+        await stage.inspector.publish(
+            stage.subject, frame, headers=headers if number % FORGED_EVERY == 0 else None
+        )
         sent.append(frame)
         await asyncio.sleep(interval_s)
+    await stage.inspector.flush()
     return sent
 
 
@@ -123,27 +147,33 @@ async def run(
     count: int = 150,
     interval_s: float = 0.08,
 ) -> list[bytes]:
-    """The scenario: publish `count` frames while the reader is kicked every 1.5 s, NATS
-    restarts at a third of the run and the follower at two thirds. The frames sent."""
-    publishing = asyncio.create_task(publish(stage, count, interval_s))
-    run_s = count * interval_s
+    """The scenario: `count` frames, while the reader is kicked every `KICK_EVERY` frames,
+    its JWT expires every few seconds, NATS restarts after a third of them and the
+    follower after two thirds. The frames sent, which are exactly the frames stored: the
+    publisher pauses while NATS is down (a core-NATS frame sent then would be lost to
+    everyone, which is not what this measures)."""
+    sent: list[bytes] = []
+    disruptions: list[asyncio.Task[object]] = []
+    follower_restarted = False
     loop = asyncio.get_running_loop()
-    start = loop.time()
-    restarted_nats = restarted_follower = False
-    while not publishing.done():
-        await asyncio.sleep(1.5)
-        elapsed = loop.time() - start
-        if not restarted_nats and elapsed > run_s / 3:
-            restarted_nats = True
+    started = loop.time()
+    for first in range(1, count + 1, KICK_EVERY):
+        if first > count // 3 and not stage.server_restarted:
             await stage.restart_nats()
-        elif not restarted_follower and elapsed > 2 * run_s / 3:
-            restarted_follower = True
-            await restart_follower()
+        if first > 2 * count // 3 and not follower_restarted:
+            follower_restarted = True
+            disruptions.append(asyncio.create_task(restart_follower()))
         else:
-            with contextlib.suppress(Exception):  # NATS may still be on its way back
-                await stage.kick()
-    assert restarted_nats and restarted_follower, "the run ended before its disruptions"
-    return await publishing
+            disruptions.append(asyncio.create_task(stage.kick()))
+        sent += await publish(stage, min(KICK_EVERY, count + 1 - first), interval_s, first)
+    kicked = 0
+    for task in disruptions:
+        with contextlib.suppress(nats.errors.Error):  # a kick can meet NATS on its way back
+            kicked += await task or 0
+    assert stage.server_restarted and follower_restarted and len(sent) == count
+    assert kicked >= 3, "the follower's connection was hardly ever cut"
+    assert loop.time() - started > 3 * JWT_TTL_S, "too short a run for the JWT to expire several times"
+    return sent
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], within_s: float, what: str) -> None:

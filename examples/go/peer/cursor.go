@@ -22,16 +22,18 @@ import (
 // With a cursor file the sequence of the last frame printed is kept there (written after
 // its line), and a restart without -after resumes after it: nothing twice, nothing lost.
 func followRoom(s *session, roomID string, after int64, cursorFile string, pageSize int) error {
-	start := uint64(0)
+	start := fromNow
 	switch {
 	case after >= 0:
 		start = uint64(after)
 	case cursorFile != "":
-		kept, err := readCursor(cursorFile)
+		kept, found, err := readCursor(cursorFile)
 		if err != nil {
 			return err
 		}
-		start = kept
+		if found {
+			start = kept
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -47,38 +49,47 @@ type lines struct {
 }
 
 func (l *lines) frame(seq uint64, raw []byte) error {
-	if err := l.out.Encode(map[string]any{"seq": seq, "frame": raw}); err != nil {
+	return l.print(seq, map[string]any{"seq": seq, "frame": raw})
+}
+
+func (l *lines) gap(first, last uint64) error {
+	fmt.Fprintf(l.notes, "peer: frames %d-%d are no longer stored\n", first, last)
+	return l.print(last, map[string]any{"gap": map[string]uint64{"first": first, "last": last}})
+}
+
+// print writes one line, then keeps `cursor` as the last sequence handed on.
+func (l *lines) print(cursor uint64, line map[string]any) error {
+	if err := l.out.Encode(line); err != nil {
 		return err
 	}
 	if l.cursorFile == "" {
 		return nil
 	}
-	return writeCursor(l.cursorFile, seq)
+	return writeCursor(l.cursorFile, cursor)
 }
 
-func (l *lines) gap(first, last uint64) error {
-	fmt.Fprintf(l.notes, "peer: frames %d-%d are no longer stored\n", first, last)
-	return l.out.Encode(map[string]any{"gap": map[string]uint64{"first": first, "last": last}})
+func (l *lines) following(stored string, after uint64) {
+	fmt.Fprintf(l.notes, "peer: listening on %s after sequence %d\n", stored, after)
 }
 
 func (l *lines) reconnected() {
 	fmt.Fprintln(l.notes, "peer: reconnected; reading what was missed from history")
 }
 
-// readCursor is the sequence kept in path; 0 when there is no file yet.
-func readCursor(path string) (uint64, error) {
+// readCursor is the sequence kept in path; found is false when there is no file yet.
+func readCursor(path string) (seq uint64, found bool, err error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	seq, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	seq, err = strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%s: not a stream sequence: %w", path, err)
+		return 0, false, fmt.Errorf("%s: not a stream sequence: %w", path, err)
 	}
-	return seq, nil
+	return seq, true, nil
 }
 
 // writeCursor replaces path's content with seq at once (a new file renamed over it), so

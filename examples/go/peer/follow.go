@@ -13,47 +13,55 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// The headers nats-server's stream republish puts on the copy of each stored frame.
-const (
-	headerSequence     = "Nats-Sequence"
-	headerLastSequence = "Nats-Last-Sequence"
-)
+// headerSequence is the header nats-server's stream republish stamps on the copy of each
+// stored frame: its stream sequence.
+const headerSequence = "Nats-Sequence"
 
 // storedSuffix is appended to a room's subject for the republished copies of its frames.
 const storedSuffix = ".stored"
+
+// fromNow as the starting cursor: follow from the stream's end (frames stored from now on).
+const fromNow = ^uint64(0)
 
 const (
 	// liveBuffer is how many live copies may wait while history is read. When it is full
 	// nats.go drops the newest (a slow consumer), which only opens a gap that history fills.
 	liveBuffer = 4096
-	// catchUpPatience bounds the wait for a frame seen live to show in history (a
-	// clustered stream's replica may lag the leader that republished it).
-	catchUpPatience = 30 * time.Second
-	retryPause      = 100 * time.Millisecond
+	// laggingReads is how many catch-up reads may still answer below a sequence already
+	// seen live (a clustered stream's replica can lag the leader that republished it)
+	// before the live copy is taken as is.
+	laggingReads = 10
+	// settle is when one more read follows a reconnect's catch-up: in a cluster the
+	// renewed subscription may reach the stream's leader after that read did.
+	settle     = time.Second
+	retryPause = 100 * time.Millisecond
 )
 
 // sink receives what a follower delivers, in stream order.
 type sink interface {
 	// frame is one stored frame and its stream sequence.
 	frame(seq uint64, raw []byte) error
-	// gap says frames first..last were stored but are no longer (the room's retention
-	// removed them before this follower read them): they will never be delivered.
+	// gap says frames first..last were stored but are no longer (the room's byte limit
+	// dropped them, or an operator purged them): they will never be delivered.
 	gap(first, last uint64) error
+	// following says the follower listens live, after sequence `after`.
+	following(stored string, after uint64)
 	// reconnected says the connection came back (a cut, a NATS restart, an expired JWT,
-	// a re-authorization); the frames sent meanwhile are read from history next.
+	// a re-authorization); the frames stored meanwhile are read from history next.
 	reconnected()
 }
 
-// follower delivers every stored frame of one room exactly once, in stream order, from
-// the frame after `cursor` on: live copies from `<room subject>.stored` while they come in
-// order, and the room's history (`after=<cursor>`) whenever one is missing: at start, after
-// each reconnect, when a copy's sequence jumps, on a revocation notice and when the server
-// refuses the live subscription. Copies at or below the cursor are duplicates and dropped.
-// A revocation ends it with the control plane's 403 (404 once the room is deleted).
+// follower delivers every stored frame of one room exactly once, in stream order, after
+// `cursor`, as docs/protocol.md ("Following a room") specifies: live copies from
+// `<room subject>.stored` while they come in order, the room's history (`after=<cursor>`)
+// whenever one is missing: at start, after each reconnect, when a copy's sequence jumps,
+// on a "revoked" notice and when the server refuses the live subscription. Copies at or
+// below the cursor are duplicates and dropped. The cursor is the last sequence handed on,
+// a frame or the end of a gap. A revocation ends it with the control plane's 403.
 type follower struct {
 	s        *session
 	room     string
-	cursor   uint64
+	cursor   uint64 // fromNow until the first read
 	pageSize int
 	out      sink
 }
@@ -72,9 +80,15 @@ func (f *follower) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var r room
+	var r struct {
+		Subject string  `json:"subject"`
+		Stream  *string `json:"stream"`
+	}
 	if err := json.Unmarshal(info, &r); err != nil {
 		return fmt.Errorf("room object: %w", err)
+	}
+	if r.Stream == nil {
+		return fmt.Errorf("room %s is ephemeral: it stores nothing to follow", f.room)
 	}
 	stored := r.Subject + storedSuffix
 	live := make(chan *nats.Msg, liveBuffer)
@@ -83,33 +97,42 @@ func (f *follower) run(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// The server holds the subscription before the first read: whatever is stored after
+	// that read arrives live.
+	if err := f.s.nc.Flush(); err != nil {
+		return err
+	}
 
 	reconnected := f.s.reconnected.wait()
+	if f.cursor == fromNow {
+		page, err := f.page(ctx, fromNow)
+		if err != nil {
+			return err
+		}
+		f.cursor = *page.StreamLastSeq
+	}
+	f.out.following(stored, f.cursor)
 	if err := f.catchUp(ctx, 0); err != nil {
 		return err
 	}
+	settled := time.NewTimer(settle)
+	settled.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-live:
-			seq, ok := storedSequence(m)
-			switch {
-			case !ok || seq <= f.cursor: // not a stored copy, or a duplicate
-			case seq == f.cursor+1:
-				if err := f.deliver(seq, m.Data); err != nil {
-					return err
-				}
-			default:
-				err = f.catchUp(ctx, seq)
-			}
+			err = f.onStored(ctx, m)
 		case <-reconnected:
 			reconnected = f.s.reconnected.wait()
 			f.out.reconnected()
 			err = f.catchUp(ctx, 0)
+			settled.Reset(settle)
+		case <-settled.C:
+			err = f.catchUp(ctx, 0)
 		case n := <-f.s.notices:
 			if n.Event == "revoked" && n.Room == f.room {
-				err = f.catchUp(ctx, 0) // a 403 if it is true
+				err = f.catchUp(ctx, 0) // removed (a 403), or a forged notice
 			}
 		case failure := <-f.s.failures:
 			if refuses(failure, stored) {
@@ -122,9 +145,30 @@ func (f *follower) run(ctx context.Context) error {
 	}
 }
 
+// onStored handles one copy from the stored subject.
+func (f *follower) onStored(ctx context.Context, m *nats.Msg) error {
+	seq, ok := storedSequence(m)
+	switch {
+	case ok && seq <= f.cursor:
+		return nil // handed on already
+	case ok && seq == f.cursor+1:
+		return f.deliver(seq, m.Data)
+	}
+	// Frames missed before this one (or a sequence it cannot read): history has them.
+	if err := f.catchUp(ctx, seq); err != nil {
+		return err
+	}
+	if ok && seq > f.cursor {
+		// History never showed it (laggingReads): the live copy is the server's own.
+		return f.deliver(seq, m.Data)
+	}
+	return nil
+}
+
 // storedSequence is the stream sequence nats-server stamped on a republished copy. The
 // server appends its headers after any the publisher sent, so a publisher that forged
-// Nats-Sequence on its own frame only adds an earlier value: the last one is the server's.
+// Nats-Sequence on its own frame only adds an earlier value: the last one is the server's
+// (nats.go's Header.Get would return the forged one).
 func storedSequence(m *nats.Msg) (uint64, bool) {
 	if m.Header == nil {
 		return 0, false
@@ -143,32 +187,41 @@ func refuses(err error, subject string) bool {
 	return strings.Contains(text, nats.PERMISSIONS_ERR) && strings.Contains(text, strings.ToLower(subject))
 }
 
-// catchUp reads history after the cursor until it is empty, and past `until` (a sequence
-// seen live) when that is not 0.
-func (f *follower) catchUp(ctx context.Context, until uint64) error {
-	deadline := time.Now().Add(catchUpPatience)
-	for {
-		page, err := f.page(ctx)
-		if err != nil {
-			return err
-		}
-		if len(page.Messages) > 0 {
-			if page.Seqs[len(page.Seqs)-1] <= f.cursor {
-				// An instance that does not know `after` answers with the newest page.
-				return fmt.Errorf("room %s: history ignored after=%d: the control plane is too old to follow", f.room, f.cursor)
+// catchUp reads history after the cursor until the stream's end, and `target` (a
+// sequence seen live, 0 for none) if history shows it within laggingReads reads.
+func (f *follower) catchUp(ctx context.Context, target uint64) error {
+	for lagging := 0; ; lagging++ {
+		for {
+			page, err := f.page(ctx, f.cursor)
+			if err != nil {
+				return err
+			}
+			end := *page.StreamLastSeq
+			if end < f.cursor {
+				return fmt.Errorf("room %s's stream ends at sequence %d, below this follower's cursor %d: "+
+					"it is not the stream the cursor was taken from (the room was deleted and made again, "+
+					"or JetStream was restored)", f.room, end, f.cursor)
 			}
 			for i, raw := range page.Messages {
 				if err := f.deliver(page.Seqs[i], raw); err != nil {
 					return err
 				}
 			}
-			continue
+			windowEnd := end
+			if page.LastSeq != nil {
+				windowEnd = *page.LastSeq
+			}
+			if windowEnd > f.cursor { // the window's last sequences are gone
+				if err := f.skip(windowEnd); err != nil {
+					return err
+				}
+			}
+			if f.cursor >= end {
+				break
+			}
 		}
-		if f.cursor >= until {
+		if target == 0 || f.cursor >= target || lagging >= laggingReads {
 			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("room %s: frame %d was seen live but never showed in history", f.room, until)
 		}
 		if !sleep(ctx, retryPause) {
 			return ctx.Err()
@@ -182,7 +235,7 @@ func (f *follower) deliver(seq uint64, raw []byte) error {
 		return nil
 	}
 	if seq > f.cursor+1 {
-		if err := f.out.gap(f.cursor+1, seq-1); err != nil {
+		if err := f.skip(seq - 1); err != nil {
 			return err
 		}
 	}
@@ -193,9 +246,19 @@ func (f *follower) deliver(seq uint64, raw []byte) error {
 	return nil
 }
 
-// page is one history page after the cursor, oldest first, with each frame's sequence.
-func (f *follower) page(ctx context.Context) (*historyPage, error) {
-	query := url.Values{"after": {strconv.FormatUint(f.cursor, 10)}, "limit": {strconv.Itoa(f.pageSize)}}
+// skip reports the sequences after the cursor up to last as a gap, and moves past them.
+func (f *follower) skip(last uint64) error {
+	if err := f.out.gap(f.cursor+1, last); err != nil {
+		return err
+	}
+	f.cursor = last
+	return nil
+}
+
+// page is one history page after `after`, oldest first, with each frame's sequence and
+// where the stream ends.
+func (f *follower) page(ctx context.Context, after uint64) (*historyPage, error) {
+	query := url.Values{"after": {strconv.FormatUint(after, 10)}, "limit": {strconv.Itoa(f.pageSize)}}
 	data, err := f.call(ctx, f.room+".history", []byte(query.Encode()))
 	if err != nil {
 		return nil, err
@@ -204,8 +267,8 @@ func (f *follower) page(ctx context.Context) (*historyPage, error) {
 	if err := json.Unmarshal(data, &page); err != nil {
 		return nil, fmt.Errorf("history page: %w", err)
 	}
-	if len(page.Seqs) != len(page.Messages) {
-		return nil, fmt.Errorf("room %s: the history reply has no seqs: the control plane is too old to follow", f.room)
+	if page.StreamLastSeq == nil || len(page.Seqs) != len(page.Messages) {
+		return nil, fmt.Errorf("room %s: the control plane is older than history `after`: it cannot be followed", f.room)
 	}
 	return &page, nil
 }

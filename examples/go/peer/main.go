@@ -58,7 +58,11 @@ type room struct {
 type historyPage struct {
 	Messages [][]byte `json:"messages"` // encoding/json decodes base64 into []byte
 	FirstSeq uint64   `json:"first_seq"`
-	Seqs     []uint64 `json:"seqs"` // each frame's stream sequence
+	// With `after` (follow.go): each frame's stream sequence, the window's last
+	// sequence (absent for an empty window) and where the stream ends.
+	Seqs          []uint64 `json:"seqs"`
+	LastSeq       *uint64  `json:"last_seq"`
+	StreamLastSeq *uint64  `json:"stream_last_seq"`
 }
 
 // report is what the peer prints when it is done.
@@ -87,7 +91,7 @@ func main() {
 	prefix := flag.String("prefix", "$UNIBUS.CTL", "control subject prefix (UNIBUS_API_PREFIX)")
 	vectors := flag.String("vectors", "", "check signing and frames against this tests/vectors directory, then exit")
 	follow := flag.Bool("follow", false, "follow the room: print every stored frame once, in order, until interrupted")
-	after := flag.Int64("after", -1, "with -follow: start after this stream sequence (default: the -cursor file's, else 0)")
+	after := flag.Int64("after", -1, "with -follow: start after this stream sequence, 0 for the whole room (default: the -cursor file's, else from now on)")
 	cursorFile := flag.String("cursor", "", "with -follow: keep the last frame's sequence in this file and resume from it")
 	flag.Parse()
 
