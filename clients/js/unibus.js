@@ -3,9 +3,11 @@
 //
 //   import { connect } from "./unibus.js";
 //   const session = await connect({ servers: "wss://nats.example:443", seed: "SU…" });
-//   for await (const item of session.follow("lobby", { after: Number(localStorage.cursor ?? 0) })) {
+//   const kept = localStorage.getItem("cursor");
+//   for await (const item of session.follow("lobby", { after: kept === null ? undefined : Number(kept) })) {
 //     if (item.gap) console.warn("frames no longer stored", item.gap);
-//     else { show(item.frame); localStorage.cursor = String(item.seq); }
+//     else show(item.frame);
+//     localStorage.setItem("cursor", String(item.seq ?? item.gap.last));
 //   }
 //
 // `connect` keeps the connection authorized for as long as the page lives; `follow` yields
@@ -29,9 +31,13 @@ const HEADER_ERROR_CODE = "Nats-Service-Error-Code";
 const HEADER_ERROR = "Nats-Service-Error";
 const REQUEST_TIMEOUT_MS = 5000;
 const RETRY_PAUSE_MS = 100;
-// How long a frame seen live may take to show in history (a clustered stream's replica
-// can lag the leader that republished it) before the follower gives up.
-const CATCH_UP_PATIENCE_MS = 30000;
+// Catch-up reads that may still answer below a sequence already seen live (a clustered
+// stream's replica can lag the leader that republished it) before the live copy is taken.
+const LAGGING_READS = 10;
+// After a reconnect's catch-up, one more read this much later (see follow).
+const SETTLE_MS = 1000;
+// An `after` no stream reaches: the reply is empty and says where the stream ends.
+const END = "18446744073709551615";
 
 const encoder = new TextEncoder();
 
@@ -186,17 +192,20 @@ export class Session {
   }
 
   /**
-   * Yields every stored frame of `room` after stream sequence `after`, exactly once and in
-   * stream order, as `{ seq, frame }` (frame: the stored bytes); where the room's retention
-   * removed frames before they were read, `{ gap: { first, last } }` first. Live copies come
-   * from `<room subject>.stored` while they arrive in order; history (`after=<cursor>`)
-   * fills in whenever one is missing: at start, after each reconnect, when a copy's
-   * sequence jumps, on a "revoked" notice and when the server refuses the live
-   * subscription. A revocation ends it by throwing the control plane's 403 (404 once the
-   * room is deleted). Stop it with `break` (or `return()` on the iterator).
+   * Yields every stored frame of `room` after stream sequence `after` (undefined: from now
+   * on; 0: the whole room), exactly once and in stream order, as `{ seq, frame }` (frame:
+   * the stored bytes). Frames the stream no longer holds (its byte limit dropped them, or
+   * an operator purged them) come out as `{ gap: { first, last } }`, never skipped in
+   * silence. Keep the last item's `seq` (or `gap.last`) as the cursor to resume after.
+   * This is docs/protocol.md, "Following a room": live copies from `<room subject>.stored`
+   * while they come in order; history (`after=<cursor>`) whenever one is missing: at
+   * start, after each reconnect, when a copy's sequence jumps, on a "revoked" notice and
+   * when the server refuses the live subscription. A removal ends it by throwing the
+   * control plane's 403. Stop it with `break` (or `return()` on the iterator).
    */
-  async *follow(room, { after = 0, limit = 100 } = {}) {
+  async *follow(room, { after, limit = 1000 } = {}) {
     const info = await this.read(`${room}.info`);
+    if (info.stream == null) throw new Error(`room ${room} is ephemeral: it stores nothing to follow`);
     const subject = info.subject + STORED_SUFFIX;
     const events = new Mailbox();
     const subscribe = () =>
@@ -206,62 +215,89 @@ export class Session {
     const unlisten = this.listen((event) => {
       if (event.type === "reconnect") events.push({ reconnected: true });
       if (event.type === "notice" && event.event === "revoked" && event.room === room) {
-        events.push({ check: true });
+        events.push({ check: true }); // removed (a 403), or a forged notice
       }
     });
     let subscription = subscribe();
-    let cursor = after;
-    const page = async () => {
-      const reply = await this.read(`${room}.history`, new URLSearchParams({ after: cursor, limit }).toString());
+    let settle = null;
+    let cursor;
+    const page = async (from) => {
+      const query = new URLSearchParams({ after: String(from), limit: String(limit) }).toString();
+      const reply = await this.read(`${room}.history`, query);
       const seqs = reply.seqs ?? [];
-      if (seqs.length !== reply.messages.length) {
-        throw new Error(`room ${room}: the history reply has no seqs: the control plane is too old to follow`);
+      if (reply.stream_last_seq == null || seqs.length !== reply.messages.length) {
+        throw new Error(`room ${room}: the control plane is older than history \`after\`: it cannot be followed`);
       }
-      return reply.messages.map((frame, i) => ({ seq: seqs[i], frame: fromBase64(frame) }));
+      return { ...reply, frames: reply.messages.map((frame, i) => ({ seq: seqs[i], frame: fromBase64(frame) })) };
     };
-    // Frames after the cursor from history until none is left, and at least up to `until`.
-    const catchUp = async function* (until = 0) {
-      const deadline = Date.now() + CATCH_UP_PATIENCE_MS;
-      for (;;) {
-        const frames = await page();
-        if (frames.length > 0) {
-          if (frames.at(-1).seq <= cursor) {
-            // An instance that does not know `after` answers with the newest page.
-            throw new Error(`room ${room}: history ignored after=${cursor}: the control plane is too old to follow`);
-          }
-          for (const { seq, frame } of frames) yield* deliver(seq, frame);
-          continue;
-        }
-        if (cursor >= until) return;
-        if (Date.now() > deadline) {
-          throw new Error(`room ${room}: frame ${until} was seen live but never showed in history`);
-        }
-        await sleep(RETRY_PAUSE_MS);
-      }
+    // The sequences after the cursor up to `last` as a gap, and the cursor past them.
+    const skip = function* (last) {
+      yield { gap: { first: cursor + 1, last } };
+      cursor = last;
     };
     const deliver = function* (seq, frame) {
       if (seq <= cursor) return;
-      if (seq > cursor + 1) yield { gap: { first: cursor + 1, last: seq - 1 } };
+      if (seq > cursor + 1) yield* skip(seq - 1);
       cursor = seq;
       yield { seq, frame };
     };
+    // History after the cursor until the stream's end, and `target` (a sequence seen
+    // live) if history shows it within LAGGING_READS reads.
+    const catchUp = async function* (target = 0) {
+      for (let lagging = 0; ; lagging++) {
+        for (;;) {
+          const reply = await page(cursor);
+          const end = reply.stream_last_seq;
+          if (end < cursor) {
+            throw new Error(
+              `room ${room}'s stream ends at sequence ${end}, below this follower's cursor ${cursor}: ` +
+                "it is not the stream the cursor was taken from (the room was deleted and made again, " +
+                "or JetStream was restored)",
+            );
+          }
+          for (const { seq, frame } of reply.frames) yield* deliver(seq, frame);
+          const windowEnd = reply.last_seq ?? end;
+          if (windowEnd > cursor) yield* skip(windowEnd); // the window's last sequences are gone
+          if (cursor >= end) break;
+        }
+        if (!target || cursor >= target || lagging >= LAGGING_READS) return;
+        await sleep(RETRY_PAUSE_MS);
+      }
+    };
     try {
+      // The server holds the subscription before the first read: whatever is stored after
+      // that read arrives live.
+      await this.nc.flush();
+      cursor = after ?? (await page(END)).stream_last_seq;
       yield* catchUp();
       for (;;) {
         const event = await events.next();
         if (event.live) {
           const seq = storedSequence(event.live);
-          if (seq === null || seq <= cursor) continue; // not a stored copy, or a duplicate
-          if (seq === cursor + 1) yield* deliver(seq, event.live.data);
-          else yield* catchUp(seq);
+          if (seq !== null && seq <= cursor) continue; // handed on already
+          if (seq === cursor + 1) {
+            yield* deliver(seq, event.live.data);
+            continue;
+          }
+          // Frames missed before this one (or a sequence it cannot read): history has them.
+          yield* catchUp(seq ?? 0);
+          // History never showed it (LAGGING_READS): the live copy is the server's own.
+          if (seq !== null && seq > cursor) yield* deliver(seq, event.live.data);
+        } else if (event.reconnected) {
+          // Refused while the identity was not yet a member: subscribe again now that the
+          // connection is re-authorized; history says whether it is one.
+          if (subscription.isClosed()) subscription = subscribe();
+          yield* catchUp();
+          // In a cluster the renewed subscription may reach the stream's leader after that
+          // read did: one more read a little later.
+          clearTimeout(settle);
+          settle = setTimeout(() => events.push({ check: true }), SETTLE_MS);
         } else {
-          // Refused while the identity was not yet (or no longer) a member: subscribe again
-          // once the connection is re-authorized; history says which it is.
-          if (event.reconnected && subscription.isClosed()) subscription = subscribe();
           yield* catchUp();
         }
       }
     } finally {
+      clearTimeout(settle);
       unlisten();
       if (!subscription.isClosed()) subscription.unsubscribe();
     }

@@ -1,6 +1,7 @@
 // A page that follows one room with clients/js/unibus.js, as a browser app would: the
 // cursor and what it showed live in localStorage, so a reload resumes where it stopped.
-// Settings come in the URL fragment: ws, seed, room[, prefix]. window.follower holds the
+// Settings come in the URL fragment: ws, seed, room[, after, prefix] (after: where a page
+// without a kept cursor starts; absent: from now on). window.follower holds the
 // state the test reads; the log in localStorage holds every item across reloads.
 import { connect } from "../../clients/js/unibus.js";
 
@@ -10,7 +11,8 @@ const state = { reconnects: 0, notices: [], error: null };
 window.follower = state;
 
 function load(key, fallback) {
-  return JSON.parse(localStorage.getItem(key) ?? JSON.stringify(fallback));
+  const kept = localStorage.getItem(key);
+  return kept === null ? fallback : JSON.parse(kept);
 }
 
 function base64(bytes) {
@@ -30,11 +32,12 @@ async function main() {
   });
   document.body.dataset.state = "following";
   const log = load("log", []);
+  const start = params.has("after") ? Number(params.get("after")) : undefined;
   // The cursor and the log change in one step, so a reload can only resume where the log ends.
-  for await (const item of session.follow(room, { after: load("cursor", 0) })) {
+  for await (const item of session.follow(room, { after: load("cursor", start) })) {
     log.push(item.gap ? { gap: item.gap } : { seq: item.seq, frame: base64(item.frame) });
     localStorage.setItem("log", JSON.stringify(log));
-    if (!item.gap) localStorage.setItem("cursor", JSON.stringify(item.seq));
+    localStorage.setItem("cursor", JSON.stringify(item.seq ?? item.gap.last));
   }
 }
 

@@ -5,6 +5,7 @@ a reload resuming from the page's cursor), as the Go example peer's follower doe
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -40,14 +41,19 @@ class PageFollower:
 
     @classmethod
     async def open(cls, chromium: Any, origin: str, stage: continuity.Stage) -> PageFollower:
-        settings = {"ws": stage.server.spec.websocket_url, "seed": stage.reader.seed, "room": stage.room}
+        settings = {
+            "ws": stage.server.spec.websocket_url,
+            "seed": stage.reader.seed,
+            "room": stage.room,
+            "after": 0,
+        }
         follower = cls(await chromium.new_page(), f"{origin}/follow.html#{urlencode(settings)}")
         await follower.page.goto(follower.url)
         await follower.following()
         return follower
 
     async def following(self) -> None:
-        await self.page.wait_for_selector("body[data-state=following]", timeout=30_000)
+        await self.page.wait_for_selector("body[data-state=following]", state="attached", timeout=30_000)
 
     async def reload(self) -> None:
         """A restart of the peer: a new page, from the cursor the last one kept."""
@@ -93,7 +99,7 @@ async def test_a_browser_follower_gets_every_frame_once_across_cuts_expiries_and
 
         # Removed from the room, the follower ends with the control plane's 403.
         await stage.owner.remove_member(stage.room, stage.reader.public_key)
-        await follower.page.wait_for_selector("body[data-state=ended]", timeout=20_000)
+        await follower.page.wait_for_selector("body[data-state=ended]", state="attached", timeout=20_000)
         assert (await follower.state())["error"]["code"] == 403
 
 
@@ -111,3 +117,57 @@ async def test_a_browser_follower_reports_the_frames_retention_removed(
         await continuity.wait_for(caught_up, 30, "the page delivered frames 4-6")
         assert (await follower.log())[0] == {"gap": {"first": 1, "last": 3}}
         assert await follower.frames() == list(zip([4, 5, 6], sent[3:], strict=True))
+
+
+async def test_a_browser_follower_outlives_a_control_plane_outage(
+    tmp_path: Path, origin: str, chromium: Any
+) -> None:
+    """While no control plane answers the auth callout, every reconnect is refused with
+    "Authorization Violation". nats.js gives up for good after two auth errors in a row
+    unless told otherwise; a page must be back once the control plane is."""
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = await PageFollower.open(chromium, origin, stage)
+        await stage.stop_plane()
+        await stage.kick()
+        sent = await continuity.publish(stage, 3, 0)
+        await asyncio.sleep(6)  # several refused reconnects (each waits out the callout)
+        await stage.start_plane()
+
+        async def delivered() -> bool:
+            return [frame for _, frame in await follower.frames()] == sent
+
+        await continuity.wait_for(delivered, 30, "the page delivered what was sent meanwhile")
+        assert (await follower.state())["error"] is None
+
+
+async def test_a_browser_follower_reauthorizes_on_a_granted_notice_and_checks_a_revoked_one(
+    tmp_path: Path, origin: str, chromium: Any
+) -> None:
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = await PageFollower.open(chromium, origin, stage)
+        sent = await continuity.publish(stage, 1, 0)
+
+        async def delivered() -> bool:
+            return [frame for _, frame in await follower.frames()] == sent
+
+        await continuity.wait_for(delivered, 20, "the page delivered the first frame")
+        assert (await follower.state())["reconnects"] == 0
+
+        # Granted a room: it reconnects by itself, so the new permission arrives.
+        await stage.notify("granted", "another-room")
+
+        async def reconnected() -> bool:
+            return bool((await follower.state())["reconnects"] >= 1)
+
+        await continuity.wait_for(reconnected, 10, "the page re-authorized")
+
+        # "revoked" for a room it is still in: it checks, and goes on.
+        await stage.notify("revoked", stage.room)
+        sent += await continuity.publish(stage, 1, 0, first=2)
+        await continuity.wait_for(delivered, 20, "the page delivered the second frame")
+        state = await follower.state()
+        assert state["error"] is None
+        assert state["notices"] == [
+            {"event": "granted", "room": "another-room"},
+            {"event": "revoked", "room": stage.room},
+        ]
