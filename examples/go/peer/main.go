@@ -4,9 +4,11 @@
 //
 // As an identity (an nkey seed file, `unibus keygen` makes one) it
 //
-//  1. connects under the trust boundary: the identity's nkey, replies under _INBOX.<its key>;
-//  2. creates a persisted (`matrix`) room with a signed `rooms.create`, then waits for the
-//     reconnect the control plane forces so the connection gains the new room's subject;
+//  1. connects under the trust boundary and stays authorized (connect.go: the identity's
+//     nkey, replies under _INBOX.<its key>, reconnects for ever, re-authorization when its
+//     JWT expires or a room is granted);
+//  2. creates a persisted (`matrix`) room with a signed `rooms.create`, then re-authorizes
+//     so the connection gains the new room's subject;
 //  3. publishes -count signed, unencrypted frames over core NATS on the room's subject;
 //  4. reads the room's whole history with signed `history` requests, -page frames at a time,
 //     paging back with `before=<first_seq>`, until every frame it sent is stored;
@@ -17,6 +19,12 @@
 // its "room" is null. With -vectors DIR it checks its signing and frame encoding against
 // tests/vectors/ instead and prints one line per case.
 //
+// With -follow it follows the room instead (follow.go, cursor.go): one JSON line per stored
+// frame, {"seq": N, "frame": "<base64>"}, each exactly once and in stream order across
+// cuts, reconnects, NATS restarts, JWT expiries and its own restarts (-cursor FILE keeps
+// its place), {"gap": {"first": A, "last": B}} for frames the room no longer stores, until
+// SIGINT/SIGTERM (exit 0) or its removal from the room (exit 3, the 403).
+//
 // Exit status: 0 done; 1 failed (connection, files, timeout); 2 bad usage; 3 the control
 // plane answered with an error, printed on stderr and as {"error": {...}} on stdout.
 //
@@ -25,6 +33,7 @@
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o peer ./examples/go/peer
 //	./peer -url nats://127.0.0.1:4222 -seed alice.seed -room go-lobby -text hello -count 3
+//	./peer -url nats://127.0.0.1:4222 -seed bob.seed -room go-lobby -follow -after 0 -cursor bob.cursor
 package main
 
 import (
@@ -195,20 +204,22 @@ func (p *peer) run(roomID string, create bool, text string, count, pageSize int,
 }
 
 // createRoom creates a persisted, unencrypted room owned by this identity. The reply
-// carries Unibus-Reconnect: the control plane then cuts this connection, and until it is
-// back (with the room's subject granted) a publish to the room would be refused.
+// carries Unibus-Reconnect: this connection's grant predates the room, so a publish to it
+// would be refused until the identity re-authorizes, which it does here and waits for.
 func (p *peer) createRoom(roomID string) (json.RawMessage, error) {
-	reconnected := p.reconnected.wait()
 	body, _ := json.Marshal(map[string]string{"id": roomID, "mode": "matrix"})
 	reply, err := request(p.nc, p.user, p.prefix+".rooms.create", body)
 	if err != nil {
 		return nil, err
 	}
 	if reply.Header.Get(headerReconnect) == "true" {
+		// Any reconnect from now on authenticates after the room was written.
+		reconnected := p.reconnected.wait()
+		p.reauthorize()
 		select {
 		case <-reconnected:
 		case <-time.After(10 * time.Second):
-			return nil, errors.New("not reconnected after the room was created")
+			return nil, errors.New("not re-authorized after the room was created")
 		}
 	}
 	return reply.Data, nil
