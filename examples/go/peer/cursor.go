@@ -19,8 +19,10 @@ import (
 // removed frames before they were read, until SIGINT or SIGTERM (exit 0) or until the
 // room can no longer be read (exit 3 with the 403 or 404). Reconnects are noted on stderr.
 //
-// With a cursor file the sequence of the last frame printed is kept there (written after
-// its line), and a restart without -after resumes after it: nothing twice, nothing lost.
+// With a cursor file the sequence of the last frame printed (or the end of a gap) is kept
+// there, written after its line, and a restart without -after resumes after it: stopped
+// by a signal, nothing twice and nothing lost. Killed between a line and its cursor write,
+// it prints that line again after a restart; the "seq" in each line lets a reader drop it.
 func followRoom(s *session, roomID string, after int64, cursorFile string, pageSize int) error {
 	start := fromNow
 	switch {
