@@ -182,12 +182,15 @@ export class Session {
    */
   async read(endpoint, body = "") {
     for (;;) {
+      let reply;
       try {
-        return (await this.request(endpoint, body)).json();
+        reply = await this.request(endpoint, body);
       } catch (err) {
         if ((err instanceof ServiceError && err.code < 500) || this.nc.isClosed()) throw err;
+        await sleep(RETRY_PAUSE_MS);
+        continue;
       }
-      await sleep(RETRY_PAUSE_MS);
+      return reply.json();
     }
   }
 
