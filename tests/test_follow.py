@@ -220,3 +220,145 @@ async def stored_count(nc: Client, stream: str) -> int:
             last = now
         await asyncio.sleep(0.1)
     raise AssertionError(f"{stream} never settled")
+
+
+EXPIRIES = 20
+"""User JWT expiries a follower must live through (issue 19: `tail` died at the first)."""
+
+
+@dataclass
+class Tail:
+    """`unibus tail --json` as a process, its output collected as it comes."""
+
+    process: asyncio.subprocess.Process
+    seqs: list[int] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+
+    async def collect(self) -> None:
+        import json
+
+        assert self.process.stdout is not None and self.process.stderr is not None
+
+        async def lines(stream: asyncio.StreamReader, into: Callable[[str], None]) -> None:
+            while line := await stream.readline():
+                into(line.decode().rstrip("\n"))
+
+        await asyncio.gather(
+            lines(self.process.stdout, lambda line: self.seqs.append(json.loads(line)["seq"])),
+            lines(self.process.stderr, self.stderr.append),
+        )
+
+
+async def start_tail(url: str, identity: Identity, home: str, *args: str) -> Tail:
+    import os
+    import sys
+    from pathlib import Path
+
+    seed = Path(home) / "identity.seed"
+    identity.save(seed)
+    env = {**os.environ, "UNIBUS_NATS_URL": url, "UNIBUS_IDENTITY": str(seed)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from unibus.cli import main; sys.exit(main())",
+        "tail",
+        *args,
+        "--json",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return Tail(process)
+
+
+@pytest.mark.timeout(300)
+async def test_follow_and_tail_live_through_20_jwt_expiries(
+    nats_server: NatsServer, start_plane: StartPlane, nc: Client, alice: Identity, bob: Identity, tmp_path
+) -> None:
+    """User JWTs of 3 s: bob's follower and his `unibus tail` are re-authorized 20 times
+    while alice publishes 20 frames a second; both hand on every frame once, in order.
+    (alice publishes on the suite's static connection, which has no JWT, so that every
+    frame sent is stored and sent == stored is exact.)"""
+    await start_plane(callout_ttl_s=3)
+    publisher = Peer(nc, alice)
+    follower = await Peer.connect(nats_server.url, bob)
+    await publisher.create_room("expiring", encrypted=False)
+    await publisher.add_member("expiring", bob.public_key)
+    room = await publisher.room("expiring")
+    tail = await start_tail(nats_server.url, bob, str(tmp_path), "expiring", "--after", "0")
+    collecting = asyncio.create_task(tail.collect())
+    sent = 0
+    try:
+        async with following(follower, "expiring", after=0) as got:
+            while (
+                follower.nc.stats["reconnects"] < EXPIRIES
+                or sum(s.startswith("reconnected") for s in tail.stderr) < EXPIRIES
+            ):
+                assert got.ended is None, got.ended
+                assert tail.process.returncode is None, tail.stderr
+                await room.publish(f"frame {sent}".encode())
+                sent += 1
+                await asyncio.sleep(0.05)
+            await nc.flush()
+            await wait_stored(nc, "UNIBUS_expiring", sent)
+            await got.until(lambda: len(got.seqs) >= sent, within_s=30)
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(tail.seqs) < sent:
+                assert asyncio.get_running_loop().time() < deadline, tail.stderr[-5:]
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+        assert got.seqs == list(range(1, sent + 1))
+        assert got.texts == [f"frame {i}" for i in range(sent)]
+        assert tail.seqs == list(range(1, sent + 1))
+    finally:
+        tail.process.terminate()
+        await tail.process.wait()
+        collecting.cancel()
+        await follower.nc.close()
+
+
+async def test_an_innocent_member_loses_nothing_while_strangers_add_it_to_rooms(
+    nats_server: NatsServer, plane: Running, alice: Identity, bob: Identity
+) -> None:
+    """Issue 19's first finding: anyone may add anyone to a room, and every add used to
+    cost the member live frames. Strangers add bob to new rooms every 200 ms while alice
+    publishes 100 frames a second into a room bob follows: he gets each frame sent, once."""
+    owner = await Peer.connect(nats_server.url, alice)
+    member = await Peer.connect(nats_server.url, bob)
+    strangers = [await Peer.connect(nats_server.url, Identity.generate()) for _ in range(2)]
+    await owner.create_room("busy", encrypted=False)
+    await owner.add_member("busy", bob.public_key)
+    room = await owner.room("busy")
+    stop = asyncio.Event()
+    adds = 0
+
+    async def churn() -> None:
+        nonlocal adds
+        while not stop.is_set():
+            stranger = strangers[adds % len(strangers)]
+            await stranger.create_room(f"lure-{adds}", encrypted=False)
+            await stranger.add_member(f"lure-{adds}", bob.public_key)
+            adds += 1
+            await asyncio.sleep(0.2)
+
+    sent: list[str] = []
+    try:
+        async with following(member, "busy") as got:
+            churning = asyncio.create_task(churn())
+            for i in range(1000):  # 10 s at 100 frames a second
+                frame = await room.publish(f"frame {i}".encode())
+                sent.append(frame.id)
+                await asyncio.sleep(0.01)
+            await owner.nc.flush()
+            stop.set()
+            await churning
+            await got.until(lambda: len(got.seqs) >= len(sent), within_s=60)
+            await asyncio.sleep(0.5)
+        followed = [i.message for i in got.items if isinstance(i, Followed)]
+        assert [m.id for m in followed if isinstance(m, Message)] == sent  # none lost, none twice
+        assert got.seqs == list(range(1, len(sent) + 1))
+        assert adds >= 25 and member.nc.stats["reconnects"] >= 5, (adds, member.nc.stats["reconnects"])
+    finally:
+        for peer in (owner, member, *strangers):
+            await peer.nc.close()

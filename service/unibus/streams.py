@@ -39,8 +39,8 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig
 
 from .config import DEFAULT_API_PREFIX
-from .ids import stored_subject
 from .storage.rooms import Room
+from .wire.ids import stored_subject
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from .. import connection
 from ..identity import Identity
+from ..wire import connection
 from .notices import reauthorize_on_grant
 
 RECONNECT_WAIT_S = 0.1

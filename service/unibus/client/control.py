@@ -19,8 +19,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from ..auth.signing import RECONNECT_HEADER, sign_request
 from ..identity import Identity, inbox_prefix
+from ..wire.signing import RECONNECT_HEADER, sign_request
 from .errors import ReplyLost, Unavailable, error_for
 
 DEFAULT_PREFIX = "$UNIBUS.CTL"

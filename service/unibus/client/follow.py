@@ -28,8 +28,8 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from ..identity import notice_subject
-from ..ids import stored_subject
-from ..interest import confirm_interest
+from ..wire.ids import stored_subject
+from ..wire.interest import confirm_interest
 from . import notices
 from .control import Page
 from .errors import Unavailable
@@ -131,6 +131,8 @@ class Follower:
                 elif isinstance(event, tuple):
                     async for item in self._on_frame(*event):
                         yield item
+                if nc.is_closed:  # closed by its owner, or given up on: nothing more will come
+                    raise nats.errors.ConnectionClosedError
                 if nc.stats["reconnects"] != reconnects and nc.is_connected:
                     reconnects = nc.stats["reconnects"]
                     self.on_status(f"reconnected: catching up {self.room.id} after sequence {self.cursor}")

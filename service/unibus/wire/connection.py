@@ -18,7 +18,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from .identity import Identity, inbox_prefix
+from ..identity import Identity, inbox_prefix
 
 AUTHENTICATION_EXPIRED = "authentication expired"
 """What nats-server's `-ERR` says when a connection's user (or account) JWT expires."""
