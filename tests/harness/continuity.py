@@ -27,7 +27,7 @@ from unibus.callout.cutoff import ConnectionCutter
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode, Config
-from unibus.identity import inbox_prefix
+from unibus.identity import notice_subject
 from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
 
@@ -62,7 +62,7 @@ class Stage:
     async def notify(self, event: str, room: str) -> None:
         """A notice to the reader, as the control plane sends one."""
         notice = json.dumps({"event": event, "room": room}).encode()
-        await self.inspector.publish(f"{inbox_prefix(self.reader.public_key)}.unibus.notice", notice)
+        await self.inspector.publish(notice_subject(self.reader.public_key), notice)
 
     async def restart_nats(self) -> None:
         """Restarts nats-server; returns once the room's stream answers again."""
