@@ -19,6 +19,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import nats.errors
 from nats.aio.client import Client
@@ -37,7 +38,6 @@ JWT_TTL_S = 3.0
 """Short enough that a run of some seconds sees several expiries of the follower's JWT."""
 FORGED_SEQUENCE = "1000000"
 FORGED_EVERY = 7
-KICK_EVERY = 20
 
 
 @dataclass
@@ -150,40 +150,60 @@ async def publish(stage: Stage, count: int, interval_s: float, first: int = 1) -
     return sent
 
 
-async def run(
-    stage: Stage,
-    restart_follower: Callable[[], Awaitable[None]],
-    count: int = 150,
-    interval_s: float = 0.08,
-) -> list[bytes]:
-    """The scenario: `count` frames, while the reader is kicked every `KICK_EVERY` frames,
-    its JWT expires every few seconds, NATS restarts after a third of them and the
-    follower after two thirds. The frames sent, which are exactly the frames stored: the
-    publisher pauses while NATS is down (a core-NATS frame sent then would be lost to
-    everyone, which is not what this measures)."""
+class Follower(Protocol):
+    """What the scenario needs of a follower under test."""
+
+    async def restart(self) -> None:
+        """Stop it and start it again from the cursor it kept."""
+
+    async def reconnects(self) -> int:
+        """How many times its connection came back, over all its restarts."""
+
+
+async def run(stage: Stage, follower: Follower, interval_s: float = 0.08) -> list[bytes]:
+    """The scenario, 200 frames, one every `interval_s`:
+
+    - frames 1-40: the reader is kicked every 10 frames;
+    - NATS restarts before frame 41;
+    - frames 41-120: nobody touches the follower, so its JWT (3 s) expires on its own;
+    - the follower restarts from its cursor before frame 121, while frames keep coming;
+    - frames 121-200: its new connection's JWT expires on its own again.
+
+    Each quiet stretch must show at least one reconnect of the follower, the JWT's expiry.
+    The frames sent are exactly the frames stored: the publisher pauses while NATS is down
+    (a core-NATS frame sent then would be lost to everyone, which is not what this measures)."""
     sent: list[bytes] = []
-    disruptions: list[asyncio.Task[object]] = []
-    follower_restarted = False
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    for first in range(1, count + 1, KICK_EVERY):
-        if first > count // 3 and not stage.server_restarted:
-            await stage.restart_nats()
-        if first > 2 * count // 3 and not follower_restarted:
-            follower_restarted = True
-            disruptions.append(asyncio.create_task(restart_follower()))
-        else:
-            disruptions.append(asyncio.create_task(stage.kick()))
-        sent += await publish(stage, min(KICK_EVERY, count + 1 - first), interval_s, first)
-    kicked = 0
-    for task in disruptions:
-        with contextlib.suppress(nats.errors.Error):  # a kick can meet NATS on its way back
-            result = await task
-            kicked += result if isinstance(result, int) else 0
-    assert stage.server_restarted and follower_restarted and len(sent) == count
-    assert kicked >= 3, "the follower's connection was hardly ever cut"
-    assert loop.time() - started > 3 * JWT_TTL_S, "too short a run for the JWT to expire several times"
+    kicks = []
+    for first in range(1, 41, 10):
+        kicks.append(asyncio.create_task(stage.kick()))
+        sent += await publish(stage, 10, interval_s, first)
+    assert sum(await asyncio.gather(*kicks)) >= 3, "the follower's connection was hardly ever cut"
+    await stage.restart_nats()
+    quiet = await quiet_stretch(stage, follower, sent, range(41, 121), interval_s)
+    restarting = asyncio.create_task(follower.restart())
+    quiet += await quiet_stretch(stage, follower, sent, range(121, 201), interval_s, restarting)
+    assert quiet >= 2, "the follower's JWT never expired while it was left alone"
     return sent
+
+
+async def quiet_stretch(
+    stage: Stage,
+    follower: Follower,
+    sent: list[bytes],
+    frames: range,
+    interval_s: float,
+    restarting: asyncio.Task[None] | None = None,
+) -> int:
+    """Frames `frames`, added to `sent`, without disturbing the follower (after
+    `restarting`, if given, is done); how many times it reconnected after the first 10 of
+    them, which may still be the tail of what came before."""
+    settle = frames[:10]
+    sent.extend(await publish(stage, len(settle), interval_s, settle.start))
+    if restarting is not None:
+        await restarting
+    before = await follower.reconnects()
+    sent.extend(await publish(stage, len(frames) - len(settle), interval_s, settle.stop))
+    return await follower.reconnects() - before
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], within_s: float, what: str) -> None:
