@@ -56,11 +56,12 @@ export class ServiceError extends Error {
  * must: the identity's nkey; replies under `_INBOX.<its key>` (the trust boundary allows no
  * other inbox); reconnects for ever and quickly (the control plane cuts connections on
  * revocations); and `ignoreAuthErrorAbort`, because nats.js otherwise stops reconnecting
- * for good after two auth errors in a row, which a reconnect during a NATS or
- * control-plane restart meets while the auth callout has no responder yet, and which an
- * expired JWT followed by such a refusal also counts as. An expired user JWT ("User
- * Authentication Expired") is then just a reconnect, which runs the auth callout again
- * under the identity's current rooms. The client's own errors go to `nc.status()`; it
+ * for good after two auth errors in a row, which a reconnect meets while no control plane
+ * answers the auth callout (an outage, a restart of every instance). nats.js 3.4 also keeps
+ * such a refusal as its last error after it is back, so without it the next expired JWT
+ * would close the connection for good. An expired user JWT ("User Authentication
+ * Expired") is then just a reconnect, which runs the auth callout again under the
+ * identity's current rooms. The client's own errors go to `nc.status()`; it
  * logs nothing. `options` are passed to `wsconnect` and override these.
  */
 export async function connect({ servers, seed, prefix = DEFAULT_PREFIX, ...options }) {
