@@ -14,7 +14,8 @@ from nats.aio.msg import Msg
 from unibus.client import ControlClient, Identity, Peer, ReplyLost, connect
 from unibus.natsserver import NatsServer
 
-from conftest import StartPlane, wait_stored
+from harness.plane import StartPlane
+from harness.waiting import wait_stored
 
 
 @contextlib.asynccontextmanager

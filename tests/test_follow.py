@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 import pytest
 from nats.aio.client import Client
 
-from unibus.client import Followed, Forbidden, Gap, Identity, Message, Peer
+from unibus.client import Followed, Forbidden, Gap, Identity, Message, Peer, connect
 from unibus.client.frames import seal_frame
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
 
-from conftest import StartPlane, wait_stored
+from harness import Cluster, Spawn
+from harness.plane import StartPlane
+from harness.waiting import wait_stored
+
+pytest_plugins = ["harness.fixtures"]
 
 
 @dataclass
@@ -362,3 +366,52 @@ async def test_an_innocent_member_loses_nothing_while_strangers_add_it_to_rooms(
     finally:
         for peer in (owner, member, *strangers):
             await peer.nc.close()
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("lost", ["the follower's node", "the stream's leader"])
+async def test_survives_the_loss_of_a_cluster_node(
+    cluster: Cluster, spawn: Spawn, cluster_nc: Client, alice: Identity, bob: Identity, lost: str
+) -> None:
+    """A 3-node cluster, frames published at 100 a second; the node the follower is
+    connected to is killed (SIGKILL). Losing the follower's own node, the stream goes on
+    storing while the follower moves to another node; losing the stream's leader, the
+    stream changes leader too. Either way the follower hands on every stored frame once,
+    in order. (Frames published while a stream has no leader are not stored: a core
+    publish is not acknowledged. What is stored is what must be followed.)"""
+    spawn(2)
+    await Peer(cluster_nc, alice).create_room("clustered", encrypted=False)
+    await Peer(cluster_nc, alice).add_member("clustered", bob.public_key)
+    js = cluster_nc.jetstream(timeout=2)
+    info = await js.stream_info("UNIBUS_clustered")
+    assert info.cluster is not None and info.cluster.leader and info.config.num_replicas == 3
+    leader = cluster.node(info.cluster.leader)
+    victim = leader if lost == "the stream's leader" else next(n for n in cluster.nodes if n is not leader)
+    survivor = next(node for node in cluster.nodes if node is not victim)
+    publisher = Peer(await connect(survivor.url, alice), alice)
+    follower = await Peer.connect(",".join([victim.url, survivor.url]), bob, dont_randomize=True)
+    room = await publisher.room("clustered")
+    try:
+        async with following(follower, "clustered", after=0) as got:
+            killed_at = after_kill = 0
+            for i in range(10_000):  # the node killed after 200 frames
+                if i == 200:
+                    killed_at = (await js.stream_info("UNIBUS_clustered")).state.last_seq
+                    victim.kill()
+                await room.publish(f"frame {i}".encode())
+                await asyncio.sleep(0.01)
+                if killed_at and i % 50 == 0:
+                    with contextlib.suppress(Exception):  # no leader yet
+                        after_kill = (await js.stream_info("UNIBUS_clustered")).state.last_seq - killed_at
+                if after_kill >= 200:  # stored after the loss: a good many
+                    break
+            assert after_kill >= 200, "the stream never stored after the loss"
+            stored = await stored_count(cluster_nc, "UNIBUS_clustered")
+            await got.until(lambda: len(got.seqs) >= stored, within_s=60)
+            await asyncio.sleep(1)
+        assert got.seqs == list(range(1, stored + 1))
+        assert follower.nc.connected_url is not None and follower.nc.connected_url.netloc in survivor.url
+        assert not any(isinstance(i, Gap) for i in got.items)
+    finally:
+        await follower.nc.close()
+        await publisher.nc.close()

@@ -15,7 +15,8 @@ from unibus.config import Config
 from unibus.runner import Running
 from unibus.streams import largest_frame
 
-from conftest import StartPlane, wait_stored
+from harness.plane import StartPlane
+from harness.waiting import wait_stored, wait_until
 
 
 async def publish_core(nc: Client, subject: str, frames: list[bytes]) -> None:
@@ -190,11 +191,12 @@ async def test_a_room_keeps_its_newest_frames_within_its_byte_limit(
     for frame in frames:
         await nc.publish(room["subject"], frame)
     await nc.flush()
-    for _ in range(500):
-        info = await js.stream_info("UNIBUS_bounded")
-        if info.state.last_seq >= len(frames):
-            break
-        await asyncio.sleep(0.01)
+
+    async def all_sequenced() -> bool:
+        return (await js.stream_info("UNIBUS_bounded")).state.last_seq >= len(frames)
+
+    await wait_until(all_sequenced, "every frame has its sequence (the oldest dropped for bytes)")
+    info = await js.stream_info("UNIBUS_bounded")
     assert info.state.last_seq == len(frames)  # the oversized frame took no sequence
     assert info.state.bytes <= 20_000
     kept = (await client.history("bounded", limit=1000)).frames

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from binascii import b2a_base64
 from collections import deque
 from dataclasses import dataclass, replace
@@ -36,7 +35,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from .errors import bad_request
-from .streams import StreamState
+from .streams import PAGE_OVERHEAD, StreamState
+from .wire import jsapi
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
@@ -118,9 +118,6 @@ def window(state: StreamState | None, query: HistoryQuery) -> Window | None:
     return Window(max(state.first_seq, end - query.limit + 1), end)
 
 
-_PAGE_OVERHEAD = 4096
-"""Envelope and reply headers besides the frames (the same room `streams.largest_frame`
-leaves)."""
 _SEQ_JSON = 21
 """A sequence in a JSON reply: up to 20 digits and a comma."""
 _SEQ_MSGPACK = 9
@@ -137,7 +134,7 @@ class PageBudget:
 
     @classmethod
     def for_reply(cls, max_payload: int, accept: str | None) -> PageBudget:
-        return cls(max_payload - _PAGE_OVERHEAD, accept is not None and MSGPACK in accept)
+        return cls(max_payload - PAGE_OVERHEAD, accept is not None and MSGPACK in accept)
 
     def cost(self, frame: bytes) -> int:
         """A frame's bytes in the reply, its entry in `seqs` counted at its widest."""
@@ -275,7 +272,7 @@ async def read_window(
         if name is not None:
             # Best effort, not awaited: inactive_threshold is the backstop.
             with contextlib.suppress(Exception):
-                await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
+                await nc.publish(f"{jsapi.API_PREFIX}.CONSUMER.DELETE.{stream}.{name}", b"")
     if cut is not None:
         win = Window(win.first_seq, kept[-1][0]) if forward else Window(kept[0][0], win.last_seq)
     return WindowRead(list(kept), win, cut, last_ts)
@@ -302,12 +299,7 @@ async def _create_consumer(
             "inactive_threshold": 10_000_000_000,
         },
     }
-    reply = await nc.request(
-        f"$JS.API.CONSUMER.CREATE.{stream}", json.dumps(request).encode(), timeout=timeout_s
-    )
-    answer = json.loads(reply.data)
-    if "error" in answer:
-        raise RuntimeError(f"consumer create on {stream}: {answer['error']}")
+    answer = await jsapi.request(nc, f"CONSUMER.CREATE.{stream}", request, timeout_s)
     return str(answer["name"]), int(answer.get("num_pending", 1))
 
 

@@ -14,7 +14,7 @@ room is back at its replication the next time it is created or read. The service
 ever raises replication, so an operator's deliberate R5 is left alone.
 
 Every room stream **republishes** what it stores to the room's stored subject
-(`<subject>.stored`, `ids.stored_subject`), where nats-server stamps each copy with its
+(`<subject>.stored`, `wire.names.stored_subject`), where nats-server stamps each copy with its
 stream sequence (`Nats-Sequence`, `Nats-Last-Sequence`): that is how a follower knows
 which frames it has and which it missed (docs/protocol.md, "Following a room"). A stream
 made before republish existed, or one a client's update stripped of it, gets it back the
@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -38,14 +37,14 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig
 
-from .config import DEFAULT_API_PREFIX
+from .errors import DomainError
 from .storage.rooms import Room
-from .wire.ids import stored_subject
+from .wire import jsapi
+from .wire.jscodes import JSStreamNameExistErr, JSStreamNotFoundErr
+from .wire.names import CONTROL_PREFIX, stored_subject
 
 log = logging.getLogger(__name__)
 
-# JSStreamNameExistErr: a stream of that name exists with another config (e.g. a Go
-# client's update changed replicas or allow_direct). It still captures the subject.
 ROOM_MARK = "unibus.room"
 """Stream metadata naming the room a stream was created for by this service."""
 PREFIX_MARK = "unibus.prefix"
@@ -53,12 +52,13 @@ PREFIX_MARK = "unibus.prefix"
 name space on a JetStream, deployments with other prefixes must not adopt each other's."""
 
 
-class StreamTaken(Exception):
-    """The room's stream exists for another deployment's room of the same id."""
+class StreamTaken(DomainError):
+    """The room's stream name is held by a stream that is not this deployment's stream of
+    that room: another deployment's room of the same id, or a stream made by hand
+    without the room's subject. Adopting it would hand the room someone else's frames."""
 
 
-_NAME_IN_USE = 10058
-_STREAM_NOT_FOUND = 10059
+_TAKEN = "room id in use by another deployment or stream on this JetStream"
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class StreamPolicy:
     """Oldest frames are dropped beyond this (discard old): a room keeps its newest."""
     max_msg_size: int
     """Larger frames are refused by the server, so every stored frame fits in a history page."""
-    api_prefix: str = DEFAULT_API_PREFIX
+    api_prefix: str = CONTROL_PREFIX
     """The deployment the streams belong to (their `PREFIX_MARK`)."""
 
     def holds(self, replicas: int, max_bytes: int, max_msg_size: int, no_ack: bool) -> bool:
@@ -83,8 +83,10 @@ class StreamPolicy:
         )
 
 
-_PAGE_OVERHEAD = 4096
-"""Room a one-frame history page needs besides the frame: envelope and reply headers."""
+PAGE_OVERHEAD = 4096
+"""Room a history page needs besides its frames: envelope and reply headers. history.py
+budgets a page with it and `largest_frame` bounds a stored frame with it, so the one
+value is what guarantees that every page holds at least one frame."""
 
 
 def rfc3339_ns(text: str) -> int:
@@ -101,7 +103,7 @@ def rfc3339_ns(text: str) -> int:
 def largest_frame(max_payload: int) -> int:
     """The largest frame whose one-frame history page still fits in `max_payload` as
     JSON, where base64 makes it 4/3 as large (msgpack carries it as it is)."""
-    return (max_payload - _PAGE_OVERHEAD) * 3 // 4
+    return (max_payload - PAGE_OVERHEAD) * 3 // 4
 
 
 @dataclass(frozen=True)
@@ -175,14 +177,18 @@ async def ensure_room_stream(
     try:
         info = await asyncio.wait_for(js.add_stream(config), timeout_s)
     except jserr.APIError as err:
-        if err.err_code != _NAME_IN_USE:
+        # A stream of that name exists with another config (e.g. a Go client's update
+        # changed replicas or allow_direct); it may still capture the room's subject.
+        if err.err_code != JSStreamNameExistErr:
             raise
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
         if room.subject not in (info.config.subjects or []):
-            raise RuntimeError(f"stream {room.stream} exists without subject {room.subject}") from err
+            log.warning("stream %s exists without subject %s: not adopted", room.stream, room.subject)
+            raise StreamTaken(_TAKEN) from err
         owner = (info.config.metadata or {}).get(PREFIX_MARK)
         if owner is not None and owner != policy.api_prefix:
-            raise StreamTaken(f"stream {room.stream} belongs to the deployment at {owner}") from err
+            log.warning("stream %s belongs to the deployment at %s: not adopted", room.stream, owner)
+            raise StreamTaken(_TAKEN) from err
         current = info.config
         replicas = current.num_replicas or 1
         held = policy.holds(
@@ -217,15 +223,12 @@ async def ensure_room_stream(
 async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Snapshot | None:
     """STREAM.INFO read raw: the history hot path needs three numbers and two config fields,
     not nats-py's full StreamInfo (whose decoding costs more than the request). None: no stream."""
-    reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=timeout_s)
-    info = json.loads(reply.data)
-    error = info.get("error")
-    if error is not None:
-        if error.get("err_code") == _STREAM_NOT_FOUND:
+    try:
+        info = await jsapi.request(nc, f"STREAM.INFO.{stream}", None, timeout_s)
+    except jserr.APIError as err:
+        if err.err_code == JSStreamNotFoundErr:
             return None
-        raise jserr.APIError(
-            code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
-        )
+        raise
     state, config = info["state"], info["config"]
     return Snapshot(
         StreamState(

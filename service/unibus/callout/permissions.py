@@ -9,7 +9,7 @@ requester names, published by the server inside the account without any permissi
 check, so any JetStream permission would let a peer write its answers into the room
 bucket, another room or the nonce stream (docs/security.md). Peers read stored frames
 through the control plane's `history` instead, and follow them live on each persisted
-room's stored subject (`ids.stored_subject`), which they may subscribe to and never
+room's stored subject (`wire.names.stored_subject`), which they may subscribe to and never
 publish on: only the stream's republish writes there, so a sequence stamped on a frame
 there is the server's.
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from ..identity import inbox_prefix
 from ..storage import Room
-from ..wire.ids import is_room_id, stored_subject
-from .serverconf import INBOXES
+from ..wire.ids import is_room_id
+from ..wire.names import INBOXES, stored_subject
 
 DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
 

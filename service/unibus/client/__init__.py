@@ -3,7 +3,7 @@ control requests, history paging, following a room, and end-to-end encrypted fra
 
 from ..identity import Identity
 from .connecting import connect
-from .control import ControlClient, Page
+from .control import ControlClient, FramePage
 from .errors import (
     BadRequest,
     Conflict,
@@ -19,7 +19,7 @@ from .errors import (
 )
 from .follow import Followed, FollowError, Gap
 from .frames import Frame, FrameRejected, Reason
-from .peer import HistoryPage, Message, Opened, Peer, Rejected, Room
+from .peer import HistoryPage, Message, Opened, Peer, Rejected, RoomView
 from .roomkeys import SealedKeyError
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Followed",
     "Forbidden",
     "Frame",
+    "FramePage",
     "FrameRejected",
     "Gap",
     "HistoryPage",
@@ -38,12 +39,11 @@ __all__ = [
     "Message",
     "NotFound",
     "Opened",
-    "Page",
     "Peer",
     "Reason",
     "Rejected",
     "ReplyLost",
-    "Room",
+    "RoomView",
     "SealedKeyError",
     "ServiceError",
     "TooLarge",

@@ -28,14 +28,14 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from ..identity import notice_subject
-from ..wire.ids import stored_subject
 from ..wire.interest import confirm_interest
+from ..wire.names import stored_subject
 from . import notices
-from .control import Page
+from .control import FramePage
 from .errors import Unavailable
 
 if TYPE_CHECKING:
-    from .peer import Opened, Room
+    from .peer import Opened, RoomView
 
 STAMP = "Nats-Sequence"
 """The header nats-server stamps a republished frame with: its stream sequence."""
@@ -95,7 +95,7 @@ def stamped_sequence(msg: Msg) -> int | None:
 class Follower:
     """One room followed on one connection; `cursor` is the last sequence handed on."""
 
-    def __init__(self, room: Room, cursor: int | None, on_status: Callable[[str], object] | None) -> None:
+    def __init__(self, room: RoomView, cursor: int | None, on_status: Callable[[str], object] | None) -> None:
         self.room = room
         self.cursor = cursor
         self.on_status = on_status or (lambda _: None)
@@ -205,7 +205,7 @@ class Follower:
             lagging += 1
             await asyncio.sleep(0.1)
 
-    async def _page(self, after: int) -> Page:
+    async def _page(self, after: int) -> FramePage:
         """One `after` read, retried while the control plane or NATS is away: a follower
         waits out an outage. A refusal (403 once removed) ends it."""
         delay = 0.1

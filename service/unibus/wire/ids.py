@@ -12,21 +12,12 @@ import secrets
 
 ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+ROOM_ID_RULE = "1-64 characters of [A-Za-z0-9_-]"
+"""What `ROOM_ID` accepts, in the words every refusal of a bad room id uses."""
 
 
 def is_room_id(value: object) -> bool:
     return isinstance(value, str) and ROOM_ID.fullmatch(value) is not None
-
-
-STORED = "stored"
-"""The last token of a room's **stored** subject, `<room subject>.stored`: JetStream
-republishes every frame the room's stream stores there, stamped with its stream sequence
-(docs/protocol.md, "Following a room"). Nobody but the server publishes on it."""
-
-
-def stored_subject(room_subject: str) -> str:
-    """`unibus.room.lobby` → `unibus.room.lobby.stored`."""
-    return f"{room_subject}.{STORED}"
 
 
 def new_room_id() -> str:
