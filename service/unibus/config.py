@@ -101,9 +101,14 @@ class Config:
     nkey: str | None = None
     """Seed file a `unibus shim` connects with: the shim's user under the trust boundary
     (`shim.nk` from `unibus boundary init`)."""
-    callout_ttl_s: float = 900.0
-    """Lifetime of the user JWTs the callout issues: the longest a permission can outlive
-    a change whose connections could not be cut (the instance died in between)."""
+    callout_ttl_s: float = 300.0
+    """Lifetime of the user JWTs the callout issues: the backstop for a revocation every
+    instance missed (docs/security.md); clients re-authorize when it ends."""
+    revocation_sweep_s: float = 60.0
+    """Every instance re-checks every connection's grant against the rooms this often,
+    besides on every lost membership and when it starts (callout/cutoff.py)."""
+    connz_page_size: int = 256
+    """Connections per CONNZ page the revoker asks each server for."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:

@@ -14,36 +14,39 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import nkeys
 
 from .. import identity
-from ..storage import Room, RoomStore
+from ..storage import RoomStore
 from . import jwt
+from .grants import Grant
 from .permissions import Permissions, for_anonymous, for_member
 from .serverconf import ACCOUNT
 
 log = logging.getLogger(__name__)
 
-RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
+GrantOf = Callable[[str], Awaitable[Grant]]
 Decision = Literal["member", "anonymous", "refused", "unreadable"]
 """What the callout answered: admitted with a member's or the anonymous permissions,
 refused with an error, or no answer at all to a request it could not read."""
 
 
-def current_rooms(store: RoomStore) -> RoomsOf:
+def current_grant(store: RoomStore) -> GrantOf:
     """An identity's rooms for a permission grant, from a copy brought up to date first:
     a copy that lags behind (its watch cut by a NATS restart) would hand back a room the
-    identity was just removed from, or leave out one it was just added to."""
+    identity was just removed from, or leave out one it was just added to. The grant is
+    stamped with the copy's revision read before the rooms (grants.py)."""
 
-    async def rooms_of(member: str) -> list[Room]:
+    async def grant_of(member: str) -> Grant:
         await store.catch_up()
-        return await store.rooms_of(member)
+        revision = store.revision
+        return Grant.of(member, await store.rooms_of(member), revision)
 
-    return rooms_of
+    return grant_of
 
 
 class Refused(Exception):
@@ -62,13 +65,13 @@ class AuthRequest:
 @dataclass
 class Authorizer:
     issuer: nkeys.KeyPair
-    rooms_of: RoomsOf
+    grant_of: GrantOf
     api_prefix: str
     room_subject_prefix: str
     allow_anonymous: bool
     ttl_s: float
-    """User JWTs expire after this: the bound on a stale permission if the instance that
-    changed a room died before it could cut the connections the change affected."""
+    """User JWTs expire after this: the backstop bound on a stale permission should every
+    revoker miss it (docs/security.md)."""
 
     async def answer(self, request_jwt: bytes) -> tuple[bytes, Decision]:
         """The signed authorization response for one request (a user JWT, or an error),
@@ -108,12 +111,12 @@ class Authorizer:
             name, decision = "anonymous", "anonymous"
         else:
             try:
-                rooms = await self.rooms_of(who)
+                grant = await self.grant_of(who)
             except Exception as exc:  # no fresh view of its rooms: refuse, the client retries
                 log.warning("auth callout: rooms of %s unavailable: %r", who, exc)
                 raise Refused("room storage unavailable, try again") from exc
-            permissions = for_member(who, rooms, self.api_prefix, self.room_subject_prefix)
-            name = who
+            permissions = for_member(grant, self.api_prefix, self.room_subject_prefix)
+            name = grant.user_name  # what the revoker reads back from CONNZ (grants.py)
         now = int(time.time())
         user = {
             "sub": request.user_nkey,

@@ -13,12 +13,11 @@ through the control plane's `history` instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..identity import inbox_prefix
 from ..ids import is_room_id
-from ..storage import Room
+from .grants import Grant
 from .serverconf import INBOXES
 
 DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
@@ -38,16 +37,14 @@ class Permissions:
         return {"pub": {"allow": list(self.publish)}, "sub": sub}
 
 
-def for_member(
-    identity: str, rooms: Iterable[Room], api_prefix: str, room_subject_prefix: str
-) -> Permissions:
-    """The room subjects are built from the room ids (validated to one plain token on
-    create), never taken from the stored row, so no row can widen a grant."""
+def for_member(grant: Grant, api_prefix: str, room_subject_prefix: str) -> Permissions:
+    """The room subjects are built from the granted room ids (validated to one plain token
+    on create), never taken from the stored row, so no row can widen a grant."""
     publish = [f"{api_prefix}.rooms.>", *DISCOVERY]
-    subscribe = [f"{inbox_prefix(identity)}.>"]
-    for room in sorted(rooms, key=lambda r: r.id):
-        if room.is_member(identity) and is_room_id(room.id):
-            subject = f"{room_subject_prefix}.{room.id}"
+    subscribe = [f"{inbox_prefix(grant.identity)}.>"]
+    for room_id in sorted(grant.rooms):
+        if is_room_id(room_id):
+            subject = f"{room_subject_prefix}.{room_id}"
             publish.append(subject)
             subscribe.append(subject)
     return Permissions(tuple(publish), tuple(subscribe))

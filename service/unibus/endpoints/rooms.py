@@ -10,6 +10,7 @@ import nats.js.errors as jserr
 from .. import identity
 from ..errors import ApiError, bad_request, conflict, insufficient_storage, not_found, unavailable
 from ..ids import is_room_id, new_room_id
+from ..notices import Notice
 from ..storage import Room, RoomExists
 from ..storage.reservation import INSUFFICIENT_STORAGE
 from ..storage.rooms import MODES
@@ -50,7 +51,7 @@ async def create(call: Call) -> Reply:
         stored = await deps.store.create(room)
     except RoomExists:
         raise conflict("room already exists") from None
-    call.affected.update(stored.members)
+    call.notices.extend(Notice(m, "granted", stored.id) for m in stored.members)
     return ok(stored.public())
 
 
@@ -119,5 +120,5 @@ async def delete(call: Call) -> Reply:
             raise unavailable("could not delete the room's stream; the room is unchanged") from None
     if not await deps.store.delete(room.id):
         raise not_found()
-    call.affected.update(room.members)
+    call.notices.extend(Notice(m, "revoked", room.id) for m in room.members)
     return ok({"deleted": room.id})

@@ -18,6 +18,19 @@ class RoomStore(Protocol):
     durable_history: bool
     """False when there is no JetStream: rooms work, histories are empty."""
 
+    @property
+    def revision(self) -> int:
+        """Every write up to this revision is reflected in what `cached` answers."""
+        ...
+
+    def cached(self, room_id: str) -> Room | None:
+        """The row as the store's copy holds it, without a round trip."""
+        ...
+
+    def on_membership_loss(self, callback: Callable[[str, frozenset[str]], None]) -> None:
+        """Have `callback(room_id, identities)` called when identities lose a room."""
+        ...
+
     async def get(self, room_id: str) -> Room | None: ...
 
     async def catch_up(self) -> None:
