@@ -160,6 +160,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 _INTS = {
+    "connz_page_size",
     "room_max_bytes",
     "bucket_max_bytes",
     "nonces_max_bytes",
@@ -174,7 +175,7 @@ _INTS = {
     "websocket_port",
     "embedded_port",
 }
-_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s", "creates_per_second"}
+_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s", "revocation_sweep_s", "creates_per_second"}
 _BOOLS = {"use_jetstream"}
 
 
