@@ -136,7 +136,7 @@ class Revoker:
             grant = Grant.parse(conn.user)
             if grant is not None and grant.stale(self._store.cached, revision):
                 stale.append(conn)
-        log.debug("revocation pass at revision %d: %d connections, %d stale", revision, len(connections), len(stale))
+        log.debug("revocation pass at %d: %d connections, %d stale", revision, len(connections), len(stale))
         results = await asyncio.gather(*(self._kick(c) for c in stale), return_exceptions=True)
         closed = sum(1 for r in results if r is True)
         if stale:
