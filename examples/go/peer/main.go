@@ -72,11 +72,11 @@ type report struct {
 
 // peer is one identity's connection and its control subjects.
 type peer struct {
-	nc          *nats.Conn
-	user        nkeys.KeyPair
-	public      string // the identity's U… key: its member id
-	prefix      string
-	reconnected chan struct{}
+	nc     *nats.Conn
+	url    string
+	user   nkeys.KeyPair
+	public string // the identity's U… key: its member id
+	prefix string
 }
 
 func main() {
@@ -107,7 +107,7 @@ func main() {
 
 	p, err := connect(*natsURL, *seedFile, *prefix)
 	fail(err)
-	defer p.nc.Close()
+	defer func() { p.nc.Close() }() // the connection in use at the end (createRoom re-dials)
 	out, err := p.run(*roomID, *create, *text, *count, *pageSize, *wait)
 	fail(err)
 	fail(json.NewEncoder(os.Stdout).Encode(out))
@@ -128,22 +128,22 @@ func connect(natsURL, seedFile, prefix string) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &peer{user: user, public: public, prefix: prefix, reconnected: make(chan struct{}, 1)}
-	p.nc, err = nats.Connect(natsURL,
+	p := &peer{url: natsURL, user: user, public: public, prefix: prefix}
+	p.nc, err = p.dial()
+	return p, err
+}
+
+// dial opens a connection as the identity: the callout grants it the identity's rooms as
+// they are now (protocol.md, "Grants and revocations").
+func (p *peer) dial() (*nats.Conn, error) {
+	return nats.Connect(p.url,
 		nats.Name("unibus-go-example-peer"),
-		nats.Nkey(public, user.Sign),
-		nats.CustomInboxPrefix("_INBOX."+public),
-		// Keep reconnecting: the control plane cuts the connection when its rooms change.
+		nats.Nkey(p.public, p.user.Sign),
+		nats.CustomInboxPrefix("_INBOX."+p.public),
+		// Keep reconnecting: the control plane cuts a connection whose room was revoked.
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100*time.Millisecond),
-		nats.ReconnectHandler(func(*nats.Conn) {
-			select {
-			case p.reconnected <- struct{}{}:
-			default:
-			}
-		}),
 	)
-	return p, err
 }
 
 func (p *peer) run(roomID string, create bool, text string, count, pageSize int, wait time.Duration) (*report, error) {
@@ -206,23 +206,22 @@ func (p *peer) run(roomID string, create bool, text string, count, pageSize int,
 }
 
 // createRoom creates a persisted, unencrypted room owned by this identity. The reply
-// carries Unibus-Reconnect: the control plane then cuts this connection, and until it is
-// back (with the room's subject granted) a publish to the room would be refused.
+// carries Unibus-Reconnect: this connection's grant predates the room, so a publish to it
+// would be refused until the identity re-authorizes. nats.go 1.22 has no ForceReconnect,
+// so the example dials a new connection and closes the old one.
 func (p *peer) createRoom(roomID string) (json.RawMessage, error) {
-	for len(p.reconnected) > 0 {
-		<-p.reconnected
-	}
 	body, _ := json.Marshal(map[string]string{"id": roomID, "mode": "matrix"})
 	reply, err := request(p.nc, p.user, p.prefix+".rooms.create", body)
 	if err != nil {
 		return nil, err
 	}
 	if reply.Header.Get(headerReconnect) == "true" {
-		select {
-		case <-p.reconnected:
-		case <-time.After(10 * time.Second):
-			return nil, errors.New("not reconnected after the room was created")
+		fresh, err := p.dial()
+		if err != nil {
+			return nil, fmt.Errorf("re-authorizing after the room was created: %w", err)
 		}
+		p.nc.Close()
+		p.nc = fresh
 	}
 	return reply.Data, nil
 }
