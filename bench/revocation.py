@@ -160,11 +160,11 @@ async def removal_to_refusal(
     return Latency(samples), missed
 
 
-async def _until(condition: Callable[[], bool], within_s: float = 30.0) -> None:
-    """Poll a client's state (nats-py has no event for "connected again")."""
+async def _until(clients: list[Client], within_s: float = 30.0) -> None:
+    """Until every client is connected (again): nats-py has no event for it to await."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        if condition():
+        if all(nc.is_connected for nc in clients):
             return
         await asyncio.sleep(0.01)
 
