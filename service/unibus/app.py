@@ -30,7 +30,7 @@ from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.signing import RECONNECT_HEADER
 from .callout.authorizer import Authorizer, current_grant
-from .callout.cutoff import Revoker
+from .callout.revoker import Revoker
 from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply

@@ -106,7 +106,7 @@ class Config:
     instance missed (docs/security.md); clients re-authorize when it ends."""
     revocation_sweep_s: float = 60.0
     """Every instance re-checks every connection's grant against the rooms this often,
-    besides on every lost membership and when it starts (callout/cutoff.py)."""
+    besides on every lost membership and when it starts (callout/revoker.py)."""
     connz_page_size: int = 256
     """Connections per CONNZ page the revoker asks each server for."""
 

@@ -4,7 +4,7 @@ A grant changes no live connection (it would cut someone who never asked for the
 so the identity that gains a room learns of it from `{"event": "granted", "room": …}` on
 `_INBOX.<its key>.unibus.notice`, a subject its connections may already subscribe to and
 that no peer can publish to (docs/protocol.md). It re-authorizes (reconnects) when it
-wants the room. A removal is enforced by the revoker (callout/cutoff.py); the `revoked`
+wants the room. A removal is enforced by the revoker (callout/revoker.py); the `revoked`
 notice only tells the client why it was cut. Both are best effort: a client that missed
 one gets the current rooms at its next reconnect.
 """
