@@ -30,8 +30,8 @@ from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.signing import RECONNECT_HEADER
 from .callout.authorizer import Authorizer, current_grant
-from .callout.revoker import Revoker
 from .callout.keys import BoundaryKeys
+from .callout.revoker import Revoker
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .endpoints.quotas import CreationRate
