@@ -54,3 +54,27 @@ async def test_a_removal_on_one_node_cuts_a_member_on_another(
     finally:
         await owner.nc.close()
         await member.nc.close()
+
+
+async def test_a_removal_is_cut_when_an_instances_node_is_lost(
+    bounded_cluster: tuple[Cluster, list[ServiceInstance]],
+) -> None:
+    """n1, the node one instance (and its bucket watch) is on, is killed; a removal made
+    meanwhile still cuts the member on n3, whichever instance acts on it."""
+    cluster, _ = bounded_cluster
+    alice, bob = Identity.generate(), Identity.generate()
+    owner = await connect_as(cluster.urls[1], alice)
+    peer = Peer(owner.nc, alice)
+    await peer.create_room("lossy")
+    await peer.add_member("lossy", bob.public_key)
+    member = await connect_as(cluster.urls[2], bob)
+    try:
+        await member.nc.subscribe("unibus.room.lossy")
+        await member.nc.flush()
+        cluster.nodes[0].kill()
+        await peer.remove_member("lossy", bob.public_key)
+        # Bounded by the design (a revocation pass, a reconnect), not timed: make bench times it.
+        assert await member.refused("subscription", "unibus.room.lossy", within_s=5.0), member.errors
+    finally:
+        await owner.nc.close()
+        await member.nc.close()
