@@ -37,13 +37,14 @@ from nats.aio.client import Client
 from unibus import connection
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
+from unibus.callout.revoker import Revoker
 from unibus.callout.serverconf import INBOXES
 from unibus.client import Identity, Peer
 from unibus.config import DEFAULT_API_PREFIX, Config
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.processes import kill_process, stop_process
 from unibus.storage import Room
-from unibus.storage.kv import bucket_name
+from unibus.storage.kv import KvStore, bucket_name
 
 from .boundary import wait_answering
 from .measure import Latency, cpu_seconds
@@ -207,6 +208,44 @@ async def connects_per_second(url: str, seconds: float, concurrency: int = 16) -
     return done / (time.monotonic() - start)
 
 
+async def pass_time(dep: Deployment, connections: int, runs: int) -> Latency:
+    """One revocation pass (callout/revoker.py) over `connections` idle peer connections
+    besides the deployment's own: every connection read from CONNZ page by page and
+    judged against the room copy; none is stale, so the pass is all reading."""
+    url = dep.server.url
+    opened: list[Client] = []
+
+    async def open_some(count: int) -> None:
+        who = Identity.generate()
+        for _ in range(count):
+            opened.append(await as_identity(url, who))
+
+    await asyncio.gather(*(open_some(connections // 16) for _ in range(16)))
+    service = await as_role(dep, "service")
+    system = await as_role(dep, "system")
+    store = await KvStore.open(service.jetstream(), 1, 5.0, service)
+    try:
+        revoker = Revoker(system, store)
+        await revoker.learn_servers()
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            await revoker.sweep()
+            samples.append((time.perf_counter() - start) * 1000)
+        return Latency(samples)
+    finally:
+        await store.close()
+        for nc in [service, system, *opened]:
+            await nc.close()
+
+
+async def as_role(dep: Deployment, role: str) -> Client:
+    user = dep.keys.users[role]
+    return await connection.connect_once(
+        connection.options(dep.server.url, name=f"bench-{role}", identity=user, inbox=INBOXES[role])
+    )
+
+
 def service_cpu(procs: list[subprocess.Popen[bytes]]) -> float:
     return sum(cpu_seconds(p.pid) for p in procs if p.poll() is None)
 
@@ -250,12 +289,16 @@ async def measure(workdir: Path, quick: bool) -> list[str]:
         cpu_ms = (service_cpu(dep.procs) - before) * 1000
         seconds = 3.0 if quick else 10.0
         per_connect_ms = cpu_ms / (rate * seconds) if rate else 0.0
+        idle = 200 if quick else 1000
+        passes = await pass_time(dep, idle, 5 if quick else 20)
     ttl = Config().callout_ttl_s
     at_10k = 10_000 / ttl
     rows += [
         f"| connects/s through the callout, new identities, 16 concurrent loops, 2 instances |"
         f" {rate:,.0f}/s ({per_connect_ms:.2f} ms service CPU each: about"
         f" {1000 / per_connect_ms if per_connect_ms else 0:,.0f}/s per service core) | |",
+        f"| a revocation pass over {idle:,} idle peer connections (none stale), p50 / max |"
+        f" {fmt_ms(passes.p50)} / {fmt_ms(max(passes.samples_ms))} | |",
         f"| re-authorization at the JWT lifetime ({ttl:.0f} s): 10,000 connections |"
         f" {at_10k:.0f} callouts/s = {100 * at_10k / rate:.0f} % of that rate,"
         f" {at_10k * per_connect_ms / 1000:.2f} service cores | |",
