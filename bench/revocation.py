@@ -281,7 +281,7 @@ async def measure(workdir: Path, quick: bool) -> list[str]:
         async def restart_nats() -> None:
             await asyncio.to_thread(dep.server.restart)
 
-        restarted, restarted_missed = await removal_to_refusal(url, max(10, runs // 2), restart_nats)
+        restarted, restarted_missed = await removal_to_refusal(url, runs, restart_nats)
         rows.append(row("right after a NATS restart", restarted, restarted_missed))
 
         before = service_cpu(dep.procs)
@@ -300,8 +300,7 @@ async def measure(workdir: Path, quick: bool) -> list[str]:
         f"| a revocation pass over {idle:,} idle peer connections (none stale), p50 / max |"
         f" {fmt_ms(passes.p50)} / {fmt_ms(max(passes.samples_ms))} | |",
         f"| re-authorization at the JWT lifetime ({ttl:.0f} s): 10,000 connections |"
-        f" {at_10k:.0f} callouts/s = {100 * at_10k / rate:.0f} % of that rate,"
-        f" {at_10k * per_connect_ms / 1000:.2f} service cores | |",
+        f" {at_10k:.0f} callouts/s, {at_10k * per_connect_ms / 1000:.2f} service cores | |",
     ]
     return rows
 
