@@ -34,7 +34,6 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from unibus import connection
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.revoker import Revoker
@@ -45,6 +44,7 @@ from unibus.natsserver import NatsServer, ServerSpec
 from unibus.processes import kill_process, stop_process
 from unibus.storage import Room
 from unibus.storage.kv import KvStore, bucket_name
+from unibus.wire import connection
 
 from .boundary import wait_answering
 from .measure import Latency, cpu_seconds

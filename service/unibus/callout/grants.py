@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .. import identity
-from ..ids import is_room_id
 from ..storage import Room
+from ..wire.ids import is_room_id
 
 
 @dataclass(frozen=True)

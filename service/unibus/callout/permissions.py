@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..identity import inbox_prefix
-from ..ids import is_room_id
+from ..wire.ids import is_room_id
 from .grants import Grant
 from .serverconf import INBOXES
 
