@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -246,6 +247,30 @@ async def as_role(dep: Deployment, role: str) -> Client:
     )
 
 
+async def wait_instances(url: str, count: int) -> None:
+    """Until `count` instances answer `$SRV.INFO` with the auth callout among their
+    endpoints (an instance answers discovery before its endpoints are subscribed)."""
+    await wait_answering(url)
+    nc = await as_identity(url, Identity.generate())
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish("$SRV.INFO.unibus-control-plane", b"", reply=inbox)
+            ready = 0
+            with contextlib.suppress(Exception):
+                while True:
+                    info = json.loads((await sub.next_msg(timeout=0.3)).data)
+                    ready += any(e.get("name") == "auth-callout" for e in info.get("endpoints") or [])
+            await sub.unsubscribe()
+            if ready >= count:
+                return
+        raise TimeoutError(f"{count} service instances did not come up")
+    finally:
+        await nc.close()
+
+
 def service_cpu(procs: list[subprocess.Popen[bytes]]) -> float:
     return sum(cpu_seconds(p.pid) for p in procs if p.poll() is None)
 
@@ -255,7 +280,7 @@ async def measure(workdir: Path, quick: bool) -> list[str]:
     rows = []
     with deployment(workdir / "revocation", instances=2) as dep:
         url = dep.server.url
-        await wait_answering(url)
+        await wait_instances(url, 2)
         plain, plain_missed = await removal_to_refusal(url, runs)
         rows.append(row("plain", plain, plain_missed))
 
@@ -277,6 +302,7 @@ async def measure(workdir: Path, quick: bool) -> list[str]:
             await service.close()
         rows.append(row("its writer dead (SIGKILL) after the write", killed, killed_missed))
         dep.start(0)
+        await wait_instances(url, 2)
 
         async def restart_nats() -> None:
             await asyncio.to_thread(dep.server.restart)
