@@ -150,7 +150,9 @@ class Revoker:
         offset = 0
         while True:
             query = {"acc": ACCOUNT, "auth": True, "offset": offset, "limit": self._page}
-            answers = await self._gather("$SYS.REQ.SERVER.PING.CONNZ", json.dumps(query).encode())
+            # A server that joined since the last count is waited for on the first page.
+            body = json.dumps(query).encode()
+            answers = await self._gather("$SYS.REQ.SERVER.PING.CONNZ", body, grace=offset == 0)
             more = False
             for answer in answers:
                 server_id = (answer.get("server") or {}).get("id")
@@ -181,9 +183,10 @@ class Revoker:
         """Ask once how many servers there are, so the first pass does not wait out a timeout."""
         return len(await self._gather("$SYS.REQ.SERVER.PING.CONNZ", b'{"limit": 1}'))
 
-    async def _gather(self, subject: str, body: bytes) -> list[dict[str, Any]]:
+    async def _gather(self, subject: str, body: bytes, grace: bool = True) -> list[dict[str, Any]]:
         """Every server answers a PING request; collect until as many answered as last time
-        and then a short grace for one that joined since, or until the timeout."""
+        (and then, with `grace`, a little longer for one that joined since), or until the
+        timeout."""
         inbox = self._nc.new_inbox()
         answers: list[dict[str, Any]] = []
         enough = asyncio.Event()
@@ -198,7 +201,8 @@ class Revoker:
             await self._nc.publish(subject, body, reply=inbox)
             try:
                 await asyncio.wait_for(enough.wait(), self._timeout)
-                await asyncio.sleep(_GRACE_S)
+                if grace:
+                    await asyncio.sleep(_GRACE_S)
             except TimeoutError:
                 pass
         finally:
