@@ -38,14 +38,14 @@ from nats.aio.client import Client
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.revoker import Revoker
-from unibus.callout.serverconf import INBOXES
 from unibus.client import Identity, Peer
-from unibus.config import DEFAULT_API_PREFIX, Config
+from unibus.config import Config
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.processes import kill_process, stop_process
 from unibus.storage import Room
-from unibus.storage.kv import KvStore, bucket_name
+from unibus.storage.kv import KvStore
 from unibus.wire import connection
+from unibus.wire.names import INBOXES, ROOM_BUCKET
 
 from .boundary import wait_answering
 from .measure import Latency, cpu_seconds
@@ -112,7 +112,7 @@ async def through_the_service(peer: Peer, room: str, member: str) -> None:
 
 def written_by_a_dead_writer(service: Client) -> Remove:
     async def remove(_: Peer, room: str, member: str) -> None:
-        rows = await service.jetstream().key_value(bucket_name(DEFAULT_API_PREFIX))
+        rows = await service.jetstream().key_value(ROOM_BUCKET)
         entry = await rows.get(room)
         assert entry.value is not None
         row = Room.from_json(entry.value, entry.revision or 0)

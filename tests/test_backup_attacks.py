@@ -17,20 +17,21 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from test_backup import UNIBUS, cli_env, two_servers, unibus
-from unibus.auth.replay import NONCE_STREAM, RESTORED_MARK
+from test_backup import cli_env, two_servers
+from unibus.auth.replay import RESTORED_MARK
 from unibus.callout.keys import BoundaryKeys
-from unibus.callout.serverconf import INBOXES
 from unibus.client import ControlClient, Identity, Peer
-from unibus.config import DEFAULT_API_PREFIX, Config
+from unibus.config import Config
 from unibus.natsserver import NatsServer
 from unibus.operations.backup import BackupError, new_directory, restore, restore_lock_name
 from unibus.runner import Running
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import CONTROL_PREFIX, INBOXES, NONCE_STREAM, ROOM_BUCKET
 from unibus.wire.signing import sign_request
 
-from conftest import StartPlane, plane_starter, wait_stored
 from harness.boundary import as_role, bounded_spec, connect_as, connect_inspector, denied_request
+from harness.cli import UNIBUS, unibus
+from harness.plane import StartPlane, plane_starter
+from harness.waiting import wait_stored, wait_until
 
 
 @dataclass
@@ -57,6 +58,10 @@ class Saved:
 
     async def restore(self) -> tuple[int, str]:
         return await unibus("restore", str(self.directory), env=cli_env(self.new.url, self.keys_dir))
+
+    async def restoring(self) -> bool:
+        """Whether a restore into the new server has made its first room stream."""
+        return "UNIBUS_room00" in await self.streams_on_new()
 
     async def streams_on_new(self) -> list[str]:
         return sorted(info.config.name or "" for info in await self.nc_new.jetstream().streams_info())
@@ -103,9 +108,9 @@ def doctor(saved: Saved, stream: str, change: Callable[[dict[str, Any]], None]) 
     saved.manifest_path.write_text(json.dumps(manifest))
 
 
-BUCKET_STREAM = f"KV_{BUCKET}"
+BUCKET_STREAM = f"KV_{ROOM_BUCKET}"
 # A room's frames written into another room's row: any member of `first` could forge rows.
-INTO_ROWS = {"src": "unibus.room.first", "dest": f"$KV.{BUCKET}.second"}
+INTO_ROWS = {"src": "unibus.room.first", "dest": f"$KV.{ROOM_BUCKET}.second"}
 DOCTORED: dict[str, tuple[str, dict[str, Any]]] = {
     # Every frame of `first` republished as a row of the bucket (or to $JS.API.>).
     "republish": ("UNIBUS_first", {"republish": INTO_ROWS}),
@@ -119,7 +124,7 @@ DOCTORED: dict[str, tuple[str, dict[str, Any]]] = {
     # Every change to `second`'s row (members, sealed keys) shown to the members of `first`.
     "bucket republish": (
         BUCKET_STREAM,
-        {"republish": {"src": f"$KV.{BUCKET}.second", "dest": "unibus.room.first"}},
+        {"republish": {"src": f"$KV.{ROOM_BUCKET}.second", "dest": "unibus.room.first"}},
     ),
     "subject transform": (
         "UNIBUS_first",
@@ -240,7 +245,7 @@ async def test_peers_and_the_shim_get_nothing_of_the_snapshot_api(
         async with as_role(bounded_plane.nats_url, boundary_keys, "shim") as shim:
             for who in (member, shim):
                 await denied_request(who, "$JS.API.STREAM.SNAPSHOT.UNIBUS_vault", snapshot)
-                await denied_request(who, f"$JS.API.STREAM.SNAPSHOT.KV_{BUCKET}", snapshot)
+                await denied_request(who, f"$JS.API.STREAM.SNAPSHOT.KV_{ROOM_BUCKET}", snapshot)
                 await denied_request(who, "$JS.API.STREAM.RESTORE.UNIBUS_later", b"{}")
                 await denied_request(who, "$JS.SNAPSHOT.ACK.UNIBUS_vault.x")
                 await denied_request(who, "$JS.SNAPSHOT.RESTORE.UNIBUS_later.x", b"forged chunk")
@@ -336,11 +341,8 @@ async def test_a_stream_made_by_someone_else_during_a_restore_is_left_alone(
         js = saved.nc_new.jetstream()
 
         async def bucket_once_the_first_room_is_back() -> None:
-            for _ in range(2000):
-                if "UNIBUS_room00" in await saved.streams_on_new():
-                    break
-                await asyncio.sleep(0.005)
-            await js.create_key_value(bucket=BUCKET)
+            await wait_until(saved.restoring, "the restore reaches the room streams", every_s=0.005)
+            await js.create_key_value(bucket=ROOM_BUCKET)
 
         try:
             racing = asyncio.create_task(bucket_once_the_first_room_is_back())
@@ -366,10 +368,7 @@ async def test_a_restore_killed_mid_way_leaves_no_row_without_frames_and_the_sta
         proc = await asyncio.create_subprocess_exec(
             *UNIBUS, "restore", str(saved.directory), env=env, stdout=asyncio.subprocess.DEVNULL
         )
-        for _ in range(4000):
-            if "UNIBUS_room00" in await saved.streams_on_new():
-                break
-            await asyncio.sleep(0.005)
+        await wait_until(saved.restoring, "the restore reaches the room streams", within_s=20, every_s=0.005)
         proc.kill()
         await proc.wait()
         js = saved.nc_new.jetstream()
@@ -420,10 +419,7 @@ async def test_a_nats_server_killed_mid_restore_leaves_the_lock_and_no_bucket(
     async with backup_of(tmp_path, boundary_keys, inspector, alice, rooms) as saved:
         env = cli_env(saved.new.url, saved.keys_dir)
         running = asyncio.create_task(unibus("restore", str(saved.directory), "--timeout", "3", env=env))
-        for _ in range(4000):
-            if "UNIBUS_room00" in await saved.streams_on_new():
-                break
-            await asyncio.sleep(0.005)
+        await wait_until(saved.restoring, "the restore reaches the room streams", within_s=20, every_s=0.005)
         saved.new.kill()
         code, out = await running
         assert code == 1 and out.startswith("unibus: restore:") and len(out.splitlines()) == 1, out
@@ -450,7 +446,7 @@ async def test_an_instance_does_not_start_while_a_restore_holds_its_lock(
     the instance's refusal to start then: without it the instance creates an empty
     bucket (or serves a partial one) and its orphan sweep deletes the streams of the
     rooms whose rows are not back."""
-    lock = restore_lock_name(DEFAULT_API_PREFIX)
+    lock = restore_lock_name(CONTROL_PREFIX)
     await nc.jetstream().add_stream(name=lock, subjects=[lock])
     with pytest.raises(RuntimeError, match=f"{lock} exists"):
         await start_plane()

@@ -20,14 +20,14 @@ from nats.aio.client import Client
 from unibus.callout.grants import Grant
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
+from unibus.identity import notice_subject
 from unibus.natsserver import NatsServer
-from unibus.notices import notice_subject
 from unibus.storage import Room
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import ROOM_BUCKET
 
-from conftest import StartPlane
 from harness.boundary import Watched, as_role, connect_as, reauthorize
 from harness.instances import ServiceInstance
+from harness.plane import StartPlane
 
 ROOM = "unibus.room.r"
 Owner = Callable[[], Awaitable[ControlClient]]
@@ -241,7 +241,7 @@ async def test_connects_racing_removals_keep_no_room(
 
 async def _write_removal(nc: Client, member: str) -> None:
     """Remove `member` from `r` in the bucket itself, as an instance does before it dies."""
-    rows = await nc.jetstream().key_value(BUCKET)
+    rows = await nc.jetstream().key_value(ROOM_BUCKET)
     entry = await rows.get("r")
     assert entry.value is not None
     room = Room.from_json(entry.value, entry.revision or 0)

@@ -3,7 +3,6 @@ store; the control plane's own state (room bucket, nonce stream) keeps working."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,15 +10,15 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StreamConfig
 
-from unibus.auth.replay import NONCE_STREAM
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, InsufficientStorage
 from unibus.config import Config
 from unibus.natsserver import NatsServer
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import NONCE_STREAM, ROOM_BUCKET
 
-from conftest import StartPlane, plane_starter
 from harness.boundary import bounded_spec, connect_inspector
+from harness.plane import StartPlane, plane_starter
+from harness.waiting import wait_until
 
 MIB = 1024 * 1024
 
@@ -45,12 +44,11 @@ async def fill(nc: Client, subject: str, stream: str, limit: int) -> None:
         await nc.publish(subject, frame)
     await nc.flush()
     js = nc.jetstream()
-    for _ in range(500):
-        info = await js.stream_info(stream)
-        if info.state.bytes > limit - 2 * len(frame):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{stream} never filled: {info.state.bytes} bytes")
+
+    async def full() -> bool:
+        return (await js.stream_info(stream)).state.bytes > limit - 2 * len(frame)
+
+    await wait_until(full, f"{stream} fills up")
 
 
 async def test_rooms_filling_the_store_leave_the_control_plane_working(
@@ -61,7 +59,7 @@ async def test_rooms_filling_the_store_leave_the_control_plane_working(
         await start(room_max_bytes=MIB, bucket_max_bytes=MIB, nonces_max_bytes=MIB)
         as_alice = ControlClient(nc, alice)
         js = nc.jetstream()
-        assert (await js.stream_info(f"KV_{BUCKET}")).config.max_bytes == MIB
+        assert (await js.stream_info(f"KV_{ROOM_BUCKET}")).config.max_bytes == MIB
         assert (await js.stream_info(NONCE_STREAM)).config.max_bytes == MIB
 
         # Rooms are created while their reservation fits next to the control plane's own.
@@ -96,8 +94,8 @@ async def test_state_made_before_reservations_gets_them(start_plane: StartPlane,
     """An existing deployment's bucket and nonce stream (no max_bytes) are given their
     reservation when an instance of this version starts."""
     js = nc.jetstream()
-    await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1))
+    await js.create_key_value(KeyValueConfig(bucket=ROOM_BUCKET, history=1))
     await js.add_stream(StreamConfig(name=NONCE_STREAM, subjects=["$UNIBUS.CTL.nonces"], max_age=240))
     await start_plane()
-    assert (await js.stream_info(f"KV_{BUCKET}")).config.max_bytes == Config().bucket_max_bytes
+    assert (await js.stream_info(f"KV_{ROOM_BUCKET}")).config.max_bytes == Config().bucket_max_bytes
     assert (await js.stream_info(NONCE_STREAM)).config.max_bytes == Config().nonces_max_bytes

@@ -2,7 +2,7 @@
 
 A grant changes no live connection (it would cut someone who never asked for the room),
 so the identity that gains a room learns of it from `{"event": "granted", "room": …}` on
-`_INBOX.<its key>.unibus.notice`, a subject its connections may already subscribe to and
+`identity.notice_subject`, a subject its connections may already subscribe to and
 that no peer can publish to (docs/protocol.md). It re-authorizes (reconnects) when it
 wants the room. A removal is enforced by the revoker (callout/revoker.py); the `revoked`
 notice only tells the client why it was cut. Both are best effort: a client that missed
@@ -18,16 +18,11 @@ from typing import Literal
 
 from nats.aio.client import Client
 
-from .identity import inbox_prefix
+from .identity import notice_subject
 
 log = logging.getLogger(__name__)
 
-NOTICE_SUFFIX = "unibus.notice"
 Event = Literal["granted", "revoked"]
-
-
-def notice_subject(identity: str) -> str:
-    return f"{inbox_prefix(identity)}.{NOTICE_SUFFIX}"
 
 
 @dataclass(frozen=True)

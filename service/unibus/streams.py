@@ -12,6 +12,15 @@ service ensures a room's stream it also checks the replication, and scales a red
 stream back up (with a warning in the log): history keeps working throughout, and the
 room is back at its replication the next time it is created or read. The service only
 ever raises replication, so an operator's deliberate R5 is left alone.
+
+Every room stream **republishes** what it stores to the room's stored subject
+(`<subject>.stored`, `wire.names.stored_subject`), where nats-server stamps each copy with its
+stream sequence (`Nats-Sequence`, `Nats-Last-Sequence`): that is how a follower knows
+which frames it has and which it missed (docs/protocol.md, "Following a room"). A stream
+made before republish existed, or one a client's update stripped of it, gets it back the
+same way as its replication: on the room's next create or read (measured on 2.15.1: an
+update adds republish to a stream in place, keeping every message). A follower always
+reads history right after subscribing, so its own first read is what upgrades the stream.
 """
 
 from __future__ import annotations
@@ -19,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -27,15 +35,16 @@ from dataclasses import dataclass, replace
 import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig
 
-from .config import DEFAULT_API_PREFIX
+from .errors import DomainError
 from .storage.rooms import Room
+from .wire import jsapi
+from .wire.jscodes import JSStreamNameExistErr, JSStreamNotFoundErr
+from .wire.names import CONTROL_PREFIX, stored_subject
 
 log = logging.getLogger(__name__)
 
-# JSStreamNameExistErr: a stream of that name exists with another config (e.g. a Go
-# client's update changed replicas or allow_direct). It still captures the subject.
 ROOM_MARK = "unibus.room"
 """Stream metadata naming the room a stream was created for by this service."""
 PREFIX_MARK = "unibus.prefix"
@@ -43,12 +52,13 @@ PREFIX_MARK = "unibus.prefix"
 name space on a JetStream, deployments with other prefixes must not adopt each other's."""
 
 
-class StreamTaken(Exception):
-    """The room's stream exists for another deployment's room of the same id."""
+class StreamTaken(DomainError):
+    """The room's stream name is held by a stream that is not this deployment's stream of
+    that room: another deployment's room of the same id, or a stream made by hand
+    without the room's subject. Adopting it would hand the room someone else's frames."""
 
 
-_NAME_IN_USE = 10058
-_STREAM_NOT_FOUND = 10059
+_TAKEN = "room id in use by another deployment or stream on this JetStream"
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ class StreamPolicy:
     """Oldest frames are dropped beyond this (discard old): a room keeps its newest."""
     max_msg_size: int
     """Larger frames are refused by the server, so every stored frame fits in a history page."""
-    api_prefix: str = DEFAULT_API_PREFIX
+    api_prefix: str = CONTROL_PREFIX
     """The deployment the streams belong to (their `PREFIX_MARK`)."""
 
     def holds(self, replicas: int, max_bytes: int, max_msg_size: int, no_ack: bool) -> bool:
@@ -73,8 +83,10 @@ class StreamPolicy:
         )
 
 
-_PAGE_OVERHEAD = 4096
-"""Room a one-frame history page needs besides the frame: envelope and reply headers."""
+PAGE_OVERHEAD = 4096
+"""Room a history page needs besides its frames: envelope and reply headers. history.py
+budgets a page with it and `largest_frame` bounds a stored frame with it, so the one
+value is what guarantees that every page holds at least one frame."""
 
 
 def rfc3339_ns(text: str) -> int:
@@ -91,7 +103,7 @@ def rfc3339_ns(text: str) -> int:
 def largest_frame(max_payload: int) -> int:
     """The largest frame whose one-frame history page still fits in `max_payload` as
     JSON, where base64 makes it 4/3 as large (msgpack carries it as it is)."""
-    return (max_payload - _PAGE_OVERHEAD) * 3 // 4
+    return (max_payload - PAGE_OVERHEAD) * 3 // 4
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,22 @@ class Snapshot:
     max_bytes: int
     max_msg_size: int
     no_ack: bool
+    republish: RePublish | None = None
+
+
+def republishes(republish: RePublish | None, room: Room) -> bool:
+    """Whether a stream's republish is the one every room stream needs: the whole of
+    each stored frame, from the room's subject to its stored subject."""
+    return (
+        republish is not None
+        and republish.src == room.subject
+        and republish.dest == stored_subject(room.subject)
+        and not republish.headers_only
+    )
+
+
+def room_republish(room: Room) -> RePublish:
+    return RePublish(src=room.subject, dest=stored_subject(room.subject), headers_only=False)
 
 
 def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
@@ -132,6 +160,8 @@ def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
         # and unchecked, to whatever reply subject the publisher chose, such as a key of
         # the room bucket (docs/security.md). Peers publish over core NATS anyway.
         no_ack=True,
+        # Every stored frame, stamped with its sequence, to the room's stored subject.
+        republish=room_republish(room),
         # What the orphan sweep recognises as ours (orphans.py).
         metadata={ROOM_MARK: room.id, PREFIX_MARK: policy.api_prefix},
     )
@@ -140,25 +170,31 @@ def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
 async def ensure_room_stream(
     js: JetStreamContext, room: Room, policy: StreamPolicy, timeout_s: float
 ) -> StreamState:
-    """Create the room's stream, or accept the one that exists, restoring its replication
-    and limits if an update (a Go client's, without the boundary) reset them. Idempotent."""
+    """Create the room's stream, or accept the one that exists, restoring its replication,
+    limits and republish if an update (a Go client's, without the boundary) reset them, or
+    it was made before republish. Idempotent."""
     config = room_stream_config(room, policy)
     try:
         info = await asyncio.wait_for(js.add_stream(config), timeout_s)
     except jserr.APIError as err:
-        if err.err_code != _NAME_IN_USE:
+        # A stream of that name exists with another config (e.g. a Go client's update
+        # changed replicas or allow_direct); it may still capture the room's subject.
+        if err.err_code != JSStreamNameExistErr:
             raise
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
         if room.subject not in (info.config.subjects or []):
-            raise RuntimeError(f"stream {room.stream} exists without subject {room.subject}") from err
+            log.warning("stream %s exists without subject %s: not adopted", room.stream, room.subject)
+            raise StreamTaken(_TAKEN) from err
         owner = (info.config.metadata or {}).get(PREFIX_MARK)
         if owner is not None and owner != policy.api_prefix:
-            raise StreamTaken(f"stream {room.stream} belongs to the deployment at {owner}") from err
+            log.warning("stream %s belongs to the deployment at %s: not adopted", room.stream, owner)
+            raise StreamTaken(_TAKEN) from err
         current = info.config
         replicas = current.num_replicas or 1
-        if not policy.holds(
+        held = policy.holds(
             replicas, current.max_bytes or -1, current.max_msg_size or -1, bool(current.no_ack)
-        ):
+        )
+        if not held:
             log.warning(
                 "stream %s is at R%d, max_bytes %s, max_msg_size %s (a client's update?); restoring %s",
                 room.stream,
@@ -167,6 +203,10 @@ async def ensure_room_stream(
                 current.max_msg_size,
                 policy,
             )
+        elif not republishes(current.republish, room):
+            # Made before republish existed (or a client's update dropped it): not a warning.
+            log.info("stream %s gets its republish to %s", room.stream, stored_subject(room.subject))
+        if not held or not republishes(current.republish, room):
             restored = replace(
                 current,
                 num_replicas=max(replicas, policy.replicas),
@@ -174,6 +214,7 @@ async def ensure_room_stream(
                 max_msg_size=policy.max_msg_size,
                 discard=DiscardPolicy.OLD,
                 no_ack=True,
+                republish=room_republish(room),
             )
             info = await asyncio.wait_for(js.update_stream(restored), timeout_s)
     return _state(info)
@@ -182,15 +223,12 @@ async def ensure_room_stream(
 async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Snapshot | None:
     """STREAM.INFO read raw: the history hot path needs three numbers and two config fields,
     not nats-py's full StreamInfo (whose decoding costs more than the request). None: no stream."""
-    reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=timeout_s)
-    info = json.loads(reply.data)
-    error = info.get("error")
-    if error is not None:
-        if error.get("err_code") == _STREAM_NOT_FOUND:
+    try:
+        info = await jsapi.request(nc, f"STREAM.INFO.{stream}", None, timeout_s)
+    except jserr.APIError as err:
+        if err.err_code == JSStreamNotFoundErr:
             return None
-        raise jserr.APIError(
-            code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
-        )
+        raise
     state, config = info["state"], info["config"]
     return Snapshot(
         StreamState(
@@ -205,6 +243,7 @@ async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Sna
         int(config.get("max_bytes", -1)),
         int(config.get("max_msg_size", -1)),
         bool(config.get("no_ack", False)),
+        _republish(config.get("republish")),
     )
 
 
@@ -213,7 +252,8 @@ async def room_stream_for_read(
 ) -> StreamState | None:
     """The stream state a history read works from, given the room stream's snapshot
     (None: no stream), ensuring a persisted room's stream on the way: created if missing
-    (lazy backfill), restored if its replication or limits were changed. All of that
+    (lazy backfill), restored if its replication, limits or republish were changed or
+    never set. All of that
     costs nothing more when, as nearly always, the stream is as it should be."""
     if not room.persisted:
         return snapshot.state if snapshot else None
@@ -221,6 +261,7 @@ async def room_stream_for_read(
         snapshot is not None
         and room.subject in snapshot.subjects
         and policy.holds(snapshot.replicas, snapshot.max_bytes, snapshot.max_msg_size, snapshot.no_ack)
+        and republishes(snapshot.republish, room)
     ):
         return snapshot.state
     return await ensure_room_stream(js, room, policy, timeout_s)
@@ -229,6 +270,12 @@ async def room_stream_for_read(
 async def delete_room_stream(js: JetStreamContext, stream: str, timeout_s: float) -> None:
     with contextlib.suppress(jserr.NotFoundError):
         await asyncio.wait_for(js.delete_stream(stream), timeout_s)
+
+
+def _republish(raw: object) -> RePublish | None:
+    if not isinstance(raw, dict):
+        return None
+    return RePublish(src=raw.get("src"), dest=raw.get("dest"), headers_only=raw.get("headers_only"))
 
 
 def _state(info: object) -> StreamState:

@@ -16,10 +16,10 @@ from nats.aio.client import Client
 
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
-from unibus.callout.serverconf import INBOXES
 from unibus.identity import Identity
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.wire import connection
+from unibus.wire.names import INBOXES
 
 DEPLOY_NATS = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 
@@ -136,7 +136,7 @@ def bounded_spec(root: Path, keys: BoundaryKeys, inspector: Identity, **spec: ob
 
 async def reauthorize(nc: Client, within_s: float = 5.0) -> None:
     """Reconnect and wait until back under current permissions: how a peer takes up a room
-    it was granted (a grant cuts nobody; docs/protocol.md, "Notices")."""
+    it was granted (a grant cuts nobody; docs/protocol.md, "Staying connected")."""
     before = nc.stats["reconnects"]
     await nc.force_reconnect()
     for _ in range(int(within_s / 0.01)):

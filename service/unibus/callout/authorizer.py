@@ -14,14 +14,14 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import nkeys
 
 from .. import identity
-from ..storage import RoomStore
+from ..storage import Room, RoomStore
 from . import jwt
 from .grants import Grant
 from .permissions import Permissions, for_anonymous, for_member
@@ -29,24 +29,22 @@ from .serverconf import ACCOUNT
 
 log = logging.getLogger(__name__)
 
-GrantOf = Callable[[str], Awaitable[Grant]]
+RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
 Decision = Literal["member", "anonymous", "refused", "unreadable"]
 """What the callout answered: admitted with a member's or the anonymous permissions,
 refused with an error, or no answer at all to a request it could not read."""
 
 
-def current_grant(store: RoomStore) -> GrantOf:
+def current_rooms(store: RoomStore) -> RoomsOf:
     """An identity's rooms for a permission grant, from a copy brought up to date first:
     a copy that lags behind (its watch cut by a NATS restart) would hand back a room the
-    identity was just removed from, or leave out one it was just added to. The grant is
-    stamped with the copy's revision read before the rooms (grants.py)."""
+    identity was just removed from, or leave out one it was just added to."""
 
-    async def grant_of(member: str) -> Grant:
+    async def rooms_of(member: str) -> list[Room]:
         await store.catch_up()
-        revision = store.revision
-        return Grant.of(member, await store.rooms_of(member), revision)
+        return await store.rooms_of(member)
 
-    return grant_of
+    return rooms_of
 
 
 class Refused(Exception):
@@ -65,13 +63,17 @@ class AuthRequest:
 @dataclass
 class Authorizer:
     issuer: nkeys.KeyPair
-    grant_of: GrantOf
+    rooms_of: RoomsOf
     api_prefix: str
     room_subject_prefix: str
     allow_anonymous: bool
     ttl_s: float
     """User JWTs expire after this: the backstop bound on a stale permission should every
     revoker miss it (docs/security.md)."""
+    revision: Callable[[], int] = lambda: 0
+    """The room copy's position, read right after `rooms_of`: the stamp of the grant the
+    connection is named after (grants.py). A stamp that comes out too new only defers the
+    revoker's judgment of the grant until its copy gets there."""
 
     async def answer(self, request_jwt: bytes) -> tuple[bytes, Decision]:
         """The signed authorization response for one request (a user JWT, or an error),
@@ -111,11 +113,13 @@ class Authorizer:
             name, decision = "anonymous", "anonymous"
         else:
             try:
-                grant = await self.grant_of(who)
+                rooms = await self.rooms_of(who)
             except Exception as exc:  # no fresh view of its rooms: refuse, the client retries
                 log.warning("auth callout: rooms of %s unavailable: %r", who, exc)
                 raise Refused("room storage unavailable, try again") from exc
-            permissions = for_member(grant, self.api_prefix, self.room_subject_prefix)
+            rooms = list(rooms)
+            grant = Grant.of(who, rooms, self.revision())
+            permissions = for_member(who, rooms, self.api_prefix, self.room_subject_prefix)
             name = grant.user_name  # what the revoker reads back from CONNZ (grants.py)
         now = int(time.time())
         user = {
@@ -171,7 +175,7 @@ def _proven_identity(nats: dict[str, Any]) -> str | None:
     if not isinstance(nonce, str) or not nonce or not isinstance(signature, str):
         raise Refused("nkey without a signed nonce")
     try:
-        raw = _b64(signature)
+        raw = _nonce_signature(signature)
     except (ValueError, binascii.Error):
         raise Refused("nonce signature is not base64") from None
     if not identity.verify(nkey, nonce.encode(), raw):
@@ -179,8 +183,9 @@ def _proven_identity(nats: dict[str, Any]) -> str | None:
     return str(nkey)
 
 
-def _b64(text: str) -> bytes:
-    """Clients send the nonce signature in URL-safe or standard base64, padded or not."""
+def _nonce_signature(text: str) -> bytes:
+    """Clients send the nonce signature in URL-safe or standard base64, padded or not (the
+    Go, JS and Python NATS clients differ), so this is not wire/base64url.py's strict one."""
     padded = text + "=" * (-len(text) % 4)
     if "-" in text or "_" in text:
         return base64.urlsafe_b64decode(padded)

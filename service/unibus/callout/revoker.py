@@ -31,6 +31,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from ..storage import RoomStore
+from ..wire.gather import gather
 from .grants import Grant
 from .serverconf import ACCOUNT
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 
 _GRACE_S = 0.02
+_NO_GRACE_S = 0.001
 AUTH_WINDOW_S = 2.5
 """nats-server's default authorization timeout (2 s, the longest it waits for a callout's
 answer) and slack: after this, no connection is still being authorized from before."""
@@ -187,26 +189,10 @@ class Revoker:
         """Every server answers a PING request; collect until as many answered as last time
         (and then, with `grace`, a little longer for one that joined since), or until the
         timeout."""
-        inbox = self._nc.new_inbox()
-        answers: list[dict[str, Any]] = []
-        enough = asyncio.Event()
-
-        async def collect(msg: object) -> None:
-            answers.append(json.loads(msg.data))  # type: ignore[attr-defined]
-            if self._servers and len(answers) >= self._servers:
-                enough.set()
-
-        sub = await self._nc.subscribe(inbox, cb=collect)
-        try:
-            await self._nc.publish(subject, body, reply=inbox)
-            try:
-                await asyncio.wait_for(enough.wait(), self._timeout)
-                if grace:
-                    await asyncio.sleep(_GRACE_S)
-            except TimeoutError:
-                pass
-        finally:
-            await sub.unsubscribe()
+        expect = self._servers or None
+        idle = _GRACE_S if grace else _NO_GRACE_S
+        gathered = await gather(self._nc, subject, body, within_s=self._timeout, idle_s=idle, expect=expect)
+        answers = [json.loads(answer.msg.data) for answer in gathered]
         if answers:
             self._servers = len(answers)
         return answers

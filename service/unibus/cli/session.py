@@ -17,10 +17,9 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from ..client import Peer
-from ..client.control import DEFAULT_PREFIX
+from ..client import Peer, connect
 from ..identity import Identity, InvalidKey
-from ..wire import connection
+from ..wire.names import CONTROL_PREFIX
 from .output import EXIT_USAGE, CliError
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -49,7 +48,7 @@ def add_peer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--creds", default=os.environ.get("UNIBUS_NATS_CREDS"), help="NATS credentials file")
     parser.add_argument(
         "--prefix",
-        default=os.environ.get("UNIBUS_API_PREFIX") or DEFAULT_PREFIX,
+        default=os.environ.get("UNIBUS_API_PREFIX") or CONTROL_PREFIX,
         help="control subject prefix (UNIBUS_API_PREFIX)",
     )
     parser.add_argument(
@@ -104,17 +103,11 @@ async def _connect(args: argparse.Namespace, identity: Identity) -> Client:
     """Connected as the identity itself: under the trust boundary that is what decides
     which rooms this connection may publish and subscribe to."""
 
-    options = connection.options(
-        args.nats_url,
-        name="unibus-cli",
-        identity=identity,
-        creds=args.creds,
-        connect_timeout=args.timeout,
-        # Reconnects are how the service re-authorizes a connection whose rooms changed
-        # (a `tail` lives through them); a first connect that fails is reported at once.
-        reconnect_time_wait=0.1,
-    )
     try:
-        return await connection.connect_once(options)
+        # The peer library's connection: a `tail` lives through cuts, JWT expiries and
+        # grants; a first connect that fails is reported at once.
+        return await connect(
+            args.nats_url, identity, name="unibus-cli", creds=args.creds, connect_timeout=args.timeout
+        )
     except (OSError, nats.errors.Error, TimeoutError) as exc:
         raise CliError(f"cannot reach NATS at {args.nats_url}: {exc or type(exc).__name__}") from None

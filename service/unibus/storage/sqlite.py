@@ -25,8 +25,6 @@ ALWAYS_CURRENT = 2**62
 
 
 class SqliteStore:
-    durable_history = False
-
     def __init__(self, path: str | Path) -> None:
         self._db = open_database(path)
         self._db.execute(
