@@ -13,7 +13,7 @@ from pathlib import Path
 
 from unibus.client import ControlClient, Identity
 
-from . import boundary, follow_churn, scale
+from . import boundary, follow_churn, revocation, scale
 from . import scenarios as sc
 from .measure import Latency
 from .report import METHOD, fmt_ms, latency_table, plot
@@ -69,6 +69,7 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
     bounded = await boundary.measure(st.workdir, quick)
     scaled = await scale.measure(st.workdir, quick)
     churned = await follow_churn.measure(st.workdir, quick)
+    revoked = await revocation.measure(st.workdir, quick)
 
     w1000, s1000, c1000 = off["warm"][1000], off["service"][1000], off["cold"][1000]
     b1000, f1000 = off["baseline"][1000], off["floor"][1000]
@@ -133,6 +134,7 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
     lines += bounded
     lines += scaled
     lines += churned
+    lines += revoked
     return lines, off
 
 
