@@ -14,7 +14,7 @@ from pathlib import Path
 from unibus.client import ControlClient, Identity
 from unibus.wire.names import INBOXES
 
-from . import boundary, gofloor, scale
+from . import boundary, follow_churn, gofloor, revocation, scale
 from . import scenarios as sc
 from .measure import Latency
 from .report import METHOD, fmt_ms, latency_table, plot
@@ -101,6 +101,8 @@ async def run(workdir: Path, quick: bool) -> tuple[list[str], dict[str, dict[int
         await nc.close()
     bounded = await boundary.measure(workdir, quick)
     scaled = await scale.measure(workdir, quick)
+    churned = await follow_churn.measure(workdir, quick)
+    revoked = await revocation.measure(workdir, quick)
 
     w1000, s1000, c1000 = off["warm"][1000], off["service"][1000], off["cold"][1000]
     b1000 = off["baseline"][1000]
@@ -169,6 +171,8 @@ async def run(workdir: Path, quick: bool) -> tuple[list[str], dict[str, dict[int
     lines += [f"| {what} | {result} | {target} |" for what, result, target in rows]
     lines += bounded
     lines += scaled
+    lines += churned
+    lines += revoked
     return lines, off
 
 

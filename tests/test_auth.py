@@ -15,8 +15,8 @@ from unibus.runner import Running
 from unibus.wire.names import nonce_subject
 from unibus.wire.signing import SIGNATURE, SIGNER, TIMESTAMP, sign_request
 
-from conftest import StartPlane
 from harness.boundary import connect_as
+from harness.plane import StartPlane
 
 SUBJECT = "$UNIBUS.CTL.rooms.signed.history"
 

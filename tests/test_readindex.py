@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from unibus.client import ControlClient
 from unibus.wire.names import ROOM_BUCKET
 
-from conftest import wait_stored
+from harness.waiting import wait_stored
 
 READS = 24
 
