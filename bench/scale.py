@@ -139,6 +139,8 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
                 results.append(
                     Checkpoint(target, created_s, nodes_mib, service_mib, start_s, fresh_mib, cold, warm)
                 )
+                # A long run says how far it got (the table comes at the end).
+                print(f"bench.scale: {results[-1]}", flush=True)
         finally:
             await nc.close()
             for proc in list(st.services):
