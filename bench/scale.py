@@ -35,7 +35,7 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client
 
-from unibus.client import ControlClient, Identity
+from unibus.client import ControlClient, Identity, Unavailable
 from unibus.natsserver import NatsServer, ServerSpec, free_port
 
 from .measure import Latency, resident_mib
@@ -153,7 +153,14 @@ async def _create(client: ControlClient, ids: list[str]) -> float:
 
     async def creator() -> None:
         for room_id in pending:
-            await client.create_room(room_id, encrypted=False)
+            for attempt in range(5):
+                try:
+                    await client.create_room(room_id, encrypted=False)
+                    break
+                except Unavailable:  # 503 is retryable (protocol.md); a loaded cluster says it
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1.0)
 
     started = time.perf_counter()
     await asyncio.gather(*(creator() for _ in range(CREATORS)))
