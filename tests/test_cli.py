@@ -334,10 +334,17 @@ async def test_service_discovery_and_raw_requests_need_only_this_cli(
     assert [r["name"] for r in listed["replies"]] == ["unibus-control-plane"]
     assert "unibus-control-plane" in (await bob.ok("service", "ls")).out
 
+    # As `nats micro`: `ls|list [NAME]`, `info|stats NAME [ID]`.
+    instance = listed["replies"][0]["id"]
+    named = (await bob.ok("--json", "service", "list", "unibus-control-plane")).json()
+    assert named["subject"] == "$SRV.PING.unibus-control-plane" and len(named["replies"]) == 1
     info = (await bob.ok("service", "info", "--json")).json()["replies"][0]
     endpoints = {e["name"]: (e["subject"], e["queue_group"]) for e in info["endpoints"]}
     assert endpoints["history"] == ("$UNIBUS.CTL.rooms.*.history", "unibus")
     assert "$UNIBUS.CTL.rooms.*.history" in (await bob.ok("service", "info")).out
+    one = (await bob.ok("--json", "service", "stats", "unibus-control-plane", instance)).json()
+    assert one["subject"] == f"$SRV.STATS.unibus-control-plane.{instance}"
+    assert [r["id"] for r in one["replies"]] == [instance]
 
     await alice.ok("keygen")
     await alice.ok("room", "create", "raw", "--plain")
@@ -364,7 +371,9 @@ async def test_service_discovery_and_raw_requests_need_only_this_cli(
     elsewhere = await alice.run("request", "$SRV.PING")
     assert elsewhere.code == 2 and "not a control subject" in elsewhere.err
     nobody = await bob.run("service", "info", "no-such-service")
-    assert nobody.code == 1 and "no instance of no-such-service answered" in nobody.err
+    assert nobody.code == 1, nobody
+    assert nobody.err.startswith("unibus: no responders available for request: nothing subscribes to ")
+    assert "$SRV.INFO.no-such-service" in nobody.err
 
 
 def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from ..config import Config
 from ..interest import confirm_interest
 from .output import CliError, emit
 from .session import add_peer_options, connected
+from .target import Target
 
 DEFAULT_SERVICE = Config.service_name
 
@@ -30,21 +31,22 @@ DEFAULT_SERVICE = Config.service_name
 def register(commands: Any) -> None:
     service = commands.add_parser("service", help="NATS services discovery ($SRV), like `nats micro`")
     verbs = service.add_subparsers(dest="verb", required=True)
-    for verb, help_text, show in (
-        ("ls", "every service and instance answering $SRV.PING", _show_list),
-        ("ping", "each instance of a service, with its round trip", _show_ping),
-        ("info", "each instance's endpoints, subjects and queue groups", _show_info),
-        ("stats", "each instance's requests, errors and processing time per endpoint", _show_stats),
+    for verbs_names, help_text, show in (
+        (("ls", "list"), "every service and instance answering $SRV.PING (or one service's)", _show_list),
+        (("ping",), "each instance of a service, with its round trip", _show_ping),
+        (("info",), "each instance's endpoints, subjects and queue groups", _show_info),
+        (("stats",), "each instance's requests, errors and processing time per endpoint", _show_stats),
     ):
-        parser: argparse.ArgumentParser = verbs.add_parser(verb, help=help_text)
+        verb, *aliases = verbs_names
+        parser: argparse.ArgumentParser = verbs.add_parser(verb, aliases=aliases, help=help_text)
         add_peer_options(parser)
+        # As `nats micro`: `ls [NAME]`, `info NAME [ID]`; unibus defaults NAME to its own.
+        default = None if verb == "ls" else os.environ.get("UNIBUS_SERVICE_NAME") or DEFAULT_SERVICE
+        parser.add_argument(
+            "name", nargs="?", default=default, help="service name (UNIBUS_SERVICE_NAME; default %(default)s)"
+        )
         if verb != "ls":
-            parser.add_argument(
-                "name",
-                nargs="?",
-                default=os.environ.get("UNIBUS_SERVICE_NAME") or DEFAULT_SERVICE,
-                help="service name (UNIBUS_SERVICE_NAME; default %(default)s)",
-            )
+            parser.add_argument("id", nargs="?", help="one instance's id (as `service ls` shows it)")
         parser.add_argument(
             "--idle", type=float, default=0.3, help="seconds without a reply that end the gathering"
         )
@@ -53,13 +55,19 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace, verb: str, show: Any) -> int:
     kind = "PING" if verb in ("ls", "ping") else verb.upper()
-    subject = f"$SRV.{kind}" + ("" if verb == "ls" else f".{args.name}")
+    subject = ".".join(part for part in ("$SRV", kind, args.name, getattr(args, "id", None)) if part)
 
-    async def ask(nc: Client) -> int:
-        replies = await gather(nc, subject, args.timeout, args.idle)
+    async def ask(nc: Client, where: Target) -> int:
+        url = where.url_or_default().value
+        try:
+            replies = await gather(nc, subject, where.timeout_s, args.idle)
+        except nats.errors.NoRespondersError:
+            raise CliError(
+                f"no responders available for request: nothing subscribes to {subject} on {url}"
+            ) from None
         if not replies:
-            target = "no service" if verb == "ls" else f"no instance of {args.name}"
-            raise CliError(f"{target} answered {subject} on {args.nats_url}")
+            target = "no service" if args.name is None else f"no instance of {args.name}"
+            raise CliError(f"{target} answered {subject} on {url} within {where.timeout_s:g}s")
         emit(args, {"subject": subject, "replies": replies}, show(replies))
         return 0
 
@@ -84,7 +92,9 @@ async def gather(nc: Client, subject: str, first_s: float, idle_s: float) -> lis
             except nats.errors.TimeoutError:
                 return replies
             if not msg.data:  # the server's "no responders" status: nobody subscribes
-                return replies
+                if replies:  # a late status after answers: nothing more is coming
+                    return replies
+                raise nats.errors.NoRespondersError
             reply = json.loads(msg.data)
             reply["rtt_ms"] = round((time.monotonic() - sent) * 1000, 2)
             replies.append(reply)
