@@ -88,10 +88,10 @@ class Config:
     shim when it runs alone; off when unset."""
     cors_origins: str = ""
     """Comma-separated browser origins the HTTP shim grants CORS (none by default; `*`: any)."""
-    websocket_port: int = 9222
+    websocket_port: int = 8080
     """Embedded server only: websocket listener for browsers on loopback. Fixed, so a
-    page's saved server URL survives a restart (9222, as nats.ws's examples); 0 picks a
-    free port, -1 disables it."""
+    page's saved server URL survives a restart; 8080, the websocket port of every shipped
+    configuration (docs/deploy.md, "Ports"); 0 picks a free port, -1 disables it."""
     embedded_port: int = 4222
     """Embedded server only: client port on loopback (0 picks a free one)."""
     embedded_monitor_port: int = -1

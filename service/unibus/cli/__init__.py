@@ -7,12 +7,12 @@ import os
 import sys
 
 from .. import __version__, logformat
-from . import backup, boundary, health, keys, messages, request, rooms, serve, services, shim
+from . import backup, boundary, health, keys, messages, request, rooms, serve, services, shim, sign
 from .output import EXIT_USAGE, CliError, CommandParser, report
 from .target import add_global_options
 
 # Each module exposes `register(subparsers)`; the parser it adds carries `func(args) -> int`.
-COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages, request, services, backup]
+COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages, request, sign, services, backup]
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

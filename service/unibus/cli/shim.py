@@ -17,7 +17,7 @@ from .target import DEFAULT_URL, resolve
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_LISTEN = "127.0.0.1:8000"
 
 
 def register(commands: Any) -> None:

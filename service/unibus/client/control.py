@@ -40,7 +40,10 @@ class ControlClient:
         try:
             reply = await self.nc.request(subject, body, timeout=self.timeout_s, headers=all_headers or None)
         except nats.errors.NoRespondersError:
-            raise Unavailable(503, "no control plane instance is answering") from None
+            # As NATS says it, with the subject: a wrong prefix is told apart from a stopped service.
+            raise Unavailable(
+                503, f"no responders available for request: no control plane instance subscribes to {subject}"
+            ) from None
         reply_headers = reply.headers or {}
         code = reply_headers.get("Nats-Service-Error-Code")
         if code:
