@@ -40,7 +40,9 @@ def register(commands: Any) -> None:
         default=os.environ.get("UNIBUS_API_PREFIX") or DEFAULT_PREFIX,
         help="control subject prefix (UNIBUS_API_PREFIX)",
     )
-    sign.add_argument("--headers", action="store_true", help="only the four headers, one `Name: value` a line")
+    sign.add_argument(
+        "--headers", action="store_true", help="only the four headers, one `Name: value` a line"
+    )
     sign.set_defaults(func=run)
 
 
