@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import pty
@@ -11,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import termios
 import time
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass
@@ -511,3 +513,81 @@ async def test_a_start_refused_by_the_deployment_is_one_line(open_nats_server: N
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
     assert last.startswith("unibus: cannot start: a restore of this deployment") and lock in last
+
+
+def test_a_second_serve_on_a_data_directory_in_use_is_refused(tmp_path: Path) -> None:
+    """Following the port-in-use hint used to start a second nats-server on the same
+    JetStream store, which rebuilt the first one's streams and rewrote its config. The
+    data directory is held for as long as its server runs: a second `serve` names the
+    holder's pid and exits 1, before it starts anything."""
+    data = str(tmp_path / "data")
+    embedded = ("--data-dir", data, "--port", "0", "--websocket-port", "0")
+    first = start_cli("serve", *embedded, logs=False)
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().startswith("unibus control plane ready")
+        config_before = (tmp_path / "data" / "nats" / "unibus-embedded.conf").read_text()
+        second = run_cli("serve", *embedded)
+        alone = run_cli("serve", "--nats-only", *embedded)
+        assert (tmp_path / "data" / "nats" / "unibus-embedded.conf").read_text() == config_before
+    finally:
+        stop_process(first)
+    for refused in (second, alone):
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        line = refused.stderr.strip().splitlines()[-1]
+        assert line.startswith(
+            f"unibus: cannot start: data directory {tmp_path / 'data'} is in use by pid {first.pid}"
+        )
+        assert "--data-dir" in line
+    # Once the first one stopped, the directory is free again (no stale lock to clear).
+    again = start_cli("serve", *embedded, logs=False)
+    try:
+        assert again.stdout is not None
+        assert again.stdout.readline().startswith("unibus control plane ready")
+    finally:
+        stop_process(again)
+
+
+def _controlling_terminal() -> None:
+    """In the child: a session of its own whose controlling terminal is stdin, so the
+    terminal's Ctrl-C (^C) is a SIGINT to it, as at a shell."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.parametrize("nats_state", ["connected", "reconnecting"])
+async def test_ctrl_c_during_tail_is_130_without_a_traceback(
+    users: tuple[User, User, User], shipped_nats: NatsServer, nats_state: str
+) -> None:
+    """^C on a terminal ends `tail` with 130 and nothing on stderr but its own line, also
+    while NATS restarts (the final drain used to raise "reconnecting" over the interrupt)."""
+    alice, _, _ = users
+    await alice.ok("keygen")
+    await alice.ok("room", "create", "ctrlc")
+    controller, terminal = pty.openpty()
+    try:
+        tail = await asyncio.create_subprocess_exec(
+            *UNIBUS,
+            "tail",
+            "ctrlc",
+            env=alice.env,
+            stdin=terminal,
+            stdout=terminal,
+            stderr=PIPE,
+            preexec_fn=_controlling_terminal,
+        )
+        assert tail.stderr is not None
+        listening = await asyncio.wait_for(tail.stderr.readline(), 60)
+        assert listening.decode().startswith("listening on unibus.room.ctrlc"), listening
+        if nats_state == "reconnecting":
+            await asyncio.to_thread(shipped_nats.stop)
+            await asyncio.sleep(1.0)  # the client has seen the server go and is retrying
+        os.write(controller, b"\x03")
+        _, err = await asyncio.wait_for(tail.communicate(), 60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+        if nats_state == "reconnecting":
+            await asyncio.to_thread(shipped_nats.start)
+    assert tail.returncode == 130, err.decode()
+    assert err.decode() == "", err.decode()
