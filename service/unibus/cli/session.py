@@ -24,6 +24,7 @@ from ..client import Peer
 from ..client.control import DEFAULT_PREFIX
 from ..identity import Identity, InvalidKey
 from .output import EXIT_USAGE, CliError
+from .replaywait import PatientControl
 from .target import Setting, Target, resolve
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,10 @@ def run_peer(args: argparse.Namespace, action: Callable[[Peer], Awaitable[int]])
     """Connect as the identity, run `action` with a `Peer`, and close."""
 
     async def with_peer(nc: Client, where: Target) -> int:
-        peer = Peer(nc, load_identity(args, where), args.prefix)
-        peer.control.timeout_s = where.timeout_s
+        identity = load_identity(args, where)
+        peer = Peer(nc, identity, args.prefix)
+        # After a restore, requests wait out replay protection within --timeout.
+        peer.control = PatientControl(nc, identity, args.prefix, where.timeout_s)
         return await action(peer)
 
     return connected(args, with_peer)
