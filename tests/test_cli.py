@@ -410,12 +410,13 @@ def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> No
 
 
 def test_the_embedded_websocket_port_is_fixed_by_default(tmp_path: Path) -> None:
-    """A browser's saved server URL must survive a restart: 9222 unless told otherwise."""
+    """A browser's saved server URL must survive a restart: 8080 (the websocket port of
+    every shipped configuration, docs/deploy.md) unless told otherwise."""
     with socket.socket() as probe:
         try:
-            probe.bind(("127.0.0.1", 9222))
+            probe.bind(("127.0.0.1", 8080))
         except OSError:
-            pytest.skip("port 9222 is taken on this machine (a `make run` may be up)")
+            pytest.skip("port 8080 is taken on this machine (a `make run` may be up)")
     port = free_port()
     serve = start_cli("serve", "--data-dir", str(tmp_path), "--port", str(port), logs=False)
     try:
@@ -425,7 +426,7 @@ def test_the_embedded_websocket_port_is_fixed_by_default(tmp_path: Path) -> None
         stop_process(serve)
     assert lines[0].strip() == f"unibus control plane ready: nats nats://127.0.0.1:{port}"
     assert lines[1].startswith("auth enforce; trust boundary on")
-    assert lines[2].strip() == "websocket for browsers: ws://127.0.0.1:9222"
+    assert lines[2].strip() == "websocket for browsers: ws://127.0.0.1:8080"
     assert lines[3].startswith("next, in another terminal: `unibus keygen`")
 
 
