@@ -592,3 +592,29 @@ async def test_ctrl_c_during_tail_is_130_without_a_traceback(
             await asyncio.to_thread(shipped_nats.start)
     assert tail.returncode == 130, err.decode()
     assert err.decode() == "", err.decode()
+
+
+def test_a_normal_stop_says_stopped_once_and_the_dev_banner_is_true(tmp_path: Path) -> None:
+    """Every normal stop logged "nats: disconnected" three times (one per connection
+    closing) and never that it stopped; in dev mode the banner claimed peers must connect
+    with their own nkey, which dev does not require."""
+    serve = start_cli(
+        "serve", "--auth", "dev", "--data-dir", str(tmp_path), "--port", "0", "--websocket-port", "-1"
+    )
+    assert serve.stdout is not None
+    lines = []
+    for line in serve.stdout:
+        lines.append(line)
+        if line.startswith("auth dev;"):
+            break
+    serve.send_signal(signal.SIGINT)
+    rest, _ = serve.communicate(timeout=30)
+    assert serve.returncode == 0, rest
+    assert lines[-1].startswith("auth dev; trust boundary on, relaxed for demos: connections without an nkey")
+    assert "own nkey" not in lines[-1]
+    logged = "".join(lines) + rest
+    assert "nats: disconnected" not in logged, logged
+    assert [line for line in logged.splitlines() if line.endswith("stopped")] == [
+        line for line in logged.splitlines() if "unibus.runner: control plane stopped" in line
+    ]
+    assert logged.count("control plane stopped") == 1, logged
