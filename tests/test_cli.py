@@ -618,3 +618,46 @@ def test_a_normal_stop_says_stopped_once_and_the_dev_banner_is_true(tmp_path: Pa
         line for line in logged.splitlines() if "unibus.runner: control plane stopped" in line
     ]
     assert logged.count("control plane stopped") == 1, logged
+
+
+async def test_nothing_to_send_and_no_unibus_frame_are_not_success(users: tuple[User, User, User]) -> None:
+    """`send` with empty stdin exited 0 having sent nothing; `history` of frames that are
+    not unibus frames printed nothing and exited 0. Both now say so, and fail."""
+    alice, _, _ = users
+    await alice.ok("keygen")
+    await alice.ok("room", "create", "odd")
+    empty = await alice.run("send", "odd", stdin=b"\n  \n")
+    assert (
+        empty.code == 1
+        and empty.err.strip() == "unibus: nothing sent: no text given and stdin held no line to send"
+    )
+
+    identity = Identity.load(alice.identity_path)
+    nc = await nats.connect(
+        alice.env["UNIBUS_NATS_URL"],
+        nkeys_seed_str=identity.seed,
+        inbox_prefix=f"_INBOX.{identity.public_key}",
+    )
+    try:
+        await nc.publish("unibus.room.odd", b"not a unibus frame")
+        await nc.flush()
+    finally:
+        await nc.close()
+    for _ in range(100):
+        history = await alice.run("history", "odd")
+        if history.err:
+            break
+        await asyncio.sleep(0.1)
+    assert history.code == 1 and history.out == "", history
+    assert history.err.strip().endswith(
+        "unibus: 1 of 1 frames are not unibus messages this identity can open"
+    )
+
+    await alice.ok("send", "odd", "a real one")
+    for _ in range(100):
+        mixed = await alice.run("history", "odd")
+        if mixed.out:
+            break
+        await asyncio.sleep(0.1)
+    assert mixed.code == 0 and mixed.out.rstrip().endswith("a real one")
+    assert "1 of 2 frames" in mixed.err

@@ -10,7 +10,7 @@ from itertools import zip_longest
 from typing import Any
 
 from ..client import Message, Opened, Peer, Rejected, Room
-from .output import emit
+from .output import EXIT_FAILED, CliError, emit
 from .session import add_peer_options, run_peer
 
 
@@ -44,6 +44,8 @@ async def _send(peer: Peer, args: argparse.Namespace) -> int:
         if sys.stdin.isatty():  # otherwise it would wait in silence
             print("reading messages from stdin, one per line; Ctrl-D ends", file=sys.stderr, flush=True)
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        if not texts:  # exit 0 here would read as "sent"
+            raise CliError("nothing sent: no text given and stdin held no line to send")
     room = await peer.room(args.room)
     for text in texts:
         frame = await room.publish(text.encode())
@@ -69,11 +71,26 @@ async def _history(peer: Peer, args: argparse.Namespace) -> int:
         listed = [{"seq": seq, **as_json(m)} for p in pages for seq, m in zip_longest(p.seqs, p.messages)]
         emit(args, {"room": room.id, "messages": listed, "first_seq": first_seq, "last_seq": last_seq}, "")
         return 0
-    for m in (m for p in pages for m in p.messages):
+    opened = [m for p in pages for m in p.messages]
+    for m in opened:
         show(m)
     if first_seq is not None and first_seq > 1:
         print(f"(older messages: --before {first_seq})", file=sys.stderr)
-    return 0
+    return _verdict(opened)
+
+
+def _verdict(opened: list[Opened]) -> int:
+    """Frames that are not unibus messages this identity can open are each told on
+    stderr; a count says how many, and a history of nothing but those fails, so an empty
+    stdout never passes for an empty room."""
+    rejected = sum(isinstance(m, Rejected) for m in opened)
+    if not rejected:
+        return 0
+    print(
+        f"unibus: {rejected} of {len(opened)} frames are not unibus messages this identity can open",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if rejected == len(opened) else 0
 
 
 async def _tail(peer: Peer, args: argparse.Namespace) -> int:
