@@ -234,6 +234,13 @@ def test_usage_errors_name_what_to_fix_and_exit_2() -> None:
     mode = run_cli("serve", UNIBUS_AUTH_MODE="devv")
     assert mode.returncode == 2
     assert mode.stderr.strip() == "unibus: UNIBUS_AUTH_MODE (--auth): 'devv' is not one of enforce, dev, off"
+    for variable, value in (("UNIBUS_METRICS_LISTEN", "9100"), ("UNIBUS_USE_JETSTREAM", "maybe")):
+        named = run_cli("serve", **{variable: value})
+        assert named.returncode == 2 and named.stderr.startswith(f"unibus: {variable}"), named.stderr
+    shim_listen = run_cli("shim", UNIBUS_HTTP_LISTEN="8000")
+    assert shim_listen.returncode == 2 and shim_listen.stderr.startswith(
+        "unibus: UNIBUS_HTTP_LISTEN (--listen)"
+    )
     level = run_cli("health", UNIBUS_LOG_LEVEL="loud")
     assert level.returncode == 2
     assert level.stderr.strip() == (

@@ -189,5 +189,14 @@ def _coerce(name: str, raw: str) -> Any:
     except ValueError as exc:
         raise ValueError(f"UNIBUS_{name.upper()}: {raw!r} is not a number") from exc
     if name in _BOOLS:
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise ValueError(
+                f"UNIBUS_{name.upper()}: {raw!r} is not one of true, false (or 1, 0, yes, no, on, off)"
+            )
+        return word in _TRUE
     return raw
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
