@@ -19,10 +19,10 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from .. import connection
 from ..client import Peer
 from ..client.control import DEFAULT_PREFIX
 from ..identity import Identity, InvalidKey
+from ..wire import connection
 from .output import EXIT_USAGE, CliError
 from .replaywait import PatientControl
 from .target import Setting, Target, resolve

@@ -19,7 +19,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from .identity import Identity, inbox_prefix
+from ..identity import Identity, inbox_prefix
 
 log = logging.getLogger(__name__)
 
