@@ -14,9 +14,9 @@ import os
 import shlex
 from typing import Any
 
-from ..auth.signing import sign_request
 from ..client.control import DEFAULT_PREFIX
-from ..ids import is_room_id
+from ..wire.ids import is_room_id
+from ..wire.signing import sign_request
 from .output import EXIT_USAGE, CliError, emit
 from .session import add_identity_option, load_identity
 
