@@ -103,3 +103,23 @@ def test_the_make_run_restore_flow_runs_as_written(tmp_path: Path) -> None:
     assert history.stdout.rstrip().endswith("kept across the loss")
     assert "replay protection resumes after a restore; waiting" in history.stderr
     assert (tmp_path / "data" / "nats.lost").is_dir()
+
+
+def test_a_restore_with_nats_down_names_the_url(tmp_path: Path) -> None:
+    """It said "no servers available" without saying where it had looked."""
+    down = f"nats://127.0.0.1:{free_port()}"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("UNIBUS_", "NATS_"))}
+    for env, source in (
+        (base | {"UNIBUS_NATS_URL": down}, "UNIBUS_NATS_URL"),
+        (base | {"NATS_URL": down}, "NATS_URL"),
+    ):
+        done = subprocess.run(
+            [*UNIBUS, "restore", str(tmp_path), "--timeout", "2s"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.startswith(f"unibus: cannot reach NATS at {down} ({source}): "), done.stderr
