@@ -668,3 +668,21 @@ async def test_nothing_to_send_and_no_unibus_frame_are_not_success(users: tuple[
         await asyncio.sleep(0.1)
     assert mixed.code == 0 and mixed.out.rstrip().endswith("a real one")
     assert "1 of 2 frames" in mixed.err
+
+
+def test_a_service_refused_by_nats_says_which_setting_at_warning(
+    tmp_path: Path, shipped_nats: NatsServer
+) -> None:
+    """Seeds that are not the ones the server's boundary.env names: the refusal is a
+    WARNING that names UNIBUS_KEYS_DIR, not a silent retry loop."""
+    assert run_cli("boundary", "init", str(tmp_path / "other")).returncode == 0
+    serve = start_cli("serve", "-s", shipped_nats.url, "--keys-dir", str(tmp_path / "other"))
+    try:
+        assert serve.stdout is not None
+        for line in serve.stdout:
+            if "Authorization Violation" in line:
+                break
+    finally:
+        stop_process(serve)
+    assert " WARNING unibus.wire.connection: nats: " in line, line
+    assert "NATS refused the control plane's credentials; check UNIBUS_KEYS_DIR" in line
