@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import time
+import urllib.request
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,6 +404,7 @@ def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> No
             "auth_mode": "enforce",
             "trust_boundary": True,
             "embedded": True,
+            "monitor_url": None,
         }
         second = run_cli("serve", "--data-dir", str(tmp_path / "two"), *ports)
     finally:
@@ -686,3 +688,27 @@ def test_a_service_refused_by_nats_says_which_setting_at_warning(
         stop_process(serve)
     assert " WARNING unibus.wire.connection: nats: " in line, line
     assert "NATS refused the control plane's credentials; check UNIBUS_KEYS_DIR" in line
+
+
+def test_the_embedded_servers_monitoring_is_opt_in_and_on_loopback(tmp_path: Path) -> None:
+    """Off by default; with UNIBUS_EMBEDDED_MONITOR_PORT it answers on 127.0.0.1 only.
+    The embedded server writes its log itself and rotates it."""
+    embedded = ("--data-dir", str(tmp_path), "--port", "0", "--websocket-port", "-1")
+    serve = start_cli("--json", "serve", *embedded, logs=False, UNIBUS_EMBEDDED_MONITOR_PORT="0")
+    try:
+        assert serve.stdout is not None
+        monitor_url = json.loads(serve.stdout.readline())["monitor_url"]
+        assert monitor_url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{monitor_url}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        stop_process(serve)
+    conf = (tmp_path / "nats" / "unibus-embedded.conf").read_text()
+    assert "\nhttp: 127.0.0.1:-1\n" in conf and "logfile_size_limit: 10MB" in conf
+    plain = start_cli("--json", "serve", *embedded, logs=False)
+    try:
+        assert plain.stdout is not None
+        assert json.loads(plain.stdout.readline())["monitor_url"] is None
+    finally:
+        stop_process(plain)
+    assert "\nhttp:" not in (tmp_path / "nats" / "unibus-embedded.conf").read_text()

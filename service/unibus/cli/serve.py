@@ -133,6 +133,7 @@ def announce(args: argparse.Namespace, run: Running, source: str | None = None) 
         "auth_mode": config.auth_mode.value,
         "trust_boundary": boundary,
         "embedded": run.server is not None,
+        "monitor_url": run.server.spec.monitor_url if run.server else None,
     }
     if not boundary:
         rules = "no trust boundary: NATS's own config decides who may touch what (docs/security.md)"
