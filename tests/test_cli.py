@@ -622,7 +622,7 @@ def test_a_normal_stop_says_stopped_once_and_the_dev_banner_is_true(tmp_path: Pa
     assert lines[-1].startswith("auth dev; trust boundary on, relaxed for demos: connections without an nkey")
     assert "own nkey" not in lines[-1]
     logged = "".join(lines) + rest
-    assert "nats: disconnected" not in logged, logged
+    assert "disconnected" not in logged, logged
     assert [line for line in logged.splitlines() if line.endswith("stopped")] == [
         line for line in logged.splitlines() if "unibus.runner: control plane stopped" in line
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -64,8 +65,8 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
             creds=config.nats_creds,
             pending_size=64 * 1024 * 1024,
             error_cb=events.errors.log,
-            disconnected_cb=events.disconnected,
-            reconnected_cb=events.reconnected,
+            disconnected_cb=events.disconnected(role),
+            reconnected_cb=events.reconnected(role),
         )
         return await connection.connect_until_up(opts)
 
@@ -85,8 +86,9 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
 
 
 class _ConnectionLog:
-    """What the service's connections report: errors with the setting to check, and a
-    disconnect or reconnect once per event, never the disconnects of its own stop."""
+    """What the service's connections report: errors with the setting to check, and each
+    connection's disconnect and reconnect, named (an outage shows as one line per
+    connection, each saying which), never the disconnects of its own stop."""
 
     def __init__(self) -> None:
         self.errors = connection.ErrorLog(
@@ -97,9 +99,15 @@ class _ConnectionLog:
         )
         self.closing = False
 
-    async def disconnected(self) -> None:
-        if not self.closing:
-            log.warning("nats: disconnected")
+    def disconnected(self, role: str) -> Callable[[], Awaitable[None]]:
+        async def said() -> None:
+            if not self.closing:
+                log.warning("nats: %s connection disconnected", role)
 
-    async def reconnected(self) -> None:
-        log.info("nats: reconnected")
+        return said
+
+    def reconnected(self, role: str) -> Callable[[], Awaitable[None]]:
+        async def said() -> None:
+            log.info("nats: %s connection reconnected", role)
+
+        return said
