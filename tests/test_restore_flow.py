@@ -109,12 +109,12 @@ def test_a_restore_with_nats_down_names_the_url(tmp_path: Path) -> None:
     """It said "no servers available" without saying where it had looked."""
     down = f"nats://127.0.0.1:{free_port()}"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("UNIBUS_", "NATS_"))}
-    for env, source in (
-        (base | {"UNIBUS_NATS_URL": down}, "UNIBUS_NATS_URL"),
-        (base | {"NATS_URL": down}, "NATS_URL"),
+    for env, flags, source in (
+        (base | {"UNIBUS_NATS_URL": down}, [], "UNIBUS_NATS_URL"),
+        (base, ["-s", down], "--server"),
     ):
         done = subprocess.run(
-            [*UNIBUS, "restore", str(tmp_path), "--timeout", "2s"],
+            [*UNIBUS, "restore", str(tmp_path), "--timeout", "2s", *flags],
             cwd=tmp_path,
             env=env,
             capture_output=True,

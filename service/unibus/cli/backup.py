@@ -63,7 +63,7 @@ def run_restore(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, verb: str, work: Work) -> int:
     started = time.monotonic()
     # `--timeout` bounds each JetStream request.
-    where = resolve(args)
+    where = resolve(args, client=False)  # beside the service: its settings, not NATS_*
     try:
         config = Config.from_env(**where.config_overrides())
         saved = asyncio.run(_connected(config, where, work))

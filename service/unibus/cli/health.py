@@ -43,7 +43,7 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        where = resolve(args, default_timeout_s=3.0)
+        where = resolve(args, default_timeout_s=3.0, client=False)  # beside the service, as backup
         config = Config.from_env(**where.config_overrides())
         url = args.url or _shim_url(config)
         if url is not None:

@@ -48,9 +48,9 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        # -s/--server (--nats-url), UNIBUS_NATS_URL, NATS_URL or a context named with
-        # --context/NATS_CONTEXT join that NATS; nothing set starts the embedded server.
-        where = resolve(args, selected_context=False)
+        # -s/--server (--nats-url), --context or UNIBUS_NATS_URL join that NATS; without
+        # them the embedded server starts, whatever NATS_* a natscli user has set.
+        where = resolve(args, client=False)
         config = Config.from_env(
             **where.config_overrides(),
             data_dir=args.data_dir,

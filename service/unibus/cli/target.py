@@ -8,9 +8,10 @@ order (a flag, then its environment variable, then the context), with one additi
 lose to a developer's shell. Every resolved value remembers where it came from, and
 `-v` says which server was used and why: no one is on another server than they think.
 
-`unibus serve` takes a context only when one is named (`--context`, `NATS_CONTEXT`): its
-default is the embedded server, which a context selected for natscli must not replace
-behind the user's back.
+`unibus serve` is no client: it reads `-s` and `--context` when given on its line, and
+`UNIBUS_NATS_URL`, but neither `NATS_*` nor the selected context. Its default is the
+embedded server, which settings a natscli user made for their clients (`NATS_URL` at a
+local 4222, say) must not replace behind their back.
 """
 
 from __future__ import annotations
@@ -211,19 +212,19 @@ def resolve(
     *,
     unibus_nkey: str | None = None,
     default_timeout_s: float = 10.0,
-    selected_context: bool = True,
+    client: bool = True,
     env: dict[str, str] | None = None,
 ) -> Target:
     """The command's target from its flags, the environment and the context.
     `unibus_nkey` names the `UNIBUS_*` variable that outranks `NATS_NKEY` for this command
-    (`UNIBUS_IDENTITY` for a peer, `UNIBUS_NKEY` for the shim), if any."""
+    (`UNIBUS_IDENTITY` for a peer, `UNIBUS_NKEY` for the shim), if any. A command that is
+    not a client (`serve`) reads only its flags and `UNIBUS_*`: `NATS_*` and the selected
+    context are what a natscli user set for their clients."""
     env = dict(os.environ) if env is None else env
+    if not client:
+        env = {name: value for name, value in env.items() if not name.startswith("NATS_")}
     context_name, context_source = _first(args, env, "context", (), "NATS_CONTEXT")
-    context = (
-        load_context(context_name, context_source, env)
-        if context_name is not None or selected_context
-        else None
-    )
+    context = load_context(context_name, context_source, env) if context_name is not None or client else None
 
     def pick(flag: str, variables: tuple[str, ...], key: str) -> Setting | None:
         value, source = _first(args, env, flag, variables)
