@@ -712,3 +712,31 @@ def test_the_embedded_servers_monitoring_is_opt_in_and_on_loopback(tmp_path: Pat
     finally:
         stop_process(plain)
     assert "\nhttp:" not in (tmp_path / "nats" / "unibus-embedded.conf").read_text()
+
+
+async def test_ctrl_c_while_send_waits_for_typed_lines_is_130(tmp_path: Path, bounded_plane: Running) -> None:
+    """One ^C ends a `send` that is reading a terminal (inside the event loop the blocking
+    read let the first one pass unnoticed)."""
+    user = User(tmp_path / "typing", bounded_plane.nats_url)
+    await user.ok("keygen")
+    controller, terminal = pty.openpty()
+    try:
+        send = await asyncio.create_subprocess_exec(
+            *UNIBUS,
+            "send",
+            "anywhere",
+            env=user.env,
+            stdin=terminal,
+            stdout=PIPE,
+            stderr=PIPE,
+            preexec_fn=_controlling_terminal,
+        )
+        assert send.stderr is not None
+        await asyncio.wait_for(send.stderr.readline(), 60)  # the "reading messages" hint
+        os.write(controller, b"half a line")
+        os.write(controller, b"\x03")
+        out, err = await asyncio.wait_for(send.communicate(), 20)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert send.returncode == 130 and out == b"" and err == b"", err.decode()

@@ -17,6 +17,7 @@ from .session import add_peer_options, run_peer
 def register(commands: Any) -> None:
     send = _command(commands, "send", "send a message (or each line of stdin) to a room", _send)
     send.add_argument("text", nargs="*", help="the message; without it, one message per stdin line")
+    send.set_defaults(func=_send_texts)
 
     history = _command(commands, "history", "a room's stored messages, decrypted, oldest first", _history)
     history.add_argument("--limit", type=int, help="messages per page (service default 200, cap 1000)")
@@ -37,17 +38,23 @@ def _command(
     return parser
 
 
-async def _send(peer: Peer, args: argparse.Namespace) -> int:
+def _send_texts(args: argparse.Namespace) -> int:
+    """The texts are read before connecting: a Ctrl-C while someone types is then a plain
+    interrupt (inside the event loop a blocking read let the first one pass unnoticed)."""
     if args.text:
-        texts = [" ".join(args.text)]
+        args.texts = [" ".join(args.text)]
     else:
         if sys.stdin.isatty():  # otherwise it would wait in silence
             print("reading messages from stdin, one per line; Ctrl-D ends", file=sys.stderr, flush=True)
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-        if not texts:  # exit 0 here would read as "sent"
+        args.texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        if not args.texts:  # exit 0 here would read as "sent"
             raise CliError("nothing sent: no text given and stdin held no line to send")
+    return run_peer(args, lambda peer: _send(peer, args))
+
+
+async def _send(peer: Peer, args: argparse.Namespace) -> int:
     room = await peer.room(args.room)
-    for text in texts:
+    for text in args.texts:
         frame = await room.publish(text.encode())
         sent = {"room": room.id, "id": frame.id, "epoch": frame.epoch, "ts": frame.ts_ms}
         emit(args, sent, f"sent {frame.id} to {room.id}")
