@@ -124,6 +124,15 @@ async def test_a_natscli_context_works_unchanged(home: Path, bounded_plane: Runn
     unknown = await unibus("room", "list", "--context", "nope", env=env)
     assert unknown.returncode == 2
     assert "--context: unknown context 'nope'" in unknown.stderr and "nope.json" in unknown.stderr
+    # A name is a file under the context directory, never a path out of it (as natscli).
+    (home / "outside.json").write_text(json.dumps(context))
+    climbing = await unibus("room", "list", "--context", "../../outside", env=env)
+    assert climbing.returncode == 2 and "invalid context name '../../outside'" in climbing.stderr
+    unsupported = await unibus("room", "list", "--context", str(home / "odd.json"), env=env)
+    assert unsupported.returncode == 2 and "unknown context 'odd'" in unsupported.stderr
+    (home / "odd.json").write_text(json.dumps(context | {"socks_proxy": "127.0.0.1:1080"}))
+    refused = await unibus("room", "list", "--context", str(home / "odd.json"), env=env)
+    assert refused.returncode == 2 and "sets socks_proxy, which unibus does not support" in refused.stderr
     bad_env = await unibus("room", "list", env=env | {"NATS_CONTEXT": "nope"})
     assert bad_env.returncode == 2 and bad_env.stderr.startswith("unibus: NATS_CONTEXT: unknown context")
 
