@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..identity import inbox_prefix
 from ..storage import Room
 from ..wire.ids import is_room_id
-from .serverconf import INBOXES
+from ..wire.names import INBOXES
 
 DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
 

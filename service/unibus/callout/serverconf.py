@@ -11,19 +11,14 @@ connections and cut one.
 
 from __future__ import annotations
 
-from ..auth.replay import nonce_subject
-from ..config import DEFAULT_API_PREFIX
-from ..storage.kv import bucket_name
+from ..wire.names import CALLOUT_SUBJECT, CONTROL_PREFIX, INBOXES, bucket_name, control_subject, nonce_subject
 
 ACCOUNT = "UNIBUS"
 """The account every unibus connection lands in (a user JWT's `aud`)."""
 SYSTEM_ACCOUNT = "SYS"
-INBOXES = {role: f"_INBOX.unibus-{role}" for role in ("service", "responder", "shim", "system")}
-"""Inbox prefixes of the static users. A peer's is `_INBOX.<its U… key>`, which no role
-name can equal, so no two connections share one."""
 
 
-def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_API_PREFIX) -> str:
+def render(public_keys: dict[str, str] | None = None, api_prefix: str = CONTROL_PREFIX) -> str:
     """The configuration block; `public_keys` maps ISSUER, SERVICE, RESPONDER, SHIM and
     SYSTEM to public keys, or is None for `$UNIBUS_<ROLE>_KEY` variables."""
 
@@ -33,7 +28,7 @@ def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_
     def subjects(*items: str) -> str:
         return "[" + ", ".join(f'"{s}"' for s in items) + "]"
 
-    control = f"{api_prefix}.rooms"
+    control = control_subject(api_prefix, "")[:-1]
     # The in-process shim (`serve --http`) relays history requests and pings the service
     # for its /healthz on this connection.
     service_publish = (
@@ -63,7 +58,7 @@ accounts {{
       # reply subject a caller chooses can reach JetStream.
       {{ nkey: {key("RESPONDER")}, permissions: {{
           publish: {subjects("_INBOX.>", "$SYS._INBOX.>")}
-          subscribe: {subjects(f"{control}.>", "$SRV.>", "$SYS.REQ.USER.AUTH")}
+          subscribe: {subjects(f"{control}.>", "$SRV.>", CALLOUT_SUBJECT)}
       }} }}
       # The HTTP shim: history requests and discovery, nothing else.
       {{ nkey: {key("SHIM")}, permissions: {{

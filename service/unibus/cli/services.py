@@ -12,20 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
 
-from ..config import Config
-from ..wire.interest import confirm_interest
+from ..wire.gather import gather
+from ..wire.names import SERVICE_NAME
 from .output import CliError, emit
 from .session import add_peer_options, connected
 from .target import Target
 
-DEFAULT_SERVICE = Config.service_name
+DEFAULT_SERVICE = SERVICE_NAME
 
 
 def register(commands: Any) -> None:
@@ -58,49 +57,35 @@ def _run(args: argparse.Namespace, verb: str, show: Any) -> int:
     subject = ".".join(part for part in ("$SRV", kind, args.name, getattr(args, "id", None)) if part)
 
     async def ask(nc: Client, where: Target) -> int:
-        url = where.url_or_default().value
-        try:
-            replies = await gather(nc, subject, where.timeout_s, args.idle)
-        except nats.errors.NoRespondersError:
-            raise CliError(
-                f"no responders available for request: nothing subscribes to {subject} on {url}"
-            ) from None
-        if not replies:
-            target = "no service" if args.name is None else f"no instance of {args.name}"
-            raise CliError(f"{target} answered {subject} on {url} within {where.timeout_s:g}s")
-        emit(args, {"subject": subject, "replies": replies}, show(replies))
+        found = await replies(nc, subject, where.timeout_s, args.idle)
+        if not found:
+            raise CliError(await _why_nobody(nc, subject, where))
+        emit(args, {"subject": subject, "replies": found}, show(found))
         return 0
 
     # Discovery needs no particular identity: without one, a throwaway key connects.
     return connected(args, ask, throwaway=True)
 
 
-async def gather(nc: Client, subject: str, first_s: float, idle_s: float) -> list[dict[str, Any]]:
-    """Every reply to one request, each tagged with its round trip: the first awaited
-    for up to `first_s`, the rest until `idle_s` passes without one."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
+async def replies(nc: Client, subject: str, within_s: float, idle_s: float) -> list[dict[str, Any]]:
+    """Every reply to one request, each tagged with its round trip: the first awaited for
+    up to `within_s`, the rest until `idle_s` passes without one."""
+    answers = await gather(nc, subject, within_s=within_s, idle_s=idle_s, expect=1)
+    return [{**json.loads(a.msg.data), "rtt_ms": round(a.after_s * 1000, 2)} for a in answers]
+
+
+async def _why_nobody(nc: Client, subject: str, where: Target) -> str:
+    """Nothing answered: NATS's own words for why, "no responders" (nothing subscribes
+    to the subject: a wrong name or prefix, or no instance at all) or a timeout."""
+    url = where.url_or_default().value
     try:
-        await confirm_interest(nc)
-        sent = time.monotonic()
-        await nc.publish(subject, b"", reply=inbox)
-        replies: list[dict[str, Any]] = []
-        wait = first_s
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=wait)
-            except nats.errors.TimeoutError:
-                return replies
-            if not msg.data:  # the server's "no responders" status: nobody subscribes
-                if replies:  # a late status after answers: nothing more is coming
-                    return replies
-                raise nats.errors.NoRespondersError
-            reply = json.loads(msg.data)
-            reply["rtt_ms"] = round((time.monotonic() - sent) * 1000, 2)
-            replies.append(reply)
-            wait = idle_s
-    finally:
-        await sub.unsubscribe()
+        # The status comes back at once when nothing subscribes; no need to wait long.
+        await nc.request(subject, b"", timeout=min(where.timeout_s, 1.0))
+    except nats.errors.NoRespondersError:
+        return f"no responders available for request: nothing subscribes to {subject} on {url}"
+    except nats.errors.TimeoutError:
+        pass
+    return f"nothing answered {subject} on {url} within {where.timeout_s:g}s"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

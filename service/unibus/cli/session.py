@@ -20,9 +20,9 @@ import nats.errors
 from nats.aio.client import Client
 
 from ..client import Peer
-from ..client.control import DEFAULT_PREFIX
 from ..identity import Identity, InvalidKey
 from ..wire import connection
+from ..wire.names import CONTROL_PREFIX
 from .output import EXIT_USAGE, CliError
 from .replaywait import PatientControl
 from .target import Setting, Target, resolve
@@ -47,7 +47,7 @@ def add_peer_options(parser: argparse.ArgumentParser) -> None:
     add_identity_option(parser)
     parser.add_argument(
         "--prefix",
-        default=os.environ.get("UNIBUS_API_PREFIX") or DEFAULT_PREFIX,
+        default=os.environ.get("UNIBUS_API_PREFIX") or CONTROL_PREFIX,
         help="control subject prefix (UNIBUS_API_PREFIX)",
     )
 

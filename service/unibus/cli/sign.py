@@ -14,8 +14,8 @@ import os
 import shlex
 from typing import Any
 
-from ..client.control import DEFAULT_PREFIX
 from ..wire.ids import is_room_id
+from ..wire.names import CONTROL_PREFIX
 from ..wire.signing import sign_request
 from .output import EXIT_USAGE, CliError, emit
 from .session import add_identity_option, load_identity
@@ -37,7 +37,7 @@ def register(commands: Any) -> None:
     )
     sign.add_argument(
         "--prefix",
-        default=os.environ.get("UNIBUS_API_PREFIX") or DEFAULT_PREFIX,
+        default=os.environ.get("UNIBUS_API_PREFIX") or CONTROL_PREFIX,
         help="control subject prefix (UNIBUS_API_PREFIX)",
     )
     sign.add_argument(
