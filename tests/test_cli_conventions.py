@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from unibus.identity import Identity
 from unibus.natsserver import free_port
 from unibus.runner import Running
 
-UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
+from harness.cli import UNIBUS
 
 
 def env_without_nats(home: Path, **extra: str) -> dict[str, str]:

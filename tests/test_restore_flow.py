@@ -11,14 +11,14 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from unibus.natsserver import free_port
 from unibus.processes import stop_process
 
+from harness.cli import UNIBUS
+
 OPERATIONS = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
-UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
 
 
 def documented_flow() -> list[list[str]]:

@@ -19,9 +19,8 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from ..client import Peer
+from ..client import Peer, connect
 from ..identity import Identity, InvalidKey
-from ..wire import connection
 from ..wire.names import CONTROL_PREFIX
 from .output import EXIT_USAGE, CliError
 from .replaywait import PatientControl
@@ -139,20 +138,18 @@ async def _connect(where: Target, identity: Identity) -> Client:
     which rooms this connection may publish and subscribe to."""
     url = where.url_or_default()
     log.debug("connecting to %s as %s", where.describe(), identity.public_key)
-    options = connection.options(
-        url.value,
-        name="unibus-cli",
-        identity=identity,
-        inbox=where.inbox_prefix,
-        creds=where.creds.value if where.creds else None,
-        connect_timeout=where.timeout_s,
-        # Reconnects are how the service re-authorizes a connection whose rooms changed
-        # (a `tail` lives through them); a first connect that fails is reported at once.
-        reconnect_time_wait=0.1,
-        **where.connect_options(),
-    )
     try:
-        return await connection.connect_once(options)
+        # The peer library's connection: a `tail` lives through cuts, JWT expiries and
+        # grants; a first connect that fails is reported at once.
+        return await connect(
+            url.value,
+            identity,
+            name="unibus-cli",
+            inbox=where.inbox_prefix,
+            creds=where.creds.value if where.creds else None,
+            connect_timeout=where.timeout_s,
+            **where.connect_options(),
+        )
     except (OSError, nats.errors.Error, TimeoutError) as exc:
         raise CliError(
             f"cannot reach NATS at {url.value} ({url.source}): {exc or type(exc).__name__}"
