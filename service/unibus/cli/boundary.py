@@ -38,7 +38,11 @@ def run_init(args: argparse.Namespace) -> int:
     env = Path(args.dir) / "boundary.env"
     env.write_text(env_lines(keys))
     made = {"dir": args.dir, "env_file": str(env), "public_keys": keys.public()}
-    emit(args, made, f"seeds in {args.dir}; public keys in {env}:\n{env_lines(keys)}".rstrip("\n"))
+    # Plain NAME=value lines (compose's env_file and Kustomize's envs refuse `export`):
+    # a shell exports them with `set -a`.
+    start = f"set -a && . {env} && set +a && nats-server -c deploy/nats/standalone.conf"
+    human = f"seeds in {args.dir}; public keys in {env}:\n{env_lines(keys)}nats-server reads them: {start}"
+    emit(args, made, human)
     return 0
 
 
