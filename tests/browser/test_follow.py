@@ -82,7 +82,7 @@ async def test_a_browser_follower_gets_every_frame_once_across_cuts_expiries_and
     async with continuity.stage(tmp_path) as stage:
         follower = await PageFollower.open(chromium, origin, stage)
         sent = await continuity.run(stage, follower)
-        stored = await stage.stored()
+        stored = await stage.stored(len(sent))
         assert [frame for _, frame in stored] == sent
 
         async def caught_up() -> bool:
@@ -107,7 +107,7 @@ async def test_a_browser_follower_reports_the_frames_retention_removed(
 ) -> None:
     async with continuity.stage(tmp_path) as stage:
         sent = await continuity.publish(stage, 6, 0)
-        await stage.inspector.jetstream().purge_stream(f"UNIBUS_{stage.room}", seq=4)  # frames 1-3 gone
+        await stage.purge_before(4, len(sent))  # frames 1-3 are gone
         follower = await PageFollower.open(chromium, origin, stage)
 
         async def caught_up() -> bool:

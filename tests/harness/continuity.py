@@ -95,8 +95,25 @@ class Stage:
     async def start_plane(self) -> Running:
         return await self.planes.enter_async_context(running(self.config))
 
-    async def stored(self) -> list[tuple[int, bytes]]:
-        """Every frame the room's stream holds, with its sequence, oldest first."""
+    async def holding(self, count: int) -> None:
+        """Until the room's stream has stored `count` frames (storing is asynchronous)."""
+        js = self.inspector.jetstream()
+
+        async def stored() -> bool:
+            return (await js.stream_info(f"UNIBUS_{self.room}")).state.messages >= count
+
+        await wait_for(stored, 10, f"{count} frames stored")
+
+    async def purge_before(self, seq: int, count: int) -> None:
+        """Once all `count` frames sent are stored, drops those below `seq`, as the room's
+        byte limit or an operator would."""
+        await self.holding(count)
+        await self.inspector.jetstream().purge_stream(f"UNIBUS_{self.room}", seq=seq)
+
+    async def stored(self, count: int) -> list[tuple[int, bytes]]:
+        """Once all `count` frames sent are stored, every frame the room's stream holds,
+        with its sequence, oldest first."""
+        await self.holding(count)
         js = self.inspector.jetstream()
         state = (await js.stream_info(f"UNIBUS_{self.room}")).state
         frames = []
