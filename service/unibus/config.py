@@ -104,9 +104,14 @@ class Config:
     nkey: str | None = None
     """Seed file a `unibus shim` connects with: the shim's user under the trust boundary
     (`shim.nk` from `unibus boundary init`)."""
-    callout_ttl_s: float = 900.0
-    """Lifetime of the user JWTs the callout issues: the longest a permission can outlive
-    a change whose connections could not be cut (the instance died in between)."""
+    callout_ttl_s: float = 300.0
+    """Lifetime of the user JWTs the callout issues: the backstop for a revocation every
+    instance missed (docs/security.md); clients re-authorize when it ends."""
+    revocation_sweep_s: float = 60.0
+    """Every instance re-checks every connection's grant against the rooms this often,
+    besides on every lost membership and when it starts (callout/revoker.py)."""
+    connz_page_size: int = 256
+    """Connections per CONNZ page the revoker asks each server for."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
@@ -160,6 +165,7 @@ def parse_listen(value: str, setting: str = "") -> tuple[str, int]:
 
 
 _INTS = {
+    "connz_page_size",
     "room_max_bytes",
     "bucket_max_bytes",
     "nonces_max_bytes",
@@ -175,7 +181,7 @@ _INTS = {
     "embedded_port",
     "embedded_monitor_port",
 }
-_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s", "creates_per_second"}
+_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s", "revocation_sweep_s", "creates_per_second"}
 _BOOLS = {"use_jetstream"}
 
 

@@ -106,8 +106,10 @@ class ControlClient:
         return self.nc.new_inbox().startswith(inbox_prefix(self.identity.public_key) + ".")
 
     async def _reauthorized(self, reconnects_before: int) -> None:
-        """Until the service has cut this connection and it is back with the new
-        permissions (a publish to a room just joined would be refused before that)."""
+        """Reconnect, so the callout grants the room just gained (the service cuts nobody
+        for a grant), and wait until back: a publish to the room is refused before that."""
+        if self.nc.stats["reconnects"] <= reconnects_before:
+            await self.nc.force_reconnect()
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         while self.nc.stats["reconnects"] <= reconnects_before or not self.nc.is_connected:
             if asyncio.get_running_loop().time() > deadline:
