@@ -20,7 +20,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 from unibus.auth.replay import nonce_stream_name
-from unibus.callout.keys import BoundaryKeys
+from unibus.callout.keys import ROLES, BoundaryKeys
 from unibus.client import Identity, Peer
 from unibus.config import DEFAULT_API_PREFIX
 from unibus.natsserver import NatsServer
@@ -111,7 +111,7 @@ async def test_the_service_users_cannot_be_claimed_without_their_seeds(
     bounded_plane: Running, boundary_keys: BoundaryKeys
 ) -> None:
     """A static user's public key is no secret: an impostor still has to sign the nonce."""
-    for role in ("service", "responder", "shim", "system"):
+    for role in ROLES:
         answer = await forged_connect(bounded_plane.nats_url, boundary_keys.users[role].public_key)
         assert answer.startswith(b"-ERR") and b"Authorization Violation" in answer, role
 

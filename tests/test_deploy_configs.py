@@ -365,7 +365,7 @@ def test_k8s_gives_each_role_only_its_seeds() -> None:
     found = deployments()
     plane = found["unibus-control-plane"]["spec"]["template"]["spec"]
     shim = found["unibus-shim"]["spec"]["template"]["spec"]
-    assert secret_files(plane) == {"issuer.nk", "service.nk", "responder.nk", "system.nk"}
+    assert secret_files(plane) == {"issuer.nk", "service.nk", "responder.nk", "callout.nk", "system.nk"}
     assert secret_files(shim) == {"shim.nk"}
     assert container_env(plane["containers"][0])["UNIBUS_KEYS_DIR"] == "/var/run/unibus/keys"
     assert container_env(shim["containers"][0])["UNIBUS_NKEY"].endswith("/shim.nk")

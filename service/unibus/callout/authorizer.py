@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
 Decision = Literal["member", "anonymous", "refused", "unreadable"]
-"""What the callout answered: admitted with a member's or the anonymous permissions,
-refused with an error, or no answer at all to a request it could not read."""
+"""What the callout decided: admit with a member's or the anonymous permissions, refuse
+with an error, or send no answer at all to a request it could not read."""
 
 
 def current_rooms(store: RoomStore) -> RoomsOf:
@@ -70,19 +70,20 @@ class Authorizer:
     """User JWTs expire after this: the bound on a stale permission if the instance that
     changed a room died before it could cut the connections the change affected."""
 
-    async def answer(self, request_jwt: bytes) -> tuple[bytes, Decision]:
+    async def answer(self, request_jwt: bytes) -> tuple[bytes | None, Decision]:
         """The signed authorization response for one request (a user JWT, or an error),
-        and what was decided."""
+        and what was decided; None instead of a response to a request that is not a
+        server's (unreadable, or with no connection to address): it is not answered."""
         try:
             claims = jwt.decode(request_jwt.decode())
         except (UnicodeDecodeError, jwt.InvalidToken) as exc:
             log.warning("auth callout: unreadable request (%s)", exc)
-            return b"", "unreadable"  # no subject or server to answer to: the client times out
+            return None, "unreadable"
         try:
             request = _parse(claims)
         except Refused as exc:
             log.warning("auth callout: malformed request (%s)", exc)
-            return b"", "unreadable"
+            return None, "unreadable"
         decision: Decision
         try:
             user_jwt, decision = await self._user_jwt(request, claims["nats"])

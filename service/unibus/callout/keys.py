@@ -18,18 +18,18 @@ import nkeys
 from ..config import Config
 from ..identity import Identity
 
-ROLES = ("service", "responder", "shim", "system")
+ROLES = ("service", "responder", "callout", "shim", "system")
+"""service: JetStream, the room bucket and the nonce stream. responder: answers control
+requests, and may publish nowhere but inboxes. callout: answers the auth callout, and may
+publish nowhere but the server's callout replies. shim: history requests only. system:
+finds and cuts an identity's connections (system account)."""
 
 
 class MissingKeys(FileNotFoundError):
     """A keys directory without the seeds a process needs: a setting to fix, not a crash."""
 
 
-"""service: JetStream, the room bucket and the nonce stream. responder: answers control
-requests and the auth callout, and may publish nowhere but inboxes. shim: history
-requests only. system: finds and cuts an identity's connections (system account)."""
-
-SERVICE_ROLES = ("service", "responder", "system")
+SERVICE_ROLES = ("service", "responder", "callout", "system")
 """What a control-plane instance needs; the shim's seed belongs to the shim alone."""
 ISSUER_FILE = "issuer.nk"
 
