@@ -71,7 +71,7 @@ class BoundaryKeys:
         issuer_path = root / ISSUER_FILE
         if not issuer_path.exists():
             raw = nacl.signing.SigningKey.generate().encode()
-            _write_secret(issuer_path, bytes(nkeys.encode_seed(raw, nkeys.PREFIX_BYTE_ACCOUNT)).decode())
+            write_secret(issuer_path, bytes(nkeys.encode_seed(raw, nkeys.PREFIX_BYTE_ACCOUNT)).decode())
         for role in ROLES:
             path = root / f"{role}.nk"
             if not path.exists():
@@ -79,7 +79,7 @@ class BoundaryKeys:
         return cls.load(root)
 
 
-def _write_secret(path: Path, text: str) -> None:
+def write_secret(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text + "\n")
