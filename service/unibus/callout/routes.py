@@ -29,4 +29,3 @@ def ensure_route_password(directory: str | Path) -> str:
     if not path.exists():
         write_secret(path, "r" + secrets.token_hex(32))
     return path.read_text().strip()
-
