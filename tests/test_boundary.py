@@ -21,6 +21,7 @@ from nats.js.api import StreamConfig
 
 from unibus.auth.replay import nonce_stream_name
 from unibus.callout.keys import ROLES, BoundaryKeys
+from unibus.callout.serverconf import INBOXES
 from unibus.client import Identity, Peer
 from unibus.config import DEFAULT_API_PREFIX
 from unibus.natsserver import NatsServer
@@ -184,7 +185,7 @@ async def test_nobody_but_the_service_can_subscribe_to_control_subjects(
 async def test_inboxes_are_private(
     bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched, alice: Identity
 ) -> None:
-    for subject in ("_INBOX.>", f"_INBOX.{alice.public_key}.>", "_INBOX.unibus-service.>"):
+    for subject in ("_INBOX.>", f"_INBOX.{alice.public_key}.>", f"{INBOXES['service']}.>"):
         await stranger.nc.subscribe(subject)
         assert await stranger.refused("subscription", subject), subject
     await stranger.nc.publish(f"_INBOX.{alice.public_key}.fake", b"{}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import re
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -23,6 +23,7 @@ from .callout.keys import SERVICE_ROLES, BoundaryKeys
 from .callout.serverconf import INBOXES
 from .config import Config
 from .identity import Identity
+from .logthrottle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -87,30 +88,23 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
 
 class _ErrorLog:
     """nats-py reports every failed attempt, four a second while NATS is away (at start,
-    the service keeps trying until it comes: orchestrators start things in any order).
-    The first of a run of equal errors is logged with the URL to check; repeats only
-    every `every_s`, counted."""
+    the service keeps trying until it comes: orchestrators start things in any order), and
+    every permissions violation the server reports, one for each request whose reply
+    subject a caller aimed where this user may not publish. Each kind of error (its text
+    without the quoted subject) is logged once per `every_s`, counted (logthrottle.py);
+    an unreachable NATS with the URL to check."""
 
     def __init__(self, every_s: float = 10.0) -> None:
-        self.every_s = every_s
-        self.last: str | None = None
-        self.logged_at = 0.0
-        self.repeats = 0
+        self.throttle = Throttle(log, every_s)
 
     async def log(self, exc: Exception) -> None:
         # A bound coroutine function: nats-py refuses callable objects as callbacks.
         text = str(exc) or type(exc).__name__
-        now = time.monotonic()
-        if text == self.last and now - self.logged_at < self.every_s:
-            self.repeats += 1
-            return
-        if text == self.last:
-            log.warning("nats: %s (%d more times)", text, self.repeats)
-        elif isinstance(exc, OSError):  # NATS unreachable: retried until it answers
-            log.warning("nats: %s (retrying; check UNIBUS_NATS_URL or --nats-url)", text)
-        else:
-            log.warning("nats: %s", text)
-        self.last, self.logged_at, self.repeats = text, now, 0
+        hint = " (retrying; check UNIBUS_NATS_URL or --nats-url)" if isinstance(exc, OSError) else ""
+        self.throttle.log(logging.WARNING, _QUOTED.sub('"…"', text), "nats: %s%s", text, hint)
+
+
+_QUOTED = re.compile(r'"[^"]*"')
 
 
 async def _log_disconnect() -> None:

@@ -15,12 +15,13 @@ import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import nkeys
 
 from .. import identity
+from ..logthrottle import Throttle
 from ..storage import Room, RoomStore
 from . import jwt
 from .permissions import Permissions, for_anonymous, for_member
@@ -69,6 +70,9 @@ class Authorizer:
     ttl_s: float
     """User JWTs expire after this: the bound on a stale permission if the instance that
     changed a room died before it could cut the connections the change affected."""
+    refusals: Throttle = field(default_factory=lambda: Throttle(log))
+    """Refused and unreadable requests are logged rate-limited with counts: anyone can
+    cause them, as fast as they can connect (the metrics count each)."""
 
     async def answer(self, request_jwt: bytes) -> tuple[bytes | None, Decision]:
         """The signed authorization response for one request (a user JWT, or an error),
@@ -77,19 +81,26 @@ class Authorizer:
         try:
             claims = jwt.decode(request_jwt.decode())
         except (UnicodeDecodeError, jwt.InvalidToken) as exc:
-            log.warning("auth callout: unreadable request (%s)", exc)
+            self.refusals.log(logging.WARNING, "unreadable", "auth callout: unreadable request (%s)", exc)
             return None, "unreadable"
         try:
             request = _parse(claims)
         except Refused as exc:
-            log.warning("auth callout: malformed request (%s)", exc)
+            self.refusals.log(logging.WARNING, "malformed", "auth callout: malformed request (%s)", exc)
             return None, "unreadable"
         decision: Decision
         try:
             user_jwt, decision = await self._user_jwt(request, claims["nats"])
             body: dict[str, Any] = {"jwt": user_jwt}
         except Refused as exc:
-            log.info("auth callout: refused %s (%s): %s", request.client_name, request.client_kind, exc)
+            self.refusals.log(
+                logging.INFO,
+                f"refused: {exc}",
+                "auth callout: refused %r (%s): %s",
+                request.client_name,
+                request.client_kind,
+                exc,
+            )
             body, decision = {"error": str(exc)}, "refused"
         response = {
             "sub": request.user_nkey,

@@ -24,9 +24,13 @@ SYSTEM_ACCOUNT = "SYS"
 AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 """Where nats-server asks; it takes the answer on the request's `$SYS._INBOX.…` reply."""
 CALLOUT_REPLIES = "$SYS._INBOX.>"
-INBOXES = {role: f"_INBOX.unibus-{role}" for role in ("service", "responder", "shim", "system", "callout")}
-"""Inbox prefixes of the static users. A peer's is `_INBOX.<its U… key>`, which no role
-name can equal, so no two connections share one."""
+INBOXES = {role: f"_UNIBUS_INBOX.{role}" for role in ("service", "responder", "shim", "system", "callout")}
+"""Inbox prefixes of the static users: the control plane's JetStream replies, its bucket
+watch's deliveries and the shim's replies arrive under them. Outside `_INBOX`, so that no
+`_INBOX` wildcard matches them (dev mode's connections without an nkey may subscribe under
+`_INBOX`; a subscription permission's deny is checked against a JetStream delivery's
+stream subject, not the inbox it is delivered to, so a deny could not keep them out).
+A peer's is `_INBOX.<its U… key>`."""
 
 
 def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_API_PREFIX) -> str:
@@ -65,10 +69,11 @@ accounts {{
           publish: {subjects(*service_publish)}
           subscribe: {subjects(f"{INBOXES['service']}.>")}
       }} }}
-      # Answers control requests; may publish to inboxes only, so no reply subject a
-      # caller chooses can reach JetStream or a pending callout answer.
+      # Answers control requests; may publish to inboxes only (peers', the shim's, the
+      # in-process shim's), so no reply subject a caller chooses can reach JetStream or a
+      # pending callout answer.
       {{ nkey: {key("RESPONDER")}, permissions: {{
-          publish: {subjects("_INBOX.>")}
+          publish: {subjects("_INBOX.>", f"{INBOXES['service']}.>", f"{INBOXES['shim']}.>")}
           subscribe: {subjects(f"{control}.>", "$SRV.>")}
       }} }}
       # Answers the auth callout, and publishes nothing but those answers.
