@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nats
 
-from unibus import connection
+from unibus.wire import connection
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.serverconf import INBOXES

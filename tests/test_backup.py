@@ -20,15 +20,15 @@ from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 
 from unibus.auth.replay import NONCE_STREAM, RESTORED_MARK, nonce_stream_config
-from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, Unavailable
 from unibus.config import Config
 from unibus.natsserver import NatsServer
+from unibus.operations.backup import BackupError, new_directory
 from unibus.storage import Room, SqliteStore
-from unibus.storage.backup import BackupError, new_directory
 from unibus.storage.kv import BUCKET
 from unibus.storage.rooms import Role
+from unibus.wire.signing import sign_request
 
 from conftest import plane_starter, wait_stored
 from harness.boundary import bounded_spec, connect_inspector

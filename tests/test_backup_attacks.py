@@ -19,15 +19,15 @@ from nats.aio.client import Client
 
 from test_backup import UNIBUS, cli_env, two_servers, unibus
 from unibus.auth.replay import NONCE_STREAM, RESTORED_MARK
-from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.serverconf import INBOXES
 from unibus.client import ControlClient, Identity, Peer
 from unibus.config import DEFAULT_API_PREFIX, Config
 from unibus.natsserver import NatsServer
+from unibus.operations.backup import BackupError, new_directory, restore, restore_lock_name
 from unibus.runner import Running
-from unibus.storage.backup import BackupError, new_directory, restore, restore_lock_name
 from unibus.storage.kv import BUCKET
+from unibus.wire.signing import sign_request
 
 from conftest import StartPlane, plane_starter, wait_stored
 from harness.boundary import as_role, bounded_spec, connect_as, connect_inspector, denied_request

@@ -23,9 +23,9 @@ from unibus import __version__
 from unibus.config import DEFAULT_API_PREFIX
 from unibus.identity import Identity
 from unibus.natsserver import NatsServer, free_port
+from unibus.operations.backup import restore_lock_name
 from unibus.processes import stop_process
 from unibus.runner import Running
-from unibus.storage.backup import restore_lock_name
 
 UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
 

@@ -14,9 +14,9 @@ from unibus.client import Forbidden, Identity, Message, Peer, Reason, Rejected, 
 from unibus.client import frames as frame_codec
 from unibus.client.peer import LiveMessages
 from unibus.identity import inbox_prefix
-from unibus.interest import confirm_interest
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
+from unibus.wire.interest import confirm_interest
 
 from conftest import StartPlane, wait_history
 from harness.boundary import connect_as, reauthorized

@@ -12,9 +12,9 @@ import pytest
 from nats.aio.client import Client
 
 from unibus.auth.replay import NONCE_STREAM
-from unibus.auth.signing import sign_request
 from unibus.client import Conflict, ControlClient, Forbidden, Identity
 from unibus.storage.kv import BUCKET
+from unibus.wire.signing import sign_request
 
 from harness import Cluster, Spawn, connect_all, create_room
 from harness.checks import history, publish_stored

@@ -18,10 +18,10 @@ import pytest
 import yaml
 from nats.aio.client import Client
 
-from unibus import connection
-from unibus.auth.signing import sign_request
 from unibus.client import ControlClient, Identity, Unavailable
 from unibus.storage.kv import BUCKET
+from unibus.wire import connection
+from unibus.wire.signing import sign_request
 
 from harness.boundary import connect_as, denied_request, refused_connect
 from harness.compose import COMPOSE_FILE, ComposeProject, compose_command

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
-from unibus.auth.signing import sign_request
 from unibus.client import ControlClient, Identity
-from unibus.ids import ROOM_ID
 from unibus.natsserver import NatsServer
 from unibus.storage.kv import BUCKET
+from unibus.wire.ids import ROOM_ID
+from unibus.wire.signing import sign_request
 
 from harness import ServiceInstance
 from harness.checks import room_streams

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import nats.errors
 import pytest
 
-from unibus import connection
 from unibus.logformat import TextFormatter
 from unibus.logthrottle import Throttle
 from unibus.runner import Running
+from unibus.wire import connection
 
 FORGED = "2026-12-06 12:00:00,000 INFO unibus.app: serving as root, checks off"
 RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")

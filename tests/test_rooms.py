@@ -15,7 +15,6 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import KeyNotFoundError
 
 from unibus import orphans
-from unibus.auth import sign_request
 from unibus.client import (
     BadRequest,
     Conflict,
@@ -32,6 +31,7 @@ from unibus.runner import Running, running
 from unibus.storage import Room
 from unibus.storage.kv import BUCKET
 from unibus.streams import ensure_room_stream
+from unibus.wire.signing import sign_request
 
 from conftest import StartPlane
 from harness.boundary import connect_as

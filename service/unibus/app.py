@@ -32,7 +32,6 @@ from prometheus_client import CollectorRegistry
 from . import __version__, orphans
 from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
-from .auth.signing import RECONNECT_HEADER
 from .callout.authorizer import Authorizer, current_rooms
 from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
@@ -42,14 +41,15 @@ from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .endpoints.quotas import CreationRate
 from .errors import ApiError, StartRefused, bad_request
 from .framecache import FrameCache
-from .ids import is_room_id
-from .interest import confirm_interest
 from .links import Links
 from .metrics import CacheCollector, MetricsServer, ServiceMetrics
+from .operations.backup import restore_lock_name
 from .servicestats import ServiceStats, add_endpoint_on
 from .storage import KvStore, RoomStore, SqliteStore
-from .storage.backup import restore_lock_name
 from .streams import StreamPolicy, largest_frame
+from .wire.ids import is_room_id
+from .wire.interest import confirm_interest
+from .wire.signing import RECONNECT_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client
 
-from . import connection
 from .callout.keys import SERVICE_ROLES, BoundaryKeys
 from .callout.serverconf import INBOXES
 from .config import Config
 from .identity import Identity
 from .logthrottle import Throttle
+from .wire import connection
 
 log = logging.getLogger(__name__)
 

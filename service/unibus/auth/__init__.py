@@ -1,7 +1,7 @@
-"""Request authentication: signed headers, replay protection, and the caller they yield."""
+"""Request authentication: checking signed headers (the scheme itself is `wire/signing.py`),
+replay protection, and the caller they yield."""
 
 from .replay import LocalNonces, ReplayGuard
-from .signing import sign_request, signing_input
 from .verifier import ANONYMOUS, Caller, Nonce, Verifier
 
 __all__ = [
@@ -11,6 +11,4 @@ __all__ = [
     "Nonce",
     "ReplayGuard",
     "Verifier",
-    "sign_request",
-    "signing_input",
 ]

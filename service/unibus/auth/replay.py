@@ -25,7 +25,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from ..config import DEFAULT_API_PREFIX, Config
 from ..errors import unavailable
-from ..storage.reservation import reserve
+from ..operations.reservation import reserve
 from ..storage.sqlite import open_database
 
 NONCE_STREAM = "UNIBUS-NONCES"
@@ -46,7 +46,7 @@ def nonce_stream_name(api_prefix: str) -> str:
 
 
 RESTORED_MARK = "unibus.restored_at_ms"
-"""Nonce stream metadata: when `unibus restore` rebuilt this deployment (storage/backup.py)."""
+"""Nonce stream metadata: when `unibus restore` rebuilt this deployment (operations/backup.py)."""
 
 _NAME_IN_USE = 10058
 _DUPLICATE_IN_PROCESS = 10158
@@ -63,7 +63,7 @@ def nonce_stream_config(config: Config, replicas: int) -> StreamConfig:
         num_replicas=max(1, replicas),
         duplicate_window=keep,
         max_age=keep,
-        # Reserved, so room traffic cannot starve the replay check (reservation.py).
+        # Reserved, so room traffic cannot starve the replay check (operations/reservation.py).
         # Discard old: a flood beyond it drops stored ids, not requests; the server's
         # duplicate map still holds them for the window while it runs.
         max_bytes=config.nonces_max_bytes,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from .. import identity
 from ..config import AuthMode
 from ..errors import unauthorized
-from ..ids import NONCE as NONCE_RE
-from . import signing
+from ..wire import signing
+from ..wire.ids import NONCE as NONCE_RE
 from .replay import ReplayGuard
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
-from .. import connection
 from ..callout.keys import boundary_keys
 from ..callout.serverconf import INBOXES
 from ..config import Config
-from ..storage.backup import BackupError, Saved, backup, new_directory, restore
+from ..operations.backup import BackupError, Saved, backup, new_directory, restore
+from ..wire import connection
 from .output import CliError, emit
 
 

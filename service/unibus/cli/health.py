@@ -19,9 +19,9 @@ from typing import Any
 import nats
 import nats.errors
 
-from .. import connection
 from ..config import Config
 from ..identity import Identity
+from ..wire import connection
 from .output import CliError, emit
 
 

@@ -20,7 +20,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from ..config import Config
-from ..interest import confirm_interest
+from ..wire.interest import confirm_interest
 from .output import CliError, emit
 from .session import add_peer_options, connected
 

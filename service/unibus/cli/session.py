@@ -17,10 +17,10 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from .. import connection
 from ..client import Peer
 from ..client.control import DEFAULT_PREFIX
 from ..identity import Identity, InvalidKey
+from ..wire import connection
 from .output import EXIT_USAGE, CliError
 
 DEFAULT_URL = "nats://127.0.0.1:4222"

@@ -11,8 +11,8 @@ import msgpack
 import nats.errors
 from nats.aio.client import Client
 
-from ..auth.signing import RECONNECT_HEADER, sign_request
 from ..identity import Identity, inbox_prefix
+from ..wire.signing import RECONNECT_HEADER, sign_request
 from .errors import Unavailable, error_for
 
 DEFAULT_PREFIX = "$UNIBUS.CTL"

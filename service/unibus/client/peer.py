@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from ..identity import Identity, InvalidKey, is_public_key
-from ..interest import confirm_interest
+from ..wire.interest import confirm_interest
 from . import frames, roomkeys
 from .control import DEFAULT_PREFIX, ControlClient
 from .errors import ServiceError

@@ -9,11 +9,11 @@ import nats.js.errors as jserr
 
 from .. import identity
 from ..errors import ApiError, bad_request, conflict, insufficient_storage, not_found, unavailable
-from ..ids import is_room_id, new_room_id
+from ..operations.reservation import INSUFFICIENT_STORAGE
 from ..storage import Room, RoomExists
-from ..storage.reservation import INSUFFICIENT_STORAGE
 from ..storage.rooms import MODES
 from ..streams import StreamTaken, delete_room_stream, ensure_room_stream
+from ..wire.ids import is_room_id, new_room_id
 from . import quotas
 from .context import Call, Reply, ok, sealed_blob
 

@@ -15,9 +15,9 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from .. import connection
 from ..callout.serverconf import INBOXES
 from ..identity import Identity
+from ..wire import connection
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import re
 import nats.errors
 from aiohttp import web
 
-from ..auth.signing import HEADERS as SIGNATURE_HEADERS
-from ..ids import is_room_id
+from ..wire.ids import is_room_id
+from ..wire.signing import HEADERS as SIGNATURE_HEADERS
 from .errors import error
 from .link import LINK, Unavailable
 from .settings import SETTINGS

@@ -24,8 +24,8 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from ..config import DEFAULT_API_PREFIX
 from ..errors import ApiError, unavailable
+from ..operations.reservation import reserve
 from .base import Mutation, RoomExists
-from .reservation import reserve
 from .rooms import Room
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class KvStore:
         api_prefix: str = DEFAULT_API_PREFIX,
         max_bytes: int = -1,
     ) -> KvStore:
-        """Open the prefix's bucket, creating it with `max_bytes` reserved (reservation.py)."""
+        """Open the prefix's bucket, creating it with `max_bytes` reserved (operations/reservation.py)."""
         bucket = bucket_name(api_prefix)
         try:
             kv = await js.key_value(bucket)

@@ -37,9 +37,9 @@ from nats.js.kv import KV_DEL, KV_PURGE
 
 from ..auth.replay import RESTORED_MARK, nonce_stream_config, nonce_stream_name
 from ..config import Config
-from ..ids import is_room_id
-from .kv import bucket_name
-from .rooms import Room, stream_name
+from ..storage.kv import bucket_name
+from ..storage.rooms import Room, stream_name
+from ..wire.ids import is_room_id
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from .identity import Identity, inbox_prefix
+from ..identity import Identity, inbox_prefix
 
 
 def servers(url: str) -> list[str]:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from ..identity import Identity
-from ..ids import new_nonce
+from .ids import new_nonce
 
 SIGNER = "Unibus-Signer"
 TIMESTAMP = "Unibus-Timestamp"
