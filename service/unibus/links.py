@@ -55,7 +55,7 @@ class Links:
 
 
 async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Links:
-    """Connect the service: as its three boundary users when it has keys, else once."""
+    """Connect the service: as its four boundary users when it has keys, else once."""
 
     async def dial(role: str, identity: Identity | None = None) -> Client:
         opts = connection.options(
