@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 
 from .callout.keys import SERVICE_ROLES, BoundaryKeys
-from .callout.serverconf import INBOXES
 from .config import Config
 from .identity import Identity
 from .logthrottle import Throttle
 from .wire import connection
+from .wire.names import INBOXES
 
 log = logging.getLogger(__name__)
 

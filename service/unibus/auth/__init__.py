@@ -1,14 +1,16 @@
 """Request authentication: checking signed headers (the scheme itself is `wire/signing.py`),
 replay protection, and the caller they yield."""
 
-from .replay import LocalNonces, ReplayGuard
-from .verifier import ANONYMOUS, Caller, Nonce, Verifier
+from .replay import LocalNonces, ReplayCheckUnavailable, ReplayGuard
+from .verifier import ANONYMOUS, AuthFailed, Caller, Nonce, Verifier
 
 __all__ = [
     "ANONYMOUS",
+    "AuthFailed",
     "Caller",
     "LocalNonces",
     "Nonce",
+    "ReplayCheckUnavailable",
     "ReplayGuard",
     "Verifier",
 ]

@@ -17,12 +17,7 @@ import nkeys
 
 from ..config import Config
 from ..identity import Identity
-
-ROLES = ("service", "responder", "callout", "shim", "system")
-"""service: JetStream, the room bucket and the nonce stream. responder: answers control
-requests, and may publish nowhere but inboxes. callout: answers the auth callout, and may
-publish nowhere but the server's callout replies. shim: history requests only. system:
-finds and cuts an identity's connections (system account)."""
+from ..wire.names import ROLES
 
 
 class MissingKeys(FileNotFoundError):

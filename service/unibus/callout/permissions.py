@@ -60,7 +60,7 @@ def for_anonymous(api_prefix: str, room_subject_prefix: str) -> Permissions:
     deep reaches it: a peer's replies (`_INBOX.<key>.<id>.<token>`) stay out of reach even
     of `_INBOX.>` (nats-server checks a subscription's deny against each message it would
     deliver). The control plane's own inboxes are outside `_INBOX` altogether
-    (serverconf.INBOXES), where a deny could not reach JetStream's deliveries."""
+    (wire.names.INBOXES), where a deny could not reach JetStream's deliveries."""
     rooms = f"{room_subject_prefix}.*"
     return Permissions(
         (f"{api_prefix}.rooms.>", *DISCOVERY, rooms), (rooms, "_INBOX.>"), subscribe_deny=("_INBOX.*.*.>",)

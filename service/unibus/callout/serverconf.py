@@ -14,26 +14,22 @@ two things: list connections and cut one.
 
 from __future__ import annotations
 
-from ..auth.replay import nonce_subject
-from ..config import DEFAULT_API_PREFIX
-from ..storage.kv import bucket_name
+from ..wire.names import (
+    CALLOUT_REPLIES,
+    CALLOUT_SUBJECT,
+    CONTROL_PREFIX,
+    INBOXES,
+    bucket_name,
+    control_subject,
+    nonce_subject,
+)
 
 ACCOUNT = "UNIBUS"
 """The account every unibus connection lands in (a user JWT's `aud`)."""
 SYSTEM_ACCOUNT = "SYS"
-AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
-"""Where nats-server asks; it takes the answer on the request's `$SYS._INBOX.…` reply."""
-CALLOUT_REPLIES = "$SYS._INBOX.>"
-INBOXES = {role: f"_UNIBUS_INBOX.{role}" for role in ("service", "responder", "shim", "system", "callout")}
-"""Inbox prefixes of the static users: the control plane's JetStream replies, its bucket
-watch's deliveries and the shim's replies arrive under them. Outside `_INBOX`, so that no
-`_INBOX` wildcard matches them (dev mode's connections without an nkey may subscribe under
-`_INBOX`; a subscription permission's deny is checked against a JetStream delivery's
-stream subject, not the inbox it is delivered to, so a deny could not keep them out).
-A peer's is `_INBOX.<its U… key>`."""
 
 
-def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_API_PREFIX) -> str:
+def render(public_keys: dict[str, str] | None = None, api_prefix: str = CONTROL_PREFIX) -> str:
     """The configuration block; `public_keys` maps ISSUER, SERVICE, RESPONDER, CALLOUT, SHIM
     and SYSTEM to public keys, or is None for `$UNIBUS_<ROLE>_KEY` variables."""
 
@@ -43,7 +39,7 @@ def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_
     def subjects(*items: str) -> str:
         return "[" + ", ".join(f'"{s}"' for s in items) + "]"
 
-    control = f"{api_prefix}.rooms"
+    control = control_subject(api_prefix, "")[:-1]
     # The in-process shim (`serve --http`) relays history requests and pings the service
     # for its /healthz on this connection.
     service_publish = (
@@ -79,7 +75,7 @@ accounts {{
       # Answers the auth callout, and publishes nothing but those answers.
       {{ nkey: {key("CALLOUT")}, permissions: {{
           publish: {subjects(CALLOUT_REPLIES)}
-          subscribe: {subjects(AUTH_CALLOUT_SUBJECT)}
+          subscribe: {subjects(CALLOUT_SUBJECT)}
       }} }}
       # The HTTP shim: history requests and discovery, nothing else.
       {{ nkey: {key("SHIM")}, permissions: {{
