@@ -175,7 +175,8 @@ def test_a_rogue_node_on_the_network_is_refused_a_route_and_monitoring(stack: Co
     """A nats-server the attacker runs on the compose network, dialing nats-1's route port
     without the route password, is refused; and monitoring does not answer on the
     network (only on each node's own loopback)."""
-    assert routes_of(stack, "nats-1") == {"nats-2", "nats-3"}
+    members = routes_of(stack, "nats-1")  # nats-3 at least: an earlier test stops nats-2
+    assert members and members <= {"nats-2", "nats-3"}
     network = f"{stack.name}_default"
     rogue = docker(
         "run", "-d", "--rm", "--network", network, NATS_IMAGE,
@@ -187,7 +188,7 @@ def test_a_rogue_node_on_the_network_is_refused_a_route_and_monitoring(stack: Co
         while "authentication error" not in stack.compose("logs", "nats-1"):
             assert time.monotonic() < deadline, "the rogue never tried"
             time.sleep(0.5)
-        assert routes_of(stack, "nats-1") == {"nats-2", "nats-3"}
+        assert routes_of(stack, "nats-1") == members
         probe = "import urllib.request; urllib.request.urlopen('http://nats-1:8222/varz', timeout=5)"
         with pytest.raises(RuntimeError, match="Connection refused"):
             stack.compose("exec", "-T", "shim", "python", "-c", probe)
