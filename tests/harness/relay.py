@@ -56,14 +56,22 @@ class Relay:
     ) -> None:
         while chunk := await reader.read(65536):
             if learn is not None and not learn and b"CONNECT " in chunk:
-                line = chunk[chunk.index(b"CONNECT ") + 8 :].split(b"\r\n", 1)[0]
-                learn.append(str(json.loads(line).get("name", "")))
+                learn.append(_name_in(chunk))
             if gate_of:
                 gate = self._held.get(gate_of[0])
                 if gate is not None:
                     await gate.wait()
             writer.write(chunk)
             await writer.drain()
+
+
+def _name_in(chunk: bytes) -> str:
+    """The `name` of the CONNECT in `chunk` (clients send it whole, in one write)."""
+    line = chunk[chunk.index(b"CONNECT ") + 8 :].split(b"\r\n", 1)[0]
+    try:
+        return str(json.loads(line).get("name", ""))
+    except ValueError:
+        return ""
 
 
 @contextlib.asynccontextmanager
