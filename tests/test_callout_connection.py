@@ -26,9 +26,10 @@ from unibus.config import AuthMode
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
 
-from conftest import StartPlane
 from harness.boundary import connect_as
+from harness.plane import StartPlane
 from harness.relay import relay_to
+from harness.waiting import wait_until
 
 SERVICE = "unibus-control-plane"
 
@@ -112,12 +113,11 @@ async def test_connects_are_answered_while_one_callout_waits(
         before = int((await callout_stats(nc))["num_requests"])  # type: ignore[call-overload]
         relay.hold(f"{SERVICE}-service")
         waiting = asyncio.create_task(connect_as(nats_server.url, alice))
-        for _ in range(1000):  # until the held callout has arrived
-            if int((await callout_stats(nc))["num_requests"]) > before:  # type: ignore[call-overload]
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("the member's callout never arrived")
+
+        async def arrived() -> bool:
+            return int((await callout_stats(nc))["num_requests"]) > before  # type: ignore[call-overload]
+
+        await wait_until(arrived, "the member's callout arrived", within_s=20.0)
         # Each of these has nats-server's connect deadline (seconds); one at a time, they
         # would all wait behind the held callout (30 s).
         others = await asyncio.gather(*(connect_as(nats_server.url, None) for _ in range(8)))

@@ -10,8 +10,8 @@ import asyncio
 from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode
 
-from conftest import StartPlane
 from harness.boundary import connect_as
+from harness.plane import StartPlane
 
 
 async def test_an_anonymous_inbox_wildcard_sees_none_of_the_services_traffic(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from unibus.callout.routes import ROUTE_USER, ensure_route_password
 from unibus.natsserver import NatsServer, ServerSpec, free_port
 
 from harness.boundary import ShippedClusterSpec, ShippedSpec, boundary_env
+from harness.waiting import wait_until
 
 
 def route_urls(password: str, ports: list[int]) -> str:
@@ -41,14 +41,6 @@ def route_names(node: NatsServer) -> set[str]:
 
 def refusals(node: NatsServer) -> int:
     return node.log_path.read_text(errors="replace").count("authentication error")
-
-
-def wait_for(check: object, within_s: float = 20.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -76,11 +68,11 @@ def shipped_cluster(tmp_path: Path, boundary_keys: BoundaryKeys) -> Iterator[lis
             node.stop()
 
 
-def test_a_rogue_route_is_refused_and_a_node_with_the_password_joins(
+async def test_a_rogue_route_is_refused_and_a_node_with_the_password_joins(
     tmp_path: Path, shipped_cluster: list[NatsServer]
 ) -> None:
     first, _ = shipped_cluster
-    wait_for(lambda: route_names(first) == {"nats-2"})
+    await wait_until(lambda: route_names(first) == {"nats-2"}, "nats-2 has joined nats-1", within_s=20.0)
     before = refusals(first)
     cluster_port = first.spec.cluster_port
     # A nats-server of the attacker's own: the cluster's name, the seed, no password; and
@@ -100,7 +92,7 @@ def test_a_rogue_route_is_refused_and_a_node_with_the_password_joins(
     ]
     started = [NatsServer(spec).start() for spec in rogues]
     try:
-        wait_for(lambda: refusals(first) >= before + 2)
+        await wait_until(lambda: refusals(first) >= before + 2, "both rogues tried nats-1", within_s=20.0)
         assert route_names(first) == {"nats-2"}
     finally:
         for rogue in started:

@@ -8,7 +8,10 @@ answers an API request (and hands out consumer deliveries) on whatever subject t
 requester names, published by the server inside the account without any permission
 check, so any JetStream permission would let a peer write its answers into the room
 bucket, another room or the nonce stream (docs/security.md). Peers read stored frames
-through the control plane's `history` instead.
+through the control plane's `history` instead, and follow them live on each persisted
+room's stored subject (`wire.names.stored_subject`), which they may subscribe to and never
+publish on: only the stream's republish writes there, so a sequence stamped on a frame
+there is the server's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from ..identity import inbox_prefix
 from ..storage import Room
 from ..wire.ids import is_room_id
+from ..wire.names import stored_subject
 
 DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
 
@@ -49,12 +53,15 @@ def for_member(
             subject = f"{room_subject_prefix}.{room.id}"
             publish.append(subject)
             subscribe.append(subject)
+            if room.persisted:
+                subscribe.append(stored_subject(subject))
     return Permissions(tuple(publish), tuple(subscribe))
 
 
 def for_anonymous(api_prefix: str, room_subject_prefix: str) -> Permissions:
     """`dev`/`off` auth modes only: a connection without an nkey may call the control
-    plane and use every room's subject, never JetStream. Its replies come to a plain
+    plane and use every room's subject, never JetStream. It may follow every room's
+    stored subject but, like a member, never publish there. Its replies come to a plain
     `_INBOX.<id>` inbox (the `nats` CLI's, nats-py's and nats.js's default: one token, and
     one more for a request), so it may subscribe under `_INBOX`, but nothing four tokens
     deep reaches it: a peer's replies (`_INBOX.<key>.<id>.<token>`) stay out of reach even
@@ -63,5 +70,7 @@ def for_anonymous(api_prefix: str, room_subject_prefix: str) -> Permissions:
     (wire.names.INBOXES), where a deny could not reach JetStream's deliveries."""
     rooms = f"{room_subject_prefix}.*"
     return Permissions(
-        (f"{api_prefix}.rooms.>", *DISCOVERY, rooms), (rooms, "_INBOX.>"), subscribe_deny=("_INBOX.*.*.>",)
+        (f"{api_prefix}.rooms.>", *DISCOVERY, rooms),
+        (rooms, stored_subject(rooms), "_INBOX.>"),
+        subscribe_deny=("_INBOX.*.*.>",),
     )
