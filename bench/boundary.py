@@ -129,11 +129,7 @@ async def revocation(url: str, runs: int, restart: NatsServer | None = None) -> 
         async def on_disconnect(cut: asyncio.Event = cut) -> None:
             cut.set()
 
-        # An identity is cut at most once a second (docs/security.md); spacing the rounds
-        # measures an ordinary removal, not one folded behind the add's cut.
-        await asyncio.sleep(1.1)
-        await peer.add_member(room, member.public_key)
-        await asyncio.sleep(1.1)
+        await peer.add_member(room, member.public_key)  # cuts nobody; the member connects after
         opts = connection.options(
             url, name="member", identity=member, error_cb=on_error, disconnected_cb=on_disconnect
         )

@@ -415,3 +415,60 @@ async def test_survives_the_loss_of_a_cluster_node(
     finally:
         await follower.nc.close()
         await publisher.nc.close()
+
+
+async def test_a_granted_notice_re_authorizes_and_a_revoked_one_is_checked(
+    nc: Client, alice_peer: Peer, bob_peer: Peer
+) -> None:
+    """The control plane's notices on an identity's inbox (sent here by the suite's own
+    connection, as the service sends them): `granted` makes `connect`'s connection
+    re-authorize, so the new room's permissions arrive; `revoked` makes a follower ask
+    the control plane, and a member it still is goes on following."""
+    import json
+
+    from unibus.identity import notice_subject
+
+    await shared(alice_peer, bob_peer, "noticed", encrypted=False)
+    subject = notice_subject(bob_peer.identity.public_key)
+    async with following(bob_peer, "noticed", after=0) as got:
+        before = await settled(bob_peer.nc)
+        await nc.publish(subject, json.dumps({"event": "granted", "room": "elsewhere"}).encode())
+        for _ in range(500):
+            if bob_peer.nc.stats["reconnects"] > before and bob_peer.nc.is_connected:
+                break
+            await asyncio.sleep(0.01)
+        assert bob_peer.nc.stats["reconnects"] > before
+        for junk in (b"not json", b"[]", b'{"event": "granted"}', b'{"event": 1, "room": "x"}'):
+            await nc.publish(subject, junk)  # ignored, and nothing breaks
+        await nc.publish(subject, json.dumps({"event": "revoked", "room": "noticed"}).encode())
+        await send(alice_peer, "noticed", ["still a member"])
+        await got.until(lambda: got.texts == ["still a member"])
+    assert got.ended is None
+
+
+async def settled(nc: Client, quiet_s: float = 1.5) -> int:
+    """The connection's reconnect count once no cut has come for `quiet_s` (a membership
+    change may cut it up to a second later, docs/security.md)."""
+    count, since = nc.stats["reconnects"], asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - since < quiet_s or not nc.is_connected:
+        await asyncio.sleep(0.05)
+        if nc.stats["reconnects"] != count:
+            count, since = nc.stats["reconnects"], asyncio.get_running_loop().time()
+    return count
+
+
+async def test_nobody_but_the_control_plane_sends_an_identity_notices(
+    bounded_plane: Running, alice: Identity, bob: Identity
+) -> None:
+    """A notice costs a reconnect: a member who could send them could make another
+    member reconnect at will. Peers may publish into no inbox, so they cannot."""
+    from unibus.identity import notice_subject
+
+    from harness.boundary import connect_as
+
+    mallory = await connect_as(bounded_plane.nats_url, alice)
+    try:
+        await mallory.nc.publish(notice_subject(bob.public_key), b'{"event": "granted", "room": "x"}')
+        assert await mallory.refused("publish", notice_subject(bob.public_key))
+    finally:
+        await mallory.nc.close()

@@ -29,12 +29,12 @@ from nats.micro.request import Handler, Request
 from nats.micro.service import Service, ServiceConfig
 from prometheus_client import CollectorRegistry
 
-from . import __version__, orphans
+from . import __version__, notices, orphans
 from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .callout.authorizer import Authorizer, current_rooms
-from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
+from .callout.revoker import Revoker
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .endpoints.quotas import CreationRate
@@ -42,6 +42,7 @@ from .errors import ApiError, DomainError, StartRefused, bad_request
 from .framecache import FrameCache
 from .links import Links
 from .metrics import CacheCollector, MetricsServer, ServiceMetrics
+from .notices import Notice
 from .operations.backup import restore_lock_name
 from .operations.reservation import reserve
 from .servicestats import ServiceStats, add_endpoint_on
@@ -93,7 +94,7 @@ class ControlPlane:
         self.config = config
         self.links = links
         self.nc = links.service
-        self.cutter = ConnectionCutter(links.system) if links.system else None
+        self.revoker: Revoker | None = None
         self.stats: ServiceStats | None = None
         self.metrics: ServiceMetrics | None = None
         self._metrics_server: MetricsServer | None = None
@@ -163,6 +164,15 @@ class ControlPlane:
             )
         if self.links.keys is not None and self.links.callout is not None:
             await self._serve_callout(self.links.callout, self.links.keys, store)
+        if self.links.system is not None:
+            self.revoker = Revoker(
+                self.links.system,
+                store,
+                page_size=self.config.connz_page_size,
+                sweep_s=self.config.revocation_sweep_s,
+            )
+            await self.revoker.learn_servers()
+            self.revoker.start()
         if js is not None:
             self._sweeper = asyncio.create_task(self._sweep_orphans(js, store), name="unibus-orphans")
         await confirm_interest(self.links.responder)
@@ -212,12 +222,11 @@ class ControlPlane:
             room_subject_prefix=self.config.room_subject_prefix,
             allow_anonymous=self.config.auth_mode is not AuthMode.ENFORCE,
             ttl_s=self.config.callout_ttl_s,
+            revision=lambda: store.revision,
         )
         handler = self._dispatcher(CALLOUT_ENDPOINT, self._authorize)
         await add_endpoint_on(callout, self.service, CALLOUT_ENDPOINT, CALLOUT_SUBJECT, handler)
         await confirm_interest(callout)
-        if self.cutter is not None:
-            await self.cutter.learn_servers()
 
     async def _authorize(self, request: Request) -> Answered:
         """Answer one callout with the signed authorization response (a user JWT, or a
@@ -232,15 +241,15 @@ class ControlPlane:
                 await request.respond(token)
         except Exception:
             log.exception("auth callout: internal error")
-            return Answered(500, "500 internal error", set())
+            return Answered(500, "500 internal error", [])
         if self.metrics is not None:
             self.metrics.callout_decisions.labels(decision).inc()
             self.metrics.callout_latency.observe(time.perf_counter() - started)
         if decision == "unreadable":
-            return Answered(400, "400 unreadable authorization request (not answered)", set())
+            return Answered(400, "400 unreadable authorization request (not answered)", [])
         if decision == "refused":
-            return Answered(403, "403 connection refused", set())
-        return Answered(200, None, set())
+            return Answered(403, "403 connection refused", [])
+        return Answered(200, None, [])
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -253,8 +262,8 @@ class ControlPlane:
                 log.debug("service stop", exc_info=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.js_timeout_s)
-        if self.cutter is not None:
-            await self.cutter.close()
+        if self.revoker is not None:
+            await self.revoker.close()
         if self.deps is not None:
             await self.deps.store.close()
         if self._sqlite_nonces is not None:
@@ -292,14 +301,14 @@ class ControlPlane:
         finally:
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
-        # Timed to the reply: re-authorizing those whose rooms changed happens after it.
+        # Timed to the reply: the notices go after it.
         elapsed = time.perf_counter_ns() - started
         if self.stats is not None:
             self.stats.record(name, elapsed, answered.error)
         if self.metrics is not None:
             self.metrics.observe(name, answered.code, elapsed / 1e9)
-        if answered.cut:
-            await self._reauthorize(answered.cut)
+        if answered.notices:
+            await notices.send(self.links.responder, answered.notices)
 
     async def _reserve_own_streams(self, js: JetStreamContext) -> None:
         """The room bucket and the nonce stream are created with their reservations; ones
@@ -310,14 +319,18 @@ class ControlPlane:
 
     async def _handle(self, endpoint: Endpoint, request: Request) -> Answered:
         """Answer one request, with a reply or an ADR-32 error, never an exception."""
-        affected: set[str] = set()
+        told: list[Notice] = []
         try:
-            caller, (body, headers) = await self._answer(endpoint, request, affected)
-            cut = affected if self.cutter is not None else set()
-            if caller.signer in cut:
-                headers = {**headers, RECONNECT_HEADER: "true"}
+            caller, (body, headers) = await self._answer(endpoint, request, told)
+            if self.links.keys is not None:
+                # The caller learns of its own new room from the reply, not a notice.
+                if any(n.identity == caller.signer and n.event == "granted" for n in told):
+                    headers = {**headers, RECONNECT_HEADER: "true"}
+                    told = [n for n in told if n.identity != caller.signer]
+            else:
+                told = []  # no boundary: permissions do not depend on rooms
             await request.respond(body, headers=headers)
-            return Answered(200, None, cut)
+            return Answered(200, None, told)
         except ApiError as err:
             return await _failed(request, err.code, err.message)
         except DomainError as err:
@@ -338,20 +351,7 @@ class ControlPlane:
             log.exception("%s: internal error", endpoint.name)
             return await _failed(request, 500, "internal error")
 
-    async def _reauthorize(self, identities: set[str]) -> None:
-        """After the reply: cut the connections of everyone whose rooms changed, so they
-        reconnect under permissions from the new membership. The reply goes first (and is
-        flushed) because the caller may be one of them, and must not lose its answer."""
-        if self.cutter is None:
-            return
-        try:
-            await self.links.responder.flush(timeout=int(max(1, self.config.js_timeout_s)))
-            cut = await self.cutter.cut(identities)
-            log.debug("re-authorizing %d identities: %d connections cut", len(identities), cut)
-        except Exception:
-            log.warning("could not cut connections of %s", sorted(identities), exc_info=True)
-
-    async def _answer(self, endpoint: Endpoint, request: Request, affected: set[str]) -> tuple[Caller, Reply]:
+    async def _answer(self, endpoint: Endpoint, request: Request, told: list[Notice]) -> tuple[Caller, Reply]:
         assert self.deps is not None
         data = request.data
         if len(data) > self.config.max_body_bytes:
@@ -363,7 +363,7 @@ class ControlPlane:
             room_id = request.subject.split(".")[self._room_token]
             if not is_room_id(room_id):
                 raise bad_request(f"room id must be {ROOM_ID_RULE}")
-        call = Call(self.deps, caller, request.subject, headers, data, room_id, affected)
+        call = Call(self.deps, caller, request.subject, headers, data, room_id, told)
         if nonce is None:
             return caller, await endpoint.handler(call)
         if not endpoint.read_only:
@@ -385,8 +385,8 @@ class Answered(NamedTuple):
     code: int
     error: str | None
     """What `$SRV.STATS` shows as the last error ("404 room not found"); None for a reply."""
-    cut: set[str]
-    """Identities whose connections must now be cut (their rooms changed)."""
+    notices: list[Notice]
+    """Identities to tell that they gained or lost a room (notices.py)."""
 
 
 async def _failed(request: Request, code: int, message: str) -> Answered:
@@ -398,7 +398,7 @@ async def _failed(request: Request, code: int, message: str) -> Answered:
         )
     except Exception:  # the caller may be gone, or NATS with it
         log.debug("could not send error reply", exc_info=True)
-    return Answered(code, f"{code} {message}", set())
+    return Answered(code, f"{code} {message}", [])
 
 
 _JS_STARTUP_WAIT_S = 30.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -21,7 +21,6 @@ from nats.aio.client import Client
 from .callout.keys import SERVICE_ROLES, BoundaryKeys
 from .config import Config
 from .identity import Identity
-from .logthrottle import Throttle
 from .wire import connection
 from .wire.names import INBOXES
 
@@ -42,10 +41,13 @@ class Links:
     system: Client | None = None
     """System account: finds and cuts connections. None without the boundary."""
     keys: BoundaryKeys | None = None
+    events: _ConnectionLog | None = None
 
     async def close(self, drain_s: float = 5.0) -> None:
         """Drain each connection, but never for longer than `drain_s`: a subscription
         stuck in its callback must not hold shutdown (nats-py waits 30 s per connection)."""
+        if self.events is not None:
+            self.events.closing = True
         for nc in {id(c): c for c in (self.callout, self.responder, self.system, self.service) if c}.values():
             try:
                 await asyncio.wait_for(nc.drain(), drain_s)
@@ -56,6 +58,7 @@ class Links:
 
 async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Links:
     """Connect the service: as its four boundary users when it has keys, else once."""
+    events = _ConnectionLog()
 
     async def dial(role: str, identity: Identity | None = None) -> Client:
         opts = connection.options(
@@ -65,15 +68,15 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
             inbox=INBOXES[role] if identity is not None else None,
             creds=config.nats_creds,
             pending_size=64 * 1024 * 1024,
-            error_cb=_ErrorLog().log,
-            disconnected_cb=_log_disconnect,
-            reconnected_cb=_log_reconnect,
+            error_cb=events.errors.log,
+            disconnected_cb=events.disconnected(role),
+            reconnected_cb=events.reconnected(role),
         )
         return await connection.connect_until_up(opts)
 
     if keys is None:
         nc = await dial("service")
-        return Links(service=nc, responder=nc)
+        return Links(service=nc, responder=nc, events=events)
     opened: list[Client] = []
     try:
         for role in SERVICE_ROLES:
@@ -83,33 +86,32 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
             await nc.close()
         raise
     service, responder, callout, system = opened
-    return Links(service, responder, callout, system, keys)
+    return Links(service, responder, callout, system, keys, events)
 
 
-class _ErrorLog:
-    """nats-py reports every failed attempt, four a second while NATS is away (at start,
-    the service keeps trying until it comes: orchestrators start things in any order), and
-    every permissions violation the server reports, one for each request whose reply
-    subject a caller aimed where this user may not publish. Each kind of error (its text
-    without the quoted subject) is logged once per `every_s`, counted (logthrottle.py);
-    an unreachable NATS with the URL to check."""
+class _ConnectionLog:
+    """What the service's connections report: errors with the setting to check, and each
+    connection's disconnect and reconnect, named (an outage shows as one line per
+    connection, each saying which), never the disconnects of its own stop."""
 
-    def __init__(self, every_s: float = 10.0) -> None:
-        self.throttle = Throttle(log, every_s)
+    def __init__(self) -> None:
+        self.errors = connection.ErrorLog(
+            "control plane",
+            url_setting="UNIBUS_NATS_URL or --nats-url",
+            auth_setting="UNIBUS_KEYS_DIR (the seeds whose public keys the server's boundary.env holds) "
+            "or UNIBUS_NATS_CREDS",
+        )
+        self.closing = False
 
-    async def log(self, exc: Exception) -> None:
-        # A bound coroutine function: nats-py refuses callable objects as callbacks.
-        text = str(exc) or type(exc).__name__
-        hint = " (retrying; check UNIBUS_NATS_URL or --nats-url)" if isinstance(exc, OSError) else ""
-        self.throttle.log(logging.WARNING, _QUOTED.sub('"…"', text), "nats: %s%s", text, hint)
+    def disconnected(self, role: str) -> Callable[[], Awaitable[None]]:
+        async def said() -> None:
+            if not self.closing:
+                log.warning("nats: %s connection disconnected", role)
 
+        return said
 
-_QUOTED = re.compile(r'"[^"]*"')
+    def reconnected(self, role: str) -> Callable[[], Awaitable[None]]:
+        async def said() -> None:
+            log.info("nats: %s connection reconnected", role)
 
-
-async def _log_disconnect() -> None:
-    log.warning("nats: disconnected")
-
-
-async def _log_reconnect() -> None:
-    log.info("nats: reconnected")
+        return said

@@ -154,11 +154,13 @@ def bounded_spec(root: Path, keys: BoundaryKeys, inspector: Identity, **spec: ob
     return server
 
 
-async def reauthorized(nc: Client, reconnects_before: int, within_s: float = 5.0) -> None:
-    """Until the control plane has cut this connection (its identity's rooms changed) and
-    it is back under the new permissions."""
+async def reauthorize(nc: Client, within_s: float = 5.0) -> None:
+    """Reconnect and wait until back under current permissions: how a peer takes up a room
+    it was granted (a grant cuts nobody; docs/protocol.md, "Staying connected")."""
+    before = nc.stats["reconnects"]
+    await nc.force_reconnect()
     for _ in range(int(within_s / 0.01)):
-        if nc.stats["reconnects"] > reconnects_before and nc.is_connected:
+        if nc.stats["reconnects"] > before and nc.is_connected:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the connection was not re-authorized")

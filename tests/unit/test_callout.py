@@ -12,6 +12,7 @@ import pytest
 
 from unibus.callout import jwt
 from unibus.callout.authorizer import Authorizer
+from unibus.callout.grants import Grant
 from unibus.callout.permissions import DISCOVERY, for_anonymous, for_member
 from unibus.identity import Identity
 from unibus.storage import Room, StoreUnavailable
@@ -132,7 +133,9 @@ async def test_a_proven_member_gets_a_user_jwt_for_its_rooms() -> None:
     claims, decision = await answer(auth, request_jwt(signed_connect(alice)))
     user = jwt.decode(claims["nats"]["jwt"])
     assert decision == "member"
-    assert user["name"] == alice.public_key and user["aud"] == "UNIBUS"
+    # Named after the grant, which the revoker reads back from CONNZ (grants.py).
+    assert Grant.parse(user["name"]) == Grant(alice.public_key, 0, frozenset({"lobby"}))
+    assert user["aud"] == "UNIBUS"
     assert user["sub"] == claims["sub"]  # the key nats-server made for this connection
     assert "unibus.room.lobby" in user["nats"]["pub"]["allow"]
     assert 0 < user["exp"] - time.time() <= 60

@@ -24,6 +24,7 @@ from .. import identity
 from ..logthrottle import Throttle
 from ..storage import Room, RoomStore
 from . import jwt
+from .grants import Grant
 from .permissions import Permissions, for_anonymous, for_member
 from .serverconf import ACCOUNT
 
@@ -68,8 +69,12 @@ class Authorizer:
     room_subject_prefix: str
     allow_anonymous: bool
     ttl_s: float
-    """User JWTs expire after this: the bound on a stale permission if the instance that
-    changed a room died before it could cut the connections the change affected."""
+    """User JWTs expire after this: the backstop bound on a stale permission should every
+    revoker miss it (docs/security.md)."""
+    revision: Callable[[], int] = lambda: 0
+    """The room copy's position, read right after `rooms_of`: the stamp of the grant the
+    connection is named after (grants.py). A stamp that comes out too new only defers the
+    revoker's judgment of the grant until its copy gets there."""
     refusals: Throttle = field(default_factory=lambda: Throttle(log))
     """Refused and unreadable requests are logged rate-limited with counts: anyone can
     cause them, as fast as they can connect (the metrics count each)."""
@@ -124,8 +129,10 @@ class Authorizer:
             except Exception as exc:  # no fresh view of its rooms: refuse, the client retries
                 log.warning("auth callout: rooms of %s unavailable: %r", who, exc)
                 raise Refused("room storage unavailable, try again") from exc
+            rooms = list(rooms)
+            grant = Grant.of(who, rooms, self.revision())
             permissions = for_member(who, rooms, self.api_prefix, self.room_subject_prefix)
-            name = who
+            name = grant.user_name  # what the revoker reads back from CONNZ (grants.py)
         now = int(time.time())
         user = {
             "sub": request.user_nkey,

@@ -44,8 +44,14 @@ def run_init(args: argparse.Namespace) -> int:
     env.unlink(missing_ok=True)
     write_secret(env, f"{env_lines(keys)}{PASSWORD_VARIABLE}={password}")
     made = {"dir": args.dir, "env_file": str(env), "public_keys": keys.public()}
-    text = f"seeds and route password in {args.dir}; for nats-server: {env} (a secret); public keys:"
-    emit(args, made, f"{text}\n{env_lines(keys)}".rstrip("\n"))
+    # Plain NAME=value lines (compose's env_file and Kustomize's envs refuse `export`):
+    # a shell exports them with `set -a`.
+    start = f"set -a && . {env} && set +a && nats-server -c deploy/nats/standalone.conf"
+    human = (
+        f"seeds and route password in {args.dir}; for nats-server: {env} (a secret); public keys:\n"
+        f"{env_lines(keys)}nats-server reads them: {start}"
+    )
+    emit(args, made, human)
     return 0
 
 
