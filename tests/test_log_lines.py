@@ -12,10 +12,15 @@ from collections.abc import Iterator
 import nats.errors
 import pytest
 
+from unibus.client import ControlClient, Identity
 from unibus.logformat import TextFormatter
 from unibus.logthrottle import Throttle
 from unibus.runner import Running
 from unibus.wire import connection
+from unibus.wire.names import CONTROL_PREFIX
+
+from harness.boundary import connect_as
+from harness.waiting import wait_until
 
 FORGED = "2026-12-06 12:00:00,000 INFO unibus.app: serving as root, checks off"
 RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
@@ -83,3 +88,28 @@ async def test_refused_connects_cannot_forge_or_flood_the_log(
     assert [line for line in lines if line.startswith(FORGED)] == []
     refusals = [line for line in lines if "auth callout: refused" in line]
     assert len(refusals) == 1 and "victim\\n2026" in refusals[0], refusals
+
+
+async def test_replies_aimed_where_the_service_may_not_publish_write_one_line(
+    bounded_plane: Running, text_log: io.StringIO, alice: Identity
+) -> None:
+    """Each control request whose reply subject the responder may not publish to earns it
+    a permissions violation from the server, naming that subject: 100 of them, each aimed
+    elsewhere, are one kind of error and one line."""
+    stranger = await connect_as(bounded_plane.nats_url, alice)
+    try:
+        for i in range(100):
+            await stranger.nc.publish(
+                f"{CONTROL_PREFIX}.rooms.list", b"", reply=f"$JS.API.STREAM.DELETE.x{i}"
+            )
+        await stranger.nc.flush()
+        # The service still answers, and has had every violation reported by now.
+        assert await ControlClient(stranger.nc, alice).list_rooms() == []
+        await wait_until(
+            lambda: "permissions violation" in text_log.getvalue(), "a violation was logged", within_s=10.0
+        )
+        await asyncio.sleep(0.5)
+    finally:
+        await stranger.nc.close()
+    violations = [line for line in text_log.getvalue().splitlines() if "permissions violation" in line]
+    assert len(violations) == 1, violations
