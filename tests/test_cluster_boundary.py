@@ -73,8 +73,10 @@ async def test_a_removal_is_cut_when_an_instances_node_is_lost(
         await member.nc.flush()
         cluster.nodes[0].kill()
         await peer.remove_member("lossy", bob.public_key)
-        # Bounded by the design (a revocation pass, a reconnect), not timed: make bench times it.
-        assert await member.refused("subscription", "unibus.room.lossy", within_s=5.0), member.errors
+        # Bounded by the design, not timed (make bench times it): a revocation pass, then a
+        # reconnect that may first try the dead node and wait out a callout or two while
+        # the cluster settles (nats-py's connect timeout is 2 s).
+        assert await member.refused("subscription", "unibus.room.lossy", within_s=10.0), member.errors
     finally:
         await owner.nc.close()
         await member.nc.close()
