@@ -87,12 +87,16 @@ class Config:
     shim when it runs alone; off when unset."""
     cors_origins: str = ""
     """Comma-separated browser origins the HTTP shim grants CORS (none by default; `*`: any)."""
-    websocket_port: int = 9222
+    websocket_port: int = 8080
     """Embedded server only: websocket listener for browsers on loopback. Fixed, so a
-    page's saved server URL survives a restart (9222, as nats.ws's examples); 0 picks a
-    free port, -1 disables it."""
+    page's saved server URL survives a restart; 8080, the websocket port of every shipped
+    configuration (docs/deploy.md, "Ports"); 0 picks a free port, -1 disables it."""
     embedded_port: int = 4222
     """Embedded server only: client port on loopback (0 picks a free one)."""
+    embedded_monitor_port: int = -1
+    """Embedded server only: nats-server's HTTP monitoring (`/healthz`, `/varz`, `/jsz`)
+    on loopback. Off (-1) by default: it lists every connection, which nobody on a
+    developer's machine needs unasked; 8222 is nats-server's usual port, 0 a free one."""
     keys_dir: str | None = None
     """The trust boundary's seeds (`unibus boundary init DIR`, docs/security.md): the service
     connects with them and answers the auth callout. Unset: the embedded server keeps
@@ -150,11 +154,13 @@ class CannotListen(OSError):
         self.what = what
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` → (host, port); a clear ValueError otherwise."""
+def parse_listen(value: str, setting: str = "") -> tuple[str, int]:
+    """`host:port` or `[v6]:port` → (host, port); a clear ValueError otherwise, naming
+    `setting` (the variable and flag the value came from) when given."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen address {value!r} is not host:port")
+        named = f"{setting}: " if setting else ""
+        raise ValueError(f"{named}listen address {value!r} is not host:port (e.g. 127.0.0.1:9100)")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
@@ -173,6 +179,7 @@ _INTS = {
     "max_members_per_room",
     "websocket_port",
     "embedded_port",
+    "embedded_monitor_port",
 }
 _FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s", "revocation_sweep_s", "creates_per_second"}
 _BOOLS = {"use_jetstream"}
@@ -187,5 +194,14 @@ def _coerce(name: str, raw: str) -> Any:
     except ValueError as exc:
         raise ValueError(f"UNIBUS_{name.upper()}: {raw!r} is not a number") from exc
     if name in _BOOLS:
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise ValueError(
+                f"UNIBUS_{name.upper()}: {raw!r} is not one of true, false (or 1, 0, yes, no, on, off)"
+            )
+        return word in _TRUE
     return raw
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}

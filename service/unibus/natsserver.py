@@ -51,6 +51,11 @@ class ServerSpec:
     routes: list[int] = field(default_factory=list)
     max_file_store: str | None = None
     """JetStream's store limit (`1G`, say); None lets nats-server size it from the disk."""
+    monitor_port: int = -1
+    """HTTP monitoring (`/healthz`, `/varz`, `/jsz`) on loopback: -1 off, 0 any free port."""
+    log_rotation: tuple[str, int] | None = None
+    """(size, files): nats-server writes its log itself and rotates it past `size`
+    (`10MB`), keeping `files` of them; None appends to one file (the tests' servers)."""
     extra: str = ""
 
     def __post_init__(self) -> None:
@@ -70,6 +75,12 @@ class ServerSpec:
             lines.append(f'jetstream {{ store_dir: "{self.store_dir}"{limit} }}')
         if self.websocket_port >= 0:
             lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port or -1}, no_tls: true }}")
+        if self.monitor_port >= 0:
+            lines.append(f"http: 127.0.0.1:{self.monitor_port or -1}")
+        if self.log_rotation is not None:
+            size, files = self.log_rotation
+            lines.append(f'log_file: "{self.log_path}"')
+            lines.append(f"logfile_size_limit: {size}\nlogfile_max_num: {files}")
         if self.cluster_name:
             routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
             listen = f"127.0.0.1:{self.cluster_port}"
@@ -79,8 +90,16 @@ class ServerSpec:
         return "\n".join(lines) + "\n"
 
     @property
+    def log_path(self) -> Path:
+        return self.store_dir / f"{self.server_name}.log"
+
+    @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.monitor_port}" if self.monitor_port > 0 else None
 
     @property
     def websocket_url(self) -> str | None:
@@ -116,7 +135,7 @@ class NatsServer:
         """Extra environment, e.g. the `UNIBUS_*_KEY` variables a shipped config reads."""
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = spec.store_dir / f"{spec.server_name}.conf"
-        self.log_path = spec.store_dir / f"{spec.server_name}.log"
+        self.log_path = spec.log_path
 
     @property
     def url(self) -> str:
@@ -154,6 +173,8 @@ class NatsServer:
                 self.spec.port = _port_of(ports["nats"][0])
                 if self.spec.websocket_port >= 0:
                     self.spec.websocket_port = _port_of(ports["websocket"][0])
+                if self.spec.monitor_port >= 0:
+                    self.spec.monitor_port = _port_of(ports["monitoring"][0])
                 with socket.create_connection(("127.0.0.1", self.spec.port), 0.2):
                     return
             time.sleep(0.02)
@@ -178,5 +199,17 @@ def _port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
-def embedded_spec(data_dir: str | os.PathLike[str], port: int, websocket_port: int) -> ServerSpec:
-    return ServerSpec(store_dir=Path(data_dir).resolve() / "nats", port=port, websocket_port=websocket_port)
+EMBEDDED_LOG_ROTATION = ("10MB", 5)
+"""The embedded server's log: at most five files of 10 MB, never one growing for ever."""
+
+
+def embedded_spec(
+    data_dir: str | os.PathLike[str], port: int, websocket_port: int, monitor_port: int = -1
+) -> ServerSpec:
+    return ServerSpec(
+        store_dir=Path(data_dir).resolve() / "nats",
+        port=port,
+        websocket_port=websocket_port,
+        monitor_port=monitor_port,
+        log_rotation=EMBEDDED_LOG_ROTATION,
+    )

@@ -50,7 +50,10 @@ class ControlClient:
         try:
             reply = await self._exchange(subject, body, headers, resend=suffix.rsplit(".", 1)[-1] in READS)
         except nats.errors.NoRespondersError:
-            raise Unavailable(503, "no control plane instance is answering") from None
+            # As NATS says it, with the subject: a wrong prefix is told apart from a stopped service.
+            raise Unavailable(
+                503, f"no responders available for request: no control plane instance subscribes to {subject}"
+            ) from None
         reply_headers = reply.headers or {}
         code = reply_headers.get(ERROR_CODE_HEADER)
         if code:
