@@ -29,12 +29,12 @@ from . import __version__, orphans
 from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.signing import RECONNECT_HEADER
-from .callout.authorizer import Authorizer, current_rooms
+from .callout.authorizer import Authorizer, current_rooms, held_connections
 from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
-from .endpoints.quotas import CreationRate
+from .endpoints.creations import CreationLimit, LocalCreations, Rule, SharedCreations
 from .errors import ApiError, StartRefused, bad_request
 from .framecache import FrameCache
 from .ids import is_room_id
@@ -75,6 +75,7 @@ class ControlPlane:
         js = await _jetstream(self.nc, self.config)
         replicas = _replicas(self.nc, self.config) if js else 1
         store: RoomStore
+        creations: CreationLimit
         if js is not None:
             await _no_restore_under_way(js, self.config)
             store = await KvStore.open(
@@ -87,12 +88,15 @@ class ControlPlane:
             )
             # Instances of a queue group must share one replay guard (LocalNonces otherwise).
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
+            # …and one creation count, or each instance would add its own rate (creations.py).
+            creations = await SharedCreations.open(self.nc, js, self.config, replicas)
         else:
             log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
             data = Path(self.config.data_dir)
             store = SqliteStore(data / "rooms.sqlite")
             self._sqlite_nonces = SqliteNonces(data / "nonces.sqlite", self.config.clock_skew_s)
             self.verifier.replay = self._sqlite_nonces
+            creations = LocalCreations(Rule(self.config.creates_per_second))
         limit = self.config.room_max_msg_size or largest_frame(self.nc.max_payload)
         policy = StreamPolicy(replicas, self.config.room_max_bytes, limit, self.config.api_prefix)
         self.deps = Deps(
@@ -101,7 +105,7 @@ class ControlPlane:
             self.nc,
             js,
             policy,
-            CreationRate(self.config.creates_per_second),
+            creations,
             FrameCache(self.config.history_cache_bytes),
         )
         self.service = await add_service(
@@ -172,6 +176,8 @@ class ControlPlane:
             room_subject_prefix=self.config.room_subject_prefix,
             allow_anonymous=self.config.auth_mode is not AuthMode.ENFORCE,
             ttl_s=self.config.callout_ttl_s,
+            connections_of=held_connections(self.cutter) if self.cutter is not None else None,
+            max_connections=self.config.max_connections_per_identity,
         )
 
         async def authorize(request: Request) -> None:

@@ -23,12 +23,15 @@ import nkeys
 from .. import identity
 from ..storage import Room, RoomStore
 from . import jwt
+from .cutoff import ConnectionCutter
 from .permissions import Permissions, for_anonymous, for_member
 from .serverconf import ACCOUNT
 
 log = logging.getLogger(__name__)
 
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
+ConnectionsOf = Callable[[str], Awaitable[int]]
+"""How many connections an identity holds now, on every server."""
 Decision = Literal["member", "anonymous", "refused", "unreadable"]
 """What the callout answered: admitted with a member's or the anonymous permissions,
 refused with an error, or no answer at all to a request it could not read."""
@@ -44,6 +47,18 @@ def current_rooms(store: RoomStore) -> RoomsOf:
         return await store.rooms_of(member)
 
     return rooms_of
+
+
+def held_connections(cutter: ConnectionCutter) -> ConnectionsOf:
+    """An identity's connections as every server lists them (`CONNZ` filtered by the user
+    name the callout gave them, which is the identity's key): one request to all servers
+    per connect. A server that does not answer in time is not counted, so the limit fails
+    open, never locking a peer out because monitoring was slow."""
+
+    async def held(member: str) -> int:
+        return len(await cutter.connections(member))
+
+    return held
 
 
 class Refused(Exception):
@@ -69,6 +84,10 @@ class Authorizer:
     ttl_s: float
     """User JWTs expire after this: the bound on a stale permission if the instance that
     changed a room died before it could cut the connections the change affected."""
+    connections_of: ConnectionsOf | None = None
+    max_connections: int = 0
+    """Connections one identity may hold at once; the next is refused (0: no limit), so
+    one identity cannot take the server's whole `max_connections` from everyone."""
 
     async def answer(self, request_jwt: bytes) -> tuple[bytes, Decision]:
         """The signed authorization response for one request (a user JWT, or an error),
@@ -107,6 +126,7 @@ class Authorizer:
             permissions = for_anonymous(self.api_prefix, self.room_subject_prefix)
             name, decision = "anonymous", "anonymous"
         else:
+            await self._below_connection_limit(who)
             try:
                 rooms = await self.rooms_of(who)
             except Exception as exc:  # no fresh view of its rooms: refuse, the client retries
@@ -131,6 +151,15 @@ class Authorizer:
             },
         }
         return jwt.encode(user, self.issuer), decision
+
+    async def _below_connection_limit(self, who: str) -> None:
+        if not self.max_connections or self.connections_of is None:
+            return
+        held = await self.connections_of(who)
+        if held >= self.max_connections:
+            raise Refused(
+                f"this identity holds {held} connections, the most one may ({self.max_connections})"
+            )
 
 
 def _parse(claims: dict[str, Any]) -> AuthRequest:

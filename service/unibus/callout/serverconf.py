@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..auth.replay import nonce_subject
 from ..config import DEFAULT_API_PREFIX
+from ..endpoints.creations import creations_subject
 from ..storage.kv import bucket_name
 
 ACCOUNT = "UNIBUS"
@@ -43,6 +44,7 @@ def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_
         "$JS.SNAPSHOT.>",
         f"$KV.{bucket_name(api_prefix)}.>",
         nonce_subject(api_prefix),
+        creations_subject(api_prefix),
         f"{control}.*.history",
         "$SRV.PING",
         "$SRV.PING.>",

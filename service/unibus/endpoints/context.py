@@ -18,7 +18,7 @@ from ..errors import bad_request, forbidden, not_found
 from ..framecache import FrameCache
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
-from .quotas import CreationRate
+from .creations import CreationLimit
 
 Reply = tuple[bytes, dict[str, str]]
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -33,7 +33,7 @@ class Deps:
     nc: Client
     js: JetStreamContext | None
     streams: StreamPolicy
-    creations: CreationRate
+    creations: CreationLimit
     frames: FrameCache
 
 

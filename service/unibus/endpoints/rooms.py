@@ -25,11 +25,11 @@ _MAX_NAME = 200
 async def create(call: Call) -> Reply:
     room = _new_room(call)
     deps = call.deps
-    assert room.owner is not None
-    await quotas.check_create(deps.config, deps.store, deps.creations, room.owner)
+    reserves = room.persisted and deps.js is not None
+    await quotas.check_create(deps.config, deps.store, deps.creations, room, call.caller.signer, reserves)
     if await deps.store.get(room.id) is not None:
         raise conflict("room already exists")
-    if room.persisted and deps.js is not None:
+    if reserves and deps.js is not None:
         # The stream comes first, so the subject is captured from the very first
         # message whoever publishes it, and a stream failure leaves no room behind.
         try:

@@ -1,0 +1,170 @@
+"""How fast one identity creates rooms, counted where every instance sees it.
+
+A creation rate kept in each instance's memory lets a caller multiply it by the number of
+instances (the queue group spreads its requests). So the count lives in JetStream: each
+creation is one small message on `<api_prefix>.creations.<identity>` in a stream that
+forgets it after `window_s`, and a creation is admitted while the identity has at most
+`burst` messages there. The message is published first and counted after, so two
+instances admitting the same identity at once see each other's; the one that finds too
+many deletes its own message again and answers 429. Contention can therefore refuse
+both, never admit one too many.
+
+Only the control plane's own connection may publish there (the trust boundary,
+`callout/serverconf.py`); peers cannot fill someone else's count. Without JetStream (the
+SQLite fallback, one instance) the same rule is kept in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import nats.js.errors as jserr
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from ..config import DEFAULT_API_PREFIX, Config
+from ..errors import too_many
+from ..storage.reservation import reserve
+
+BURST = 50
+"""Creations one identity may make at once; then `rate` a second on average."""
+
+CREATIONS_STREAM = "UNIBUS-CREATIONS"
+"""Not `UNIBUS_<x>`: that form belongs to room streams (as the nonce stream's name)."""
+
+CREATIONS_MAX_BYTES = 8 * 1024 * 1024
+"""Reserved for the counts (about 110 bytes a creation, so some 75,000 a window); beyond
+it the oldest are dropped, which only ever lets a creator create sooner."""
+
+_NAME_IN_USE = 10058
+
+
+def creations_subject(api_prefix: str, identity: str = "*") -> str:
+    return f"{api_prefix}.creations.{identity}"
+
+
+def creations_stream_name(api_prefix: str) -> str:
+    """One stream per deployment, as the nonce stream (auth/replay.py)."""
+    if api_prefix == DEFAULT_API_PREFIX:
+        return CREATIONS_STREAM
+    return f"{CREATIONS_STREAM}-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """At most `allowed` creations in any `window_s`: `rate` a second on average, `BURST`
+    at once. The window is at least a second (JetStream ages messages out no finer than
+    100 ms), so a rate above `BURST` a second allows that many in one second instead."""
+
+    rate: float
+
+    @property
+    def window_s(self) -> float:
+        return max(BURST / self.rate, 1.0)
+
+    @property
+    def allowed(self) -> int:
+        return max(BURST, round(self.rate * self.window_s))
+
+    def refusal(self) -> Exception:
+        return too_many(
+            f"at most {self.allowed} room creations in {self.window_s:g} s ({self.rate:g} a second);"
+            " try again shortly"
+        )
+
+
+class CreationLimit(Protocol):
+    async def take(self, identity: str) -> None:
+        """Count one creation by `identity`, or raise 429 (nothing counted)."""
+        ...
+
+
+@dataclass
+class LocalCreations:
+    """The rule in memory, for a single instance without JetStream."""
+
+    rule: Rule
+    _times: dict[str, deque[float]] = field(default_factory=dict)
+
+    async def take(self, identity: str) -> None:
+        now, window = time.monotonic(), self.rule.window_s
+        times = self._times.setdefault(identity, deque())
+        while times and now - times[0] >= window:
+            times.popleft()
+        if len(times) >= self.rule.allowed:
+            raise self.rule.refusal()
+        times.append(now)
+        if len(self._times) > 10_000:  # forget creators whose window has passed
+            self._times = {k: v for k, v in self._times.items() if v and now - v[-1] < window}
+
+
+class SharedCreations:
+    """The rule in JetStream, shared by every instance of the deployment."""
+
+    def __init__(self, nc: Client, js: JetStreamContext, config: Config) -> None:
+        self._nc = nc
+        self._js = js
+        self._rule = Rule(config.creates_per_second)
+        self._prefix = config.api_prefix
+        self._stream = creations_stream_name(config.api_prefix)
+        self._timeout = config.js_timeout_s
+
+    @classmethod
+    async def open(cls, nc: Client, js: JetStreamContext, config: Config, replicas: int) -> SharedCreations:
+        """Create the stream, or bring an existing one to this window and reservation."""
+        rule = Rule(config.creates_per_second)
+        stream = StreamConfig(
+            name=creations_stream_name(config.api_prefix),
+            subjects=[creations_subject(config.api_prefix)],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=max(1, replicas),
+            max_age=rule.window_s,
+            max_msgs_per_subject=rule.allowed + 1,
+            discard=DiscardPolicy.OLD,
+            max_bytes=CREATIONS_MAX_BYTES,
+        )
+        try:
+            await asyncio.wait_for(js.add_stream(stream), config.js_timeout_s)
+        except jserr.APIError as err:
+            if err.err_code != _NAME_IN_USE:
+                raise
+            info = await asyncio.wait_for(js.stream_info(stream.name or ""), config.js_timeout_s)
+            if (info.config.max_age, info.config.max_msgs_per_subject) != (
+                stream.max_age,
+                stream.max_msgs_per_subject,
+            ):
+                # The rate was changed: the instance started last sets it for all.
+                changed = replace(
+                    info.config, max_age=stream.max_age, max_msgs_per_subject=stream.max_msgs_per_subject
+                )
+                await asyncio.wait_for(js.update_stream(changed), config.js_timeout_s)
+            await reserve(js, stream.name or "", CREATIONS_MAX_BYTES, config.js_timeout_s)
+        return cls(nc, js, config)
+
+    async def take(self, identity: str) -> None:
+        subject = creations_subject(self._prefix, identity)
+        ack = await self._js.publish(subject, b"", timeout=self._timeout, stream=self._stream)
+        if await self._count(subject) <= self._rule.allowed:
+            return
+        await self._js.delete_msg(self._stream, ack.seq)
+        raise self._rule.refusal()
+
+    async def _count(self, subject: str) -> int:
+        """Creations of one identity still in the window, from one raw STREAM.INFO."""
+        body = json.dumps({"subjects_filter": subject}).encode()
+        reply = await self._nc.request(f"$JS.API.STREAM.INFO.{self._stream}", body, timeout=self._timeout)
+        info = json.loads(reply.data)
+        error = info.get("error")
+        if error is not None:
+            raise jserr.APIError(
+                code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
+            )
+        return int((info["state"].get("subjects") or {}).get(subject, 0))
