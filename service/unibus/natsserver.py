@@ -51,6 +51,7 @@ class ServerSpec:
     routes: list[int] = field(default_factory=list)
     max_file_store: str | None = None
     """JetStream's store limit (`1G`, say); None lets nats-server size it from the disk."""
+    max_memory_store: str | None = None
     extra: str = ""
 
     def __post_init__(self) -> None:
@@ -67,6 +68,7 @@ class ServerSpec:
         ]
         if self.jetstream:
             limit = f", max_file_store: {self.max_file_store}" if self.max_file_store else ""
+            limit += f", max_memory_store: {self.max_memory_store}" if self.max_memory_store else ""
             lines.append(f'jetstream {{ store_dir: "{self.store_dir}"{limit} }}')
         if self.websocket_port >= 0:
             lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port or -1}, no_tls: true }}")
@@ -178,5 +180,18 @@ def _port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+# The embedded server's JetStream limits, as the shipped configs' (deploy/nats): stated,
+# not sized by nats-server from the disk at boot, so the admission model's total is what
+# the operator meant (docs/security.md). Run your own nats-server to size them otherwise.
+EMBEDDED_FILE_STORE = "10G"
+EMBEDDED_MEMORY_STORE = "256M"
+
+
 def embedded_spec(data_dir: str | os.PathLike[str], port: int, websocket_port: int) -> ServerSpec:
-    return ServerSpec(store_dir=Path(data_dir).resolve() / "nats", port=port, websocket_port=websocket_port)
+    return ServerSpec(
+        store_dir=Path(data_dir).resolve() / "nats",
+        port=port,
+        websocket_port=websocket_port,
+        max_file_store=EMBEDDED_FILE_STORE,
+        max_memory_store=EMBEDDED_MEMORY_STORE,
+    )
