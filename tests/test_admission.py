@@ -1,0 +1,228 @@
+"""How far one identity reaches (docs/security.md, "Admission model"), tried as a
+stranger would on the shipped deploy/nats config: exhaust the store, fill the room
+bucket, flood connections, create faster by spreading over instances. Each attempt is
+stopped with a clear answer, someone else keeps working, and nothing of others changes.
+
+A stranger's control requests travel on a connection of another identity (a courier):
+the control plane authenticates the signature, not the connection, and a create would
+otherwise wait for its own connection to be re-authorized after every room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats.js.errors
+import pytest
+
+from unibus.client import (
+    ControlClient,
+    Forbidden,
+    Identity,
+    InsufficientStorage,
+    NotFound,
+    Peer,
+    ServiceError,
+    TooMany,
+)
+from unibus.endpoints.creations import Rule
+from unibus.runner import Running
+
+from conftest import StartPlane
+from harness.boundary import Watched, connect_as, refused_connect
+
+
+@pytest.fixture
+async def courier(start_bounded: StartPlane) -> AsyncIterator[Courier]:
+    """Connects once the test has started its control plane (it sets the limits)."""
+    courier = Courier()
+    yield courier
+    if courier.watched is not None:
+        await courier.watched.nc.close()
+
+
+class Courier:
+    watched: Watched | None = None
+
+    async def nc(self, url: str) -> Any:
+        if self.watched is None:
+            self.watched = await connect_as(url, Identity.generate())
+        return self.watched.nc
+
+
+async def bobs_room(url: str, bob: Identity) -> tuple[Watched, Peer]:
+    """Bob's persisted room with two frames in it: what must come through unchanged."""
+    watched = await connect_as(url, bob)
+    peer = Peer(watched.nc, bob)
+    await peer.create_room("bobs", encrypted=False)
+    for frame in (b"one", b"two"):
+        await peer.publish("bobs", frame)
+    for _ in range(200):
+        if len((await peer.control.history("bobs")).frames) == 2:
+            break
+        await asyncio.sleep(0.02)
+    return watched, peer
+
+
+async def state_of(client: ControlClient, room_id: str) -> tuple[dict[str, Any], list[bytes]]:
+    return await client.info(room_id), (await client.history(room_id)).frames
+
+
+async def test_one_identity_cannot_reserve_the_store_from_everyone(
+    start_bounded: StartPlane, courier: Courier, bob: Identity
+) -> None:
+    """At the defaults a stranger gets 64 persisted rooms (1 GiB of the shipped 10 GiB
+    store); the 65th is 403 with nothing created, while bob and a newcomer still create."""
+    plane = await start_bounded(creates_per_second=1000.0)
+    via = await courier.nc(plane.nats_url)
+    share = plane.config.creator_store_bytes // plane.config.room_max_bytes
+    assert share == 64
+    bob_conn, bob_peer = await bobs_room(plane.nats_url, bob)
+    try:
+        before = await state_of(bob_peer.control, "bobs")
+        as_mallory = ControlClient(via, Identity.generate())
+        created = []
+        with pytest.raises(Forbidden, match="one identity may reserve at most 1024 MiB"):
+            for i in range(share + 10):
+                created.append((await as_mallory.create_room(f"m{i}", encrypted=False))["id"])
+        assert len(created) == share
+        with pytest.raises(NotFound):
+            await as_mallory.info(f"m{share}")
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await plane.nc.jetstream().stream_info(f"UNIBUS_m{share}")
+        # An ephemeral room reserves nothing in the store: still hers to make.
+        await as_mallory.create_room("m-live", mode="ephemeral", encrypted=False)
+
+        await bob_peer.create_room("bobs-next", encrypted=False)
+        newcomer = ControlClient(via, Identity.generate())
+        await newcomer.create_room("newcomer", encrypted=False)
+        assert await state_of(bob_peer.control, "bobs") == before
+    finally:
+        await bob_conn.nc.close()
+
+
+async def test_a_bucket_filled_with_new_rooms_still_takes_membership_changes(
+    start_bounded: StartPlane, courier: Courier, alice: Identity, bob: Identity
+) -> None:
+    """Many identities fill a small room bucket with ephemeral rooms: creates stop at 3/4
+    (507, for a newcomer too), and a member of an existing room is still added and
+    removed. A stranger growing its own room with members stops at 7/8."""
+    plane = await start_bounded(bucket_max_bytes=64 * 1024, creates_per_second=1000.0)
+    via = await courier.nc(plane.nats_url)
+    as_alice = ControlClient(via, alice)
+    await as_alice.create_room("club", mode="ephemeral", encrypted=False)
+    await as_alice.add_member("club", bob.public_key)
+    as_mallory = ControlClient(via, Identity.generate())
+    await as_mallory.create_room("mallorys", mode="ephemeral", encrypted=False)
+    bob_conn, bob_peer = await bobs_room(plane.nats_url, bob)
+    try:
+        before = await state_of(bob_peer.control, "bobs")
+        made = 0
+        refusal: ServiceError | None = None
+        while refusal is None and made < 1000:
+            stranger = ControlClient(via, Identity.generate())
+            try:
+                for _ in range(5):
+                    await stranger.create_room(mode="ephemeral", encrypted=False)
+                    made += 1
+            except ServiceError as exc:
+                refusal = exc
+        assert isinstance(refusal, InsufficientStorage), refusal
+        assert "stops creates at 75%" in refusal.message
+        with pytest.raises(InsufficientStorage):
+            await ControlClient(via, Identity.generate()).create_room(mode="ephemeral")
+
+        carol = Identity.generate()
+        await as_alice.add_member("club", carol.public_key)
+        await as_alice.remove_member("club", bob.public_key)
+        assert {m["id"] for m in (await as_alice.members("club"))["members"]} == {
+            alice.public_key,
+            carol.public_key,
+        }
+
+        # Members are free to name: a stranger growing its own room is stopped at 7/8 ...
+        with pytest.raises(InsufficientStorage, match="stops member adds at 88%"):
+            for _ in range(2000):
+                await as_mallory.add_member("mallorys", Identity.generate().public_key)
+        # ... and the rest is left for changes that do not grow the bucket.
+        await as_alice.remove_member("club", carol.public_key)
+        assert {m["id"] for m in (await as_alice.members("club"))["members"]} == {alice.public_key}
+        assert await state_of(bob_peer.control, "bobs") == before
+    finally:
+        await bob_conn.nc.close()
+
+
+LIMIT = 20
+
+
+async def test_a_connection_flood_by_one_identity_is_refused_beyond_its_limit(
+    start_bounded: StartPlane, alice: Identity, bob: Identity
+) -> None:
+    plane = await start_bounded(max_connections_per_identity=LIMIT)
+    url = plane.nats_url
+    bob_conn, bob_peer = await bobs_room(url, bob)
+    held = [await connect_as(url, alice) for _ in range(LIMIT)]
+    try:
+        before = await state_of(bob_peer.control, "bobs")
+        assert "authorization violation" in (await refused_connect(url, alice)).lower()
+        # A burst at once is refused as a whole.
+        await asyncio.gather(*(refused_connect(url, alice) for _ in range(2 * LIMIT)))
+        assert all(w.nc.is_connected for w in held)
+
+        newcomer = Identity.generate()
+        other = await connect_as(url, newcomer)
+        await ControlClient(other.nc, newcomer).list_rooms()
+        await other.nc.close()
+        await bob_peer.publish("bobs", b"three")
+
+        # A connection closed frees its place.
+        await held.pop().nc.close()
+        for _ in range(100):
+            try:
+                held.append(await connect_as(url, alice))
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        assert len(held) == LIMIT
+        info, frames = await state_of(bob_peer.control, "bobs")
+        assert (info, frames[:2]) == (before[0], before[1])
+    finally:
+        for watched in held:
+            await watched.nc.close()
+        await bob_conn.nc.close()
+
+
+async def test_the_creation_rate_holds_across_instances(
+    start_bounded: StartPlane, courier: Courier, bob: Identity
+) -> None:
+    """Two instances share one count: the creates of one identity, spread over both by
+    the queue group, stop at the allowance, not at twice it."""
+    rate = 0.1
+    first = await start_bounded(creates_per_second=rate)
+    second = await start_bounded(creates_per_second=rate)
+    via = await courier.nc(first.nats_url)
+    allowed = Rule(rate).allowed
+    as_mallory = ControlClient(via, Identity.generate())
+    admitted = 0
+    refused = 0
+    for _ in range(allowed + 20):
+        try:
+            await as_mallory.create_room(mode="ephemeral", encrypted=False)
+            admitted += 1
+        except TooMany:
+            refused += 1
+    assert (admitted, refused) == (allowed, 20)
+    assert len(await as_mallory.list_rooms()) == allowed
+    for running in (first, second):
+        assert _creates_answered(running) > 0
+    # Another identity's allowance is its own.
+    await ControlClient(via, bob).create_room(mode="ephemeral", encrypted=False)
+
+
+def _creates_answered(running: Running) -> int:
+    service = running.plane.service
+    assert service is not None
+    stats = service.stats()
+    return sum(e.num_requests for e in stats.endpoints if e.name == "create")
