@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 import pytest
 
@@ -155,6 +156,9 @@ async def test_a_bucket_filled_with_new_rooms_still_takes_membership_changes(
 
 
 LIMIT = 20
+OVERSHOOT = 2
+"""Connects decided at the same moment may each see the count before the other's
+connection is registered (measured: a burst of 60 from none admitted exactly 20)."""
 
 
 async def test_a_connection_flood_by_one_identity_is_refused_beyond_its_limit(
@@ -163,31 +167,41 @@ async def test_a_connection_flood_by_one_identity_is_refused_beyond_its_limit(
     plane = await start_bounded(max_connections_per_identity=LIMIT)
     url = plane.nats_url
     bob_conn, bob_peer = await bobs_room(url, bob)
-    held = [await connect_as(url, alice) for _ in range(LIMIT)]
+
+    async def attempt() -> Watched | None:
+        try:
+            return await connect_as(url, alice)
+        except nats.errors.Error:
+            return None
+
+    flood = await asyncio.gather(*(attempt() for _ in range(3 * LIMIT)))
+    held = [watched for watched in flood if watched is not None]
     try:
         before = await state_of(bob_peer.control, "bobs")
+        assert LIMIT <= len(held) <= LIMIT + OVERSHOOT
         assert "authorization violation" in (await refused_connect(url, alice)).lower()
-        # A burst at once is refused as a whole.
-        await asyncio.gather(*(refused_connect(url, alice) for _ in range(2 * LIMIT)))
+        await asyncio.gather(*(refused_connect(url, alice) for _ in range(LIMIT)))
         assert all(w.nc.is_connected for w in held)
 
+        # Others connect, and use what they had.
         newcomer = Identity.generate()
         other = await connect_as(url, newcomer)
         await ControlClient(other.nc, newcomer).list_rooms()
         await other.nc.close()
         await bob_peer.publish("bobs", b"three")
 
-        # A connection closed frees its place.
-        await held.pop().nc.close()
+        # Connections closed free their places.
+        while len(held) >= LIMIT:
+            await held.pop().nc.close()
         for _ in range(100):
             try:
                 held.append(await connect_as(url, alice))
                 break
-            except Exception:
+            except nats.errors.Error:
                 await asyncio.sleep(0.05)
         assert len(held) == LIMIT
         info, frames = await state_of(bob_peer.control, "bobs")
-        assert (info, frames[:2]) == (before[0], before[1])
+        assert (info, frames[:2]) == before
     finally:
         for watched in held:
             await watched.nc.close()
