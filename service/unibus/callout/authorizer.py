@@ -52,11 +52,12 @@ def current_rooms(store: RoomStore) -> RoomsOf:
 def held_connections(cutter: ConnectionCutter) -> ConnectionsOf:
     """An identity's connections as every server lists them (`CONNZ` filtered by the user
     name the callout gave them, which is the identity's key): one request to all servers
-    per connect. A server that does not answer in time is not counted, so the limit fails
-    open, never locking a peer out because monitoring was slow."""
+    per connect, with no grace for a server that joined since the last gather. A server
+    that does not answer in time is not counted, so the limit fails open, never locking a
+    peer out because monitoring was slow."""
 
     async def held(member: str) -> int:
-        return len(await cutter.connections(member))
+        return len(await cutter.connections(member, grace_s=0.0))
 
     return held
 

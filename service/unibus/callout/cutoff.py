@@ -94,9 +94,11 @@ class ConnectionCutter:
         results = await asyncio.gather(*kicks, return_exceptions=True)
         return sum(1 for r in results if r is True)
 
-    async def connections(self, identity: str) -> list[Connection]:
+    async def connections(self, identity: str, grace_s: float = _GRACE_S) -> list[Connection]:
+        """The identity's connections on every server; `grace_s` 0 skips waiting for a server
+        that joined since the last gather (the connection limit, which every connect pays)."""
         query = {"user": identity, "acc": ACCOUNT, "limit": 10000}
-        answers = await self._gather("$SYS.REQ.SERVER.PING.CONNZ", json.dumps(query).encode())
+        answers = await self._gather("$SYS.REQ.SERVER.PING.CONNZ", json.dumps(query).encode(), grace_s)
         found = []
         for answer in answers:
             server_id = (answer.get("server") or {}).get("id")
@@ -118,7 +120,7 @@ class ConnectionCutter:
             return False
         return True
 
-    async def _gather(self, subject: str, body: bytes) -> list[dict[str, Any]]:
+    async def _gather(self, subject: str, body: bytes, grace_s: float = _GRACE_S) -> list[dict[str, Any]]:
         """Every server answers a PING request; collect until as many answered as last time
         and then a short grace for one that joined since, or until the timeout."""
         inbox = self._nc.new_inbox()
@@ -135,7 +137,7 @@ class ConnectionCutter:
             await self._nc.publish(subject, body, reply=inbox)
             try:
                 await asyncio.wait_for(enough.wait(), self._timeout)
-                await asyncio.sleep(_GRACE_S)
+                await asyncio.sleep(grace_s)
             except TimeoutError:
                 pass
         finally:
