@@ -272,10 +272,12 @@ async def test_pages_are_bounded_in_bytes_and_paging_returns_every_frame_once(
 
 
 async def test_a_huge_read_neither_stalls_other_reads_nor_disconnects_the_service(
-    nc: Client, as_alice: ControlClient, plane: Running
+    nc: Client, start_plane: StartPlane, alice: Identity
 ) -> None:
     """40 frames of 700 KB read with limit=1000 (28 MB through the service, one page of
     one frame out) while small reads of another room go on answering."""
+    plane = await start_plane(room_max_bytes=32 * 1024 * 1024)  # the room holds all 40
+    as_alice = ControlClient(nc, alice)
     big = await as_alice.create_room("big")
     small = await as_alice.create_room("small")
     for i in range(40):

@@ -28,8 +28,8 @@ MIB = 1024 * 1024
 async def small_store(
     tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity
 ) -> AsyncIterator[tuple[NatsServer, Client]]:
-    """A boundary server whose JetStream store holds 6 MiB in all."""
-    spec = bounded_spec(tmp_path / "small", boundary_keys, inspector, max_file_store=6 * MIB)
+    """A boundary server whose JetStream store holds 7 MiB in all."""
+    spec = bounded_spec(tmp_path / "small", boundary_keys, inspector, max_file_store=7 * MIB)
     server = NatsServer(spec).start()
     nc = await connect_inspector(server.url, inspector)
     yield server, nc
@@ -69,7 +69,7 @@ async def test_rooms_filling_the_store_leave_the_control_plane_working(
         with pytest.raises(InsufficientStorage, match="nothing was created"):
             for i in range(10):
                 created.append((await as_alice.create_room(f"r{i}", encrypted=False))["id"])
-        assert len(created) == 4  # 6 MiB: 1 bucket + 1 nonces + 4 rooms of 1 MiB
+        assert len(created) == 4  # 7 MiB: 1 bucket + 1 nonces + 1 creation counts + 4 rooms of 1 MiB
         assert [room["id"] for room in await as_alice.list_rooms()] == created
 
         # Every room's publishers fill it, and then some: the store is full.

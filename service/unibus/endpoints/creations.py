@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,9 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 from ..config import DEFAULT_API_PREFIX, Config
 from ..errors import too_many
-from ..storage.reservation import reserve
+from ..storage.reservation import INSUFFICIENT_STORAGE, reserve
+
+log = logging.getLogger(__name__)
 
 BURST = 50
 """Creations one identity may make at once; then `rate` a second on average."""
@@ -39,9 +42,10 @@ BURST = 50
 CREATIONS_STREAM = "UNIBUS-CREATIONS"
 """Not `UNIBUS_<x>`: that form belongs to room streams (as the nonce stream's name)."""
 
-CREATIONS_MAX_BYTES = 8 * 1024 * 1024
-"""Reserved for the counts (about 110 bytes a creation, so some 75,000 a window); beyond
-it the oldest are dropped, which only ever lets a creator create sooner."""
+CREATIONS_MAX_BYTES = 1024 * 1024
+"""Reserved for the counts (164 bytes a creation, measured, so some 6,400 a window, where
+one JetStream creates about 100 rooms a second); beyond it the oldest are dropped, which
+only ever lets a creator create sooner."""
 
 _NAME_IN_USE = 10058
 
@@ -134,6 +138,17 @@ class SharedCreations:
         try:
             await asyncio.wait_for(js.add_stream(stream), config.js_timeout_s)
         except jserr.APIError as err:
+            if err.err_code == INSUFFICIENT_STORAGE:
+                # A store that rooms already hold whole (a deployment from before this
+                # stream): count without a reservation rather than refuse to start.
+                log.warning(
+                    "stream %s: the JetStream store cannot reserve %d bytes for it; it runs"
+                    " unreserved: raise max_file_store or lower UNIBUS_ROOM_MAX_BYTES",
+                    stream.name,
+                    CREATIONS_MAX_BYTES,
+                )
+                await asyncio.wait_for(js.add_stream(replace(stream, max_bytes=-1)), config.js_timeout_s)
+                return cls(nc, js, config)
             if err.err_code != _NAME_IN_USE:
                 raise
             info = await asyncio.wait_for(js.stream_info(stream.name or ""), config.js_timeout_s)
