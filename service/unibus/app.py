@@ -34,7 +34,7 @@ from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
-from .endpoints.creations import CreationLimit, LocalCreations, Rule, SharedCreations
+from .endpoints.creations import CreationLimit, LocalCreations, Rule, creation_limit
 from .errors import ApiError, StartRefused, bad_request
 from .framecache import FrameCache
 from .ids import is_room_id
@@ -89,7 +89,7 @@ class ControlPlane:
             # Instances of a queue group must share one replay guard (LocalNonces otherwise).
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
             # …and one creation count, or each instance would add its own rate (creations.py).
-            creations = await SharedCreations.open(self.nc, js, self.config, replicas)
+            creations = await creation_limit(self.nc, js, self.config, replicas)
         else:
             log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
             data = Path(self.config.data_dir)

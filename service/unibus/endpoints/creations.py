@@ -135,33 +135,22 @@ class SharedCreations:
             discard=DiscardPolicy.OLD,
             max_bytes=CREATIONS_MAX_BYTES,
         )
+        name, timeout_s = stream.name or "", config.js_timeout_s
         try:
-            await asyncio.wait_for(js.add_stream(stream), config.js_timeout_s)
-        except jserr.APIError as err:
-            if err.err_code == INSUFFICIENT_STORAGE:
-                # A store that rooms already hold whole (a deployment from before this
-                # stream): count without a reservation rather than refuse to start.
-                log.warning(
-                    "stream %s: the JetStream store cannot reserve %d bytes for it; it runs"
-                    " unreserved: raise max_file_store or lower UNIBUS_ROOM_MAX_BYTES",
-                    stream.name,
-                    CREATIONS_MAX_BYTES,
-                )
-                await asyncio.wait_for(js.add_stream(replace(stream, max_bytes=-1)), config.js_timeout_s)
-                return cls(nc, js, config)
-            if err.err_code != _NAME_IN_USE:
-                raise
-            info = await asyncio.wait_for(js.stream_info(stream.name or ""), config.js_timeout_s)
-            if (info.config.max_age, info.config.max_msgs_per_subject) != (
-                stream.max_age,
-                stream.max_msgs_per_subject,
-            ):
-                # The rate was changed: the instance started last sets it for all.
-                changed = replace(
-                    info.config, max_age=stream.max_age, max_msgs_per_subject=stream.max_msgs_per_subject
-                )
-                await asyncio.wait_for(js.update_stream(changed), config.js_timeout_s)
-            await reserve(js, stream.name or "", CREATIONS_MAX_BYTES, config.js_timeout_s)
+            # Looked up first: JetStream checks an add's reservation before it finds the
+            # stream exists, so on a full store even an add of the same config is refused.
+            info = await asyncio.wait_for(js.stream_info(name), timeout_s)
+        except jserr.NotFoundError:
+            await _create(js, stream, timeout_s)
+            return cls(nc, js, config)
+        wanted = (stream.max_age, stream.max_msgs_per_subject)
+        if (info.config.max_age, info.config.max_msgs_per_subject) != wanted:
+            # The rate was changed: the instance started last sets it for all.
+            changed = replace(
+                info.config, max_age=stream.max_age, max_msgs_per_subject=stream.max_msgs_per_subject
+            )
+            await asyncio.wait_for(js.update_stream(changed), timeout_s)
+        await reserve(js, name, CREATIONS_MAX_BYTES, timeout_s)
         return cls(nc, js, config)
 
     async def take(self, identity: str) -> None:
@@ -183,3 +172,28 @@ class SharedCreations:
                 code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
             )
         return int((info["state"].get("subjects") or {}).get(subject, 0))
+
+
+async def _create(js: JetStreamContext, stream: StreamConfig, timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(js.add_stream(stream), timeout_s)
+    except jserr.APIError as err:
+        if err.err_code != _NAME_IN_USE:  # NAME_IN_USE: another instance starting made it
+            raise
+
+
+async def creation_limit(nc: Client, js: JetStreamContext, config: Config, replicas: int) -> CreationLimit:
+    """The shared count; on a store that rooms already hold whole (a deployment from before
+    the count), where JetStream makes no new stream at all, the count in memory, with a
+    warning, rather than an instance that cannot start."""
+    try:
+        return await SharedCreations.open(nc, js, config, replicas)
+    except jserr.APIError as err:
+        if err.err_code != INSUFFICIENT_STORAGE:
+            raise
+    log.warning(
+        "stream %s: the JetStream store has no room for it; creations are counted per instance"
+        " until a restart finds room: raise max_file_store or delete rooms",
+        creations_stream_name(config.api_prefix),
+    )
+    return LocalCreations(Rule(config.creates_per_second))
