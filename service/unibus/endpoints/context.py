@@ -17,6 +17,7 @@ from ..config import Config
 from ..errors import bad_request, forbidden, not_found
 from ..framecache import FrameCache
 from ..storage import Room, RoomStore
+from ..storage.kv import KeyedLock
 from ..streams import StreamPolicy
 from .creations import CreationLimit
 
@@ -35,6 +36,9 @@ class Deps:
     streams: StreamPolicy
     creations: CreationLimit
     frames: FrameCache
+    creating: KeyedLock = field(default_factory=KeyedLock)
+    """One create at a time per creator on this instance, so concurrent creates cannot all
+    pass the quotas counted before any of them is stored (quotas.py)."""
 
 
 @dataclass(frozen=True)

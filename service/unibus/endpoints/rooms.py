@@ -24,6 +24,13 @@ _MAX_NAME = 200
 
 async def create(call: Call) -> Reply:
     room = _new_room(call)
+    async with call.deps.creating.hold(room.owner or ""):
+        stored = await _create(call, room)
+    call.affected.update(stored.members)
+    return ok(stored.public())
+
+
+async def _create(call: Call, room: Room) -> Room:
     deps = call.deps
     reserves = room.persisted and deps.js is not None
     await quotas.check_create(deps.config, deps.store, deps.creations, room, call.caller.signer, reserves)
@@ -47,11 +54,9 @@ async def create(call: Call) -> Reply:
             log.warning("room %s: stream not ensured: %r", room.id, exc)
             raise unavailable("could not create the room's stream; nothing was created") from None
     try:
-        stored = await deps.store.create(room)
+        return await deps.store.create(room)
     except RoomExists:
         raise conflict("room already exists") from None
-    call.affected.update(stored.members)
-    return ok(stored.public())
 
 
 def _new_room(call: Call) -> Room:
