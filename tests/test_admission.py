@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import nats.errors
@@ -30,9 +31,10 @@ from unibus.client import (
 )
 from unibus.endpoints.creations import LocalCreations, Rule
 from unibus.errors import ApiError
+from unibus.natsserver import NatsServer
 from unibus.runner import Running
 
-from conftest import StartPlane
+from conftest import StartPlane, plane_starter
 from harness.boundary import Watched, connect_as, refused_connect
 
 
@@ -280,3 +282,51 @@ async def test_without_jetstream_the_rate_is_kept_in_memory() -> None:
         await limit.take("U-one")
     assert refused.value.code == 429
     await limit.take("U-other")
+
+
+async def test_an_instance_started_later_counts_the_connections_opened_before_it(
+    tmp_path: Path, shipped_nats: NatsServer, alice: Identity
+) -> None:
+    """The counts follow the servers' connect events; what was open before an instance
+    started it asks the servers for, so the limit holds across a restart of the service."""
+    held = []
+    try:
+        async with plane_starter(tmp_path, shipped_nats) as start:
+            await start(max_connections_per_identity=LIMIT)
+            held = [await connect_as(shipped_nats.url, alice) for _ in range(LIMIT)]
+        async with plane_starter(tmp_path, shipped_nats) as start:
+            await start(max_connections_per_identity=LIMIT)
+            assert "authorization violation" in (await refused_connect(shipped_nats.url, alice)).lower()
+            await held.pop().nc.close()
+            for _ in range(100):
+                try:
+                    held.append(await connect_as(shipped_nats.url, alice))
+                    break
+                except nats.errors.Error:
+                    await asyncio.sleep(0.05)
+            assert len(held) == LIMIT
+            assert "authorization violation" in (await refused_connect(shipped_nats.url, alice)).lower()
+    finally:
+        for watched in held:
+            await watched.nc.close()
+
+
+async def test_connections_whose_jwt_expired_are_closed_and_stop_counting(
+    start_bounded: StartPlane, alice: Identity
+) -> None:
+    """nats-server closes a connection whose user JWT expires: the counts rely on it once
+    they have followed the events for a JWT's lifetime. The closed ones free their places."""
+    plane = await start_bounded(max_connections_per_identity=3, callout_ttl_s=2.0)
+    held = [await connect_as(plane.nats_url, alice) for _ in range(3)]
+    try:
+        assert "authorization violation" in (await refused_connect(plane.nats_url, alice)).lower()
+        for _ in range(200):
+            if all(w.nc.is_closed for w in held):
+                break
+            await asyncio.sleep(0.05)
+        assert all(w.nc.is_closed for w in held)
+        held = [await connect_as(plane.nats_url, alice) for _ in range(3)]
+        assert "authorization violation" in (await refused_connect(plane.nats_url, alice)).lower()
+    finally:
+        for watched in held:
+            await watched.nc.close()

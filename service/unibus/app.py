@@ -29,7 +29,8 @@ from . import __version__, orphans
 from .auth import Caller, LocalNonces, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.signing import RECONNECT_HEADER
-from .callout.authorizer import Authorizer, current_rooms, held_connections
+from .callout.authorizer import Authorizer, current_rooms
+from .callout.connections import ConnectionCounts
 from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
@@ -176,7 +177,7 @@ class ControlPlane:
             room_subject_prefix=self.config.room_subject_prefix,
             allow_anonymous=self.config.auth_mode is not AuthMode.ENFORCE,
             ttl_s=self.config.callout_ttl_s,
-            connections_of=held_connections(self.cutter) if self.cutter is not None else None,
+            connections=await self._connection_counts(),
             max_connections=self.config.max_connections_per_identity,
         )
 
@@ -195,6 +196,14 @@ class ControlPlane:
         await self.service.add_endpoint(name="auth-callout", subject=AUTH_CALLOUT_SUBJECT, handler=authorize)
         if self.cutter is not None:
             await self.cutter.learn_servers()
+
+    async def _connection_counts(self) -> ConnectionCounts | None:
+        """Kept from the servers' connect events, for the per-identity connection limit."""
+        if self.cutter is None or self.links.system is None or not self.config.max_connections_per_identity:
+            return None
+        counts = ConnectionCounts(self.links.system, self.cutter, self.config.callout_ttl_s)
+        await counts.start()
+        return counts
 
     async def stop(self) -> None:
         if self._sweeper is not None:

@@ -16,22 +16,29 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import nkeys
 
 from .. import identity
 from ..storage import Room, RoomStore
 from . import jwt
-from .cutoff import ConnectionCutter
 from .permissions import Permissions, for_anonymous, for_member
 from .serverconf import ACCOUNT
 
 log = logging.getLogger(__name__)
 
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
-ConnectionsOf = Callable[[str], Awaitable[int]]
-"""How many connections an identity holds now, on every server."""
+
+
+class ConnectionCount(Protocol):
+    """How many connections an identity holds, on every server (connections.py)."""
+
+    async def held(self, identity: str) -> int: ...
+
+    def admitted(self, identity: str) -> None: ...
+
+
 Decision = Literal["member", "anonymous", "refused", "unreadable"]
 """What the callout answered: admitted with a member's or the anonymous permissions,
 refused with an error, or no answer at all to a request it could not read."""
@@ -47,19 +54,6 @@ def current_rooms(store: RoomStore) -> RoomsOf:
         return await store.rooms_of(member)
 
     return rooms_of
-
-
-def held_connections(cutter: ConnectionCutter) -> ConnectionsOf:
-    """An identity's connections as every server lists them (`CONNZ` filtered by the user
-    name the callout gave them, which is the identity's key): one request to all servers
-    per connect, with no grace for a server that joined since the last gather. A server
-    that does not answer in time is not counted, so the limit fails open, never locking a
-    peer out because monitoring was slow."""
-
-    async def held(member: str) -> int:
-        return len(await cutter.connections(member, grace_s=0.0))
-
-    return held
 
 
 class Refused(Exception):
@@ -85,7 +79,7 @@ class Authorizer:
     ttl_s: float
     """User JWTs expire after this: the bound on a stale permission if the instance that
     changed a room died before it could cut the connections the change affected."""
-    connections_of: ConnectionsOf | None = None
+    connections: ConnectionCount | None = None
     max_connections: int = 0
     """Connections one identity may hold at once; the next is refused (0: no limit), so
     one identity cannot take the server's whole `max_connections` from everyone."""
@@ -151,12 +145,15 @@ class Authorizer:
                 "version": 2,
             },
         }
-        return jwt.encode(user, self.issuer), decision
+        token = jwt.encode(user, self.issuer)
+        if who is not None and self.connections is not None:
+            self.connections.admitted(who)
+        return token, decision
 
     async def _below_connection_limit(self, who: str) -> None:
-        if not self.max_connections or self.connections_of is None:
+        if not self.max_connections or self.connections is None:
             return
-        held = await self.connections_of(who)
+        held = await self.connections.held(who)
         if held >= self.max_connections:
             raise Refused(
                 f"this identity holds {held} connections, the most one may ({self.max_connections})"

@@ -19,6 +19,9 @@ from ..storage.kv import bucket_name
 ACCOUNT = "UNIBUS"
 """The account every unibus connection lands in (a user JWT's `aud`)."""
 SYSTEM_ACCOUNT = "SYS"
+CONNECTION_EVENTS = (f"$SYS.ACCOUNT.{ACCOUNT}.CONNECT", f"$SYS.ACCOUNT.{ACCOUNT}.DISCONNECT")
+"""What the servers publish for each connection of the account: the per-identity
+connection limit counts from them (connections.py)."""
 INBOXES = {role: f"_INBOX.unibus-{role}" for role in ("service", "responder", "shim", "system")}
 """Inbox prefixes of the static users. A peer's is `_INBOX.<its U… key>`, which no role
 name can equal, so no two connections share one."""
@@ -76,10 +79,10 @@ accounts {{
   }}
   {SYSTEM_ACCOUNT} {{
     users: [
-      # Finds an identity's connections and cuts them when its rooms change.
+      # Finds an identity's connections and cuts them when its rooms change; counts them (connection limit).
       {{ nkey: {key("SYSTEM")}, permissions: {{
           publish: {subjects("$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.SERVER.*.KICK")}
-          subscribe: {subjects(f"{INBOXES['system']}.>")}
+          subscribe: {subjects(f"{INBOXES['system']}.>", *CONNECTION_EVENTS)}
       }} }}
     ]
   }}
