@@ -19,14 +19,14 @@ from pathlib import Path
 
 import nats
 
-from unibus import connection
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
-from unibus.callout.serverconf import INBOXES
 from unibus.client import Identity, Peer
 from unibus.identity import Identity as Key
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.processes import stop_process
+from unibus.wire import connection
+from unibus.wire.names import INBOXES
 
 from .measure import Latency
 from .report import fmt_ms

@@ -13,8 +13,8 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from unibus.client import ControlClient, Forbidden, Identity
-from unibus.storage.kv import bucket_name
 from unibus.storage.rooms import Room
+from unibus.wire.names import bucket_name
 
 from . import history_paths as paths
 from .measure import Latency, cpu_seconds, latency, resident_mib

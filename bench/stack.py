@@ -18,6 +18,8 @@ from nats.aio.client import Client
 from unibus.endpoints import ENDPOINTS
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.processes import stop_process
+from unibus.wire.gather import gather
+from unibus.wire.names import SERVICE_NAME
 
 
 @dataclass
@@ -60,16 +62,9 @@ class Stack:
         an instance answers PING/INFO before its endpoints are subscribed)."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            inbox = nc.new_inbox()
-            sub = await nc.subscribe(inbox)
-            await nc.publish("$SRV.INFO.unibus-control-plane", b"", reply=inbox)
-            ready = 0
-            with contextlib.suppress(Exception):
-                while True:
-                    info = json.loads((await sub.next_msg(timeout=0.3)).data)
-                    ready += len(info["endpoints"]) == len(ENDPOINTS)
-            await sub.unsubscribe()
-            if ready >= count:
+            answers = await gather(nc, f"$SRV.INFO.{SERVICE_NAME}", within_s=2, idle_s=0.3, expect=count)
+            infos = [json.loads(answer.msg.data) for answer in answers]
+            if sum(len(info["endpoints"]) == len(ENDPOINTS) for info in infos) >= count:
                 return
         raise TimeoutError(f"{count} service instances did not come up")
 

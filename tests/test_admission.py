@@ -29,8 +29,7 @@ from unibus.client import (
     ServiceError,
     TooMany,
 )
-from unibus.endpoints.creations import LocalCreations, Rule
-from unibus.errors import ApiError
+from unibus.endpoints.creations import Rule
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
 
@@ -266,22 +265,6 @@ async def test_only_the_listed_creators_create_when_the_deployment_lists_them(
     # Everyone else is still a peer: added to a room, it reads it.
     await as_alice.add_member("listed", bob.public_key)
     assert (await as_bob.info("listed"))["role"] == "member"
-
-
-def test_the_creation_rule_keeps_a_burst_and_a_window_of_at_least_a_second() -> None:
-    assert (Rule(10.0).allowed, Rule(10.0).window_s) == (50, 5.0)
-    assert (Rule(0.1).allowed, Rule(0.1).window_s) == (50, 500.0)
-    assert (Rule(1000.0).allowed, Rule(1000.0).window_s) == (1000, 1.0)
-
-
-async def test_without_jetstream_the_rate_is_kept_in_memory() -> None:
-    limit = LocalCreations(Rule(0.5))
-    for _ in range(50):
-        await limit.take("U-one")
-    with pytest.raises(ApiError) as refused:
-        await limit.take("U-one")
-    assert refused.value.code == 429
-    await limit.take("U-other")
 
 
 async def test_an_instance_started_later_counts_the_connections_opened_before_it(

@@ -8,10 +8,10 @@ import time
 import pytest
 from nats.aio.client import Client
 
-from unibus.auth.signing import SIGNATURE, SIGNER, TIMESTAMP, sign_request
 from unibus.client import ControlClient, Identity, Unauthorized
 from unibus.config import AuthMode
 from unibus.runner import Running
+from unibus.wire.signing import SIGNATURE, SIGNER, TIMESTAMP, sign_request
 
 from conftest import StartPlane
 

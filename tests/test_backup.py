@@ -19,16 +19,16 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 
-from unibus.auth.replay import NONCE_STREAM, RESTORED_MARK, nonce_stream_config
-from unibus.auth.signing import sign_request
+from unibus.auth.replay import RESTORED_MARK, nonce_stream_config
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, Unavailable
 from unibus.config import Config
 from unibus.natsserver import NatsServer
+from unibus.operations.backup import BackupError, new_directory
 from unibus.storage import Room, SqliteStore
-from unibus.storage.backup import BackupError, new_directory
-from unibus.storage.kv import BUCKET
 from unibus.storage.rooms import Role
+from unibus.wire.names import NONCE_STREAM, ROOM_BUCKET
+from unibus.wire.signing import sign_request
 
 from conftest import plane_starter, wait_stored
 from harness.boundary import bounded_spec, connect_inspector
@@ -87,7 +87,7 @@ async def stream_messages(nc: Client, stream: str) -> list[tuple[int, bytes, dic
 
 
 async def rows(nc: Client) -> dict[str, bytes]:
-    kv = await nc.jetstream().key_value(BUCKET)
+    kv = await nc.jetstream().key_value(ROOM_BUCKET)
     return {key: (await kv.get(key)).value or b"" for key in await kv.keys()}
 
 
@@ -306,7 +306,7 @@ async def test_a_cluster_backup_restores_onto_one_server_with_replicas_1(
         env = cli_env(open_nats_server.url)
         code, out = await unibus("restore", str(tmp_path / "backup"), "--replicas", "1", env=env)
         assert code == 0, out
-        for stream in ("UNIBUS_replicated", f"KV_{BUCKET}", NONCE_STREAM):
+        for stream in ("UNIBUS_replicated", f"KV_{ROOM_BUCKET}", NONCE_STREAM):
             assert (await nc_single.jetstream().stream_info(stream)).config.num_replicas == 1
         single = await stream_messages(nc_single, "UNIBUS_replicated")
         assert single == await stream_messages(nc_cluster, "UNIBUS_replicated")

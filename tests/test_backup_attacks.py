@@ -18,16 +18,15 @@ import pytest
 from nats.aio.client import Client
 
 from test_backup import UNIBUS, cli_env, two_servers, unibus
-from unibus.auth.replay import NONCE_STREAM, RESTORED_MARK
-from unibus.auth.signing import sign_request
+from unibus.auth.replay import RESTORED_MARK
 from unibus.callout.keys import BoundaryKeys
-from unibus.callout.serverconf import INBOXES
 from unibus.client import ControlClient, Identity, Peer
-from unibus.config import DEFAULT_API_PREFIX, Config
+from unibus.config import Config
 from unibus.natsserver import NatsServer
+from unibus.operations.backup import BackupError, new_directory, restore, restore_lock_name
 from unibus.runner import Running
-from unibus.storage.backup import BackupError, new_directory, restore, restore_lock_name
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import CONTROL_PREFIX, INBOXES, NONCE_STREAM, ROOM_BUCKET
+from unibus.wire.signing import sign_request
 
 from conftest import StartPlane, plane_starter, wait_stored
 from harness.boundary import as_role, bounded_spec, connect_as, connect_inspector, denied_request
@@ -103,9 +102,9 @@ def doctor(saved: Saved, stream: str, change: Callable[[dict[str, Any]], None]) 
     saved.manifest_path.write_text(json.dumps(manifest))
 
 
-BUCKET_STREAM = f"KV_{BUCKET}"
+BUCKET_STREAM = f"KV_{ROOM_BUCKET}"
 # A room's frames written into another room's row: any member of `first` could forge rows.
-INTO_ROWS = {"src": "unibus.room.first", "dest": f"$KV.{BUCKET}.second"}
+INTO_ROWS = {"src": "unibus.room.first", "dest": f"$KV.{ROOM_BUCKET}.second"}
 DOCTORED: dict[str, tuple[str, dict[str, Any]]] = {
     # Every frame of `first` republished as a row of the bucket (or to $JS.API.>).
     "republish": ("UNIBUS_first", {"republish": INTO_ROWS}),
@@ -119,7 +118,7 @@ DOCTORED: dict[str, tuple[str, dict[str, Any]]] = {
     # Every change to `second`'s row (members, sealed keys) shown to the members of `first`.
     "bucket republish": (
         BUCKET_STREAM,
-        {"republish": {"src": f"$KV.{BUCKET}.second", "dest": "unibus.room.first"}},
+        {"republish": {"src": f"$KV.{ROOM_BUCKET}.second", "dest": "unibus.room.first"}},
     ),
     "subject transform": (
         "UNIBUS_first",
@@ -240,7 +239,7 @@ async def test_peers_and_the_shim_get_nothing_of_the_snapshot_api(
         async with as_role(bounded_plane.nats_url, boundary_keys, "shim") as shim:
             for who in (member, shim):
                 await denied_request(who, "$JS.API.STREAM.SNAPSHOT.UNIBUS_vault", snapshot)
-                await denied_request(who, f"$JS.API.STREAM.SNAPSHOT.KV_{BUCKET}", snapshot)
+                await denied_request(who, f"$JS.API.STREAM.SNAPSHOT.KV_{ROOM_BUCKET}", snapshot)
                 await denied_request(who, "$JS.API.STREAM.RESTORE.UNIBUS_later", b"{}")
                 await denied_request(who, "$JS.SNAPSHOT.ACK.UNIBUS_vault.x")
                 await denied_request(who, "$JS.SNAPSHOT.RESTORE.UNIBUS_later.x", b"forged chunk")
@@ -340,7 +339,7 @@ async def test_a_stream_made_by_someone_else_during_a_restore_is_left_alone(
                 if "UNIBUS_room00" in await saved.streams_on_new():
                     break
                 await asyncio.sleep(0.005)
-            await js.create_key_value(bucket=BUCKET)
+            await js.create_key_value(bucket=ROOM_BUCKET)
 
         try:
             racing = asyncio.create_task(bucket_once_the_first_room_is_back())
@@ -450,7 +449,7 @@ async def test_an_instance_does_not_start_while_a_restore_holds_its_lock(
     the instance's refusal to start then: without it the instance creates an empty
     bucket (or serves a partial one) and its orphan sweep deletes the streams of the
     rooms whose rows are not back."""
-    lock = restore_lock_name(DEFAULT_API_PREFIX)
+    lock = restore_lock_name(CONTROL_PREFIX)
     await nc.jetstream().add_stream(name=lock, subjects=[lock])
     with pytest.raises(RuntimeError, match=f"{lock} exists"):
         await start_plane()

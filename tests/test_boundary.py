@@ -19,13 +19,11 @@ import nats.js.errors
 import pytest
 from nats.js.api import StreamConfig
 
-from unibus.auth.replay import nonce_stream_name
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import Identity, Peer
-from unibus.config import DEFAULT_API_PREFIX
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import CONTROL_PREFIX, ROOM_BUCKET, nonce_stream_name
 
 from conftest import StartPlane
 from harness.boundary import Watched, as_role, connect_as, denied_request, refused_connect
@@ -122,8 +120,8 @@ async def test_the_service_users_cannot_be_claimed_without_their_seeds(
 async def test_a_stranger_cannot_read_the_room_bucket_or_a_rooms_stream(
     bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched
 ) -> None:
-    await denied_request(stranger, f"$JS.API.STREAM.INFO.KV_{BUCKET}")
-    await denied_request(stranger, f"$JS.API.DIRECT.GET.KV_{BUCKET}.$KV.{BUCKET}.vault")
+    await denied_request(stranger, f"$JS.API.STREAM.INFO.KV_{ROOM_BUCKET}")
+    await denied_request(stranger, f"$JS.API.DIRECT.GET.KV_{ROOM_BUCKET}.$KV.{ROOM_BUCKET}.vault")
     await denied_request(stranger, "$JS.API.STREAM.MSG.GET.UNIBUS_vault", b'{"seq": 1}')
     await denied_request(stranger, "$JS.API.STREAM.INFO.UNIBUS_vault")
     await denied_request(stranger, "$JS.API.STREAM.LIST")
@@ -135,8 +133,8 @@ async def test_a_stranger_cannot_write_the_room_bucket(
     _, peer = owner
     before = await peer.control.members("vault")
     row = json.dumps({"id": "vault", "members": {"U" + "A" * 55: "owner"}}).encode()
-    await stranger.nc.publish(f"$KV.{BUCKET}.vault", row)
-    assert await stranger.refused("publish", f"$KV.{BUCKET}.vault")
+    await stranger.nc.publish(f"$KV.{ROOM_BUCKET}.vault", row)
+    assert await stranger.refused("publish", f"$KV.{ROOM_BUCKET}.vault")
     assert await peer.control.members("vault") == before
 
 
@@ -155,13 +153,13 @@ async def test_a_stranger_cannot_purge_delete_or_precreate_room_streams(
 
 
 async def test_a_stranger_cannot_touch_the_nonce_stream(bounded_plane: Running, stranger: Watched) -> None:
-    stream = nonce_stream_name(DEFAULT_API_PREFIX)
+    stream = nonce_stream_name(CONTROL_PREFIX)
     before = (await bounded_plane.nc.jetstream().stream_info(stream)).config
     shrunk = json.dumps({**before.as_dict(), "duplicate_window": 1_000_000}).encode()
     await denied_request(stranger, f"$JS.API.STREAM.UPDATE.{stream}", shrunk)
     await denied_request(stranger, f"$JS.API.STREAM.DELETE.{stream}")
-    await stranger.nc.publish(f"{DEFAULT_API_PREFIX}.nonces", b"")
-    assert await stranger.refused("publish", f"{DEFAULT_API_PREFIX}.nonces")
+    await stranger.nc.publish(f"{CONTROL_PREFIX}.nonces", b"")
+    assert await stranger.refused("publish", f"{CONTROL_PREFIX}.nonces")
     after = (await bounded_plane.nc.jetstream().stream_info(stream)).config
     assert after.duplicate_window == before.duplicate_window
 
@@ -173,7 +171,7 @@ async def test_nobody_but_the_service_can_subscribe_to_control_subjects(
     bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched
 ) -> None:
     """Impersonating the service (answering `…key` before it) needs the subscription."""
-    for subject in (f"{DEFAULT_API_PREFIX}.>", f"{DEFAULT_API_PREFIX}.rooms.*.key", "$SYS.REQ.USER.AUTH"):
+    for subject in (f"{CONTROL_PREFIX}.>", f"{CONTROL_PREFIX}.rooms.*.key", "$SYS.REQ.USER.AUTH"):
         await stranger.nc.subscribe(subject)
         assert await stranger.refused("subscription", subject), subject
     _, peer = owner
@@ -199,7 +197,7 @@ async def test_a_reply_subject_cannot_aim_the_service_at_jetstream(
     before = await stored(bounded_plane, "UNIBUS_vault")
     for verb in ("PURGE", "DELETE"):
         await stranger.nc.publish(
-            f"{DEFAULT_API_PREFIX}.rooms.vault.info", b"", reply=f"$JS.API.STREAM.{verb}.UNIBUS_vault"
+            f"{CONTROL_PREFIX}.rooms.vault.info", b"", reply=f"$JS.API.STREAM.{verb}.UNIBUS_vault"
         )
     await stranger.nc.flush()
     await asyncio.sleep(0.3)
@@ -256,10 +254,10 @@ async def test_a_publish_cannot_aim_a_stream_acknowledgement_anywhere(
     victim = Peer((await connect_as(bounded_plane.nats_url, bob)).nc, bob)
     await victim.create_room("target")
     js = bounded_plane.nc.jetstream()
-    row = await (await js.key_value(BUCKET)).get("target")
-    nonces = (await js.stream_info(nonce_stream_name(DEFAULT_API_PREFIX))).state.last_seq
+    row = await (await js.key_value(ROOM_BUCKET)).get("target")
+    nonces = (await js.stream_info(nonce_stream_name(CONTROL_PREFIX))).state.last_seq
     before = await stored(bounded_plane, "UNIBUS_target")
-    for reply in (f"$KV.{BUCKET}.target", "unibus.room.target", f"{DEFAULT_API_PREFIX}.nonces"):
+    for reply in (f"$KV.{ROOM_BUCKET}.target", "unibus.room.target", f"{CONTROL_PREFIX}.nonces"):
         await member.nc.publish("unibus.room.vault", b"frame with a hostile reply", reply=reply)
     await member.nc.flush()
     for _ in range(200):
@@ -267,9 +265,9 @@ async def test_a_publish_cannot_aim_a_stream_acknowledgement_anywhere(
             break
         await asyncio.sleep(0.01)
     assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 4  # captured as usual
-    assert (await (await js.key_value(BUCKET)).get("target")).revision == row.revision
+    assert (await (await js.key_value(ROOM_BUCKET)).get("target")).revision == row.revision
     assert await stored(bounded_plane, "UNIBUS_target") == before
-    assert (await js.stream_info(nonce_stream_name(DEFAULT_API_PREFIX))).state.last_seq == nonces
+    assert (await js.stream_info(nonce_stream_name(CONTROL_PREFIX))).state.last_seq == nonces
     assert (await victim.control.info("target"))["owner"] == bob.public_key
     await victim.nc.close()
 
@@ -324,11 +322,11 @@ async def test_the_shim_user_may_request_history_and_nothing_else(
     bounded_plane: Running, owner: tuple[Watched, Peer], boundary_keys: BoundaryKeys
 ) -> None:
     async with as_role(bounded_plane.nats_url, boundary_keys, "shim") as shim:
-        reply = await shim.nc.request(f"{DEFAULT_API_PREFIX}.rooms.vault.history", b"", timeout=5)
+        reply = await shim.nc.request(f"{CONTROL_PREFIX}.rooms.vault.history", b"", timeout=5)
         assert reply.headers and reply.headers.get("Nats-Service-Error-Code") == "401"  # unsigned
         await shim.nc.publish("unibus.room.vault", b"x")
         assert await shim.refused("publish", "unibus.room.vault")
-        await denied_request(shim, f"{DEFAULT_API_PREFIX}.rooms.create", b"{}")
+        await denied_request(shim, f"{CONTROL_PREFIX}.rooms.create", b"{}")
         await denied_request(shim, "$JS.API.STREAM.INFO.UNIBUS_vault")
         await shim.nc.subscribe("unibus.room.vault")
         assert await shim.refused("subscription", "unibus.room.vault")

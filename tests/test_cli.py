@@ -20,12 +20,12 @@ import nats
 import pytest
 
 from unibus import __version__
-from unibus.config import DEFAULT_API_PREFIX
 from unibus.identity import Identity
 from unibus.natsserver import NatsServer, free_port
+from unibus.operations.backup import restore_lock_name
 from unibus.processes import stop_process
 from unibus.runner import Running
-from unibus.storage.backup import restore_lock_name
+from unibus.wire.names import CONTROL_PREFIX
 
 UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
 
@@ -494,7 +494,7 @@ async def test_a_start_refused_by_the_deployment_is_one_line(open_nats_server: N
     `unibus serve` says so in one line, exit 1, instead of a traceback."""
     nc = await nats.connect(open_nats_server.url)
     try:
-        lock = restore_lock_name(DEFAULT_API_PREFIX)
+        lock = restore_lock_name(CONTROL_PREFIX)
         await nc.jetstream().add_stream(name=lock, subjects=[lock])
     finally:
         await nc.close()

@@ -10,13 +10,13 @@ from dataclasses import replace
 import nats
 import pytest
 
-from unibus.client import Forbidden, Identity, Message, Peer, Reason, Rejected, Room
+from unibus.client import Forbidden, Identity, Message, Peer, Reason, Rejected, RoomView
 from unibus.client import frames as frame_codec
 from unibus.client.peer import LiveMessages
 from unibus.identity import inbox_prefix
-from unibus.interest import confirm_interest
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
+from unibus.wire.interest import confirm_interest
 
 from conftest import StartPlane, wait_history
 from harness.boundary import connect_as, reauthorized
@@ -57,7 +57,7 @@ async def next_live(live: LiveMessages) -> Message | Rejected:
     return await asyncio.wait_for(live.__anext__(), 10)
 
 
-async def shared_room(alice: Peer, bob: Peer, room_id: str) -> tuple[Room, Room]:
+async def shared_room(alice: Peer, bob: Peer, room_id: str) -> tuple[RoomView, RoomView]:
     room = await alice.create_room(room_id)
     await add(alice, bob, room_id)
     return room, await bob.room(room_id)
@@ -101,7 +101,7 @@ async def test_non_member_sees_only_ciphertext_it_cannot_open(open_peers: list[P
     with pytest.raises(Forbidden):
         await carol.room("private")
     # Even with the room's public info in hand, carol has no key to open it with.
-    outsider = Room(carol, "private")
+    outsider = RoomView(carol, "private")
     outsider.info = dict(a_room.info)
     outsider.members = set(a_room.members)
     opened = await outsider.open(raw)

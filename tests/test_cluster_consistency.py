@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.aio.client import Client
 
-from unibus.auth.replay import NONCE_STREAM
-from unibus.auth.signing import sign_request
 from unibus.client import Conflict, ControlClient, Forbidden, Identity
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import NONCE_STREAM, ROOM_BUCKET
+from unibus.wire.signing import sign_request
 
 from harness import Cluster, Spawn, connect_all, create_room
 from harness.checks import history, publish_stored
@@ -109,7 +108,7 @@ async def test_everything_is_replicated_three_ways(nc: Client) -> None:
     owner = ControlClient(nc, Identity.generate())
     await create_room(owner, "replicated")
     js = nc.jetstream(timeout=5)
-    for stream in (f"KV_{BUCKET}", NONCE_STREAM, "UNIBUS_replicated"):
+    for stream in (f"KV_{ROOM_BUCKET}", NONCE_STREAM, "UNIBUS_replicated"):
         assert (await js.stream_info(stream)).config.num_replicas == 3, stream
 
 

@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 
 from unibus.client import ControlClient, Forbidden, Identity
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import ROOM_BUCKET
 
 from harness import Cluster, Outcome, Spawn, create_room, steady, with_retries
 from harness.checks import assert_rows_match_streams, history, instances_answering, publish_stored
@@ -69,7 +69,7 @@ async def assert_nothing_lost(
 
 
 async def kv_leader(nc: Client) -> str:
-    info = await nc.jetstream(timeout=5).stream_info(f"KV_{BUCKET}")
+    info = await nc.jetstream(timeout=5).stream_info(f"KV_{ROOM_BUCKET}")
     assert info.cluster is not None and info.cluster.leader
     return info.cluster.leader
 

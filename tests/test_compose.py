@@ -18,10 +18,10 @@ import pytest
 import yaml
 from nats.aio.client import Client
 
-from unibus import connection
-from unibus.auth.signing import sign_request
 from unibus.client import ControlClient, Identity, Unavailable
-from unibus.storage.kv import BUCKET
+from unibus.wire import connection
+from unibus.wire.names import ROOM_BUCKET
+from unibus.wire.signing import sign_request
 
 from harness.boundary import connect_as, denied_request, refused_connect
 from harness.compose import COMPOSE_FILE, ComposeProject, compose_command
@@ -127,11 +127,11 @@ async def test_a_stranger_gets_no_jetstream_no_bucket_and_no_other_room(stack: C
         await ControlClient(nc, alice).create_room("private")
         assert "authorization violation" in (await refused_connect(stack.nats_url)).lower()
         await denied_request(stranger, "$JS.API.INFO")
-        await denied_request(stranger, f"$JS.API.STREAM.INFO.KV_{BUCKET}")
-        await denied_request(stranger, f"$JS.API.DIRECT.GET.KV_{BUCKET}.$KV.{BUCKET}.private")
+        await denied_request(stranger, f"$JS.API.STREAM.INFO.KV_{ROOM_BUCKET}")
+        await denied_request(stranger, f"$JS.API.DIRECT.GET.KV_{ROOM_BUCKET}.$KV.{ROOM_BUCKET}.private")
         await denied_request(stranger, "$JS.API.STREAM.PURGE.UNIBUS_private")
-        await stranger.nc.publish(f"$KV.{BUCKET}.private", b"{}")
-        assert await stranger.refused("publish", f"$KV.{BUCKET}.private")
+        await stranger.nc.publish(f"$KV.{ROOM_BUCKET}.private", b"{}")
+        assert await stranger.refused("publish", f"$KV.{ROOM_BUCKET}.private")
         await stranger.nc.subscribe("unibus.room.private")
         assert await stranger.refused("subscription", "unibus.room.private")
         await stranger.nc.publish("unibus.room.private", b"forged")

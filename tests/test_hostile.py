@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
-from unibus.auth.signing import sign_request
 from unibus.client import ControlClient, Identity
-from unibus.ids import ROOM_ID
 from unibus.natsserver import NatsServer
-from unibus.storage.kv import BUCKET
+from unibus.wire.ids import ROOM_ID
+from unibus.wire.names import ROOM_BUCKET
+from unibus.wire.signing import sign_request
 
 from harness import ServiceInstance
 from harness.checks import room_streams
@@ -59,7 +59,7 @@ class Target:
 
     def snapshot(self) -> tuple[int, frozenset[str]]:
         async def read() -> tuple[int, frozenset[str]]:
-            info = await self.nc.jetstream(timeout=5).stream_info(f"KV_{BUCKET}")
+            info = await self.nc.jetstream(timeout=5).stream_info(f"KV_{ROOM_BUCKET}")
             return info.state.last_seq, frozenset(await room_streams(self.nc))
 
         return self.portal.run(read())

@@ -14,11 +14,11 @@ import pytest
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, NotFound, Unavailable
 from unibus.natsserver import NatsServer
 from unibus.shim import ShimSettings, serving
+from unibus.wire.signing import sign_request
 
 from conftest import StartPlane, wait_history
 from harness.boundary import connect_as

@@ -15,7 +15,6 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import KeyNotFoundError
 
 from unibus import orphans
-from unibus.auth import sign_request
 from unibus.client import (
     BadRequest,
     Conflict,
@@ -30,8 +29,9 @@ from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
 from unibus.storage import Room
-from unibus.storage.kv import BUCKET
 from unibus.streams import ensure_room_stream
+from unibus.wire.names import ROOM_BUCKET
+from unibus.wire.signing import sign_request
 
 from conftest import StartPlane
 from harness.boundary import connect_as
@@ -331,7 +331,7 @@ async def test_kill_9_during_creates_leaves_orphans_the_sweep_removes(
                 break
         instance.kill()
         await asyncio.gather(*creates, return_exceptions=True)
-        rows = await nc.jetstream().key_value(BUCKET)
+        rows = await nc.jetstream().key_value(ROOM_BUCKET)
         for name in await stream_names(nc):
             if name.startswith(f"UNIBUS_k{round_}x"):
                 with contextlib.suppress(KeyNotFoundError):

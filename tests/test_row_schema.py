@@ -14,12 +14,12 @@ from nats.aio.client import Client
 from unibus.client import ControlClient, Identity, Unavailable
 from unibus.runner import Running
 from unibus.storage import Room, SqliteStore
-from unibus.storage.kv import BUCKET
 from unibus.storage.rooms import SCHEMA_VERSION, RowTooNew
+from unibus.wire.names import ROOM_BUCKET
 
 
 async def stored_row(nc: Client, room_id: str) -> tuple[dict[str, Any], int]:
-    entry = await (await nc.jetstream().key_value(BUCKET)).get(room_id)
+    entry = await (await nc.jetstream().key_value(ROOM_BUCKET)).get(room_id)
     return json.loads(entry.value or b""), entry.revision or 0
 
 
@@ -29,7 +29,7 @@ async def rewrite_row(nc: Client, room_id: str, change: dict[str, object], drop:
     row.update(change)
     if drop is not None:
         del row[drop]
-    await (await nc.jetstream().key_value(BUCKET)).put(room_id, json.dumps(row).encode())
+    await (await nc.jetstream().key_value(ROOM_BUCKET)).put(room_id, json.dumps(row).encode())
 
 
 async def test_new_rows_carry_the_schema_version(nc: Client, as_alice: ControlClient) -> None:

@@ -14,7 +14,7 @@ from unibus.client import Conflict, ControlClient, Identity, NotFound, ServiceEr
 from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer, free_port
 from unibus.runner import Running, running
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import ROOM_BUCKET
 
 from conftest import StartPlane
 
@@ -59,7 +59,7 @@ async def test_oversized_body_is_413(as_alice: ControlClient) -> None:
 
 async def test_a_corrupt_row_is_a_500_that_leaks_nothing(nc: Client, as_alice: ControlClient) -> None:
     await as_alice.create_room("fine")
-    kv = await nc.jetstream().key_value(BUCKET)
+    kv = await nc.jetstream().key_value(ROOM_BUCKET)
     await kv.put("broken", b"{not json at all")
     with pytest.raises(ServiceError) as caught:
         await as_alice.info("broken")
@@ -133,3 +133,33 @@ async def test_srv_stats_count_errors_and_real_processing_time(
     assert (info["num_errors"], info["last_error"]) == (1, "404 room not found")
     # A create writes a stream and a row: far more than the framework's dispatch alone.
     assert create["processing_time"] > 100_000  # ns
+
+
+async def test_a_room_whose_stream_name_is_taken_is_a_conflict_not_a_failure(
+    start_plane: StartPlane, open_nats_server: NatsServer, alice: Identity
+) -> None:
+    """`UNIBUS_<id>` made by hand without the room's subject: a create of that room is 409
+    (retrying would not help) and makes nothing; a room whose stream was replaced so is 409
+    on read, never a 500. The stream is left as it was, never adopted."""
+    url = open_nats_server.url
+    await start_plane(nats_url=url)
+    nc = await nats.connect(url)
+    try:
+        js, client = nc.jetstream(), ControlClient(nc, alice)
+        await js.add_stream(name="UNIBUS_handmade", subjects=["elsewhere.handmade"])
+        with pytest.raises(Conflict, match="in use by another deployment or stream"):
+            await client.create_room("handmade")
+        assert await client.list_rooms() == []
+
+        await client.create_room("replaced")
+        await js.delete_stream("UNIBUS_replaced")
+        await js.add_stream(name="UNIBUS_replaced", subjects=["elsewhere.replaced"])
+        with pytest.raises(Conflict, match="in use by another deployment or stream"):
+            await client.history("replaced")
+        for stream, subject in (
+            ("UNIBUS_handmade", "elsewhere.handmade"),
+            ("UNIBUS_replaced", "elsewhere.replaced"),
+        ):
+            assert (await js.stream_info(stream)).config.subjects == [subject]
+    finally:
+        await nc.close()

@@ -20,13 +20,13 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from unibus.auth.signing import sign_request
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
 from unibus.config import Config, parse_listen
 from unibus.natsserver import NatsServer, ServerSpec, free_port
 from unibus.runner import Running
 from unibus.shim import Shim, ShimSettings, serving
+from unibus.wire.signing import sign_request
 
 APP_ORIGIN = "http://app.example"
 PREFIX = "$UNIBUS.CTL"

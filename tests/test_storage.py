@@ -12,13 +12,11 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from unibus.auth.replay import NONCE_STREAM
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, InsufficientStorage, TooMany
 from unibus.config import Config
-from unibus.endpoints.creations import CREATIONS_STREAM
 from unibus.natsserver import NatsServer
-from unibus.storage.kv import BUCKET
+from unibus.wire.names import CREATIONS_STREAM, NONCE_STREAM, ROOM_BUCKET
 
 from conftest import StartPlane, plane_starter
 from harness.boundary import bounded_spec, connect_inspector
@@ -63,7 +61,7 @@ async def test_rooms_filling_the_store_leave_the_control_plane_working(
         await start(room_max_bytes=MIB, bucket_max_bytes=MIB, nonces_max_bytes=MIB)
         as_alice = ControlClient(nc, alice)
         js = nc.jetstream()
-        assert (await js.stream_info(f"KV_{BUCKET}")).config.max_bytes == MIB
+        assert (await js.stream_info(f"KV_{ROOM_BUCKET}")).config.max_bytes == MIB
         assert (await js.stream_info(NONCE_STREAM)).config.max_bytes == MIB
 
         # Rooms are created while their reservation fits next to the control plane's own.
@@ -98,10 +96,10 @@ async def test_state_made_before_reservations_gets_them(start_plane: StartPlane,
     """An existing deployment's bucket and nonce stream (no max_bytes) are given their
     reservation when an instance of this version starts."""
     js = nc.jetstream()
-    await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1))
+    await js.create_key_value(KeyValueConfig(bucket=ROOM_BUCKET, history=1))
     await js.add_stream(StreamConfig(name=NONCE_STREAM, subjects=["$UNIBUS.CTL.nonces"], max_age=240))
     await start_plane()
-    assert (await js.stream_info(f"KV_{BUCKET}")).config.max_bytes == Config().bucket_max_bytes
+    assert (await js.stream_info(f"KV_{ROOM_BUCKET}")).config.max_bytes == Config().bucket_max_bytes
     assert (await js.stream_info(NONCE_STREAM)).config.max_bytes == Config().nonces_max_bytes
 
 

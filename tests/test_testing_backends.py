@@ -16,7 +16,6 @@ from pathlib import Path
 import nats
 import pytest
 
-from unibus import connection
 from unibus.client import ControlClient, Identity
 from unibus.natsserver import NatsServer
 from unibus.testing import (
@@ -30,6 +29,7 @@ from unibus.testing import (
     docker_unavailable_reason,
     started,
 )
+from unibus.wire import connection
 
 from harness.docker import require_docker
 

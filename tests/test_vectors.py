@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from unibus import identity
-from unibus.auth import signing
 from unibus.client import frames, roomkeys
 from unibus.client.frames import FrameRejected, Reason
 from unibus.identity import Identity
+from unibus.wire import signing
 
 VECTORS = Path(__file__).parent / "vectors"
 

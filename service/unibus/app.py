@@ -12,8 +12,9 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import nats
 import nats.errors
@@ -26,9 +27,8 @@ from nats.micro.service import Service, ServiceConfig
 from prometheus_client import CollectorRegistry
 
 from . import __version__, orphans
-from .auth import Caller, LocalNonces, Verifier
+from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
-from .auth.signing import RECONNECT_HEADER
 from .callout.authorizer import Authorizer, current_rooms
 from .callout.connections import ConnectionCounts
 from .callout.cutoff import ConnectionCutter
@@ -36,22 +36,49 @@ from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .endpoints.creations import CreationLimit, LocalCreations, Rule, creation_limit
-from .errors import ApiError, StartRefused, bad_request
+from .errors import ApiError, DomainError, StartRefused, bad_request
 from .framecache import FrameCache
-from .ids import is_room_id
-from .interest import confirm_interest
 from .links import Links
 from .metrics import CacheCollector, MetricsServer, ServiceMetrics
+from .operations.backup import restore_lock_name
+from .operations.reservation import reserve
 from .servicestats import ServiceStats
-from .storage import KvStore, RoomStore, SqliteStore
-from .storage.backup import restore_lock_name
-from .streams import StreamPolicy, largest_frame
+from .storage import ConcurrentChange, KvStore, RoomExists, RoomStore, SqliteStore, StoreUnavailable
+from .storage.rooms import RowTooNew
+from .streams import StreamPolicy, StreamTaken, largest_frame
+from .wire import connection
+from .wire.ids import ROOM_ID_RULE, is_room_id
+from .wire.interest import confirm_interest
+from .wire.jscodes import JSNotEnabledForAccountErr
+from .wire.names import CALLOUT_SUBJECT, bucket_name, nonce_stream_name
+from .wire.signing import RECONNECT_HEADER
 
 log = logging.getLogger(__name__)
 
 
-AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 ORPHAN_SWEEP_S = 600.0
+
+STATUS: Final[Mapping[type[DomainError], int]] = {
+    AuthFailed: 401,
+    RoomExists: 409,
+    StreamTaken: 409,
+    StoreUnavailable: 503,
+    ConcurrentChange: 503,
+    RowTooNew: 503,
+    ReplayCheckUnavailable: 503,
+}
+"""The one table from what a lower layer names to the status a caller gets (docs/protocol.md,
+"Errors"). Every `DomainError` is in it: none may end as a 500 (tests/unit/test_errors.py)."""
+
+
+def status_of(error: DomainError) -> int:
+    """`error`'s status: its own class's, or the nearest base class's in `STATUS`; 500 (and
+    a log line: the table has a gap) for a class nobody mapped."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    log.error("%s has no status in app.STATUS: answered 500", type(error).__name__)
+    return 500
 
 
 class ControlPlane:
@@ -89,6 +116,7 @@ class ControlPlane:
             )
             # Instances of a queue group must share one replay guard (LocalNonces otherwise).
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
+            await self._reserve_own_streams(js)
             # …and one creation count, or each instance would add its own rate (creations.py).
             creations = await creation_limit(self.nc, js, self.config, replicas)
         else:
@@ -193,7 +221,7 @@ class ControlPlane:
                 self.metrics.callout_decisions.labels(decision).inc()
                 self.metrics.callout_latency.observe(time.perf_counter() - started)
 
-        await self.service.add_endpoint(name="auth-callout", subject=AUTH_CALLOUT_SUBJECT, handler=authorize)
+        await self.service.add_endpoint(name="auth-callout", subject=CALLOUT_SUBJECT, handler=authorize)
         if self.cutter is not None:
             await self.cutter.learn_servers()
 
@@ -261,6 +289,13 @@ class ControlPlane:
         if answered.cut:
             await self._reauthorize(answered.cut)
 
+    async def _reserve_own_streams(self, js: JetStreamContext) -> None:
+        """The room bucket and the nonce stream are created with their reservations; ones
+        an older version made get theirs now (operations/reservation.py)."""
+        prefix, timeout_s = self.config.api_prefix, self.config.js_timeout_s
+        await reserve(js, f"KV_{bucket_name(prefix)}", self.config.bucket_max_bytes, timeout_s)
+        await reserve(js, nonce_stream_name(prefix), self.config.nonces_max_bytes, timeout_s)
+
     async def _handle(self, endpoint: Endpoint, request: Request) -> Answered:
         """Answer one request, with a reply or an ADR-32 error, never an exception."""
         affected: set[str] = set()
@@ -273,6 +308,8 @@ class ControlPlane:
             return Answered(200, None, cut)
         except ApiError as err:
             return await _failed(request, err.code, err.message)
+        except DomainError as err:
+            return await _failed(request, status_of(err), str(err))
         except (
             TimeoutError,
             nats.errors.TimeoutError,
@@ -313,7 +350,7 @@ class ControlPlane:
         if endpoint.per_room:
             room_id = request.subject.split(".")[self._room_token]
             if not is_room_id(room_id):
-                raise bad_request("room id must be 1-64 characters of [A-Za-z0-9_-]")
+                raise bad_request(f"room id must be {ROOM_ID_RULE}")
         call = Call(self.deps, caller, request.subject, headers, data, room_id, affected)
         if nonce is None:
             return caller, await endpoint.handler(call)
@@ -352,7 +389,6 @@ async def _failed(request: Request, code: int, message: str) -> Answered:
     return Answered(code, f"{code} {message}", set())
 
 
-_JS_NOT_ENABLED = 10039
 _JS_STARTUP_WAIT_S = 30.0
 
 
@@ -391,7 +427,7 @@ async def _jetstream(nc: Client, config: Config) -> JetStreamContext | None:
             return None
         except jserr.APIError as err:
             # nats-py reports "no responders" as a ServiceUnavailableError without a code.
-            if err.err_code == _JS_NOT_ENABLED or err.code is None:
+            if err.err_code == JSNotEnabledForAccountErr or err.code is None:
                 return None
             failure: Exception = err
         except nats.errors.TimeoutError as err:
@@ -406,5 +442,5 @@ def _replicas(nc: Client, config: Config) -> int:
     """Configured, or 3 on a cluster and 1 standalone (see docs/operations.md)."""
     if config.replicas > 0:
         return min(config.replicas, 5)
-    info = nc._server_info  # the INFO the server sent on connect
+    info = connection.server_info(nc)
     return 3 if info.get("cluster") else 1

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from .wire import names
+
 
 class AuthMode(StrEnum):
     """How strictly signed request headers are checked.
@@ -26,9 +28,6 @@ class AuthMode(StrEnum):
     OFF = "off"
 
 
-DEFAULT_API_PREFIX = "$UNIBUS.CTL"
-
-
 @dataclass(frozen=True)
 class Config:
     nats_url: str | None = None
@@ -38,12 +37,12 @@ class Config:
     """Credentials file for the service's own NATS connection (optional)."""
     data_dir: str = "./data"
     """Where the embedded nats-server keeps JetStream, and where the SQLite fallback lives."""
-    api_prefix: str = DEFAULT_API_PREFIX
+    api_prefix: str = names.CONTROL_PREFIX
     """Control endpoints answer on `<api_prefix>.rooms.…`."""
-    room_subject_prefix: str = "unibus.room"
+    room_subject_prefix: str = names.ROOM_SUBJECT_PREFIX
     """A room's data subject is `<room_subject_prefix>.<roomID>`."""
-    queue_group: str = "unibus"
-    service_name: str = "unibus-control-plane"
+    queue_group: str = names.QUEUE_GROUP
+    service_name: str = names.SERVICE_NAME
     auth_mode: AuthMode = AuthMode.ENFORCE
     clock_skew_s: float = 120.0
     """Signed timestamps further than this from the service's clock are refused."""

@@ -1,11 +1,22 @@
-"""The one error type a handler raises to answer with an ADR-32 service error, and the
-one the service raises when it cannot start at all.
+"""The two kinds of error a request can end in, and the one the service raises when it
+cannot start at all.
+
+A handler raises `ApiError` with a status code: it is the API layer, and knows the answer.
+Lower layers (storage, auth, streams) do not speak HTTP: they raise a `DomainError` that
+names the condition where it happens (`StoreUnavailable`, `AuthFailed`, …), and `app.py`
+holds the one table from those to status codes, as Starlette's middleware turns an
+`AuthenticationError` into a response. A condition nobody named is a 500.
 
 Codes follow HTTP so the HTTP shim can map them 1:1 and so Go, Python and browser
 peers share one vocabulary: 400, 401, 403, 404, 409, 413, 429, 500, 503, 507.
 """
 
 from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A condition a lower layer names; its message is what the caller is told, so it
+    must say what happened without internals (app.py maps the class to a status)."""
 
 
 class ApiError(Exception):

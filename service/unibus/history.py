@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from binascii import b2a_base64
 from collections import deque
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from nats.aio.msg import Msg
 
 from .errors import bad_request
 from .streams import StreamState
+from .wire import jsapi
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
@@ -233,7 +233,7 @@ async def read_window(
         if name is not None:
             # Best effort, not awaited: inactive_threshold is the backstop.
             with contextlib.suppress(Exception):
-                await nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
+                await nc.publish(f"{jsapi.API_PREFIX}.CONSUMER.DELETE.{stream}.{name}", b"")
     if cut is not None:
         win = Window(kept[0][0], win.last_seq)
     return WindowRead(list(kept), win, cut, last_ts)
@@ -260,12 +260,7 @@ async def _create_consumer(
             "inactive_threshold": 10_000_000_000,
         },
     }
-    reply = await nc.request(
-        f"$JS.API.CONSUMER.CREATE.{stream}", json.dumps(request).encode(), timeout=timeout_s
-    )
-    answer = json.loads(reply.data)
-    if "error" in answer:
-        raise RuntimeError(f"consumer create on {stream}: {answer['error']}")
+    answer = await jsapi.request(nc, f"CONSUMER.CREATE.{stream}", request, timeout_s)
     return str(answer["name"]), int(answer.get("num_pending", 1))
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client
 
-from . import connection
 from .callout.keys import BoundaryKeys
-from .callout.serverconf import INBOXES
 from .config import Config
 from .identity import Identity
+from .wire import connection
+from .wire.names import INBOXES
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ for the event loop.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -17,7 +18,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .config import CannotListen, parse_listen
-from .framecache import FrameCache
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -70,10 +70,24 @@ class ServiceMetrics(RequestMetrics):
         )
 
 
+class CacheFigures(Protocol):
+    """What the history cache shows (framecache.py's `FrameCache`): named here, not
+    imported, so the shim's metrics load none of the service's history code."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def hits(self) -> int: ...
+    @property
+    def misses(self) -> int: ...
+
+
 class CacheCollector(Collector):
     """The frame cache's figures, read when scraped (nothing to update per request)."""
 
-    def __init__(self, cache: FrameCache) -> None:
+    def __init__(self, cache: CacheFigures) -> None:
         self._cache = cache
 
     def collect(self) -> Iterable[Metric]:

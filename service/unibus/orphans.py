@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 import logging
 from typing import Any
 
@@ -26,6 +25,7 @@ from nats.js import JetStreamContext
 
 from .storage import RoomStore
 from .streams import PREFIX_MARK, ROOM_MARK
+from .wire import jsapi
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,9 @@ async def _room_streams(nc: Client, subject_prefix: str, timeout_s: float) -> li
     """Every stream capturing a room subject, page by page (STREAM.LIST with a filter)."""
     found: list[dict[str, Any]] = []
     while True:
-        body = json.dumps({"offset": len(found), "subject": f"{subject_prefix}.*"}).encode()
-        reply = json.loads((await nc.request("$JS.API.STREAM.LIST", body, timeout=timeout_s)).data)
+        reply = await jsapi.request(
+            nc, "STREAM.LIST", {"offset": len(found), "subject": f"{subject_prefix}.*"}, timeout_s
+        )
         page = reply.get("streams") or []
         found.extend(page)
         if not page or len(found) >= int(reply.get("total", 0)):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -29,8 +28,11 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from .config import DEFAULT_API_PREFIX
+from .errors import DomainError
 from .storage.rooms import Room
+from .wire import jsapi
+from .wire.jscodes import JSStreamNameExistErr, JSStreamNotFoundErr
+from .wire.names import CONTROL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,13 @@ PREFIX_MARK = "unibus.prefix"
 name space on a JetStream, deployments with other prefixes must not adopt each other's."""
 
 
-class StreamTaken(Exception):
-    """The room's stream exists for another deployment's room of the same id."""
+class StreamTaken(DomainError):
+    """The room's stream name is held by a stream that is not this deployment's stream of
+    that room: another deployment's room of the same id, or a stream made by hand
+    without the room's subject. Adopting it would hand the room someone else's frames."""
 
 
-_NAME_IN_USE = 10058
-_STREAM_NOT_FOUND = 10059
+_TAKEN = "room id in use by another deployment or stream on this JetStream"
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class StreamPolicy:
     rooms)."""
     max_msg_size: int
     """Larger frames are refused by the server, so every stored frame fits in a history page."""
-    api_prefix: str = DEFAULT_API_PREFIX
+    api_prefix: str = CONTROL_PREFIX
     """The deployment the streams belong to (their `PREFIX_MARK`)."""
 
     def holds(self, replicas: int, max_bytes: int, max_msg_size: int, no_ack: bool) -> bool:
@@ -149,14 +152,16 @@ async def ensure_room_stream(
     try:
         info = await asyncio.wait_for(js.add_stream(config), timeout_s)
     except jserr.APIError as err:
-        if err.err_code != _NAME_IN_USE:
+        if err.err_code != JSStreamNameExistErr:
             raise
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
         if room.subject not in (info.config.subjects or []):
-            raise RuntimeError(f"stream {room.stream} exists without subject {room.subject}") from err
+            log.warning("stream %s exists without subject %s: not adopted", room.stream, room.subject)
+            raise StreamTaken(_TAKEN) from err
         owner = (info.config.metadata or {}).get(PREFIX_MARK)
         if owner is not None and owner != policy.api_prefix:
-            raise StreamTaken(f"stream {room.stream} belongs to the deployment at {owner}") from err
+            log.warning("stream %s belongs to the deployment at %s: not adopted", room.stream, owner)
+            raise StreamTaken(_TAKEN) from err
         current = info.config
         replicas = current.num_replicas or 1
         if not policy.holds(
@@ -185,15 +190,12 @@ async def ensure_room_stream(
 async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Snapshot | None:
     """STREAM.INFO read raw: the history hot path needs three numbers and two config fields,
     not nats-py's full StreamInfo (whose decoding costs more than the request). None: no stream."""
-    reply = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=timeout_s)
-    info = json.loads(reply.data)
-    error = info.get("error")
-    if error is not None:
-        if error.get("err_code") == _STREAM_NOT_FOUND:
+    try:
+        info = await jsapi.request(nc, f"STREAM.INFO.{stream}", None, timeout_s)
+    except jserr.APIError as err:
+        if err.err_code == JSStreamNotFoundErr:
             return None
-        raise jserr.APIError(
-            code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
-        )
+        raise
     state, config = info["state"], info["config"]
     return Snapshot(
         StreamState(

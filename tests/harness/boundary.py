@@ -14,12 +14,12 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client
 
-from unibus import connection
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
-from unibus.callout.serverconf import INBOXES
 from unibus.identity import Identity
 from unibus.natsserver import NatsServer, ServerSpec
+from unibus.wire import connection
+from unibus.wire.names import INBOXES
 
 DEPLOY_NATS = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 

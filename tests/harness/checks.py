@@ -6,11 +6,11 @@ import asyncio
 import json
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from unibus.client import ControlClient
-from unibus.storage.kv import BUCKET
+from unibus.wire.gather import gather
+from unibus.wire.names import ROOM_BUCKET, SERVICE_NAME, ping_subject
 
 from .retry import with_retries
 
@@ -20,7 +20,7 @@ ROOM_STREAM_PREFIX = "UNIBUS_"
 async def room_rows(js: JetStreamContext) -> set[str]:
     """Keys of the room bucket whose latest entry is a row (not a delete marker), read from
     its stream directly: a KV watch-based key listing can come back empty on a busy node."""
-    stream, prefix = f"KV_{BUCKET}", f"$KV.{BUCKET}."
+    stream, prefix = f"KV_{ROOM_BUCKET}", f"$KV.{ROOM_BUCKET}."
     info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
     rows = set()
     for subject in info.state.subjects or {}:
@@ -74,16 +74,6 @@ async def history(client: ControlClient, room_id: str) -> list[bytes]:
     return await with_retries(read)
 
 
-async def instances_answering(nc: Client, service: str = "unibus-control-plane", wait_s: float = 1.0) -> int:
+async def instances_answering(nc: Client, service: str = SERVICE_NAME, wait_s: float = 1.0) -> int:
     """How many instances answer a `$SRV.PING` for the service right now."""
-    inbox = nc.new_inbox()
-    replies: list[bytes] = []
-
-    async def collect(msg: Msg) -> None:
-        replies.append(msg.data)
-
-    sub = await nc.subscribe(inbox, cb=collect)
-    await nc.publish(f"$SRV.PING.{service}", b"", reply=inbox)
-    await asyncio.sleep(wait_s)
-    await sub.unsubscribe()
-    return len(replies)
+    return len(await gather(nc, ping_subject(service), within_s=wait_s, idle_s=wait_s))

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from unibus.auth.signing import sign_request, signing_input
 from unibus.client import frames, roomkeys
 from unibus.identity import Identity
+from unibus.wire.signing import sign_request, signing_input
 
 HERE = Path(__file__).parent
 

@@ -1,16 +1,16 @@
-"""Request authentication: signed headers, replay protection, and the caller they yield."""
+"""Request authentication: checking signed headers (the scheme itself is `wire/signing.py`),
+replay protection, and the caller they yield."""
 
-from .replay import LocalNonces, ReplayGuard
-from .signing import sign_request, signing_input
-from .verifier import ANONYMOUS, Caller, Nonce, Verifier
+from .replay import LocalNonces, ReplayCheckUnavailable, ReplayGuard
+from .verifier import ANONYMOUS, AuthFailed, Caller, Nonce, Verifier
 
 __all__ = [
     "ANONYMOUS",
+    "AuthFailed",
     "Caller",
     "LocalNonces",
     "Nonce",
+    "ReplayCheckUnavailable",
     "ReplayGuard",
     "Verifier",
-    "sign_request",
-    "signing_input",
 ]

@@ -10,7 +10,6 @@ instance, so `SharedNonces` keeps the pairs in JetStream where every instance se
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
 import sqlite3
 import time
@@ -23,33 +22,14 @@ import nats.js.errors as jserr
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
-from ..config import DEFAULT_API_PREFIX, Config
-from ..errors import unavailable
-from ..storage.reservation import reserve
+from ..config import Config
+from ..errors import DomainError
 from ..storage.sqlite import open_database
-
-NONCE_STREAM = "UNIBUS-NONCES"
-"""Not `UNIBUS_<x>`: that form belongs to room streams, and a room id must never collide."""
-
-
-def nonce_subject(api_prefix: str) -> str:
-    """Where claims are published; only the control plane's own connection may."""
-    return f"{api_prefix}.nonces"
-
-
-def nonce_stream_name(api_prefix: str) -> str:
-    """One stream per deployment: control planes with other prefixes on the same JetStream
-    keep their own (a shared one would have its subject rewritten by each in turn)."""
-    if api_prefix == DEFAULT_API_PREFIX:
-        return NONCE_STREAM
-    return f"{NONCE_STREAM}-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
-
+from ..wire.jscodes import JSStreamDuplicateMessageConflict, JSStreamNameExistErr
+from ..wire.names import nonce_stream_name, nonce_subject
 
 RESTORED_MARK = "unibus.restored_at_ms"
-"""Nonce stream metadata: when `unibus restore` rebuilt this deployment (storage/backup.py)."""
-
-_NAME_IN_USE = 10058
-_DUPLICATE_IN_PROCESS = 10158
+"""Nonce stream metadata: when `unibus restore` rebuilt this deployment (operations/backup.py)."""
 
 
 def nonce_stream_config(config: Config, replicas: int) -> StreamConfig:
@@ -63,11 +43,16 @@ def nonce_stream_config(config: Config, replicas: int) -> StreamConfig:
         num_replicas=max(1, replicas),
         duplicate_window=keep,
         max_age=keep,
-        # Reserved, so room traffic cannot starve the replay check (reservation.py).
+        # Reserved, so room traffic cannot starve the replay check (operations/reservation.py).
         # Discard old: a flood beyond it drops stored ids, not requests; the server's
         # duplicate map still holds them for the window while it runs.
         max_bytes=config.nonces_max_bytes,
     )
+
+
+class ReplayCheckUnavailable(DomainError):
+    """The replay check cannot be made now, so the request is not accepted: never waved
+    through unchecked (503; signing again later will do)."""
 
 
 class ReplayGuard(Protocol):
@@ -170,14 +155,13 @@ class SharedNonces:
             try:
                 await asyncio.wait_for(js.add_stream(stream), timeout_s)
             except jserr.APIError as err:
-                if err.err_code != _NAME_IN_USE:  # another instance starting made it
+                if err.err_code != JSStreamNameExistErr:  # another instance starting made it
                     raise
         else:
             metadata = info.config.metadata or {}
             # Widen a window another instance set up smaller; never narrow one.
             if (info.config.duplicate_window or 0) < (stream.duplicate_window or 0):
                 await asyncio.wait_for(js.update_stream(replace(stream, metadata=metadata)), timeout_s)
-            await reserve(js, name, config.nonces_max_bytes, timeout_s)
             if RESTORED_MARK in metadata:
                 # A request accepted before the loss was signed at most one window after
                 # it, and the loss came before the restore.
@@ -187,7 +171,7 @@ class SharedNonces:
     async def claim(self, signer: str, nonce: str, timestamp_ms: int) -> bool:
         if timestamp_ms < self._signed_from_ms:
             resumes = datetime.fromtimestamp(self._signed_from_ms / 1000, UTC).isoformat(timespec="seconds")
-            raise unavailable(
+            raise ReplayCheckUnavailable(
                 f"replay protection resumes after a restore: requests signed before {resumes} are refused;"
                 " sign again then"
             )
@@ -201,11 +185,11 @@ class SharedNonces:
             )
         except jserr.NoStreamResponseError:
             # No leader for the stream right now (e.g. its node was just lost): retryable.
-            raise unavailable("replay check unavailable, try again") from None
+            raise ReplayCheckUnavailable("replay check unavailable, try again") from None
         except jserr.APIError as err:
             # A clustered stream refuses a copy that arrives while the first is still being
             # replicated (measured on 2.15.1): that copy is a replay as much as a later one.
-            if err.err_code == _DUPLICATE_IN_PROCESS:
+            if err.err_code == JSStreamDuplicateMessageConflict:
                 return False
             raise
         return not ack.duplicate

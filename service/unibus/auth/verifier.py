@@ -1,4 +1,4 @@
-"""Turns the `Unibus-*` headers of one request into a caller, or a 401.
+"""Turns the `Unibus-*` headers of one request into a caller, or `AuthFailed` (a 401).
 
 It runs before any handler and before any storage access, so an unauthenticated request
 costs one signature check and nothing else.
@@ -11,10 +11,19 @@ from dataclasses import dataclass
 
 from .. import identity
 from ..config import AuthMode
-from ..errors import unauthorized
-from ..ids import NONCE as NONCE_RE
-from . import signing
+from ..errors import DomainError
+from ..wire import signing
+from ..wire.ids import NONCE as NONCE_RE
 from .replay import ReplayGuard
+
+
+class AuthFailed(DomainError):
+    """The request does not prove who sent it, or was sent before; `reason` says which
+    check failed, and is all the caller is told."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class Verifier:
     def authenticate(
         self, subject: str, headers: dict[str, str] | None, body: bytes
     ) -> tuple[Caller, Nonce | None]:
-        """Who is asking, from the headers alone (401 if they do not hold up), and the
+        """Who is asking, from the headers alone (`AuthFailed` if they do not hold up), and the
         nonce still to be claimed against replay, which needs a round trip (`claim`)."""
         headers = _canonical(headers or {})
         if self.mode is AuthMode.OFF:
@@ -70,32 +79,32 @@ class Verifier:
         if not any(name in headers for name in signing.HEADERS):
             if self.mode is AuthMode.DEV:
                 return ANONYMOUS, None
-            raise unauthorized("signature required")
+            raise AuthFailed("signature required")
         nonce = self._verify(subject, headers, body)
         return Caller(nonce.signer), nonce
 
     async def claim(self, nonce: Nonce) -> None:
         if not await self.replay.claim(nonce.signer, nonce.nonce, nonce.timestamp_ms):
-            raise unauthorized("replayed request")
+            raise AuthFailed("replayed request")
 
     def _verify(self, subject: str, headers: dict[str, str], body: bytes) -> Nonce:
         missing = [name for name in signing.HEADERS if not headers.get(name)]
         if missing:
-            raise unauthorized(f"missing header {missing[0]}")
+            raise AuthFailed(f"missing header {missing[0]}")
         signer, ts_text, nonce = headers[signing.SIGNER], headers[signing.TIMESTAMP], headers[signing.NONCE]
         if not identity.is_public_key(signer):
-            raise unauthorized("Unibus-Signer is not an nkey user public key")
+            raise AuthFailed("Unibus-Signer is not an nkey user public key")
         if not ts_text.isascii() or not ts_text.isdigit() or len(ts_text) > 15:
-            raise unauthorized("Unibus-Timestamp must be unix milliseconds")
+            raise AuthFailed("Unibus-Timestamp must be unix milliseconds")
         if NONCE_RE.fullmatch(nonce) is None:
-            raise unauthorized("Unibus-Nonce must be 16-64 characters of [A-Za-z0-9_-]")
+            raise AuthFailed("Unibus-Nonce must be 16-64 characters of [A-Za-z0-9_-]")
         try:
             signature = signing.decode_signature(headers[signing.SIGNATURE])
         except ValueError as exc:
-            raise unauthorized(f"Unibus-Signature: {exc}") from None
+            raise AuthFailed(f"Unibus-Signature: {exc}") from None
         timestamp = int(ts_text)
         if abs(time.time() * 1000 - timestamp) > self.window_ms:
-            raise unauthorized("request timestamp outside the allowed window")
+            raise AuthFailed("request timestamp outside the allowed window")
         if not identity.verify(signer, signing.signing_input(subject, ts_text, nonce, body), signature):
-            raise unauthorized("bad signature")
+            raise AuthFailed("bad signature")
         return Nonce(signer, nonce, timestamp)

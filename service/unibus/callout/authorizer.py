@@ -195,7 +195,7 @@ def _proven_identity(nats: dict[str, Any]) -> str | None:
     if not isinstance(nonce, str) or not nonce or not isinstance(signature, str):
         raise Refused("nkey without a signed nonce")
     try:
-        raw = _b64(signature)
+        raw = _nonce_signature(signature)
     except (ValueError, binascii.Error):
         raise Refused("nonce signature is not base64") from None
     if not identity.verify(nkey, nonce.encode(), raw):
@@ -203,8 +203,9 @@ def _proven_identity(nats: dict[str, Any]) -> str | None:
     return str(nkey)
 
 
-def _b64(text: str) -> bytes:
-    """Clients send the nonce signature in URL-safe or standard base64, padded or not."""
+def _nonce_signature(text: str) -> bytes:
+    """Clients send the nonce signature in URL-safe or standard base64, padded or not (the
+    Go, JS and Python NATS clients differ), so this is not wire/base64url.py's strict one."""
     padded = text + "=" * (-len(text) % 4)
     if "-" in text or "_" in text:
         return base64.urlsafe_b64decode(padded)

@@ -21,6 +21,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
+from ..wire.gather import gather
 from .serverconf import ACCOUNT
 
 log = logging.getLogger(__name__)
@@ -123,25 +124,11 @@ class ConnectionCutter:
     async def _gather(self, subject: str, body: bytes, grace_s: float = _GRACE_S) -> list[dict[str, Any]]:
         """Every server answers a PING request; collect until as many answered as last time
         and then a short grace for one that joined since, or until the timeout."""
-        inbox = self._nc.new_inbox()
-        answers: list[dict[str, Any]] = []
-        enough = asyncio.Event()
-
-        async def collect(msg: object) -> None:
-            answers.append(json.loads(msg.data))  # type: ignore[attr-defined]
-            if self._servers and len(answers) >= self._servers:
-                enough.set()
-
-        sub = await self._nc.subscribe(inbox, cb=collect)
-        try:
-            await self._nc.publish(subject, body, reply=inbox)
-            try:
-                await asyncio.wait_for(enough.wait(), self._timeout)
-                await asyncio.sleep(grace_s)
-            except TimeoutError:
-                pass
-        finally:
-            await sub.unsubscribe()
+        expect = self._servers or None
+        gathered = await gather(
+            self._nc, subject, body, within_s=self._timeout, idle_s=grace_s, expect=expect
+        )
+        answers = [json.loads(answer.msg.data) for answer in gathered]
         if answers:
             self._servers = len(answers)
         return answers

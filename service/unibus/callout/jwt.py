@@ -21,6 +21,7 @@ from typing import Any
 import nkeys
 
 from ..identity import InvalidKey, verify
+from ..wire import base64url
 
 _HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 _PREFIXES = {
@@ -41,9 +42,9 @@ def encode(claims: dict[str, Any], issuer: nkeys.KeyPair) -> str:
     body = {**claims, "iss": issuer.public_key.decode(), "jti": ""}
     body.setdefault("iat", int(time.time()))
     body["jti"] = base64.b32encode(hashlib.sha256(_json(body)).digest()).decode().rstrip("=")
-    signing_input = _b64(_json(_HEADER)) + "." + _b64(_json(body))
+    signing_input = base64url.encode(_json(_HEADER)) + "." + base64url.encode(_json(body))
     signature = issuer.sign(signing_input.encode())
-    return signing_input + "." + _b64(signature)
+    return signing_input + "." + base64url.encode(signature)
 
 
 def decode(token: str, now: float | None = None) -> dict[str, Any]:
@@ -53,9 +54,9 @@ def decode(token: str, now: float | None = None) -> dict[str, Any]:
     if len(parts) != 3:
         raise InvalidToken("not a JWT")
     try:
-        header = json.loads(_unb64(parts[0]))
-        claims = json.loads(_unb64(parts[1]))
-        signature = _unb64(parts[2])
+        header = json.loads(base64url.decode(parts[0]))
+        claims = json.loads(base64url.decode(parts[1]))
+        signature = base64url.decode(parts[2])
     except (ValueError, binascii.Error) as exc:
         raise InvalidToken("not a JWT") from exc
     if not isinstance(header, dict) or header.get("alg") != _HEADER["alg"] or not isinstance(claims, dict):
@@ -77,11 +78,3 @@ def decode(token: str, now: float | None = None) -> dict[str, Any]:
 
 def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

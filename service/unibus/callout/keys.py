@@ -17,17 +17,12 @@ import nkeys
 
 from ..config import Config
 from ..identity import Identity
-
-ROLES = ("service", "responder", "shim", "system")
+from ..wire.names import ROLES
 
 
 class MissingKeys(FileNotFoundError):
     """A keys directory without the seeds a process needs: a setting to fix, not a crash."""
 
-
-"""service: JetStream, the room bucket and the nonce stream. responder: answers control
-requests and the auth callout, and may publish nowhere but inboxes. shim: history
-requests only. system: finds and cuts an identity's connections (system account)."""
 
 SERVICE_ROLES = ("service", "responder", "system")
 """What a control-plane instance needs; the shim's seed belongs to the shim alone."""

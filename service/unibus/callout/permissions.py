@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..identity import inbox_prefix
-from ..ids import is_room_id
 from ..storage import Room
-from .serverconf import INBOXES
+from ..wire.ids import is_room_id
+from ..wire.names import INBOXES
 
 DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
 

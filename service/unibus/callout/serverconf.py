@@ -11,10 +11,15 @@ connections and cut one.
 
 from __future__ import annotations
 
-from ..auth.replay import nonce_subject
-from ..config import DEFAULT_API_PREFIX
-from ..endpoints.creations import creations_subject
-from ..storage.kv import bucket_name
+from ..wire.names import (
+    CALLOUT_SUBJECT,
+    CONTROL_PREFIX,
+    INBOXES,
+    bucket_name,
+    control_subject,
+    creations_subject,
+    nonce_subject,
+)
 
 ACCOUNT = "UNIBUS"
 """The account every unibus connection lands in (a user JWT's `aud`)."""
@@ -22,12 +27,9 @@ SYSTEM_ACCOUNT = "SYS"
 CONNECTION_EVENTS = (f"$SYS.ACCOUNT.{ACCOUNT}.CONNECT", f"$SYS.ACCOUNT.{ACCOUNT}.DISCONNECT")
 """What the servers publish for each connection of the account: the per-identity
 connection limit counts from them (connections.py)."""
-INBOXES = {role: f"_INBOX.unibus-{role}" for role in ("service", "responder", "shim", "system")}
-"""Inbox prefixes of the static users. A peer's is `_INBOX.<its U… key>`, which no role
-name can equal, so no two connections share one."""
 
 
-def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_API_PREFIX) -> str:
+def render(public_keys: dict[str, str] | None = None, api_prefix: str = CONTROL_PREFIX) -> str:
     """The configuration block; `public_keys` maps ISSUER, SERVICE, RESPONDER, SHIM and
     SYSTEM to public keys, or is None for `$UNIBUS_<ROLE>_KEY` variables."""
 
@@ -37,7 +39,7 @@ def render(public_keys: dict[str, str] | None = None, api_prefix: str = DEFAULT_
     def subjects(*items: str) -> str:
         return "[" + ", ".join(f'"{s}"' for s in items) + "]"
 
-    control = f"{api_prefix}.rooms"
+    control = control_subject(api_prefix, "")[:-1]
     # The in-process shim (`serve --http`) relays history requests and pings the service
     # for its /healthz on this connection.
     service_publish = (
@@ -68,7 +70,7 @@ accounts {{
       # reply subject a caller chooses can reach JetStream.
       {{ nkey: {key("RESPONDER")}, permissions: {{
           publish: {subjects("_INBOX.>", "$SYS._INBOX.>")}
-          subscribe: {subjects(f"{control}.>", "$SRV.>", "$SYS.REQ.USER.AUTH")}
+          subscribe: {subjects(f"{control}.>", "$SRV.>", CALLOUT_SUBJECT)}
       }} }}
       # The HTTP shim: history requests and discovery, nothing else.
       {{ nkey: {key("SHIM")}, permissions: {{

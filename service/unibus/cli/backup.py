@@ -18,11 +18,11 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
-from .. import connection
 from ..callout.keys import boundary_keys
-from ..callout.serverconf import INBOXES
 from ..config import Config
-from ..storage.backup import BackupError, Saved, backup, new_directory, restore
+from ..operations.backup import BackupError, Saved, backup, new_directory, restore
+from ..wire import connection
+from ..wire.names import INBOXES, ROOM_STREAM_PREFIX
 from .output import CliError, emit
 
 
@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace, verb: str, work: Work) -> int:
         saved = asyncio.run(_connected(config, args.timeout, work))
     except (BackupError, ValueError, OSError, nats.errors.Error) as exc:
         raise CliError(f"{args.command}: {exc}") from None
-    rooms = [entry for entry in saved if entry.stream.startswith("UNIBUS_")]
+    rooms = [entry for entry in saved if entry.stream.startswith(ROOM_STREAM_PREFIX)]
     frames = sum(entry.messages for entry in rooms)
     size = sum(entry.bytes for entry in saved)
     seconds = time.monotonic() - started

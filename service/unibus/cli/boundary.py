@@ -13,7 +13,7 @@ from typing import Any
 
 from ..callout import serverconf
 from ..callout.keys import BoundaryKeys
-from ..config import DEFAULT_API_PREFIX
+from ..wire.names import CONTROL_PREFIX
 from .output import emit
 
 
@@ -25,7 +25,7 @@ def register(commands: Any) -> None:
     init.set_defaults(func=run_init)
     config = actions.add_parser("config", help="print the nats-server accounts/authorization block")
     config.add_argument("--keys", help="fill in the public keys of this directory's seeds")
-    config.add_argument("--prefix", default=DEFAULT_API_PREFIX, help="control subject prefix")
+    config.add_argument("--prefix", default=CONTROL_PREFIX, help="control subject prefix")
     config.set_defaults(func=run_config)
 
 

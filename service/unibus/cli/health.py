@@ -19,9 +19,10 @@ from typing import Any
 import nats
 import nats.errors
 
-from .. import connection
 from ..config import Config
 from ..identity import Identity
+from ..wire import connection
+from ..wire.names import ping_subject
 from .output import CliError, emit
 
 
@@ -85,7 +86,7 @@ async def ping_service(nats_url: str, service_name: str, timeout_s: float, creds
             reason += " (no control plane answering the auth callout?)"
         raise Unhealthy(f"cannot connect to {nats_url}: {reason}") from exc
     try:
-        await nc.request(f"$SRV.PING.{service_name}", b"", timeout=timeout_s)
+        await nc.request(ping_subject(service_name), b"", timeout=timeout_s)
     except nats.errors.NoRespondersError:
         raise Unhealthy(f"no instance of {service_name} is subscribed on {nats_url}") from None
     except nats.errors.TimeoutError:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from itertools import zip_longest
 from typing import Any
 
-from ..client import Message, Opened, Peer, Rejected, Room
+from ..client import Message, Opened, Peer, Rejected, RoomView
 from .output import emit
 from .session import add_peer_options, run_peer
 
@@ -77,7 +77,7 @@ async def _history(peer: Peer, args: argparse.Namespace) -> int:
 
 
 async def _tail(peer: Peer, args: argparse.Namespace) -> int:
-    room: Room = await peer.room(args.room)
+    room: RoomView = await peer.room(args.room)
     seen = 0
     async with room.subscribe() as live:
         print(f"listening on {room.subject}", file=sys.stderr, flush=True)

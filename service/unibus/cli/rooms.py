@@ -11,7 +11,7 @@ from ..client import Peer
 from .output import emit
 from .session import add_peer_options, run_peer
 
-Handler = Callable[[Peer, argparse.Namespace], Awaitable[None]]
+PeerAction = Callable[[Peer, argparse.Namespace], Awaitable[None]]
 
 
 def register(commands: Any) -> None:
@@ -54,7 +54,7 @@ def _action(actions: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _runner(handler: Handler) -> Callable[[argparse.Namespace], int]:
+def _runner(handler: PeerAction) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         async def action(peer: Peer) -> int:
             await handler(peer, args)

@@ -12,19 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import nats.errors
 from nats.aio.client import Client
 
-from ..config import Config
-from ..interest import confirm_interest
+from ..wire.gather import gather
+from ..wire.names import SERVICE_NAME
 from .output import CliError, emit
 from .session import add_peer_options, connected
 
-DEFAULT_SERVICE = Config.service_name
+DEFAULT_SERVICE = SERVICE_NAME
 
 
 def register(commands: Any) -> None:
@@ -56,41 +54,22 @@ def _run(args: argparse.Namespace, verb: str, show: Any) -> int:
     subject = f"$SRV.{kind}" + ("" if verb == "ls" else f".{args.name}")
 
     async def ask(nc: Client) -> int:
-        replies = await gather(nc, subject, args.timeout, args.idle)
-        if not replies:
+        found = await replies(nc, subject, args.timeout, args.idle)
+        if not found:
             target = "no service" if verb == "ls" else f"no instance of {args.name}"
             raise CliError(f"{target} answered {subject} on {args.nats_url}")
-        emit(args, {"subject": subject, "replies": replies}, show(replies))
+        emit(args, {"subject": subject, "replies": found}, show(found))
         return 0
 
     # Discovery needs no particular identity: without one, a throwaway key connects.
     return connected(args, ask, throwaway=True)
 
 
-async def gather(nc: Client, subject: str, first_s: float, idle_s: float) -> list[dict[str, Any]]:
-    """Every reply to one request, each tagged with its round trip: the first awaited
-    for up to `first_s`, the rest until `idle_s` passes without one."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    try:
-        await confirm_interest(nc)
-        sent = time.monotonic()
-        await nc.publish(subject, b"", reply=inbox)
-        replies: list[dict[str, Any]] = []
-        wait = first_s
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=wait)
-            except nats.errors.TimeoutError:
-                return replies
-            if not msg.data:  # the server's "no responders" status: nobody subscribes
-                return replies
-            reply = json.loads(msg.data)
-            reply["rtt_ms"] = round((time.monotonic() - sent) * 1000, 2)
-            replies.append(reply)
-            wait = idle_s
-    finally:
-        await sub.unsubscribe()
+async def replies(nc: Client, subject: str, within_s: float, idle_s: float) -> list[dict[str, Any]]:
+    """Every reply to one request, each tagged with its round trip: the first awaited for
+    up to `within_s`, the rest until `idle_s` passes without one."""
+    answers = await gather(nc, subject, within_s=within_s, idle_s=idle_s, expect=1)
+    return [{**json.loads(a.msg.data), "rtt_ms": round(a.after_s * 1000, 2)} for a in answers]
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -17,10 +17,10 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from .. import connection
 from ..client import Peer
-from ..client.control import DEFAULT_PREFIX
 from ..identity import Identity, InvalidKey
+from ..wire import connection
+from ..wire.names import CONTROL_PREFIX
 from .output import EXIT_USAGE, CliError
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -49,7 +49,7 @@ def add_peer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--creds", default=os.environ.get("UNIBUS_NATS_CREDS"), help="NATS credentials file")
     parser.add_argument(
         "--prefix",
-        default=os.environ.get("UNIBUS_API_PREFIX") or DEFAULT_PREFIX,
+        default=os.environ.get("UNIBUS_API_PREFIX") or CONTROL_PREFIX,
         help="control subject prefix (UNIBUS_API_PREFIX)",
     )
     parser.add_argument(

@@ -2,7 +2,7 @@
 end-to-end encrypted frames."""
 
 from ..identity import Identity
-from .control import ControlClient, Page
+from .control import ControlClient, FramePage
 from .errors import (
     BadRequest,
     Conflict,
@@ -16,7 +16,7 @@ from .errors import (
     Unavailable,
 )
 from .frames import Frame, FrameRejected, Reason
-from .peer import HistoryPage, Message, Opened, Peer, Rejected, Room
+from .peer import HistoryPage, Message, Opened, Peer, Rejected, RoomView
 from .roomkeys import SealedKeyError
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "ControlClient",
     "Forbidden",
     "Frame",
+    "FramePage",
     "FrameRejected",
     "HistoryPage",
     "Identity",
@@ -32,11 +33,10 @@ __all__ = [
     "Message",
     "NotFound",
     "Opened",
-    "Page",
     "Peer",
     "Reason",
     "Rejected",
-    "Room",
+    "RoomView",
     "SealedKeyError",
     "ServiceError",
     "TooLarge",

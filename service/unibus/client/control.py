@@ -11,18 +11,17 @@ import msgpack
 import nats.errors
 from nats.aio.client import Client
 
-from ..auth.signing import RECONNECT_HEADER, sign_request
 from ..identity import Identity, inbox_prefix
+from ..wire.names import CONTROL_PREFIX, ERROR_CODE_HEADER, ERROR_HEADER, control_subject
+from ..wire.signing import RECONNECT_HEADER, sign_request
 from .errors import Unavailable, error_for
-
-DEFAULT_PREFIX = "$UNIBUS.CTL"
 
 
 class ControlClient:
     """Talks to the control plane over NATS. `identity=None` sends unsigned requests."""
 
     def __init__(
-        self, nc: Client, identity: Identity | None, prefix: str = DEFAULT_PREFIX, timeout_s: float = 10.0
+        self, nc: Client, identity: Identity | None, prefix: str = CONTROL_PREFIX, timeout_s: float = 10.0
     ) -> None:
         self.nc = nc
         self.identity = identity
@@ -32,7 +31,7 @@ class ControlClient:
     async def request_raw(
         self, suffix: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[bytes, dict[str, str]]:
-        subject = f"{self.prefix}.rooms.{suffix}"
+        subject = control_subject(self.prefix, suffix)
         all_headers = dict(headers or {})
         if self.identity is not None:
             all_headers.update(sign_request(self.identity, subject, body))
@@ -42,9 +41,9 @@ class ControlClient:
         except nats.errors.NoRespondersError:
             raise Unavailable(503, "no control plane instance is answering") from None
         reply_headers = reply.headers or {}
-        code = reply_headers.get("Nats-Service-Error-Code")
+        code = reply_headers.get(ERROR_CODE_HEADER)
         if code:
-            raise error_for(int(code), reply_headers.get("Nats-Service-Error", ""))
+            raise error_for(int(code), reply_headers.get(ERROR_HEADER, ""))
         if RECONNECT_HEADER in reply_headers and self._connected_as_signer():
             await self._reauthorized(reconnects)
         return reply.data, reply_headers
@@ -109,14 +108,14 @@ class ControlClient:
     async def delete_room(self, room_id: str) -> dict[str, Any]:
         return await self.call(f"{room_id}.delete")
 
-    async def history(self, room_id: str, limit: int | None = None, before: int | None = None) -> Page:
+    async def history(self, room_id: str, limit: int | None = None, before: int | None = None) -> FramePage:
         """One page of raw frames, oldest first (msgpack on the wire: no base64 cost)."""
         query = "&".join(f"{k}={v}" for k, v in (("limit", limit), ("before", before)) if v is not None)
         data, _ = await self.request_raw(
             f"{room_id}.history", query.encode(), {"Accept": "application/msgpack"}
         )
         envelope = msgpack.unpackb(data, raw=False)
-        return Page(
+        return FramePage(
             list(envelope["messages"]),
             envelope.get("first_seq"),
             envelope.get("last_seq"),
@@ -124,8 +123,8 @@ class ControlClient:
         )
 
     async def backlog(self, room_id: str, page_size: int = 1000) -> AsyncIterator[bytes]:
-        """Every stored frame, newest page first, each page oldest first: follow `before`
-        until the service says there is nothing older."""
+        """Every stored frame, newest first (each page is read oldest first and yielded
+        reversed): follow `before` until the service says there is nothing older."""
         before: int | None = None
         while True:
             page = await self.history(room_id, limit=page_size, before=before)
@@ -136,7 +135,7 @@ class ControlClient:
             before = page.first_seq
 
 
-class Page:
+class FramePage:
     __slots__ = ("first_seq", "frames", "last_seq", "seqs")
 
     def __init__(

@@ -21,8 +21,8 @@ import nacl.utils
 
 from .. import identity
 from ..identity import Identity
-from ..ids import NONCE as ID_RE
-from ..ids import new_nonce
+from ..wire.ids import NONCE as ID_RE
+from ..wire.ids import new_nonce
 
 VERSION = 1
 CONTEXT = b"unibus-frame-v1"

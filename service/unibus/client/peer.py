@@ -1,7 +1,7 @@
 """The peer API: rooms whose frames are signed, sealed and opened on this side only.
 
 `Peer` wraps the control client for the calls that need keys (create, add, remove,
-rotate); `Room` is one room as this peer sees it — its members and the room keys it can
+rotate); `RoomView` is one room as this peer sees it — its members and the room keys it can
 open — and publishes over core NATS only, reading back through history or a live
 subscription. Every frame read comes out as a `Message` or a `Rejected` with its reason,
 so a caller decides what to show rather than losing frames silently.
@@ -19,9 +19,10 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from ..identity import Identity, InvalidKey, is_public_key
-from ..interest import confirm_interest
+from ..wire.interest import confirm_interest
+from ..wire.names import CONTROL_PREFIX
 from . import frames, roomkeys
-from .control import DEFAULT_PREFIX, ControlClient
+from .control import ControlClient
 from .errors import ServiceError
 from .frames import Frame, FrameRejected, Reason
 
@@ -71,19 +72,19 @@ class HistoryPage:
 
 
 class Peer:
-    def __init__(self, nc: Client, identity: Identity, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, nc: Client, identity: Identity, prefix: str = CONTROL_PREFIX) -> None:
         self.nc = nc
         self.identity = identity
         self.control = ControlClient(nc, identity, prefix)
 
-    async def room(self, room_id: str) -> Room:
-        room = Room(self, room_id)
+    async def room(self, room_id: str) -> RoomView:
+        room = RoomView(self, room_id)
         await room.refresh()
         return room
 
     async def create_room(
         self, room_id: str | None = None, *, encrypted: bool = True, mode: str = "matrix", name: str = ""
-    ) -> Room:
+    ) -> RoomView:
         """Create a room; an encrypted one gets a fresh key sealed to its creator."""
         fields: dict[str, Any] = {"mode": mode, "name": name, "encrypted": encrypted}
         if encrypted:
@@ -125,7 +126,7 @@ class Peer:
         return frame
 
 
-class Room:
+class RoomView:
     """A room as this peer sees it. State is read by `refresh()`; a long-lived sender
     should refresh after membership changes so it seals under the current epoch."""
 
@@ -235,7 +236,7 @@ class Room:
 
 
 class LiveMessages:
-    def __init__(self, room: Room, sub: NatsSubscription) -> None:
+    def __init__(self, room: RoomView, sub: NatsSubscription) -> None:
         self._room = room
         self._messages = sub.messages.__aiter__()
 

@@ -3,8 +3,8 @@
 A creation rate kept in each instance's memory lets a caller multiply it by the number of
 instances (the queue group spreads its requests). So the count lives in JetStream: each
 creation is one small message on `<api_prefix>.creations.<identity>` in a stream that
-forgets it after `window_s`, and a creation is admitted while the identity has at most
-`burst` messages there. The message is published first and counted after, so two
+forgets it after the rule's window, and a creation is admitted while the identity has
+at most the rule's allowance there. The message is published first and counted after, so two
 instances admitting the same identity at once see each other's; the one that finds too
 many deletes its own message again and answers 429. Contention can therefore refuse
 both, never admit one too many.
@@ -17,8 +17,6 @@ SQLite fallback, one instance) the same rule is kept in memory.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import time
 from collections import deque
@@ -30,35 +28,22 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from ..config import DEFAULT_API_PREFIX, Config
+from ..config import Config
 from ..errors import too_many
-from ..storage.reservation import INSUFFICIENT_STORAGE, reserve
+from ..operations.reservation import reserve
+from ..wire import jsapi
+from ..wire.jscodes import JSStorageResourcesExceededErr, JSStreamNameExistErr
+from ..wire.names import creations_stream_name, creations_subject
 
 log = logging.getLogger(__name__)
 
 BURST = 50
 """Creations one identity may make at once; then `rate` a second on average."""
 
-CREATIONS_STREAM = "UNIBUS-CREATIONS"
-"""Not `UNIBUS_<x>`: that form belongs to room streams (as the nonce stream's name)."""
-
 CREATIONS_MAX_BYTES = 1024 * 1024
 """Reserved for the counts (164 bytes a creation, measured, so some 6,400 a window, where
 one JetStream creates about 100 rooms a second); beyond it the oldest are dropped, which
 only ever lets a creator create sooner."""
-
-_NAME_IN_USE = 10058
-
-
-def creations_subject(api_prefix: str, identity: str = "*") -> str:
-    return f"{api_prefix}.creations.{identity}"
-
-
-def creations_stream_name(api_prefix: str) -> str:
-    """One stream per deployment, as the nonce stream (auth/replay.py)."""
-    if api_prefix == DEFAULT_API_PREFIX:
-        return CREATIONS_STREAM
-    return f"{CREATIONS_STREAM}-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -163,14 +148,9 @@ class SharedCreations:
 
     async def _count(self, subject: str) -> int:
         """Creations of one identity still in the window, from one raw STREAM.INFO."""
-        body = json.dumps({"subjects_filter": subject}).encode()
-        reply = await self._nc.request(f"$JS.API.STREAM.INFO.{self._stream}", body, timeout=self._timeout)
-        info = json.loads(reply.data)
-        error = info.get("error")
-        if error is not None:
-            raise jserr.APIError(
-                code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
-            )
+        info = await jsapi.request(
+            self._nc, f"STREAM.INFO.{self._stream}", {"subjects_filter": subject}, self._timeout
+        )
         return int((info["state"].get("subjects") or {}).get(subject, 0))
 
 
@@ -178,7 +158,7 @@ async def _create(js: JetStreamContext, stream: StreamConfig, timeout_s: float) 
     try:
         await asyncio.wait_for(js.add_stream(stream), timeout_s)
     except jserr.APIError as err:
-        if err.err_code != _NAME_IN_USE:  # NAME_IN_USE: another instance starting made it
+        if err.err_code != JSStreamNameExistErr:  # another instance starting made it
             raise
 
 
@@ -189,7 +169,7 @@ async def creation_limit(nc: Client, js: JetStreamContext, config: Config, repli
     try:
         return await SharedCreations.open(nc, js, config, replicas)
     except jserr.APIError as err:
-        if err.err_code != INSUFFICIENT_STORAGE:
+        if err.err_code != JSStorageResourcesExceededErr:
             raise
     log.warning(
         "stream %s: the JetStream store has no room for it; creations are counted per instance"

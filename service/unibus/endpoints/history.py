@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from .. import history
-from ..storage.rooms import stream_name
 from ..streams import room_stream_for_read, room_stream_snapshot
+from ..wire.names import stream_name
 from .context import Call, Reply
 
 

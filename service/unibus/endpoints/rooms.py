@@ -8,12 +8,12 @@ import time
 import nats.js.errors as jserr
 
 from .. import identity
-from ..errors import ApiError, bad_request, conflict, insufficient_storage, not_found, unavailable
-from ..ids import is_room_id, new_room_id
+from ..errors import bad_request, conflict, insufficient_storage, not_found, unavailable
 from ..storage import Room, RoomExists
-from ..storage.reservation import INSUFFICIENT_STORAGE
 from ..storage.rooms import MODES
 from ..streams import StreamTaken, delete_room_stream, ensure_room_stream
+from ..wire.ids import ROOM_ID_RULE, is_room_id, new_room_id
+from ..wire.jscodes import JSStorageResourcesExceededErr
 from . import quotas
 from .context import Call, Reply, ok, sealed_blob
 
@@ -42,9 +42,9 @@ async def _create(call: Call, room: Room) -> Room:
         try:
             await ensure_room_stream(deps.js, room, deps.streams, deps.config.js_timeout_s)
         except StreamTaken:
-            raise conflict("room id in use by another deployment on this JetStream") from None
+            raise  # 409, app.py
         except jserr.APIError as err:
-            if err.err_code != INSUFFICIENT_STORAGE:
+            if err.err_code != JSStorageResourcesExceededErr:
                 log.warning("room %s: stream not ensured: %r", room.id, err)
                 raise unavailable("could not create the room's stream; nothing was created") from None
             raise insufficient_storage(
@@ -65,7 +65,7 @@ def _new_room(call: Call) -> Room:
     if room_id is None:
         room_id = new_room_id()
     if not is_room_id(room_id):
-        raise bad_request("id must be 1-64 characters of [A-Za-z0-9_-]")
+        raise bad_request(f"id must be {ROOM_ID_RULE}")
     mode = body.get("mode", "matrix")
     if mode not in MODES:
         raise bad_request("mode must be 'matrix' or 'ephemeral'")
@@ -117,8 +117,6 @@ async def delete(call: Call) -> Reply:
         # never an orphan stream that a new room of the same id would adopt.
         try:
             await delete_room_stream(deps.js, room.stream, deps.config.js_timeout_s)
-        except ApiError:
-            raise
         except Exception as exc:
             log.warning("room %s: stream not deleted: %r", room.id, exc)
             raise unavailable("could not delete the room's stream; the room is unchanged") from None

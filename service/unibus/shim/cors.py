@@ -8,9 +8,8 @@ hands one origin's grant to another.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .errors import error
 from .relay import FORWARDED
@@ -18,8 +17,6 @@ from .settings import SETTINGS
 
 ALLOW_HEADERS = ", ".join((*FORWARDED, "traceparent", "tracestate"))
 PREFLIGHT_MAX_AGE_S = "600"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def granted(request: web.Request) -> str | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import nats.errors
 from aiohttp import web
 
-from .link import LINK, Unavailable
+from ..wire.names import ping_subject
+from .link import LINK, CannotRelay
 from .settings import SETTINGS
 
 
@@ -19,8 +20,8 @@ async def healthz(request: web.Request) -> web.Response:
     if not link.connected:
         return _report("disconnected", "unknown")
     try:
-        await link.request(f"$SRV.PING.{settings.service_name}", b"", {}, settings.health_timeout_s)
-    except Unavailable as exc:
+        await link.request(ping_subject(settings.service_name), b"", {}, settings.health_timeout_s)
+    except CannotRelay as exc:
         return _report("connected" if link.connected else "disconnected", str(exc))
     except nats.errors.NoRespondersError:
         return _report("connected", "no responders")

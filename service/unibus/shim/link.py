@@ -15,14 +15,14 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from .. import connection
-from ..callout.serverconf import INBOXES
 from ..identity import Identity
+from ..wire import connection
+from ..wire.names import INBOXES
 
 log = logging.getLogger(__name__)
 
 
-class Unavailable(Exception):
+class CannotRelay(Exception):
     """The shim cannot relay right now (NATS away, or at its in-flight bound)."""
 
 
@@ -80,9 +80,9 @@ class NatsLink:
     async def request(self, subject: str, payload: bytes, headers: dict[str, str], wait_s: float) -> Msg:
         """One NATS request; nats-py's NoRespondersError and TimeoutError pass through."""
         if self._nc is None or not self._nc.is_connected:
-            raise Unavailable("NATS is not connected")
+            raise CannotRelay("NATS is not connected")
         if self._slots.locked():
-            raise Unavailable("too many requests in flight")
+            raise CannotRelay("too many requests in flight")
         async with self._slots:
             return await self._nc.request(subject, payload, timeout=wait_s, headers=headers or None)
 

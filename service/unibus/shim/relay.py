@@ -13,13 +13,13 @@ import re
 import nats.errors
 from aiohttp import web
 
-from ..auth.signing import HEADERS as SIGNATURE_HEADERS
-from ..ids import is_room_id
+from ..wire.ids import ROOM_ID_RULE, is_room_id
+from ..wire.names import ERROR_CODE_HEADER, control_subject
+from ..wire.signing import HEADERS as SIGNATURE_HEADERS
 from .errors import error
-from .link import LINK, Unavailable
+from .link import LINK, CannotRelay
 from .settings import SETTINGS
 
-ERROR_CODE = "Nats-Service-Error-Code"
 FORWARDED = (*SIGNATURE_HEADERS, "Accept")
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 """W3C Trace Context's `traceparent` (version, trace id, parent id, flags)."""
@@ -28,9 +28,9 @@ TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 async def history(request: web.Request) -> web.Response:
     room_id = request.match_info["id"]
     if not is_room_id(room_id):
-        return error(400, "room id must be 1-64 characters of [A-Za-z0-9_-]")
+        return error(400, f"room id must be {ROOM_ID_RULE}")
     settings = request.app[SETTINGS]
-    subject = f"{settings.api_prefix}.rooms.{room_id}.history"
+    subject = control_subject(settings.api_prefix, f"{room_id}.history")
     # raw_path is the request target as received; yarl's query_string would be decoded.
     query = request.raw_path.partition("?")[2].encode("utf-8", "surrogateescape")
     headers = {name: request.headers[name] for name in FORWARDED if name in request.headers}
@@ -42,7 +42,7 @@ async def history(request: web.Request) -> web.Response:
     headers.update(trace_context(request))
     try:
         reply = await request.app[LINK].request(subject, query, headers, settings.request_timeout_s)
-    except Unavailable as exc:
+    except CannotRelay as exc:
         return error(503, str(exc))
     except nats.errors.NoRespondersError:
         return error(503, "no control plane instance is answering")
@@ -51,7 +51,7 @@ async def history(request: web.Request) -> web.Response:
     reply_headers = reply.headers or {}
     return web.Response(
         body=reply.data,
-        status=_status(reply_headers.get(ERROR_CODE)),
+        status=_status(reply_headers.get(ERROR_CODE_HEADER)),
         headers={"Content-Type": reply_headers.get("Content-Type", "application/json")},
     )
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..config import Config, parse_listen
+from ..wire import names
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,8 @@ class ShimSettings:
     """0 picks a free port (the bound one is reported by `Shim.url`)."""
     allow_origins: frozenset[str] = frozenset()
     """Browser origins granted CORS; none by default, `*` grants any (requests stay signed)."""
-    api_prefix: str = "$UNIBUS.CTL"
-    service_name: str = "unibus-control-plane"
+    api_prefix: str = names.CONTROL_PREFIX
+    service_name: str = names.SERVICE_NAME
     request_timeout_s: float = 10.0
     """Longer than the service's own JetStream bound, so its 503 arrives before our 504."""
     health_timeout_s: float = 1.0

@@ -1,8 +1,16 @@
 """Where room rows live: a JetStream KV bucket, or SQLite when there is no JetStream."""
 
-from .base import RoomExists, RoomStore
+from .base import ConcurrentChange, RoomExists, RoomStore, StoreUnavailable
 from .kv import KvStore
-from .rooms import Room, stream_name
+from .rooms import Room
 from .sqlite import SqliteStore
 
-__all__ = ["KvStore", "Room", "RoomExists", "RoomStore", "SqliteStore", "stream_name"]
+__all__ = [
+    "ConcurrentChange",
+    "KvStore",
+    "Room",
+    "RoomExists",
+    "RoomStore",
+    "SqliteStore",
+    "StoreUnavailable",
+]

@@ -5,19 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from ..errors import DomainError
 from .rooms import Room
 
 Mutation = Callable[[Room], Room]
 
 
-class RoomExists(Exception):
-    pass
+class RoomExists(DomainError):
+    """A create lost to another create of the same id (exactly one wins)."""
+
+
+class StoreUnavailable(DomainError):
+    """The store cannot answer right now (JetStream electing a leader, NATS away): nothing
+    was decided from a stale copy, and the same request later will do."""
+
+
+class ConcurrentChange(DomainError):
+    """A compare-and-set kept losing to other writers of the same row; nothing was
+    written, and the same request later will do."""
 
 
 class RoomStore(Protocol):
-    durable_history: bool
-    """False when there is no JetStream: rooms work, histories are empty."""
-
     async def get(self, room_id: str) -> Room | None: ...
 
     async def catch_up(self) -> None:

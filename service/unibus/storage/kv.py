@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -23,36 +21,21 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from ..config import DEFAULT_API_PREFIX
-from ..errors import ApiError, unavailable
-from .base import Mutation, RoomExists
-from .reservation import reserve
+from ..wire import jsapi
+from ..wire.jscodes import JSStreamWrongLastSequenceErrF
+from ..wire.names import CONTROL_PREFIX, bucket_name
+from .base import ConcurrentChange, Mutation, RoomExists, StoreUnavailable
 from .rooms import Room
 
 log = logging.getLogger(__name__)
-
-BUCKET = "UNIBUS_ROOMS"
-"""The room bucket of the default control prefix (existing deployments keep it)."""
-
-
-def bucket_name(api_prefix: str) -> str:
-    """One bucket per control prefix, like the nonce stream: a demo instance with another
-    prefix on the same JetStream must not read or change this deployment's rooms."""
-    if api_prefix == DEFAULT_API_PREFIX:
-        return BUCKET
-    return f"{BUCKET}-{hashlib.sha256(api_prefix.encode()).hexdigest()[:12]}"
-
 
 _WATCH_LAG_S = 0.25
 """How long a healthy watch may take to deliver the bucket's last write before it is
 taken for cut off and replaced (deliveries normally arrive within a millisecond)."""
 _CAS_ATTEMPTS = 32
-_WRONG_LAST_SEQUENCE = 10071
 
 
 class KvStore:
-    durable_history = True
-
     def __init__(self, kv: KeyValue, bucket: str, timeout_s: float, nc: Client | None = None) -> None:
         self._kv = kv
         self._bucket = bucket
@@ -77,10 +60,11 @@ class KvStore:
         replicas: int,
         timeout_s: float,
         nc: Client | None = None,
-        api_prefix: str = DEFAULT_API_PREFIX,
+        api_prefix: str = CONTROL_PREFIX,
         max_bytes: int = -1,
     ) -> KvStore:
-        """Open the prefix's bucket, creating it with `max_bytes` reserved (reservation.py)."""
+        """Open the prefix's bucket, creating it with `max_bytes` reserved (an existing bucket
+        gets its reservation from the caller: operations/reservation.py)."""
         bucket = bucket_name(api_prefix)
         try:
             kv = await js.key_value(bucket)
@@ -90,8 +74,6 @@ class KvStore:
                     bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas, max_bytes=max_bytes
                 )
             )
-        else:
-            await reserve(js, f"KV_{bucket}", max_bytes, timeout_s)
         store = cls(kv, bucket, timeout_s, nc)
         await store._start_watch()
         return store
@@ -122,10 +104,10 @@ class KvStore:
         replaced at once by a new watch, whose snapshot brings the copy up to date."""
         try:
             last = await self._last_revision()
-        except ApiError:
+        except StoreUnavailable:
             raise
         except Exception as exc:
-            raise unavailable("room storage unavailable, try again") from exc
+            raise StoreUnavailable("room storage unavailable, try again") from exc
         deadline = asyncio.get_running_loop().time() + _WATCH_LAG_S
         while self._seen < last:
             self._advanced.clear()
@@ -138,7 +120,7 @@ class KvStore:
                     # No fresh copy to decide from (JetStream electing a leader, say):
                     # fail closed and retryable rather than answer from a stale one.
                     log.warning("room bucket watch not replaced: %r", exc)
-                    raise unavailable("room storage unavailable, try again") from exc
+                    raise StoreUnavailable("room storage unavailable, try again") from exc
                 return
 
     async def _last_revision(self) -> int:
@@ -164,10 +146,12 @@ class KvStore:
     async def _bucket_info(self) -> dict[str, Any]:
         """One raw STREAM.INFO of the bucket's stream."""
         assert self._nc is not None
-        reply = await self._nc.request(f"$JS.API.STREAM.INFO.KV_{self._bucket}", b"", timeout=self._timeout)
-        info: dict[str, Any] = json.loads(reply.data)
-        if "error" in info:
-            raise unavailable("room bucket unavailable")
+        try:
+            info: dict[str, Any] = await jsapi.request(
+                self._nc, f"STREAM.INFO.KV_{self._bucket}", None, self._timeout
+            )
+        except jserr.APIError:
+            raise StoreUnavailable("room bucket unavailable") from None
         return info
 
     async def _rewatch(self, last: int) -> None:
@@ -260,7 +244,7 @@ class KvStore:
             stored = changed.with_revision(revision)
             self._remember(stored)
             return stored
-        raise unavailable("the room is being changed concurrently; try again")
+        raise ConcurrentChange("the room is being changed concurrently; try again")
 
     async def delete(self, room_id: str) -> bool:
         current = await self._fetch(room_id)
@@ -272,9 +256,9 @@ class KvStore:
         try:
             await asyncio.wait_for(self._kv.delete(room_id, last=current.revision), self._timeout)
         except jserr.APIError as err:
-            if err.err_code != _WRONG_LAST_SEQUENCE:
+            if err.err_code != JSStreamWrongLastSequenceErrF:
                 raise
-            raise unavailable("the room is being changed concurrently; try again") from None
+            raise ConcurrentChange("the room is being changed concurrently; try again") from None
         self._rooms.pop(room_id, None)
         self._deleted[room_id] = current.revision
         return True

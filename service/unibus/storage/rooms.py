@@ -21,7 +21,8 @@ import logging
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-from ..errors import ApiError
+from ..errors import DomainError
+from ..wire.names import stream_name
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,12 @@ SCHEMA_VERSION = 1
 """The row encoding this version writes (and the newest it may rewrite)."""
 
 
-class RowTooNew(ApiError):
-    """A write to a row that a newer version of the service wrote."""
+class RowTooNew(DomainError):
+    """A write to a row that a newer version of the service wrote (503: an instance of that
+    version will do it)."""
 
     def __init__(self, room_id: str, schema: int) -> None:
         super().__init__(
-            503,
             f"room {room_id} was written by a newer version of the service (row schema {schema},"
             f" this instance knows {SCHEMA_VERSION}); try again",
         )
@@ -122,8 +123,3 @@ class Room:
 
 
 _FIELDS = frozenset(f.name for f in fields(Room))
-
-
-def stream_name(room_id: str) -> str:
-    """`UNIBUS_<roomID>`: the same derivation as the Go client, which may ensure it too."""
-    return f"UNIBUS_{room_id}"

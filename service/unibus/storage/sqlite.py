@@ -21,8 +21,6 @@ def open_database(path: str | Path) -> sqlite3.Connection:
 
 
 class SqliteStore:
-    durable_history = False
-
     def __init__(self, path: str | Path) -> None:
         self._db = open_database(path)
         self._db.execute(

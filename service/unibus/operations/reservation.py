@@ -2,7 +2,7 @@
 
 JetStream accounts a stream's `max_bytes` as reserved the moment the stream is created,
 and refuses a new stream whose reservation no longer fits the store ("insufficient
-storage resources", err 10047). Room streams all carry `max_bytes`, so together they can
+storage resources", `JSStorageResourcesExceededErr`). Room streams all carry `max_bytes`, so together they can
 never take more than the store holds; giving the room bucket and the nonce stream a
 `max_bytes` too puts their space out of the rooms' reach. Room traffic then fills only
 what rooms reserved, and `info`, `members.add` or a replay check keep writing when every
@@ -18,10 +18,9 @@ from dataclasses import replace
 from nats.js import JetStreamContext
 from nats.js import errors as jserr
 
-log = logging.getLogger(__name__)
+from ..wire.jscodes import JSStorageResourcesExceededErr
 
-INSUFFICIENT_STORAGE = 10047
-"""JetStream's error code for a reservation the store cannot hold."""
+log = logging.getLogger(__name__)
 
 
 async def reserve(js: JetStreamContext, stream: str, max_bytes: int, timeout_s: float) -> None:
@@ -34,7 +33,7 @@ async def reserve(js: JetStreamContext, stream: str, max_bytes: int, timeout_s: 
     try:
         await asyncio.wait_for(js.update_stream(replace(info.config, max_bytes=max_bytes)), timeout_s)
     except jserr.APIError as err:
-        if err.err_code != INSUFFICIENT_STORAGE:
+        if err.err_code != JSStorageResourcesExceededErr:
             raise
         log.warning(
             "stream %s: the JetStream store cannot reserve %d bytes for it (%s); room traffic "

@@ -7,14 +7,13 @@ usable once, and only for a short window.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import time
-from dataclasses import dataclass
 
 from ..identity import Identity
-from ..ids import new_nonce
+from . import base64url
+from .ids import new_nonce
 
 SIGNER = "Unibus-Signer"
 TIMESTAMP = "Unibus-Timestamp"
@@ -35,16 +34,6 @@ def signing_input(subject: str, timestamp_ms: int | str, nonce: str, body: bytes
     )
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def unb64url(text: str) -> bytes:
-    if "=" in text:
-        raise ValueError("padding is not allowed")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def sign_request(
     identity: Identity,
     subject: str,
@@ -57,20 +46,17 @@ def sign_request(
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     nonce = nonce or new_nonce()
     signature = identity.sign(signing_input(subject, ts, nonce, body))
-    return {SIGNER: identity.public_key, TIMESTAMP: str(ts), NONCE: nonce, SIGNATURE: b64url(signature)}
-
-
-@dataclass(frozen=True)
-class SignedHeaders:
-    signer: str
-    timestamp_ms: int
-    nonce: str
-    signature: bytes
+    return {
+        SIGNER: identity.public_key,
+        TIMESTAMP: str(ts),
+        NONCE: nonce,
+        SIGNATURE: base64url.encode(signature),
+    }
 
 
 def decode_signature(text: str) -> bytes:
     try:
-        raw = unb64url(text)
+        raw = base64url.decode(text)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("signature is not base64url") from exc
     if len(raw) != 64:

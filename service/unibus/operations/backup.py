@@ -35,11 +35,13 @@ import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE
 
-from ..auth.replay import RESTORED_MARK, nonce_stream_config, nonce_stream_name
+from ..auth.replay import RESTORED_MARK, nonce_stream_config
 from ..config import Config
-from ..ids import is_room_id
-from .kv import bucket_name
-from .rooms import Room, stream_name
+from ..storage.rooms import Room
+from ..wire import jsapi
+from ..wire.ids import is_room_id
+from ..wire.jscodes import JSStreamNameExistErr, JSStreamNameExistRestoreFailedErr, JSStreamNotFoundErr
+from ..wire.names import ROOM_STREAM_PREFIX, bucket_name, nonce_stream_name, ping_subject, stream_name
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,6 @@ _FORWARDING = ("sources", "mirror", "republish", "subject_transform")
 or out of it to any subject, from inside the account and past every permission (a room's
 frames republished as rows of the bucket, another room's frames sourced into a member's
 room)."""
-_STREAM_NOT_FOUND = 10059
-_NAME_IN_USE = 10058
-_NAME_TAKEN = 10130
-"""JSStreamNameExistRestoreFailedErr: `stream name already in use, cannot restore`."""
 
 
 class BackupError(Exception):
@@ -162,7 +160,7 @@ async def restore(
             # All or nothing: what was made is removed, so the restore can be run again.
             for stream in begun:
                 with contextlib.suppress(_StreamGone):
-                    await _api(nc, f"$JS.API.STREAM.DELETE.{stream}", None, timeout_s)
+                    await _api(nc, f"STREAM.DELETE.{stream}", None, timeout_s)
             raise
     return saved
 
@@ -183,9 +181,9 @@ async def _one_restore_at_a_time(nc: Client, api_prefix: str, timeout_s: float) 
     name = restore_lock_name(api_prefix)
     lock = {"name": name, "subjects": [name], "storage": "file", "description": secrets.token_hex(16)}
     try:
-        await _api(nc, f"$JS.API.STREAM.CREATE.{name}", lock, timeout_s)
+        await _api(nc, f"STREAM.CREATE.{name}", lock, timeout_s)
     except BackupError as exc:
-        if exc.err_code != _NAME_IN_USE:
+        if exc.err_code != JSStreamNameExistErr:
             raise
         raise BackupError(
             f"refusing to restore: another restore holds {name}; if none runs (one was killed), delete"
@@ -195,7 +193,7 @@ async def _one_restore_at_a_time(nc: Client, api_prefix: str, timeout_s: float) 
         yield
     finally:
         with contextlib.suppress(_StreamGone):
-            await _api(nc, f"$JS.API.STREAM.DELETE.{name}", None, timeout_s)
+            await _api(nc, f"STREAM.DELETE.{name}", None, timeout_s)
 
 
 class _StreamGone(Exception):
@@ -216,7 +214,7 @@ async def _snapshot(nc: Client, stream: str, directory: Path, timeout_s: float) 
     path = directory / f"{stream}.snapshot"
     try:
         request = {"deliver_subject": deliver, "no_consumers": True, "chunk_size": _CHUNK}
-        reply = await _api(nc, f"$JS.API.STREAM.SNAPSHOT.{stream}", request, timeout_s)
+        reply = await _api(nc, f"STREAM.SNAPSHOT.{stream}", request, timeout_s)
         with _new_file(path, "wb") as out:
             while True:
                 chunk = await sub.next_msg(timeout=timeout_s)
@@ -242,15 +240,16 @@ async def _restore_stream(
 ) -> None:
     config = entry.config if replicas is None else {**entry.config, "num_replicas": replicas}
     request = {"config": config, "state": entry.state}
-    reply = await _api(nc, f"$JS.API.STREAM.RESTORE.{entry.stream}", request, timeout_s)
+    reply = await _api(nc, f"STREAM.RESTORE.{entry.stream}", request, timeout_s)
     deliver = reply["deliver_subject"]
     with (directory / entry.file).open("rb") as data:
         while chunk := data.read(_CHUNK):
             await nc.request(deliver, chunk, timeout=timeout_s)  # each chunk is acknowledged
-    done = json.loads((await nc.request(deliver, b"", timeout=timeout_s)).data)
-    if "error" in done:
-        failed = _NameTaken if done["error"].get("err_code") == _NAME_TAKEN else BackupError
-        raise failed(f"restore of {entry.stream} failed: {done['error'].get('description')}")
+    try:
+        done = jsapi.answer((await nc.request(deliver, b"", timeout=timeout_s)).data)
+    except jserr.APIError as err:
+        failed = _NameTaken if err.err_code == JSStreamNameExistRestoreFailedErr else BackupError
+        raise failed(f"restore of {entry.stream} failed: {err.description}") from None
     if done["state"].get("consumer_count"):
         # nats-server recreates the consumers a snapshot file holds, with the deliver
         # subjects it names; `backup` never saves any, so the file was made otherwise.
@@ -298,7 +297,7 @@ async def _no_instance_running(nc: Client, service_name: str, timeout_s: float) 
     again a request it accepted before the loss (one that ran through a wiped JetStream
     finds the bucket gone, not recreated, so nothing else stops the restore)."""
     try:
-        await nc.request(f"$SRV.PING.{service_name}", b"", timeout=timeout_s)
+        await nc.request(ping_subject(service_name), b"", timeout=timeout_s)
     except nats.errors.NoRespondersError:
         return
     except nats.errors.TimeoutError:
@@ -311,24 +310,23 @@ async def _no_instance_running(nc: Client, service_name: str, timeout_s: float) 
 
 async def _stream_exists(nc: Client, stream: str, timeout_s: float) -> bool:
     try:
-        await _api(nc, f"$JS.API.STREAM.INFO.{stream}", None, timeout_s)
+        await _api(nc, f"STREAM.INFO.{stream}", None, timeout_s)
     except _StreamGone:
         return False
     return True
 
 
-async def _api(nc: Client, subject: str, request: dict[str, Any] | None, timeout_s: float) -> dict[str, Any]:
-    body = json.dumps(request).encode() if request is not None else b""
-    reply: dict[str, Any] = json.loads((await nc.request(subject, body, timeout=timeout_s)).data)
-    error = reply.get("error")
-    if error is not None:
-        if error.get("err_code") == _STREAM_NOT_FOUND:
-            raise _StreamGone(subject)
-        if error.get("err_code") == _NAME_TAKEN:
-            raise _NameTaken(f"{subject}: {error.get('description')}")
-        code = error.get("err_code")
-        raise BackupError(f"{subject}: {error.get('description')} (err_code {code})", code)
-    return reply
+async def _api(nc: Client, api: str, request: dict[str, Any] | None, timeout_s: float) -> dict[str, Any]:
+    """A `$JS.API.<api>` request, its refusals as this module's errors."""
+    try:
+        return await jsapi.request(nc, api, request, timeout_s)
+    except jserr.APIError as err:
+        subject = f"{jsapi.API_PREFIX}.{api}"
+        if err.err_code == JSStreamNotFoundErr:
+            raise _StreamGone(subject) from None
+        if err.err_code == JSStreamNameExistRestoreFailedErr:
+            raise _NameTaken(f"{subject}: {err.description}") from None
+        raise BackupError(f"{subject}: {err.description} (err_code {err.err_code})", err.err_code) from None
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
@@ -348,7 +346,7 @@ def _verify(directory: Path, entry: Saved, config: Config) -> None:
     from making this user read files outside `directory` or restore a stream that
     captures subjects other than a room's own (control requests, say)."""
     bucket = bucket_name(config.api_prefix)
-    room_id = entry.stream.removeprefix("UNIBUS_")
+    room_id = entry.stream.removeprefix(ROOM_STREAM_PREFIX)
     subjects = entry.config.get("subjects")
     if entry.stream == f"KV_{bucket}":
         shaped = subjects == [f"$KV.{bucket}.>"]

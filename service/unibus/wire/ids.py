@@ -12,6 +12,8 @@ import secrets
 
 ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+ROOM_ID_RULE = "1-64 characters of [A-Za-z0-9_-]"
+"""What `ROOM_ID` accepts, in the words every refusal of a bad room id uses."""
 
 
 def is_room_id(value: object) -> bool:

@@ -17,7 +17,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from .identity import Identity, inbox_prefix
+from ..identity import Identity, inbox_prefix
 
 
 def servers(url: str) -> list[str]:
@@ -61,9 +61,24 @@ async def connect_once(options: dict[str, Any]) -> Client:
     # nats-py retries a first connect for ever when max_reconnect_attempts is -1.
     first = {"error_cb": _quiet, **options, "allow_reconnect": False, "max_reconnect_attempts": 1}
     nc = await nats.connect(**first)
-    nc.options["allow_reconnect"] = True
-    nc.options["max_reconnect_attempts"] = options.get("max_reconnect_attempts", -1)
+    _allow_reconnect(nc, options.get("max_reconnect_attempts", -1))
     return nc
+
+
+def _allow_reconnect(nc: Client, attempts: int) -> None:
+    """Turn reconnecting on for a connection made without it. nats-py reads these options
+    afresh at each disconnect but offers no setter, so its `options` dict is changed here
+    and nowhere else."""
+    nc.options["allow_reconnect"] = True
+    nc.options["max_reconnect_attempts"] = attempts
+
+
+def server_info(nc: Client) -> dict[str, Any]:
+    """The INFO the server sent on connect (cluster, JetStream, limits). nats-py keeps it
+    private (`_server_info`) and exposes a few fields only; this is the one place that
+    reads it."""
+    info: dict[str, Any] = nc._server_info
+    return info
 
 
 async def _quiet(_: Exception) -> None:
