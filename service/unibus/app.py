@@ -35,7 +35,14 @@ from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
-from .endpoints.creations import CreationLimit, LocalCreations, Rule, creation_limit
+from .endpoints.creations import (
+    CREATIONS_MAX_BYTES,
+    CreationLimit,
+    LocalCreations,
+    Rule,
+    SharedCreations,
+    creation_limit,
+)
 from .errors import ApiError, DomainError, StartRefused, bad_request
 from .framecache import FrameCache
 from .links import Links
@@ -50,7 +57,7 @@ from .wire import connection
 from .wire.ids import ROOM_ID_RULE, is_room_id
 from .wire.interest import confirm_interest
 from .wire.jscodes import JSNotEnabledForAccountErr
-from .wire.names import CALLOUT_SUBJECT, bucket_name, nonce_stream_name
+from .wire.names import CALLOUT_SUBJECT, bucket_name, creations_stream_name, nonce_stream_name
 from .wire.signing import RECONNECT_HEADER
 
 log = logging.getLogger(__name__)
@@ -116,9 +123,9 @@ class ControlPlane:
             )
             # Instances of a queue group must share one replay guard (LocalNonces otherwise).
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
-            await self._reserve_own_streams(js)
             # …and one creation count, or each instance would add its own rate (creations.py).
             creations = await creation_limit(self.nc, js, self.config, replicas)
+            await self._reserve_own_streams(js, counted=isinstance(creations, SharedCreations))
         else:
             log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
             data = Path(self.config.data_dir)
@@ -289,12 +296,15 @@ class ControlPlane:
         if answered.cut:
             await self._reauthorize(answered.cut)
 
-    async def _reserve_own_streams(self, js: JetStreamContext) -> None:
-        """The room bucket and the nonce stream are created with their reservations; ones
-        an older version made get theirs now (operations/reservation.py)."""
+    async def _reserve_own_streams(self, js: JetStreamContext, counted: bool) -> None:
+        """The room bucket, the nonce stream and the creation counts (when `counted` in
+        JetStream) are created with their reservations; ones an older version made get
+        theirs now (operations/reservation.py)."""
         prefix, timeout_s = self.config.api_prefix, self.config.js_timeout_s
         await reserve(js, f"KV_{bucket_name(prefix)}", self.config.bucket_max_bytes, timeout_s)
         await reserve(js, nonce_stream_name(prefix), self.config.nonces_max_bytes, timeout_s)
+        if counted:
+            await reserve(js, creations_stream_name(prefix), CREATIONS_MAX_BYTES, timeout_s)
 
     async def _handle(self, endpoint: Endpoint, request: Request) -> Answered:
         """Answer one request, with a reply or an ADR-32 error, never an exception."""

@@ -30,7 +30,6 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 from ..config import Config
 from ..errors import too_many
-from ..operations.reservation import reserve
 from ..wire import jsapi
 from ..wire.jscodes import JSStorageResourcesExceededErr, JSStreamNameExistErr
 from ..wire.names import creations_stream_name, creations_subject
@@ -107,7 +106,8 @@ class SharedCreations:
 
     @classmethod
     async def open(cls, nc: Client, js: JetStreamContext, config: Config, replicas: int) -> SharedCreations:
-        """Create the stream, or bring an existing one to this window and reservation."""
+        """Create the stream with its reservation, or bring an existing one to this window
+        (app.py reserves an older one's space, as the other streams of the service)."""
         rule = Rule(config.creates_per_second)
         stream = StreamConfig(
             name=creations_stream_name(config.api_prefix),
@@ -135,7 +135,6 @@ class SharedCreations:
                 info.config, max_age=stream.max_age, max_msgs_per_subject=stream.max_msgs_per_subject
             )
             await asyncio.wait_for(js.update_stream(changed), timeout_s)
-        await reserve(js, name, CREATIONS_MAX_BYTES, timeout_s)
         return cls(nc, js, config)
 
     async def take(self, identity: str) -> None:
