@@ -17,9 +17,9 @@ from ..config import Config
 from ..errors import bad_request, forbidden, not_found
 from ..framecache import FrameCache
 from ..storage import Room, RoomStore
-from ..storage.kv import KeyedLock
 from ..streams import StreamPolicy
 from .creations import CreationLimit
+from .quotas import Underway
 
 Reply = tuple[bytes, dict[str, str]]
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -36,9 +36,8 @@ class Deps:
     streams: StreamPolicy
     creations: CreationLimit
     frames: FrameCache
-    creating: KeyedLock = field(default_factory=KeyedLock)
-    """One create at a time per creator on this instance, so concurrent creates cannot all
-    pass the quotas counted before any of them is stored (quotas.py)."""
+    underway: Underway = field(default_factory=Underway)
+    """Creates in progress on this instance, which the quotas count (quotas.py)."""
 
 
 @dataclass(frozen=True)

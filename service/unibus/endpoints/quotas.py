@@ -9,6 +9,9 @@ which counts, runs last, so a create refused for another reason spends none of i
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from ..config import Config
 from ..errors import forbidden, insufficient_storage
 from ..storage import Room, RoomStore
@@ -24,8 +27,38 @@ ADDS_STOP_AT = 0.875
 grow the bucket, keep the last eighth."""
 
 
+class Underway:
+    """Creates in progress on this instance, by creator. The quotas count them with the
+    rooms stored, so a burst of concurrent creates cannot all pass a count made before
+    any of them was stored (creates spread over several instances can each pass it once)."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, list[Room]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, room: Room) -> Iterator[None]:
+        rooms = self._rooms.setdefault(room.owner or "", [])
+        rooms.append(room)
+        try:
+            yield
+        finally:
+            rooms.remove(room)
+            if not rooms:
+                del self._rooms[room.owner or ""]
+
+    def besides(self, room: Room) -> list[Room]:
+        """The other creates under way by the room's creator."""
+        return [r for r in self._rooms.get(room.owner or "", ()) if r is not room]
+
+
 async def check_create(
-    config: Config, store: RoomStore, rate: CreationLimit, room: Room, signer: str | None, reserves: bool
+    config: Config,
+    store: RoomStore,
+    rate: CreationLimit,
+    room: Room,
+    signer: str | None,
+    reserves: bool,
+    underway: Underway,
 ) -> None:
     """May `signer` (None: an unsigned create, `dev`/`off` modes) create `room`, which
     reserves `config.room_max_bytes` in the JetStream store when `reserves`?"""
@@ -33,7 +66,7 @@ async def check_create(
     if creators and signer not in creators:
         raise forbidden("only the creators this deployment lists (UNIBUS_CREATORS) may create rooms")
     owner = room.owner or ""
-    owned = [r for r in await store.rooms_of(owner) if r.owner == owner]
+    owned = [r for r in await store.rooms_of(owner) if r.owner == owner] + underway.besides(room)
     if len(owned) >= config.max_rooms_per_creator:
         raise forbidden(f"at most {config.max_rooms_per_creator} rooms per creator")
     if reserves:

@@ -24,7 +24,7 @@ _MAX_NAME = 200
 
 async def create(call: Call) -> Reply:
     room = _new_room(call)
-    async with call.deps.creating.hold(room.owner or ""):
+    with call.deps.underway.hold(room):
         stored = await _create(call, room)
     call.affected.update(stored.members)
     return ok(stored.public())
@@ -33,7 +33,9 @@ async def create(call: Call) -> Reply:
 async def _create(call: Call, room: Room) -> Room:
     deps = call.deps
     reserves = room.persisted and deps.js is not None
-    await quotas.check_create(deps.config, deps.store, deps.creations, room, call.caller.signer, reserves)
+    await quotas.check_create(
+        deps.config, deps.store, deps.creations, room, call.caller.signer, reserves, deps.underway
+    )
     if await deps.store.get(room.id) is not None:
         raise conflict("room already exists")
     if reserves and deps.js is not None:
