@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nats.aio.client import Client
 
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
-from unibus.config import AuthMode, Config
 from unibus.natsserver import NatsServer, ServerSpec
-from unibus.runner import Running, running
+from unibus.runner import Running
 
 from harness.boundary import bounded_spec, connect_inspector, shipped_server
+from harness.plane import StartPlane, plane_starter
 
 
 @pytest.fixture
@@ -50,47 +47,6 @@ def core_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(ServerSpec(store_dir=tmp_path / "nats-core", jetstream=False)).start()
     yield server
     server.stop()
-
-
-StartPlane = Callable[..., Awaitable[Running]]
-
-
-async def wait_stored(nc: Client, stream: str, count: int, within_s: float = 10.0) -> None:
-    """Until `stream` holds `count` messages: a core-NATS publish is stored asynchronously."""
-    js = nc.jetstream()
-    deadline = asyncio.get_running_loop().time() + within_s
-    while (await js.stream_info(stream)).state.messages < count:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{stream} never reached {count} messages")
-        await asyncio.sleep(0.02)
-
-
-async def wait_history(client: ControlClient, room_id: str, count: int, within_s: float = 10.0) -> None:
-    """Until the room's history reaches sequence `count`, seen as a peer sees it: through
-    the control plane (peers have no JetStream under the boundary)."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while ((await client.history(room_id, limit=1)).last_seq or 0) < count:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{room_id} never reached {count} frames")
-        await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def plane_starter(tmp_path: Path, server: NatsServer) -> AsyncIterator[StartPlane]:
-    """Starts control-plane instances (each its own connections) on `server` with the
-    boundary's keys; another `nats_url` (an open server) gets none."""
-    stack = contextlib.AsyncExitStack()
-
-    async def start(**overrides: Any) -> Running:
-        overrides.setdefault("nats_url", server.url)
-        overrides.setdefault("data_dir", str(tmp_path / "data"))
-        if overrides["nats_url"] == server.url:
-            overrides.setdefault("keys_dir", str(tmp_path / "keys"))
-        overrides.setdefault("auth_mode", AuthMode.ENFORCE)
-        return await stack.enter_async_context(running(Config(**overrides)))
-
-    async with stack:
-        yield start
 
 
 @pytest.fixture

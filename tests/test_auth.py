@@ -13,7 +13,7 @@ from unibus.config import AuthMode
 from unibus.runner import Running
 from unibus.wire.signing import SIGNATURE, SIGNER, TIMESTAMP, sign_request
 
-from conftest import StartPlane
+from harness.plane import StartPlane
 
 SUBJECT = "$UNIBUS.CTL.rooms.signed.history"
 

@@ -30,27 +30,17 @@ from unibus.storage.rooms import Role
 from unibus.wire.names import NONCE_STREAM, ROOM_BUCKET
 from unibus.wire.signing import sign_request
 
-from conftest import plane_starter, wait_stored
 from harness.boundary import bounded_spec, connect_inspector
+from harness.cli import clean_env, unibus
 from harness.cluster import Cluster, connect_all
-
-UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
-
-
-async def unibus(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    """The CLI as a subprocess, without blocking the loop the control plane runs on."""
-    proc = await asyncio.create_subprocess_exec(
-        *UNIBUS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode()
+from harness.plane import plane_starter
+from harness.waiting import wait_stored, wait_until
 
 
 def cli_env(url: str, keys_dir: Path | None = None) -> dict[str, str]:
     """What an operator sets: where NATS is and the control plane's keys, nothing more."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
     keys = {"UNIBUS_KEYS_DIR": str(keys_dir)} if keys_dir else {}
-    return base | {"UNIBUS_NATS_URL": url} | keys
+    return clean_env(UNIBUS_NATS_URL=url, **keys)
 
 
 @contextlib.asynccontextmanager
@@ -181,13 +171,15 @@ async def test_backup_wipe_restore_brings_every_room_and_frame_back(
 
 async def signed_requests_answer(client: ControlClient) -> None:
     """Until a fresh signature is past the restore's replay guard (half a second here)."""
-    for _ in range(100):
+
+    async def answered() -> bool:
         try:
             await client.list_rooms()
-            return
         except Unavailable:
-            await asyncio.sleep(0.05)
-    raise AssertionError("signed requests are still refused")
+            return False
+        return True
+
+    await wait_until(answered, "signed requests are answered again", within_s=5, every_s=0.05)
 
 
 def test_a_backup_refuses_a_directory_that_holds_something(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from test_backup import UNIBUS, cli_env, two_servers, unibus
+from test_backup import cli_env, two_servers
 from unibus.auth.replay import RESTORED_MARK
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, Peer
@@ -28,8 +28,10 @@ from unibus.runner import Running
 from unibus.wire.names import CONTROL_PREFIX, INBOXES, NONCE_STREAM, ROOM_BUCKET
 from unibus.wire.signing import sign_request
 
-from conftest import StartPlane, plane_starter, wait_stored
 from harness.boundary import as_role, bounded_spec, connect_as, connect_inspector, denied_request
+from harness.cli import UNIBUS, unibus
+from harness.plane import StartPlane, plane_starter
+from harness.waiting import wait_stored, wait_until
 
 
 @dataclass
@@ -56,6 +58,10 @@ class Saved:
 
     async def restore(self) -> tuple[int, str]:
         return await unibus("restore", str(self.directory), env=cli_env(self.new.url, self.keys_dir))
+
+    async def restoring(self) -> bool:
+        """Whether a restore into the new server has made its first room stream."""
+        return "UNIBUS_room00" in await self.streams_on_new()
 
     async def streams_on_new(self) -> list[str]:
         return sorted(info.config.name or "" for info in await self.nc_new.jetstream().streams_info())
@@ -335,10 +341,7 @@ async def test_a_stream_made_by_someone_else_during_a_restore_is_left_alone(
         js = saved.nc_new.jetstream()
 
         async def bucket_once_the_first_room_is_back() -> None:
-            for _ in range(2000):
-                if "UNIBUS_room00" in await saved.streams_on_new():
-                    break
-                await asyncio.sleep(0.005)
+            await wait_until(saved.restoring, "the restore reaches the room streams", every_s=0.005)
             await js.create_key_value(bucket=ROOM_BUCKET)
 
         try:
@@ -365,10 +368,7 @@ async def test_a_restore_killed_mid_way_leaves_no_row_without_frames_and_the_sta
         proc = await asyncio.create_subprocess_exec(
             *UNIBUS, "restore", str(saved.directory), env=env, stdout=asyncio.subprocess.DEVNULL
         )
-        for _ in range(4000):
-            if "UNIBUS_room00" in await saved.streams_on_new():
-                break
-            await asyncio.sleep(0.005)
+        await wait_until(saved.restoring, "the restore reaches the room streams", within_s=20, every_s=0.005)
         proc.kill()
         await proc.wait()
         js = saved.nc_new.jetstream()
@@ -419,10 +419,7 @@ async def test_a_nats_server_killed_mid_restore_leaves_the_lock_and_no_bucket(
     async with backup_of(tmp_path, boundary_keys, inspector, alice, rooms) as saved:
         env = cli_env(saved.new.url, saved.keys_dir)
         running = asyncio.create_task(unibus("restore", str(saved.directory), "--timeout", "3", env=env))
-        for _ in range(4000):
-            if "UNIBUS_room00" in await saved.streams_on_new():
-                break
-            await asyncio.sleep(0.005)
+        await wait_until(saved.restoring, "the restore reaches the room streams", within_s=20, every_s=0.005)
         saved.new.kill()
         code, out = await running
         assert code == 1 and out.startswith("unibus: restore:") and len(out.splitlines()) == 1, out

@@ -25,8 +25,9 @@ from unibus.natsserver import NatsServer
 from unibus.runner import Running
 from unibus.wire.names import CONTROL_PREFIX, ROOM_BUCKET, nonce_stream_name
 
-from conftest import StartPlane
 from harness.boundary import Watched, as_role, connect_as, denied_request, refused_connect
+from harness.plane import StartPlane
+from harness.waiting import wait_until
 
 CUT_BOUND_S = 3.0
 """The longest a removed member's connection may outlive its removal by design: a cut
@@ -243,6 +244,34 @@ async def test_a_member_gets_no_jetstream_even_on_its_own_room(
     assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 1
 
 
+async def test_the_stored_subject_is_the_servers_alone(
+    bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
+) -> None:
+    """A member follows its room's stored subject, where every stored frame arrives with
+    its stream sequence; it may never publish there (a frame with a sequence of its
+    choosing), and a non-member may not even listen."""
+    member, _ = owner
+    live = await member.nc.subscribe("unibus.room.vault.stored")
+    await member.nc.publish(
+        "unibus.room.vault.stored", b"a frame with a made-up sequence", headers={"Nats-Sequence": "1"}
+    )
+    assert await member.refused("publish", "unibus.room.vault.stored")
+    await member.nc.publish("unibus.room.vault", b"a real frame")
+    msg = await live.next_msg(timeout=5)
+    assert (msg.data, msg.headers and msg.headers["Nats-Sequence"]) == (b"a real frame", "2")
+    with pytest.raises(nats.errors.TimeoutError):
+        await live.next_msg(timeout=0.3)  # nothing else arrived, the forged frame least of all
+    outsider = await connect_as(bounded_plane.nats_url, bob)
+    try:
+        await outsider.nc.subscribe("unibus.room.vault.stored")
+        assert await outsider.refused("subscription", "unibus.room.vault.stored")
+        await outsider.nc.publish("unibus.room.vault.stored", b"forged")
+        assert await outsider.refused("publish", "unibus.room.vault.stored")
+    finally:
+        await outsider.nc.close()
+    assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 2
+
+
 async def test_a_publish_cannot_aim_a_stream_acknowledgement_anywhere(
     bounded_plane: Running, owner: tuple[Watched, Peer], bob: Identity
 ) -> None:
@@ -260,11 +289,11 @@ async def test_a_publish_cannot_aim_a_stream_acknowledgement_anywhere(
     for reply in (f"$KV.{ROOM_BUCKET}.target", "unibus.room.target", f"{CONTROL_PREFIX}.nonces"):
         await member.nc.publish("unibus.room.vault", b"frame with a hostile reply", reply=reply)
     await member.nc.flush()
-    for _ in range(200):
-        if (await stored(bounded_plane, "UNIBUS_vault"))[0] == 4:
-            break
-        await asyncio.sleep(0.01)
-    assert (await stored(bounded_plane, "UNIBUS_vault"))[0] == 4  # captured as usual
+
+    async def captured() -> bool:
+        return (await stored(bounded_plane, "UNIBUS_vault"))[0] == 4
+
+    await wait_until(captured, "the member's four frames are stored")  # captured as usual
     assert (await (await js.key_value(ROOM_BUCKET)).get("target")).revision == row.revision
     assert await stored(bounded_plane, "UNIBUS_target") == before
     assert (await js.stream_info(nonce_stream_name(CONTROL_PREFIX))).state.last_seq == nonces
@@ -361,10 +390,7 @@ async def test_revocation_holds_across_instances_and_a_nats_restart(
 
         await asyncio.to_thread(shipped_nats.restart)
         for nc in (owner.nc, member.nc):
-            for _ in range(200):
-                if nc.is_connected:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(lambda nc=nc: nc.is_connected, "reconnected after the restart")
         await peer.remove_member("shared", bob.public_key)
         await until_refused(member, "unibus.room.shared", within_s=CUT_BOUND_S)
 

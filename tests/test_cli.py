@@ -10,7 +10,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from unibus.processes import stop_process
 from unibus.runner import Running
 from unibus.wire.names import CONTROL_PREFIX
 
-UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
+from harness.cli import UNIBUS, clean_env, run_cli, start_cli
 
 
 @dataclass
@@ -144,6 +143,23 @@ async def test_tail_prints_live_messages(users: tuple[User, User, User]) -> None
     assert [json.loads(line)["text"] for line in out.decode().splitlines()] == ["one", "two"]
 
 
+async def test_tail_ends_with_the_403_when_its_member_is_removed(users: tuple[User, User, User]) -> None:
+    """It used to hang there in silence. Removal is said on stderr, and it exits 1."""
+    alice, bob, _ = users
+    bob_key = await owner_and_member(alice, bob, "ousted")
+    tail = await bob.start("tail", "ousted", "--json")
+    assert tail.stderr is not None
+    ready = await asyncio.wait_for(tail.stderr.readline(), 60)
+    assert ready.decode().startswith("listening on unibus.room.ousted.stored")
+    await alice.ok("send", "ousted", "before")
+    await alice.ok("room", "remove", "ousted", bob_key)
+    out, err = await asyncio.wait_for(tail.communicate(), 60)
+    assert tail.returncode == 1, err
+    assert [json.loads(line)["text"] for line in out.decode().splitlines()] == ["before"]
+    assert "no longer a member of ousted" in err.decode()
+    assert "Traceback" not in err.decode()
+
+
 async def test_history_paging_options(users: tuple[User, User, User]) -> None:
     alice, _, _ = users
     await alice.ok("keygen")
@@ -204,23 +220,6 @@ async def test_remove_rotates_and_delete_cleans_up(users: tuple[User, User, User
     assert (await bob.run("history", "shortlived")).code == 1
     assert (await alice.ok("room", "delete", "shortlived")).out.strip() == "deleted shortlived"
     assert (await alice.ok("room", "list", "--json")).json() == {"rooms": []}
-
-
-def clean_env(**env: str) -> dict[str, str]:
-    """This process's environment without any UNIBUS_* setting, plus `env`."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")} | env
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*UNIBUS, *args], env=clean_env(**env), capture_output=True, text=True, timeout=60)
-
-
-def start_cli(*args: str, logs: bool = True, **env: str) -> subprocess.Popen[str]:
-    """A long-running command (`serve`, `shim`): stdout, with its log lines when `logs`."""
-    stderr = subprocess.STDOUT if logs else subprocess.DEVNULL
-    return subprocess.Popen(
-        [*UNIBUS, *args], env=clean_env(**env), stdout=subprocess.PIPE, stderr=stderr, text=True
-    )
 
 
 def test_usage_errors_name_what_to_fix_and_exit_2() -> None:

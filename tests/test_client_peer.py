@@ -18,8 +18,9 @@ from unibus.natsserver import NatsServer
 from unibus.runner import Running
 from unibus.wire.interest import confirm_interest
 
-from conftest import StartPlane, wait_history
 from harness.boundary import connect_as, reauthorized
+from harness.plane import StartPlane
+from harness.waiting import wait_history
 
 
 @pytest.fixture

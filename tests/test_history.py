@@ -15,7 +15,8 @@ from unibus.config import Config
 from unibus.runner import Running
 from unibus.streams import largest_frame
 
-from conftest import StartPlane, wait_stored
+from harness.plane import StartPlane
+from harness.waiting import wait_stored, wait_until
 
 
 async def publish_core(nc: Client, subject: str, frames: list[bytes]) -> None:
@@ -190,11 +191,12 @@ async def test_a_room_keeps_its_newest_frames_within_its_byte_limit(
     for frame in frames:
         await nc.publish(room["subject"], frame)
     await nc.flush()
-    for _ in range(500):
-        info = await js.stream_info("UNIBUS_bounded")
-        if info.state.last_seq >= len(frames):
-            break
-        await asyncio.sleep(0.01)
+
+    async def all_sequenced() -> bool:
+        return (await js.stream_info("UNIBUS_bounded")).state.last_seq >= len(frames)
+
+    await wait_until(all_sequenced, "every frame has its sequence (the oldest dropped for bytes)")
+    info = await js.stream_info("UNIBUS_bounded")
     assert info.state.last_seq == len(frames)  # the oversized frame took no sequence
     assert info.state.bytes <= 20_000
     kept = (await client.history("bounded", limit=1000)).frames
@@ -305,3 +307,125 @@ async def test_a_huge_read_neither_stalls_other_reads_nor_disconnects_the_servic
         page = msgpack.unpackb(body, raw=False)
         assert page["messages"] == [bytes([39]) * 700_000] and page["first_seq"] == 40
     assert plane.nc.is_connected and plane.nc.stats["reconnects"] == reconnects
+
+
+async def test_after_pages_forwards_without_overlap_and_names_the_streams_end(
+    nc: Client, as_alice: ControlClient
+) -> None:
+    """A follower's catch-up read: frames after a cursor, oldest first, and the stream's
+    last sequence, so it knows when it has caught up."""
+    room = await as_alice.create_room("forward")
+    await publish_core(nc, room["subject"], [str(i).encode() for i in range(25)])
+    await wait_stored(nc, "UNIBUS_forward", 25)
+    first = await as_alice.history("forward", limit=10, after=0)
+    assert first.frames == [str(i).encode() for i in range(10)]
+    assert (first.first_seq, first.last_seq, first.seqs, first.stream_last_seq) == (
+        1,
+        10,
+        list(range(1, 11)),
+        25,
+    )
+    second = await as_alice.history("forward", limit=10, after=first.last_seq)
+    assert (second.seqs, second.stream_last_seq) == (list(range(11, 21)), 25)
+    last = await as_alice.history("forward", limit=10, after=second.last_seq)
+    assert (last.frames, last.last_seq) == ([str(i).encode() for i in range(20, 25)], 25)
+    caught_up = await history_json(as_alice, "forward", "after=25")
+    assert caught_up == {"messages": [], "stream_last_seq": 25}
+    assert (await history_json(as_alice, "forward", "after=30")) == {"messages": [], "stream_last_seq": 25}
+    # Without `after` the reply is what it always was: no new field for older peers.
+    assert "stream_last_seq" not in await history_json(as_alice, "forward", "limit=1")
+
+
+async def test_after_shows_what_retention_dropped(nc: Client, as_alice: ControlClient) -> None:
+    """Frames the stream no longer holds are not silently skipped: the page starts above
+    the cursor (or is empty below the stream's end), which a follower reports as a gap."""
+    room = await as_alice.create_room("dropped")
+    await publish_core(nc, room["subject"], [b"1", b"2", b"3", b"4"])
+    await wait_stored(nc, "UNIBUS_dropped", 4)
+    js = nc.jetstream()
+    await js.purge_stream("UNIBUS_dropped", keep=2)
+    page = await as_alice.history("dropped", after=1)
+    assert (page.frames, page.seqs, page.first_seq, page.stream_last_seq) == ([b"3", b"4"], [3, 4], 3, 4)
+    await js.purge_stream("UNIBUS_dropped")
+    assert (await history_json(as_alice, "dropped", "after=2")) == {"messages": [], "stream_last_seq": 4}
+
+
+async def test_after_on_an_empty_or_ephemeral_room_names_its_end(as_alice: ControlClient) -> None:
+    await as_alice.create_room("fresh")
+    await as_alice.create_room("passing", mode="ephemeral")
+    assert (await history_json(as_alice, "fresh", "after=0")) == {"messages": [], "stream_last_seq": 0}
+    assert (await history_json(as_alice, "passing", "after=0")) == {"messages": [], "stream_last_seq": 0}
+
+
+@pytest.mark.parametrize("query", ["after=abc", "after=-1", "after=1.5", "after=999999999999999999999"])
+async def test_malformed_after_is_400(as_alice: ControlClient, query: str) -> None:
+    from unibus.client import BadRequest
+
+    await as_alice.create_room("badafter")
+    with pytest.raises(BadRequest, match="after must be a stream sequence"):
+        await as_alice.request_raw("badafter.history", query.encode())
+
+
+async def test_after_with_before_is_400(as_alice: ControlClient) -> None:
+    from unibus.client import BadRequest
+
+    await as_alice.create_room("bothways")
+    with pytest.raises(BadRequest, match="after and before cannot be combined"):
+        await as_alice.request_raw("bothways.history", b"after=1&before=5")
+
+
+async def test_after_pages_are_bounded_in_bytes_from_their_new_end(
+    nc: Client, as_alice: ControlClient
+) -> None:
+    """Frames of 300 KB: a forward page of 10 would be 4 MB of JSON. It keeps the oldest
+    that fit, `last_seq` moves down to the newest kept, and `after=last_seq` goes on
+    with no frame lost or repeated, in either encoding."""
+    room = await as_alice.create_room("heavyforward")
+    frames = [bytes([i]) * 300_000 for i in range(12)]
+    for frame in frames:
+        await nc.publish(room["subject"], frame)
+        await nc.flush()
+    await wait_stored(nc, "UNIBUS_heavyforward", len(frames))
+    for accept in ("application/json", "application/msgpack"):
+        got: list[bytes] = []
+        cursor = 0
+        while cursor < len(frames):
+            data, _ = await as_alice.request_raw(
+                "heavyforward.history", f"after={cursor}&limit=10".encode(), {"Accept": accept}
+            )
+            assert len(data) <= nc.max_payload
+            page = msgpack.unpackb(data) if "msgpack" in accept else json.loads(data)
+            messages = (
+                page["messages"] if "msgpack" in accept else [base64.b64decode(m) for m in page["messages"]]
+            )
+            assert 0 < len(messages) < 10 and page["seqs"][0] == cursor + 1, accept
+            assert page["last_seq"] == page["seqs"][-1] and page["stream_last_seq"] == len(frames)
+            got.extend(messages)
+            cursor = page["last_seq"]
+        assert got == frames, accept
+
+
+async def test_a_stream_made_before_republish_gets_it_on_its_next_read(
+    nc: Client, as_alice: ControlClient
+) -> None:
+    """Rooms created before live frames carried their sequence: the stream is updated in
+    place (every frame kept), and from then on each stored frame is republished."""
+    room = await as_alice.create_room("older")
+    js = nc.jetstream()
+    config = (await js.stream_info("UNIBUS_older")).config
+    config.republish = None
+    await js.update_stream(config)
+    assert (await js.stream_info("UNIBUS_older")).config.republish is None
+    await publish_core(nc, room["subject"], [b"kept"])
+    await wait_stored(nc, "UNIBUS_older", 1)
+    assert (await as_alice.history("older", after=0)).frames == [b"kept"]
+    republish = (await js.stream_info("UNIBUS_older")).config.republish
+    assert republish is not None and (republish.src, republish.dest) == (
+        room["subject"],
+        room["subject"] + ".stored",
+    )
+    live = await nc.subscribe(room["subject"] + ".stored")
+    await publish_core(nc, room["subject"], [b"next"])
+    msg = await live.next_msg(timeout=5)
+    assert (msg.data, msg.headers and msg.headers["Nats-Sequence"]) == (b"next", "2")
+    assert [m async for m in as_alice.backlog("older")] == [b"next", b"kept"]

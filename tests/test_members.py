@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from unibus.client import BadRequest, Conflict, ControlClient, Forbidden, Identity, NotFound, ServiceError
 from unibus.natsserver import NatsServer
 
-from conftest import StartPlane
+from harness.plane import StartPlane
 
 
 def key(client: ControlClient) -> str:

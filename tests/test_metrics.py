@@ -20,8 +20,9 @@ from unibus.natsserver import NatsServer
 from unibus.shim import ShimSettings, serving
 from unibus.wire.signing import sign_request
 
-from conftest import StartPlane, wait_history
 from harness.boundary import connect_as
+from harness.plane import StartPlane
+from harness.waiting import wait_history
 
 
 async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,9 @@ import pytest
 from unibus.cli import build_parser
 from unibus.runner import Running
 
+from harness.cli import UNIBUS
+
 README = Path(__file__).resolve().parent.parent / "README.md"
-UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.exit(main())"]
 COMMAND = re.compile(r"(export \S+|\.venv/bin/unibus (?:(?!\s{2,}(?:#|\.venv|export)).)*)")
 
 

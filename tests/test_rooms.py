@@ -33,9 +33,9 @@ from unibus.streams import ensure_room_stream
 from unibus.wire.names import ROOM_BUCKET
 from unibus.wire.signing import sign_request
 
-from conftest import StartPlane
 from harness.boundary import connect_as
 from harness.instances import ServiceInstance
+from harness.plane import StartPlane
 
 
 async def stream_names(nc: Client) -> set[str]:

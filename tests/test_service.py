@@ -16,7 +16,7 @@ from unibus.natsserver import NatsServer, free_port
 from unibus.runner import Running, running
 from unibus.wire.names import ROOM_BUCKET
 
-from conftest import StartPlane
+from harness.plane import StartPlane
 
 EXPECTED = {
     "$UNIBUS.CTL.rooms.create",

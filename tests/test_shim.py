@@ -135,6 +135,22 @@ async def test_query_string_is_relayed_byte_for_byte(
         assert len((await response.json())["messages"]) == 2
 
 
+async def test_a_browser_follower_catches_up_with_after(
+    http: aiohttp.ClientSession, shim: Shim, nc: Client, as_alice: ControlClient, alice: Identity
+) -> None:
+    """`after` goes through like any query (a browser follower's catch-up read), and so
+    does its 400."""
+    await room_with_frames(nc, as_alice, "caught", FRAMES)
+    status, body = await history_via(http, shim, alice, "caught", "after=1&limit=10")
+    assert status == 200
+    assert [base64.b64decode(m) for m in body["messages"]] == FRAMES[1:]
+    assert (body["seqs"], body["stream_last_seq"]) == ([2, 3], 3)
+    status, body = await history_via(http, shim, alice, "caught", "after=3")
+    assert (status, body) == (200, {"messages": [], "stream_last_seq": 3})
+    status, body = await history_via(http, shim, alice, "caught", "after=1&before=3")
+    assert status == 400 and "cannot be combined" in body["error"]
+
+
 async def test_msgpack_is_negotiated_through_accept(
     http: aiohttp.ClientSession, shim: Shim, nc: Client, as_alice: ControlClient, alice: Identity
 ) -> None:

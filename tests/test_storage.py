@@ -3,7 +3,6 @@ store; the control plane's own state (room bucket, nonce stream) keeps working."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,8 +17,9 @@ from unibus.config import Config
 from unibus.natsserver import NatsServer
 from unibus.wire.names import CREATIONS_STREAM, NONCE_STREAM, ROOM_BUCKET
 
-from conftest import StartPlane, plane_starter
 from harness.boundary import bounded_spec, connect_inspector
+from harness.plane import StartPlane, plane_starter
+from harness.waiting import wait_until
 
 MIB = 1024 * 1024
 
@@ -45,12 +45,11 @@ async def fill(nc: Client, subject: str, stream: str, limit: int) -> None:
         await nc.publish(subject, frame)
     await nc.flush()
     js = nc.jetstream()
-    for _ in range(500):
-        info = await js.stream_info(stream)
-        if info.state.bytes > limit - 2 * len(frame):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{stream} never filled: {info.state.bytes} bytes")
+
+    async def full() -> bool:
+        return (await js.stream_info(stream)).state.bytes > limit - 2 * len(frame)
+
+    await wait_until(full, f"{stream} fills up")
 
 
 async def test_rooms_filling_the_store_leave_the_control_plane_working(

@@ -74,8 +74,9 @@ STATUS: Final[Mapping[type[DomainError], int]] = {
     RowTooNew: 503,
     ReplayCheckUnavailable: 503,
 }
-"""The one table from what a lower layer names to the status a caller gets (docs/protocol.md,
-"Errors"). Every `DomainError` is in it: none may end as a 500 (tests/unit/test_errors.py)."""
+"""The one table from what a lower layer names to the status a caller gets, as drawn in
+docs/architecture.md ("Errors where they happen") with the codes of docs/protocol.md. Every
+`DomainError` is in it: none may end as a 500 (tests/unit/test_errors.py)."""
 
 
 def status_of(error: DomainError) -> int:

@@ -5,11 +5,18 @@ last message, or just before `before`). Deleted or purged sequences inside it ar
 skipped, so a page may hold fewer than `limit` frames; `first_seq` is where the next
 page back starts (`before=first_seq`). A reply without `first_seq` means nothing older.
 
+With `after` the window runs the other way, for a follower catching up: the first
+`limit` sequences after `after`, and the reply names the stream's last sequence
+(`stream_last_seq`), so the follower knows whether it has caught up and which
+sequences it will never get (docs/protocol.md, "Following a room").
+
 A page is also bounded in bytes: it must fit in one NATS message in the encoding asked
 for (base64 makes JSON 4/3 as large). Frames are cut from the old end and `first_seq`
 moves up to the oldest frame kept, so paging with `before` still returns every frame
-exactly once; a room stream never stores a frame too large for a page on its own
-(`streams.largest_frame`), so every page holds at least one.
+exactly once; with `after` they are cut from the new end and `last_seq` moves down to
+the newest frame kept, so paging with `after=last_seq` does the same forwards. A room
+stream never stores a frame too large for a page on its own (`streams.largest_frame`),
+so every page holds at least one.
 
 Frames are relayed as stored: the server never decrypts and never re-encodes them.
 """
@@ -20,7 +27,7 @@ import asyncio
 import contextlib
 from binascii import b2a_base64
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
 
 import msgpack
@@ -28,7 +35,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from .errors import bad_request
-from .streams import StreamState
+from .streams import PAGE_OVERHEAD, StreamState
 from .wire import jsapi
 
 DEFAULT_LIMIT = 200
@@ -40,6 +47,8 @@ MSGPACK = "application/msgpack"
 class HistoryQuery:
     limit: int = DEFAULT_LIMIT
     before: int | None = None
+    after: int | None = None
+    """Frames stored at sequences above this one, oldest first (a follower's cursor)."""
 
 
 def parse_query(body: bytes) -> HistoryQuery:
@@ -53,7 +62,10 @@ def parse_query(body: bytes) -> HistoryQuery:
         params = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=32))
     except (UnicodeDecodeError, ValueError):
         raise bad_request("history query must be an ASCII URL query string") from None
-    return HistoryQuery(limit=_limit(params.get("limit")), before=_before(params.get("before")))
+    before, after = _before(params.get("before")), _after(params.get("after"))
+    if before is not None and after is not None:
+        raise bad_request("after and before cannot be combined: page forwards or backwards")
+    return HistoryQuery(limit=_limit(params.get("limit")), before=before, after=after)
 
 
 def _limit(raw: str | None) -> int:
@@ -74,6 +86,14 @@ def _before(raw: str | None) -> int | None:
     return value
 
 
+def _after(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise bad_request("after must be a stream sequence (0 or more)")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Window:
     first_seq: int
@@ -87,15 +107,17 @@ class Window:
 def window(state: StreamState | None, query: HistoryQuery) -> Window | None:
     if state is None or state.messages == 0 or state.last_seq == 0:
         return None
+    if query.after is not None:
+        start = max(state.first_seq, query.after + 1)
+        if start > state.last_seq:
+            return None
+        return Window(start, min(state.last_seq, start + query.limit - 1))
     end = state.last_seq if query.before is None else min(state.last_seq, query.before - 1)
     if end < state.first_seq:
         return None
     return Window(max(state.first_seq, end - query.limit + 1), end)
 
 
-_PAGE_OVERHEAD = 4096
-"""Envelope and reply headers besides the frames (the same room `streams.largest_frame`
-leaves)."""
 _SEQ_JSON = 21
 """A sequence in a JSON reply: up to 20 digits and a comma."""
 _SEQ_MSGPACK = 9
@@ -112,7 +134,7 @@ class PageBudget:
 
     @classmethod
     def for_reply(cls, max_payload: int, accept: str | None) -> PageBudget:
-        return cls(max_payload - _PAGE_OVERHEAD, accept is not None and MSGPACK in accept)
+        return cls(max_payload - PAGE_OVERHEAD, accept is not None and MSGPACK in accept)
 
     def cost(self, frame: bytes) -> int:
         """A frame's bytes in the reply, its entry in `seqs` counted at its widest."""
@@ -129,19 +151,27 @@ class History:
     """Each frame's stream sequence: a page is a window of the stream, not a run of it
     (deleted and expired frames leave gaps), so a peer that wants to name a frame (to
     quote it, or to resume after it) reads its sequence here."""
+    stream_last_seq: int | None = None
+    """The stream's last sequence when the page was read (0: no stream), sent in the
+    replies to `after` only: a follower is caught up once its cursor reaches it."""
+
+    def with_stream_last(self, state: StreamState | None) -> History:
+        return replace(self, stream_last_seq=state.last_seq if state is not None else 0)
 
     def to_json(self) -> bytes:
         # Standard base64 never needs JSON escaping, so the list is joined as bytes.
         messages = b'","'.join(b2a_base64(frame, newline=False) for frame in self.frames)
         head = b'{"messages":["' + messages + b'"]' if self.frames else b'{"messages":[]'
-        if self.window is None:
-            return head + b"}"
-        seqs = ",".join(map(str, self.seqs)).encode()
-        return head + b',"first_seq":%d,"last_seq":%d,"seqs":[%s]}' % (
-            self.window.first_seq,
-            self.window.last_seq,
-            seqs,
-        )
+        if self.window is not None:
+            seqs = ",".join(map(str, self.seqs)).encode()
+            head += b',"first_seq":%d,"last_seq":%d,"seqs":[%s]' % (
+                self.window.first_seq,
+                self.window.last_seq,
+                seqs,
+            )
+        if self.stream_last_seq is not None:
+            head += b',"stream_last_seq":%d' % self.stream_last_seq
+        return head + b"}"
 
     def to_msgpack(self) -> bytes:
         envelope: dict[str, object] = {"messages": self.frames}
@@ -149,6 +179,8 @@ class History:
             envelope["first_seq"] = self.window.first_seq
             envelope["last_seq"] = self.window.last_seq
             envelope["seqs"] = self.seqs
+        if self.stream_last_seq is not None:
+            envelope["stream_last_seq"] = self.stream_last_seq
         return bytes(msgpack.packb(envelope, use_bin_type=True))
 
     def encode(self, accept: str | None) -> tuple[bytes, dict[str, str]]:
@@ -162,15 +194,17 @@ EMPTY = History([], None, [])
 
 @dataclass(frozen=True)
 class WindowRead:
-    """The newest frames of a window that fit a page, each with its sequence."""
+    """The newest frames of a window that fit a page (a forward read: the oldest), each
+    with its sequence."""
 
     frames: list[tuple[int, bytes]]
     window: Window
     """The window narrowed to what was kept: it starts at the oldest frame kept when
-    frames were cut for the budget."""
+    frames were cut for the budget (a forward read: it ends at the newest kept)."""
     cut: tuple[int, bytes] | None = None
     """The newest frame cut for the budget, if any: with it, the cache knows that a page
-    of this window ends where this one did (framecache.py)."""
+    of this window ends where this one did (framecache.py). A forward read: the first
+    frame past the budget, which only says that the page was cut."""
     last_ts: int = 0
     """When the window's last frame was stored (ns since the epoch), 0 if it was not read:
     the cache checks it against the stream state's `last_ts`, so fetched frames are known
@@ -182,10 +216,11 @@ class WindowRead:
 
 
 async def read_window(
-    nc: Client, stream: str, win: Window, timeout_s: float, budget: PageBudget
+    nc: Client, stream: str, win: Window, timeout_s: float, budget: PageBudget, *, forward: bool = False
 ) -> WindowRead:
     """Stream the frames of `win` from a short-lived push consumer, in one flow, keeping
-    the newest that fit `budget`.
+    the newest that fit `budget` (with `forward`, the oldest: a page of `after`, which
+    then stops reading at the first frame that does not fit).
 
     Creating the consumer starts the delivery, so the whole read is one round trip. The
     consumer is ephemeral, in memory and single-replica, and it is never acknowledged:
@@ -212,6 +247,10 @@ async def read_window(
         seq, stored_ns, pending = _position(msg.reply)
         if seq == win.last_seq:
             last_ts = stored_ns
+        if forward and seq <= win.last_seq and kept and held + budget.cost(msg.data) > budget.max_bytes:
+            cut = (seq, msg.data)
+            done.set_result(None)
+            return
         if seq <= win.last_seq:
             kept.append((seq, msg.data))
             held += budget.cost(msg.data)
@@ -235,7 +274,7 @@ async def read_window(
             with contextlib.suppress(Exception):
                 await nc.publish(f"{jsapi.API_PREFIX}.CONSUMER.DELETE.{stream}.{name}", b"")
     if cut is not None:
-        win = Window(kept[0][0], win.last_seq)
+        win = Window(win.first_seq, kept[-1][0]) if forward else Window(kept[0][0], win.last_seq)
     return WindowRead(list(kept), win, cut, last_ts)
 
 

@@ -121,3 +121,10 @@ def inbox_prefix(public: str) -> str:
     Under the trust boundary (docs/security.md) a connection may subscribe only below its
     own identity's prefix, so nobody else can read the replies it is sent."""
     return f"_INBOX.{public}"
+
+
+def notice_subject(public: str) -> str:
+    """Where the control plane tells this identity that it gained or lost a room
+    (`{"event": "granted"|"revoked", "room": id}`, docs/protocol.md): below its own inbox
+    prefix, which its connections may subscribe to whatever rooms they hold."""
+    return f"{inbox_prefix(public)}.unibus.notice"

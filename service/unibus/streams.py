@@ -12,6 +12,15 @@ service ensures a room's stream it also checks the replication, and scales a red
 stream back up (with a warning in the log): history keeps working throughout, and the
 room is back at its replication the next time it is created or read. The service only
 ever raises replication, so an operator's deliberate R5 is left alone.
+
+Every room stream **republishes** what it stores to the room's stored subject
+(`<subject>.stored`, `wire.names.stored_subject`), where nats-server stamps each copy with its
+stream sequence (`Nats-Sequence`, `Nats-Last-Sequence`): that is how a follower knows
+which frames it has and which it missed (docs/protocol.md, "Following a room"). A stream
+made before republish existed, or one a client's update stripped of it, gets it back the
+same way as its replication: on the room's next create or read (measured on 2.15.1: an
+update adds republish to a stream in place, keeping every message). A follower always
+reads history right after subscribing, so its own first read is what upgrades the stream.
 """
 
 from __future__ import annotations
@@ -26,18 +35,16 @@ from dataclasses import dataclass, replace
 import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig
 
 from .errors import DomainError
 from .storage.rooms import Room
 from .wire import jsapi
 from .wire.jscodes import JSStreamNameExistErr, JSStreamNotFoundErr
-from .wire.names import CONTROL_PREFIX
+from .wire.names import CONTROL_PREFIX, stored_subject
 
 log = logging.getLogger(__name__)
 
-# JSStreamNameExistErr: a stream of that name exists with another config (e.g. a Go
-# client's update changed replicas or allow_direct). It still captures the subject.
 ROOM_MARK = "unibus.room"
 """Stream metadata naming the room a stream was created for by this service."""
 PREFIX_MARK = "unibus.prefix"
@@ -79,8 +86,10 @@ class StreamPolicy:
         )
 
 
-_PAGE_OVERHEAD = 4096
-"""Room a one-frame history page needs besides the frame: envelope and reply headers."""
+PAGE_OVERHEAD = 4096
+"""Room a history page needs besides its frames: envelope and reply headers. history.py
+budgets a page with it and `largest_frame` bounds a stored frame with it, so the one
+value is what guarantees that every page holds at least one frame."""
 
 
 def rfc3339_ns(text: str) -> int:
@@ -97,7 +106,7 @@ def rfc3339_ns(text: str) -> int:
 def largest_frame(max_payload: int) -> int:
     """The largest frame whose one-frame history page still fits in `max_payload` as
     JSON, where base64 makes it 4/3 as large (msgpack carries it as it is)."""
-    return (max_payload - _PAGE_OVERHEAD) * 3 // 4
+    return (max_payload - PAGE_OVERHEAD) * 3 // 4
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,22 @@ class Snapshot:
     max_bytes: int
     max_msg_size: int
     no_ack: bool
+    republish: RePublish | None = None
+
+
+def republishes(republish: RePublish | None, room: Room) -> bool:
+    """Whether a stream's republish is the one every room stream needs: the whole of
+    each stored frame, from the room's subject to its stored subject."""
+    return (
+        republish is not None
+        and republish.src == room.subject
+        and republish.dest == stored_subject(room.subject)
+        and not republish.headers_only
+    )
+
+
+def room_republish(room: Room) -> RePublish:
+    return RePublish(src=room.subject, dest=stored_subject(room.subject), headers_only=False)
 
 
 def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
@@ -138,6 +163,8 @@ def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
         # and unchecked, to whatever reply subject the publisher chose, such as a key of
         # the room bucket (docs/security.md). Peers publish over core NATS anyway.
         no_ack=True,
+        # Every stored frame, stamped with its sequence, to the room's stored subject.
+        republish=room_republish(room),
         # What the orphan sweep recognises as ours (orphans.py).
         metadata={ROOM_MARK: room.id, PREFIX_MARK: policy.api_prefix},
     )
@@ -146,12 +173,15 @@ def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
 async def ensure_room_stream(
     js: JetStreamContext, room: Room, policy: StreamPolicy, timeout_s: float
 ) -> StreamState:
-    """Create the room's stream, or accept the one that exists, restoring its replication
-    and limits if an update (a Go client's, without the boundary) reset them. Idempotent."""
+    """Create the room's stream, or accept the one that exists, restoring its replication,
+    limits and republish if an update (a Go client's, without the boundary) reset them, or
+    it was made before republish. Idempotent."""
     config = room_stream_config(room, policy)
     try:
         info = await asyncio.wait_for(js.add_stream(config), timeout_s)
     except jserr.APIError as err:
+        # A stream of that name exists with another config (e.g. a Go client's update
+        # changed replicas or allow_direct); it may still capture the room's subject.
         if err.err_code != JSStreamNameExistErr:
             raise
         info = await asyncio.wait_for(js.stream_info(room.stream), timeout_s)
@@ -164,9 +194,10 @@ async def ensure_room_stream(
             raise StreamTaken(_TAKEN) from err
         current = info.config
         replicas = current.num_replicas or 1
-        if not policy.holds(
+        held = policy.holds(
             replicas, current.max_bytes or -1, current.max_msg_size or -1, bool(current.no_ack)
-        ):
+        )
+        if not held:
             log.warning(
                 "stream %s is at R%d, max_bytes %s, max_msg_size %s (a client's update?); restoring %s",
                 room.stream,
@@ -175,6 +206,10 @@ async def ensure_room_stream(
                 current.max_msg_size,
                 policy,
             )
+        elif not republishes(current.republish, room):
+            # Made before republish existed (or a client's update dropped it): not a warning.
+            log.info("stream %s gets its republish to %s", room.stream, stored_subject(room.subject))
+        if not held or not republishes(current.republish, room):
             restored = replace(
                 current,
                 num_replicas=max(replicas, policy.replicas),
@@ -182,6 +217,7 @@ async def ensure_room_stream(
                 max_msg_size=policy.max_msg_size,
                 discard=DiscardPolicy.OLD,
                 no_ack=True,
+                republish=room_republish(room),
             )
             info = await asyncio.wait_for(js.update_stream(restored), timeout_s)
     return _state(info)
@@ -210,6 +246,7 @@ async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Sna
         int(config.get("max_bytes", -1)),
         int(config.get("max_msg_size", -1)),
         bool(config.get("no_ack", False)),
+        _republish(config.get("republish")),
     )
 
 
@@ -218,7 +255,8 @@ async def room_stream_for_read(
 ) -> StreamState | None:
     """The stream state a history read works from, given the room stream's snapshot
     (None: no stream), ensuring a persisted room's stream on the way: created if missing
-    (lazy backfill), restored if its replication or limits were changed. All of that
+    (lazy backfill), restored if its replication, limits or republish were changed or
+    never set. All of that
     costs nothing more when, as nearly always, the stream is as it should be."""
     if not room.persisted:
         return snapshot.state if snapshot else None
@@ -226,6 +264,7 @@ async def room_stream_for_read(
         snapshot is not None
         and room.subject in snapshot.subjects
         and policy.holds(snapshot.replicas, snapshot.max_bytes, snapshot.max_msg_size, snapshot.no_ack)
+        and republishes(snapshot.republish, room)
     ):
         return snapshot.state
     return await ensure_room_stream(js, room, policy, timeout_s)
@@ -234,6 +273,12 @@ async def room_stream_for_read(
 async def delete_room_stream(js: JetStreamContext, stream: str, timeout_s: float) -> None:
     with contextlib.suppress(jserr.NotFoundError):
         await asyncio.wait_for(js.delete_stream(stream), timeout_s)
+
+
+def _republish(raw: object) -> RePublish | None:
+    if not isinstance(raw, dict):
+        return None
+    return RePublish(src=raw.get("src"), dest=raw.get("dest"), headers_only=raw.get("headers_only"))
 
 
 def _state(info: object) -> StreamState:

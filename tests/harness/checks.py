@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from nats.aio.client import Client
@@ -13,6 +12,7 @@ from unibus.wire.gather import gather
 from unibus.wire.names import ROOM_BUCKET, SERVICE_NAME, ping_subject
 
 from .retry import with_retries
+from .waiting import wait_until
 
 ROOM_STREAM_PREFIX = "UNIBUS_"
 
@@ -60,11 +60,12 @@ async def publish_stored(nc: Client, room_id: str, count: int, tag: str) -> list
     for frame in frames:
         await nc.publish(f"unibus.room.{room_id}", frame)
     await nc.flush()
-    for _ in range(1000):
-        if (await js.stream_info(stream)).state.last_seq >= before + count:
-            return frames
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{stream} did not store {count} frames")
+
+    async def stored() -> bool:
+        return (await js.stream_info(stream)).state.last_seq >= before + count
+
+    await wait_until(stored, f"{stream} stores {count} frames")
+    return frames
 
 
 async def history(client: ControlClient, room_id: str) -> list[bytes]:

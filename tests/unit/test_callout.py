@@ -42,8 +42,29 @@ def test_a_member_gets_its_rooms_its_inbox_and_the_control_plane_nothing_else() 
         "unibus.room.alpha",
         "unibus.room.zeta",
     )
-    assert granted.subscribe == (f"_INBOX.{alice}.>", "unibus.room.alpha", "unibus.room.zeta")
+    assert granted.subscribe == (
+        f"_INBOX.{alice}.>",
+        "unibus.room.alpha",
+        "unibus.room.alpha.stored",
+        "unibus.room.zeta",
+        "unibus.room.zeta.stored",
+    )
     assert not any(s.startswith("$JS") or s.startswith("$KV") for s in granted.publish + granted.subscribe)
+
+
+def test_the_stored_subject_is_only_ever_subscribed_and_only_of_persisted_rooms() -> None:
+    """Only the stream's republish may write a stored subject (the sequence it stamps is
+    the server's); an ephemeral room has no stream, so nothing to follow."""
+    alice = Identity.generate().public_key
+    passing = Room("passing", "ephemeral", "unibus.room.passing", alice, {alice: "owner"})
+    granted = for_member(alice, [room("kept", alice), passing], CONTROL_PREFIX, ROOM_SUBJECT_PREFIX)
+    assert [s for s in granted.subscribe if s.endswith(".stored")] == ["unibus.room.kept.stored"]
+    assert not any(s.endswith(".stored") for s in granted.publish)
+    anonymous = for_anonymous(CONTROL_PREFIX, ROOM_SUBJECT_PREFIX)
+    assert "unibus.room.*.stored" in anonymous.subscribe
+    assert not any(
+        s.endswith(".stored") or (s.endswith(">") and s.startswith("unibus.room")) for s in anonymous.publish
+    )
 
 
 def test_a_row_cannot_widen_a_grant() -> None:

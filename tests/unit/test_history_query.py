@@ -22,6 +22,10 @@ from unibus.history import DEFAULT_LIMIT, MAX_LIMIT, HistoryQuery, parse_query
         (b"limit=999999999999", HistoryQuery(MAX_LIMIT)),
         (b"before=", HistoryQuery()),
         (b"other=1&limit=7", HistoryQuery(7)),
+        (b"after=0", HistoryQuery(after=0)),
+        (b"limit=5&after=42", HistoryQuery(5, after=42)),
+        (b"after=", HistoryQuery()),
+        (b"after=&before=9", HistoryQuery(before=9)),
     ],
 )
 def test_accepted_queries(body: bytes, expected: HistoryQuery) -> None:
@@ -37,6 +41,10 @@ def test_accepted_queries(body: bytes, expected: HistoryQuery) -> None:
         (b"before=" + b"9" * 21, "before must be a positive stream sequence"),
         ("before=\u00b2".encode(), "history query must be an ASCII URL query string"),
         (b"\xff", "history query must be an ASCII URL query string"),
+        (b"after=-1", "after must be a stream sequence (0 or more)"),
+        (b"after=next", "after must be a stream sequence (0 or more)"),
+        (b"after=" + b"9" * 21, "after must be a stream sequence (0 or more)"),
+        (b"after=3&before=9", "after and before cannot be combined: page forwards or backwards"),
     ],
 )
 def test_refused_queries_are_400_with_a_reason(body: bytes, message: str) -> None:

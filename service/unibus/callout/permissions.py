@@ -8,7 +8,10 @@ answers an API request (and hands out consumer deliveries) on whatever subject t
 requester names, published by the server inside the account without any permission
 check, so any JetStream permission would let a peer write its answers into the room
 bucket, another room or the nonce stream (docs/security.md). Peers read stored frames
-through the control plane's `history` instead.
+through the control plane's `history` instead, and follow them live on each persisted
+room's stored subject (`wire.names.stored_subject`), which they may subscribe to and never
+publish on: only the stream's republish writes there, so a sequence stamped on a frame
+there is the server's.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from ..identity import inbox_prefix
 from ..storage import Room
 from ..wire.ids import is_room_id
-from ..wire.names import INBOXES
+from ..wire.names import INBOXES, stored_subject
 
 DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
 
@@ -50,16 +53,19 @@ def for_member(
             subject = f"{room_subject_prefix}.{room.id}"
             publish.append(subject)
             subscribe.append(subject)
+            if room.persisted:
+                subscribe.append(stored_subject(subject))
     return Permissions(tuple(publish), tuple(subscribe))
 
 
 def for_anonymous(api_prefix: str, room_subject_prefix: str) -> Permissions:
     """`dev`/`off` auth modes only: a connection without an nkey may call the control
     plane and use every room's subject (demos with the `nats` CLI, whose inbox is plain
-    `_INBOX`), never JetStream, and never the inboxes of the control plane's own users."""
+    `_INBOX`), never JetStream, and never the inboxes of the control plane's own users.
+    It may follow every room's stored subject but, like a member, never publish there."""
     rooms = f"{room_subject_prefix}.*"
     return Permissions(
         (f"{api_prefix}.rooms.>", *DISCOVERY, rooms),
-        (rooms, "_INBOX.>"),
+        (rooms, stored_subject(rooms), "_INBOX.>"),
         subscribe_deny=tuple(f"{inbox}.>" for inbox in INBOXES.values()),
     )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from itertools import zip_longest
 from typing import Any
 
-from ..client import Message, Opened, Peer, Rejected, RoomView
+from ..client import Forbidden, Gap, Message, Opened, Peer, Rejected
 from .output import emit
 from .session import add_peer_options, run_peer
 
@@ -25,6 +25,12 @@ def register(commands: Any) -> None:
 
     tail = _command(commands, "tail", "print a room's messages live as they arrive", _tail)
     tail.add_argument("--count", type=int, help="exit after this many messages")
+    tail.add_argument(
+        "--after",
+        type=int,
+        help="start after this stream sequence (a `seq` printed by --json; 0: the whole room);"
+        " default: from now",
+    )
 
 
 def _command(
@@ -77,19 +83,30 @@ async def _history(peer: Peer, args: argparse.Namespace) -> int:
 
 
 async def _tail(peer: Peer, args: argparse.Namespace) -> int:
-    room: RoomView = await peer.room(args.room)
+    """Every stored frame once, in order, through cuts, reconnects, JWT expiries and NATS
+    restarts (`Peer.follow`); what happens to the connection is said on stderr. Removal
+    from the room ends it with the 403."""
     seen = 0
-    async with room.subscribe() as live:
-        print(f"listening on {room.subject}", file=sys.stderr, flush=True)
-        async for m in live:
+    try:
+        async for item in peer.follow(args.room, args.after, on_status=_status):
+            if isinstance(item, Gap):
+                _status(f"frames {item.first}-{item.last} are no longer stored: skipped")
+                continue
             if args.json:
-                emit(args, as_json(m), "")
+                emit(args, {"seq": item.seq, **as_json(item.message)}, "")
             else:
-                show(m)
+                show(item.message)
             seen += 1
             if args.count is not None and seen >= args.count:
                 break
+    except Forbidden:
+        _status(f"no longer a member of {args.room}")
+        raise
     return 0
+
+
+def _status(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def as_json(m: Opened) -> dict[str, Any]:

@@ -17,9 +17,8 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from ..client import Peer
+from ..client import Peer, connect
 from ..identity import Identity, InvalidKey
-from ..wire import connection
 from ..wire.names import CONTROL_PREFIX
 from .output import EXIT_USAGE, CliError
 
@@ -104,17 +103,11 @@ async def _connect(args: argparse.Namespace, identity: Identity) -> Client:
     """Connected as the identity itself: under the trust boundary that is what decides
     which rooms this connection may publish and subscribe to."""
 
-    options = connection.options(
-        args.nats_url,
-        name="unibus-cli",
-        identity=identity,
-        creds=args.creds,
-        connect_timeout=args.timeout,
-        # Reconnects are how the service re-authorizes a connection whose rooms changed
-        # (a `tail` lives through them); a first connect that fails is reported at once.
-        reconnect_time_wait=0.1,
-    )
     try:
-        return await connection.connect_once(options)
+        # The peer library's connection: a `tail` lives through cuts, JWT expiries and
+        # grants; a first connect that fails is reported at once.
+        return await connect(
+            args.nats_url, identity, name="unibus-cli", creds=args.creds, connect_timeout=args.timeout
+        )
     except (OSError, nats.errors.Error, TimeoutError) as exc:
         raise CliError(f"cannot reach NATS at {args.nats_url}: {exc or type(exc).__name__}") from None

@@ -1,7 +1,8 @@
-"""The Python peer library: identity, signed control requests, history paging, and
-end-to-end encrypted frames."""
+"""The Python peer library: a connection that stays up (`connect`), identity, signed
+control requests, history paging, following a room, and end-to-end encrypted frames."""
 
 from ..identity import Identity
+from .connecting import connect
 from .control import ControlClient, FramePage
 from .errors import (
     BadRequest,
@@ -9,12 +10,14 @@ from .errors import (
     Forbidden,
     InsufficientStorage,
     NotFound,
+    ReplyLost,
     ServiceError,
     TooLarge,
     TooMany,
     Unauthorized,
     Unavailable,
 )
+from .follow import Followed, FollowError, Gap
 from .frames import Frame, FrameRejected, Reason
 from .peer import HistoryPage, Message, Opened, Peer, Rejected, RoomView
 from .roomkeys import SealedKeyError
@@ -23,10 +26,13 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "ControlClient",
+    "FollowError",
+    "Followed",
     "Forbidden",
     "Frame",
     "FramePage",
     "FrameRejected",
+    "Gap",
     "HistoryPage",
     "Identity",
     "InsufficientStorage",
@@ -36,6 +42,7 @@ __all__ = [
     "Peer",
     "Reason",
     "Rejected",
+    "ReplyLost",
     "RoomView",
     "SealedKeyError",
     "ServiceError",
@@ -43,4 +50,5 @@ __all__ = [
     "TooMany",
     "Unauthorized",
     "Unavailable",
+    "connect",
 ]

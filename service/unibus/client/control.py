@@ -1,4 +1,11 @@
-"""Signed requests to the control endpoints, one method per endpoint."""
+"""Signed requests to the control endpoints, one method per endpoint.
+
+A reply published while the connection is away (cut for a membership change, a JWT
+expiry, a NATS restart) is lost. A read is then sent again, signed afresh (a signature's
+nonce is single-use), so a reader sees a cut as a short delay. A change is never sent
+twice: whether the first one was applied cannot be known from here, so when its reply
+does not come after a cut the caller gets `ReplyLost` and decides (read, then retry).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +17,18 @@ from typing import Any
 import msgpack
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from ..identity import Identity, inbox_prefix
 from ..wire.names import CONTROL_PREFIX, ERROR_CODE_HEADER, ERROR_HEADER, control_subject
 from ..wire.signing import RECONNECT_HEADER, sign_request
-from .errors import Unavailable, error_for
+from .errors import ReplyLost, Unavailable, error_for
+
+READS = frozenset({"list", "info", "members", "key", "history"})
+"""The endpoints (last token of the subject) that change nothing, so may be sent again."""
+
+_CUT_POLL_S = 0.05
+"""How often a request in flight looks for a reconnect that would have lost its reply."""
 
 
 class ControlClient:
@@ -32,12 +46,9 @@ class ControlClient:
         self, suffix: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[bytes, dict[str, str]]:
         subject = control_subject(self.prefix, suffix)
-        all_headers = dict(headers or {})
-        if self.identity is not None:
-            all_headers.update(sign_request(self.identity, subject, body))
         reconnects = self.nc.stats["reconnects"]
         try:
-            reply = await self.nc.request(subject, body, timeout=self.timeout_s, headers=all_headers or None)
+            reply = await self._exchange(subject, body, headers, resend=suffix.rsplit(".", 1)[-1] in READS)
         except nats.errors.NoRespondersError:
             raise Unavailable(503, "no control plane instance is answering") from None
         reply_headers = reply.headers or {}
@@ -47,6 +58,42 @@ class ControlClient:
         if RECONNECT_HEADER in reply_headers and self._connected_as_signer():
             await self._reauthorized(reconnects)
         return reply.data, reply_headers
+
+    async def _exchange(self, subject: str, body: bytes, headers: dict[str, str] | None, resend: bool) -> Msg:
+        """The reply to one request, within `timeout_s` in all. A reconnect while it is in
+        flight may have lost the reply: a read (`resend`) is then sent again, freshly
+        signed; a change keeps waiting for its reply, which still comes if the request
+        reached the service after the reconnect, and is `ReplyLost` if it does not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        cut = False
+        while True:
+            signed = dict(headers or {})
+            if self.identity is not None:
+                signed.update(sign_request(self.identity, subject, body))
+            reconnects = self.nc.stats["reconnects"]
+            timeout = max(deadline - loop.time(), 0.001)
+            attempt = asyncio.ensure_future(
+                self.nc.request(subject, body, timeout=timeout, headers=signed or None)
+            )
+            try:
+                while not attempt.done():
+                    await asyncio.wait({attempt}, timeout=_CUT_POLL_S)
+                    if self.nc.stats["reconnects"] != reconnects and self.nc.is_connected:
+                        cut = True
+                        if resend:
+                            break
+                if attempt.done():
+                    return attempt.result()
+            except nats.errors.TimeoutError:
+                if cut and not resend:
+                    raise ReplyLost(subject) from None
+                raise
+            finally:
+                if not attempt.done():
+                    attempt.cancel()
+            if loop.time() >= deadline:
+                raise nats.errors.TimeoutError
 
     def _connected_as_signer(self) -> bool:
         """Whether this connection is the signer's own: under the boundary only a connection
@@ -108,9 +155,13 @@ class ControlClient:
     async def delete_room(self, room_id: str) -> dict[str, Any]:
         return await self.call(f"{room_id}.delete")
 
-    async def history(self, room_id: str, limit: int | None = None, before: int | None = None) -> FramePage:
-        """One page of raw frames, oldest first (msgpack on the wire: no base64 cost)."""
-        query = "&".join(f"{k}={v}" for k, v in (("limit", limit), ("before", before)) if v is not None)
+    async def history(
+        self, room_id: str, limit: int | None = None, before: int | None = None, after: int | None = None
+    ) -> FramePage:
+        """One page of raw frames, oldest first (msgpack on the wire: no base64 cost):
+        the newest, those before `before`, or (a follower's) the oldest after `after`."""
+        params = (("limit", limit), ("before", before), ("after", after))
+        query = "&".join(f"{k}={v}" for k, v in params if v is not None)
         data, _ = await self.request_raw(
             f"{room_id}.history", query.encode(), {"Accept": "application/msgpack"}
         )
@@ -120,6 +171,7 @@ class ControlClient:
             envelope.get("first_seq"),
             envelope.get("last_seq"),
             list(envelope.get("seqs") or ()),
+            envelope.get("stream_last_seq"),
         )
 
     async def backlog(self, room_id: str, page_size: int = 1000) -> AsyncIterator[bytes]:
@@ -136,13 +188,21 @@ class ControlClient:
 
 
 class FramePage:
-    __slots__ = ("first_seq", "frames", "last_seq", "seqs")
+    __slots__ = ("first_seq", "frames", "last_seq", "seqs", "stream_last_seq")
 
     def __init__(
-        self, frames: list[bytes], first_seq: int | None, last_seq: int | None, seqs: list[int]
+        self,
+        frames: list[bytes],
+        first_seq: int | None,
+        last_seq: int | None,
+        seqs: list[int],
+        stream_last_seq: int | None = None,
     ) -> None:
         self.frames = frames
         self.first_seq = first_seq
         self.last_seq = last_seq
         self.seqs = seqs
         """Each frame's stream sequence; empty from a service older than the field."""
+        self.stream_last_seq = stream_last_seq
+        """The stream's last sequence at the read, in a reply to `after` (None otherwise,
+        and from a service older than `after`)."""

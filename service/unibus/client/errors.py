@@ -49,6 +49,20 @@ class InsufficientStorage(ServiceError):
     store grows."""
 
 
+class ReplyLost(ServiceError):
+    """A change whose reply was lost to a cut of the connection: it may or may not have
+    been applied. Not sent again on its own (a second `create` or `members.add` is a 409,
+    a second `key.rotate` a second rotation): read the room, then decide. 504, as the
+    HTTP shim answers a request it got no reply to."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            504,
+            f"the connection was cut while {subject} was in flight and its reply was lost:"
+            " it may or may not have been applied (read the room before trying again)",
+        )
+
+
 _BY_CODE: dict[int, type[ServiceError]] = {
     400: BadRequest,
     401: Unauthorized,

@@ -22,8 +22,10 @@ from ..identity import Identity, InvalidKey, is_public_key
 from ..wire.interest import confirm_interest
 from ..wire.names import CONTROL_PREFIX
 from . import frames, roomkeys
+from .connecting import connect
 from .control import ControlClient
 from .errors import ServiceError
+from .follow import Followed, Follower, FollowError, Gap
 from .frames import Frame, FrameRejected, Reason
 
 
@@ -117,6 +119,29 @@ class Peer:
         room = await self.room(room_id)
         sealed = roomkeys.seal_for(roomkeys.new_room_key(), room.members)
         return await self.control.rotate_key(room_id, sealed)
+
+    @classmethod
+    async def connect(
+        cls, url: str, identity: Identity, prefix: str = CONTROL_PREFIX, **options: Any
+    ) -> Peer:
+        """A peer on its own connection, made by `unibus.client.connect` (re-authorizing
+        on JWT expiry and on grants, reconnecting for ever)."""
+        return cls(await connect(url, identity, **options), identity, prefix)
+
+    async def follow(
+        self, room_id: str, after: int | None = None, *, on_status: Callable[[str], object] | None = None
+    ) -> AsyncIterator[Followed | Gap]:
+        """Every frame the room stores after sequence `after` (None: from now on), opened,
+        exactly once and in stream order, for as long as the caller iterates: across
+        reconnects, cuts, JWT expiries and NATS restarts. Keep the last `Followed.seq` to
+        resume from after a restart. Frames the stream no longer holds come out as a
+        `Gap`; removal from the room ends it with `Forbidden` (403). `on_status` hears of
+        reconnects and outages, in words."""
+        room = await self.room(room_id)
+        if room.info.get("stream") is None:
+            raise FollowError(f"room {room_id} is ephemeral: it stores nothing to follow")
+        async for item in Follower(room, after, on_status).items():
+            yield item
 
     async def publish(self, room_id: str, data: bytes) -> Frame:
         """One message with freshly read keys, flushed: for one-shot senders."""

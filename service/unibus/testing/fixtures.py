@@ -13,11 +13,12 @@ with UNIBUS_TEST_BACKEND (see `unibus.testing.choose`); a suite that asked for
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .choose import backend_from_env
-from .stack import BackendUnavailable, Stack, started
+if TYPE_CHECKING:
+    from .stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,11 @@ def unibus_service_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def unibus_stack(unibus_service_env: dict[str, str]) -> Iterator[Stack]:
     """NATS with JetStream and the control plane on it; `.nats_url` is where to connect."""
+    # Imported here, not at the top: every pytest run where unibus is installed loads this
+    # plugin, and should load none of the service (nor start coverage late) for it.
+    from .choose import backend_from_env
+    from .stack import BackendUnavailable, started
+
     try:
         backend = backend_from_env(service_env=unibus_service_env)
     except BackendUnavailable as exc:

@@ -5,7 +5,8 @@ decided in one place.
 Under the trust boundary (docs/security.md) a connection authenticates with an nkey and
 receives replies under an inbox prefix bound to that key; nats-server refuses it any
 other inbox. Clients reconnect by themselves after the control plane cuts them for a
-change of rooms, so reconnecting is on for everything that lives longer than a request.
+change of rooms, so reconnecting is on for everything that lives longer than a request,
+and that includes the expiry of a connection's user JWT (`RenewingClient`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,28 @@ import nats.errors
 from nats.aio.client import Client
 
 from ..identity import Identity, inbox_prefix
+
+AUTHENTICATION_EXPIRED = "authentication expired"
+"""What nats-server's `-ERR` says when a connection's user (or account) JWT expires."""
+
+
+class RenewingClient(Client):
+    """A nats-py client that reconnects when its user JWT expires, as nats.go does.
+
+    The callout's JWTs expire (`UNIBUS_CALLOUT_TTL_S`); nats-server then sends
+    `-ERR 'User Authentication Expired'` and closes the connection. nats-py (2.16) treats
+    every `-ERR` but a permissions violation as fatal and closes the client for good, so
+    without this every long-lived peer would die one TTL after connecting. Here that one
+    error is handled like a lost connection: nats-py reconnects, with its subscriptions,
+    and the callout issues a JWT for the identity's current rooms. nats-py has no public
+    hook for a server error, so this overrides the one method that reads them;
+    tests/test_follow.py's expiry tests fail if a nats-py upgrade changes it."""
+
+    async def _process_err(self, err_msg: str) -> None:
+        if AUTHENTICATION_EXPIRED in err_msg.lower() and self.options["allow_reconnect"]:
+            await self._process_op_err(nats.errors.Error(f"nats: {err_msg.strip(chr(39))}"))
+            return
+        await super()._process_err(err_msg)
 
 
 def servers(url: str) -> list[str]:
@@ -60,7 +83,8 @@ async def connect_once(options: dict[str, Any]) -> Client:
     failure that matters is the one raised to the caller."""
     # nats-py retries a first connect for ever when max_reconnect_attempts is -1.
     first = {"error_cb": _quiet, **options, "allow_reconnect": False, "max_reconnect_attempts": 1}
-    nc = await nats.connect(**first)
+    nc = RenewingClient()
+    await nc.connect(**first)
     _allow_reconnect(nc, options.get("max_reconnect_attempts", -1))
     return nc
 

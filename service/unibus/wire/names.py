@@ -27,11 +27,13 @@ __all__ = [
     "ROOM_STREAM_PREFIX",
     "ROOM_SUBJECT_PREFIX",
     "SERVICE_NAME",
+    "STORED",
     "bucket_name",
     "control_subject",
     "nonce_stream_name",
     "nonce_subject",
     "ping_subject",
+    "stored_subject",
     "stream_name",
 ]
 
@@ -71,6 +73,17 @@ def control_subject(api_prefix: str, suffix: str) -> str:
 def ping_subject(service_name: str) -> str:
     """`$SRV.PING.<name>`, which any instance of the service answers (ADR-32 discovery)."""
     return micro_subject(ServiceVerb.PING, service_name)
+
+
+STORED = "stored"
+"""The last token of a room's **stored** subject, `<room subject>.stored`: JetStream
+republishes every frame the room's stream stores there, stamped with its stream sequence
+(docs/protocol.md, "Following a room"). Nobody but the server publishes on it."""
+
+
+def stored_subject(room_subject: str) -> str:
+    """`unibus.room.lobby` → `unibus.room.lobby.stored`."""
+    return f"{room_subject}.{STORED}"
 
 
 def stream_name(room_id: str) -> str:

@@ -1,0 +1,224 @@
+"""Following a room: every stored frame exactly once, in stream order, whatever happens to
+the connection (docs/protocol.md, "Following a room").
+
+Live frames come from the room's stored subject, where nats-server republishes each frame
+the stream stores with its sequence; history (`after=<cursor>`) fills whatever did not
+arrive live. The cursor is the sequence of the last frame handed on, so:
+- a live frame at `cursor + 1` is the next one;
+- one at or below the cursor was already handed on (read through history first, or sent
+  twice by a cluster changing leaders): dropped;
+- one above `cursor + 1` means frames were missed: history from the cursor first;
+- after a reconnect, history from the cursor: frames stored while away never come live.
+Frames the stream no longer holds are reported as a `Gap`, never skipped in silence.
+
+A reconnect is seen by polling the connection's reconnect count rather than through
+nats-py's `reconnected_cb`: the connection has one such callback and it belongs to
+whoever made the connection, while any number of followers may share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import nats.errors
+from nats.aio.msg import Msg
+
+from ..identity import notice_subject
+from ..wire.interest import confirm_interest
+from ..wire.names import stored_subject
+from . import notices
+from .control import FramePage
+from .errors import Unavailable
+
+if TYPE_CHECKING:
+    from .peer import Opened, RoomView
+
+STAMP = "Nats-Sequence"
+"""The header nats-server stamps a republished frame with: its stream sequence."""
+
+END = 2**64 - 1
+"""`after` no stream reaches: the reply is empty and names where the stream ends."""
+
+PAGE = 1000
+"""Frames per catch-up read (the service's cap)."""
+
+POLL_S = 0.25
+"""How often an idle follower looks for a reconnect it has not caught up after."""
+
+SETTLE_S = 1.0
+"""After catching up on a reconnect, one more read this much later: in a cluster the
+subscription may reach the stream's leader after the read did, and a frame stored in
+between would otherwise wait for the next frame to be noticed."""
+
+LAGGING_READS = 10
+"""Reads that may answer below a sequence already seen live before it is taken as is."""
+
+
+@dataclass(frozen=True)
+class Followed:
+    """A stored frame, opened, with its stream sequence (the cursor to resume after)."""
+
+    seq: int
+    message: Opened
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Sequences `first`..`last` were stored and are no longer (the room's byte limit
+    dropped them, or an operator purged them): they will never be delivered."""
+
+    first: int
+    last: int
+
+
+Item = Followed | Gap
+
+
+class FollowError(Exception):
+    """Following cannot go on without losing frames silently."""
+
+
+def stamped_sequence(msg: Msg) -> int | None:
+    """The stream sequence nats-server stamped on a stored-subject message, or None.
+
+    A publisher's own `Nats-Sequence` header is stored and republished along with the
+    frame, and the server appends its value after it: nats-py keeps the last value of a
+    repeated header, which is the server's (docs/protocol.md, "Forged headers")."""
+    value = (msg.headers or {}).get(STAMP, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else None
+
+
+class Follower:
+    """One room followed on one connection; `cursor` is the last sequence handed on."""
+
+    def __init__(self, room: RoomView, cursor: int | None, on_status: Callable[[str], object] | None) -> None:
+        self.room = room
+        self.cursor = cursor
+        self.on_status = on_status or (lambda _: None)
+        self._live: asyncio.Queue[tuple[int | None, bytes] | str] = asyncio.Queue()
+
+    async def items(self) -> AsyncIterator[Item]:
+        nc = self.room.peer.nc
+        subscriptions = [
+            await nc.subscribe(stored_subject(self.room.subject), cb=self._on_stored),
+            await nc.subscribe(notice_subject(self.room.peer.identity.public_key), cb=self._on_notice),
+        ]
+        try:
+            # The server holds the subscription before the first read: whatever is stored
+            # after that read arrives live.
+            await confirm_interest(nc)
+            reconnects = nc.stats["reconnects"]
+            if self.cursor is None:
+                self.cursor = (await self._page(END)).stream_last_seq or 0
+            self.on_status(f"listening on {stored_subject(self.room.subject)} after sequence {self.cursor}")
+            async for item in self._catch_up():
+                yield item
+            settle_at: float | None = None
+            loop = asyncio.get_running_loop()
+            while True:
+                try:
+                    event = await asyncio.wait_for(self._live.get(), POLL_S)
+                except TimeoutError:
+                    event = None
+                if event == notices.REVOKED:
+                    # Removed, or a forged notice: the control plane says which (403 ends it).
+                    async for item in self._catch_up():
+                        yield item
+                elif isinstance(event, tuple):
+                    async for item in self._on_frame(*event):
+                        yield item
+                if nc.is_closed:  # closed by its owner, or given up on: nothing more will come
+                    raise nats.errors.ConnectionClosedError
+                if nc.stats["reconnects"] != reconnects and nc.is_connected:
+                    reconnects = nc.stats["reconnects"]
+                    self.on_status(f"reconnected: catching up {self.room.id} after sequence {self.cursor}")
+                    async for item in self._catch_up():
+                        yield item
+                    settle_at = loop.time() + SETTLE_S
+                elif settle_at is not None and loop.time() >= settle_at:
+                    settle_at = None
+                    async for item in self._catch_up():
+                        yield item
+        finally:
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):  # the connection may be closed already
+                    await subscription.unsubscribe()
+
+    async def _on_stored(self, msg: Msg) -> None:
+        self._live.put_nowait((stamped_sequence(msg), msg.data))
+
+    async def _on_notice(self, msg: Msg) -> None:
+        notice = notices.parse(msg.data)
+        if notice is not None and notice.event == notices.REVOKED and notice.room == self.room.id:
+            self._live.put_nowait(notices.REVOKED)
+
+    async def _on_frame(self, seq: int | None, data: bytes) -> AsyncIterator[Item]:
+        assert self.cursor is not None
+        if seq is not None and seq <= self.cursor:
+            return  # handed on already
+        if seq == self.cursor + 1:
+            self.cursor = seq
+            yield Followed(seq, await self.room.open(data))
+            return
+        # Frames missed before this one (or a sequence we cannot read): history has them.
+        async for item in self._catch_up(seq):
+            yield item
+        if seq is not None and seq > self.cursor:
+            # History never showed it (LAGGING_READS): the live copy is the server's own.
+            if seq > self.cursor + 1:
+                yield Gap(self.cursor + 1, seq - 1)
+            self.cursor = seq
+            yield Followed(seq, await self.room.open(data))
+
+    async def _catch_up(self, target: int | None = None) -> AsyncIterator[Item]:
+        """History after the cursor until the stream's end (and `target`, a sequence seen
+        live), page by page; what the stream no longer holds comes out as a `Gap`."""
+        lagging = 0
+        while True:
+            assert self.cursor is not None
+            page = await self._page(self.cursor)
+            end = page.stream_last_seq
+            assert end is not None
+            if end < self.cursor:
+                raise FollowError(
+                    f"room {self.room.id}'s stream ends at sequence {end}, below this follower's"
+                    f" cursor {self.cursor}: it is not the stream the cursor was taken from"
+                    " (the room was deleted and made again, or JetStream was restored)"
+                )
+            for seq, raw in zip(page.seqs, page.frames, strict=True):
+                if seq > self.cursor + 1:
+                    yield Gap(self.cursor + 1, seq - 1)
+                self.cursor = seq
+                yield Followed(seq, await self.room.open(raw))
+            window_end = page.last_seq if page.last_seq is not None else end
+            if window_end > self.cursor:  # the window's last sequences are gone
+                yield Gap(self.cursor + 1, window_end)
+                self.cursor = window_end
+            if self.cursor < end:
+                continue
+            if target is None or self.cursor >= target or lagging >= LAGGING_READS:
+                return
+            lagging += 1
+            await asyncio.sleep(0.1)
+
+    async def _page(self, after: int) -> FramePage:
+        """One `after` read, retried while the control plane or NATS is away: a follower
+        waits out an outage. A refusal (403 once removed) ends it."""
+        delay = 0.1
+        while True:
+            try:
+                page = await self.room.peer.control.history(self.room.id, limit=PAGE, after=after)
+            except (Unavailable, nats.errors.TimeoutError) as exc:
+                self.on_status(
+                    f"history of {self.room.id} unavailable ({exc or type(exc).__name__}); retrying"
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if page.stream_last_seq is None:
+                raise FollowError("the control plane is older than history `after`: it cannot be followed")
+            return page
