@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
 
+Decision = Literal["member", "anonymous", "refused", "unreadable"]
+"""What the callout answered: admitted with a member's or the anonymous permissions,
+refused with an error, or no answer at all to a request it could not read."""
+
 
 class ConnectionCount(Protocol):
     """How many connections an identity holds, on every server (connections.py)."""
@@ -37,11 +41,6 @@ class ConnectionCount(Protocol):
     async def held(self, identity: str) -> int: ...
 
     def admitted(self, identity: str) -> None: ...
-
-
-Decision = Literal["member", "anonymous", "refused", "unreadable"]
-"""What the callout answered: admitted with a member's or the anonymous permissions,
-refused with an error, or no answer at all to a request it could not read."""
 
 
 def current_rooms(store: RoomStore) -> RoomsOf:
