@@ -86,11 +86,16 @@ class ConnectionCounts:
             finally:
                 self._counting.pop(identity, None)
         self._held.move_to_end(identity)
+        return len(self._held[identity]) + self._still_pending(identity)
+
+    def _still_pending(self, identity: str) -> int:
         pending = self._pending.get(identity)
         now = time.monotonic()
         while pending and now - pending[0] > PENDING_S:
             pending.popleft()
-        return len(self._held[identity]) + len(pending or ())
+        if pending is not None and not pending:
+            del self._pending[identity]
+        return len(pending or ())
 
     def admitted(self, identity: str) -> None:
         """The callout let a connection of `identity` in; its connect event will follow."""
@@ -132,7 +137,9 @@ class ConnectionCounts:
         held.add(conn)
         pending = self._pending.get(identity)
         if pending:
-            pending.popleft()
+            pending.popleft()  # whichever instance admitted it: at worst one stops counting early
+            if not pending:
+                del self._pending[identity]
 
     async def _disconnected(self, msg: Msg) -> None:
         event = _event(msg)
