@@ -19,6 +19,8 @@ import nats.errors
 import nats.js.errors
 import pytest
 
+from unibus.callout import serverconf
+from unibus.callout.keys import BoundaryKeys
 from unibus.client import (
     ControlClient,
     Forbidden,
@@ -30,10 +32,10 @@ from unibus.client import (
     TooMany,
 )
 from unibus.endpoints.creations import Rule
-from unibus.natsserver import NatsServer
+from unibus.natsserver import NatsServer, ServerSpec
 from unibus.runner import Running
 
-from harness.boundary import Watched, connect_as, refused_connect
+from harness.boundary import Watched, connect_as, refused_connect, with_inspector
 from harness.plane import StartPlane, plane_starter
 
 
@@ -320,3 +322,31 @@ async def test_connections_whose_jwt_expired_are_closed_and_stop_counting(
     finally:
         for watched in held:
             await watched.nc.close()
+
+
+async def test_a_boundary_from_before_the_limit_leaves_connections_unlimited_and_says_so(
+    tmp_path: Path,
+    boundary_keys: BoundaryKeys,
+    inspector: Identity,
+    alice: Identity,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server whose system user may not follow the connection events (its boundary.conf
+    predates the limit): counts that never go down would lock identities out, so the
+    limit is off, with a warning naming the remedy."""
+    old = serverconf.render(boundary_keys.public())
+    old = old.replace(', "$SYS.ACCOUNT.UNIBUS.CONNECT", "$SYS.ACCOUNT.UNIBUS.DISCONNECT"]', "]")
+    assert "$SYS.ACCOUNT" not in old
+    spec = ServerSpec(store_dir=tmp_path / "old")
+    spec.extra = with_inspector(old, inspector)
+    server = NatsServer(spec).start()
+    held = []
+    try:
+        async with plane_starter(tmp_path, server) as start:
+            await start(max_connections_per_identity=2)
+            assert any("no per-identity connection limit" in r.getMessage() for r in caplog.records)
+            held = [await connect_as(server.url, alice) for _ in range(4)]
+    finally:
+        for watched in held:
+            await watched.nc.close()
+        server.stop()

@@ -30,7 +30,7 @@ from . import __version__, orphans
 from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .callout.authorizer import Authorizer, current_rooms
-from .callout.connections import ConnectionCounts
+from .callout.connections import ConnectionCounts, EventsRefused
 from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
 from .config import AuthMode, Config
@@ -238,7 +238,15 @@ class ControlPlane:
         if self.cutter is None or self.links.system is None or not self.config.max_connections_per_identity:
             return None
         counts = ConnectionCounts(self.links.system, self.cutter, self.config.callout_ttl_s)
-        await counts.start()
+        try:
+            await counts.start()
+        except EventsRefused as exc:
+            log.warning(
+                "no per-identity connection limit: the system user may not follow connection events (%s);"
+                " use deploy/nats/boundary.conf or `unibus boundary config` of this version",
+                exc,
+            )
+            return None
         return counts
 
     async def stop(self) -> None:

@@ -51,6 +51,10 @@ Conn = tuple[str, int]
 """A connection: the server's id and its connection id there."""
 
 
+class EventsRefused(Exception):
+    """The system user may not subscribe to the connection events."""
+
+
 class ConnectionCounts:
     def __init__(self, system: Client, cutter: ConnectionCutter, jwt_ttl_s: float) -> None:
         self._nc = system
@@ -66,11 +70,16 @@ class ConnectionCounts:
         self._reconnects = 0
 
     async def start(self) -> None:
+        """Follow the events; EventsRefused if the system user may not (a boundary.conf
+        from before the limit), which would leave counts that never go down."""
         self._reconnects = self._nc.stats["reconnects"]
         self._complete_at = time.monotonic() + self._jwt_ttl_s
         await self._nc.subscribe(CONNECT_EVENTS, cb=self._connected)
         await self._nc.subscribe(DISCONNECT_EVENTS, cb=self._disconnected)
-        await self._nc.flush()
+        await self._nc.flush()  # a refused subscription's -ERR comes before the PONG
+        error = str(self._nc.last_error or "").lower()  # the server lower-cases the subject
+        if CONNECT_EVENTS.lower() in error or DISCONNECT_EVENTS.lower() in error:
+            raise EventsRefused(error)
 
     async def held(self, identity: str) -> int:
         """The identity's connections now, and admissions of it still on their way."""
