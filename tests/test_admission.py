@@ -324,19 +324,21 @@ async def test_connections_whose_jwt_expired_are_closed_and_stop_counting(
             await watched.nc.close()
 
 
-async def test_a_boundary_from_before_the_limit_leaves_connections_unlimited_and_says_so(
+async def test_a_boundary_from_before_the_limits_leaves_them_to_one_instance_and_says_so(
     tmp_path: Path,
     boundary_keys: BoundaryKeys,
     inspector: Identity,
     alice: Identity,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A server whose system user may not follow the connection events (its boundary.conf
-    predates the limit): counts that never go down would lock identities out, so the
-    limit is off, with a warning naming the remedy."""
+    """A server whose boundary.conf predates the limits: the system user may not follow
+    connection events (counts that never go down would lock identities out, so that
+    limit is off) and the service's user may not publish creation counts (each create
+    would fail, so they are counted in memory). Both say so and name the remedy."""
     old = serverconf.render(boundary_keys.public())
     old = old.replace(', "$SYS.ACCOUNT.UNIBUS.CONNECT", "$SYS.ACCOUNT.UNIBUS.DISCONNECT"]', "]")
-    assert "$SYS.ACCOUNT" not in old
+    old = old.replace('"$UNIBUS.CTL.creations.*", ', "")
+    assert "$SYS.ACCOUNT" not in old and "creations" not in old
     spec = ServerSpec(store_dir=tmp_path / "old")
     spec.extra = with_inspector(old, inspector)
     server = NatsServer(spec).start()
@@ -344,8 +346,11 @@ async def test_a_boundary_from_before_the_limit_leaves_connections_unlimited_and
     try:
         async with plane_starter(tmp_path, server) as start:
             await start(max_connections_per_identity=2)
-            assert any("no per-identity connection limit" in r.getMessage() for r in caplog.records)
+            logged = [r.getMessage() for r in caplog.records]
+            assert any("no per-identity connection limit" in line for line in logged)
+            assert any("creations are counted per instance" in line for line in logged)
             held = [await connect_as(server.url, alice) for _ in range(4)]
+            await ControlClient(held[0].nc, alice).create_room("still", encrypted=False)
     finally:
         for watched in held:
             await watched.nc.close()

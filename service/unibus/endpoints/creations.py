@@ -162,17 +162,30 @@ async def _create(js: JetStreamContext, stream: StreamConfig, timeout_s: float) 
 
 
 async def creation_limit(nc: Client, js: JetStreamContext, config: Config, replicas: int) -> CreationLimit:
-    """The shared count; on a store that rooms already hold whole (a deployment from before
-    the count), where JetStream makes no new stream at all, the count in memory, with a
-    warning, rather than an instance that cannot start."""
+    """The shared count, or, with a warning, the count in memory rather than an instance
+    that cannot start or refuses every create: on a store that rooms already hold whole
+    (JetStream makes no new stream there), or under a boundary.conf from before the count
+    (the service's user may not publish it)."""
+    local = LocalCreations(Rule(config.creates_per_second))
     try:
-        return await SharedCreations.open(nc, js, config, replicas)
+        shared = await SharedCreations.open(nc, js, config, replicas)
     except jserr.APIError as err:
         if err.err_code != JSStorageResourcesExceededErr:
             raise
-    log.warning(
-        "stream %s: the JetStream store has no room for it; creations are counted per instance"
-        " until a restart finds room: raise max_file_store or delete rooms",
-        creations_stream_name(config.api_prefix),
-    )
-    return LocalCreations(Rule(config.creates_per_second))
+        log.warning(
+            "stream %s: the JetStream store has no room for it; creations are counted per instance"
+            " until a restart finds room: raise max_file_store or delete rooms",
+            creations_stream_name(config.api_prefix),
+        )
+        return local
+    probe = creations_subject(config.api_prefix, "startup")  # never an identity's key
+    await nc.publish(probe, b"")
+    await nc.flush()  # a refused publish's -ERR comes before the PONG
+    if probe.lower() in str(nc.last_error or "").lower():
+        log.warning(
+            "the service's user may not publish %s: creations are counted per instance; use"
+            " deploy/nats/boundary.conf or `unibus boundary config` of this version",
+            probe,
+        )
+        return local
+    return shared
