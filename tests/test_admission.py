@@ -18,6 +18,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 import pytest
+from nats.aio.client import Client
 
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
@@ -49,9 +50,11 @@ async def courier(start_bounded: StartPlane) -> AsyncIterator[Courier]:
 
 
 class Courier:
+    """Another identity's connection, which strangers' signed requests travel on."""
+
     watched: Watched | None = None
 
-    async def nc(self, url: str) -> Any:
+    async def nc(self, url: str) -> Client:
         if self.watched is None:
             self.watched = await connect_as(url, Identity.generate())
         return self.watched.nc
