@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from unibus import connection
 from unibus.callout import serverconf
 from unibus.callout.authorizer import Authorizer
 from unibus.callout.keys import BoundaryKeys
@@ -24,6 +23,7 @@ from unibus.config import Config
 from unibus.identity import Identity
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.runner import running
+from unibus.wire import connection
 
 HELD = 10
 ROUNDS = 10

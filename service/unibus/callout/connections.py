@@ -1,10 +1,10 @@
 """How many connections each identity holds, across every server, for the per-identity
 connection limit (docs/security.md, "Admission model").
 
-Asking the servers (`CONNZ` filtered by user) on every connect made each connect pay for
-a scan of every connection the server holds: +2.6 ms at 200 connections and +10 ms at
-2,000, measured with `bench/connection_limit.py`, on a callout that answers one request
-at a time. So the counts are kept from the servers' own events instead: every server
+Asking the servers (`CONNZ` filtered by user) on every connect makes each connect pay
+for a scan of every connection the server holds: +3.8 ms at 200 connections and +10.4 ms
+at 2,000 (a fresh identity's connect in `bench/connection_limit.py`), on a callout that
+answers one request at a time. So the counts are kept from the servers' own events instead: every server
 publishes `$SYS.ACCOUNT.UNIBUS.CONNECT` and `…DISCONNECT` for each connection of the
 account, naming the user the callout gave it, which is the identity's key. A connect
 then costs a lookup.
