@@ -81,7 +81,7 @@ async def state_of(client: ControlClient, room_id: str) -> tuple[dict[str, Any],
 async def test_one_identity_cannot_reserve_the_store_from_everyone(
     start_bounded: StartPlane, courier: Courier, bob: Identity
 ) -> None:
-    """At the defaults a stranger gets 64 persisted rooms (1 GiB of the shipped 10 GiB
+    """At the defaults a stranger gets 64 persisted rooms (1 GiB of the shipped 10G
     store); the 65th is 403 with nothing created, while bob and a newcomer still create."""
     plane = await start_bounded(creates_per_second=1000.0)
     via = await courier.nc(plane.nats_url)
