@@ -13,7 +13,7 @@ from pathlib import Path
 
 from unibus.client import ControlClient, Identity
 
-from . import boundary, scale
+from . import boundary, follow_churn, revocation, scale
 from . import scenarios as sc
 from .measure import Latency
 from .report import METHOD, fmt_ms, latency_table, plot
@@ -68,6 +68,8 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
     await nc.close()
     bounded = await boundary.measure(st.workdir, quick)
     scaled = await scale.measure(st.workdir, quick)
+    churned = await follow_churn.measure(st.workdir, quick)
+    revoked = await revocation.measure(st.workdir, quick)
 
     w1000, s1000, c1000 = off["warm"][1000], off["service"][1000], off["cold"][1000]
     b1000, f1000 = off["baseline"][1000], off["floor"][1000]
@@ -131,6 +133,8 @@ async def run(st: Stack, quick: bool) -> tuple[list[str], dict[str, dict[int, La
     lines += [f"| {what} | {result} | {target} |" for what, result, target in rows]
     lines += bounded
     lines += scaled
+    lines += churned
+    lines += revoked
     return lines, off
 
 

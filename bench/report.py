@@ -31,6 +31,14 @@ and real `unibus serve` processes on loopback, seeds one persisted room with 1,0
   its next read is refused; creation: persisted rooms (stream + row) by 16 concurrent
   callers; memory: VmRSS of a fresh instance after loading 10,000 room rows of 10
   members each from the bucket.
+- revocation (`bench/revocation.py`, docs/security.md): two instances on one nats-server
+  with the trust boundary; 50 removals of a connected, subscribed member per scenario
+  (plain; while 16 tasks connect and close other identities; written to the bucket with
+  its writer killed by SIGKILL, so only the other instance's watch acts; right after a
+  NATS restart), each timed from the removal's reply (or write) until nats-server refuses
+  the member's re-subscription when its client comes back; then new identities connecting
+  through the callout from 16 loops for 10 s, and the service CPU that took, which prices
+  re-authorizing every connection once per JWT lifetime.
 - rooms at scale (`bench/scale.py`): 100 and then 10,000 persisted rooms, each on its own
   nats-server and instance: creation by 16 callers, 20 frames of 300 B published into
   each, resident memory, a fresh instance's start until it serves, then history(limit=20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import pty
@@ -10,7 +11,9 @@ import signal
 import socket
 import stat
 import subprocess
+import termios
 import time
+import urllib.request
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from unibus.runner import Running
 from unibus.wire.names import CONTROL_PREFIX
 
 from harness.cli import UNIBUS, clean_env, run_cli, start_cli
+from harness.waiting import wait_until
 
 
 @dataclass
@@ -110,13 +114,16 @@ async def test_readme_flow_encrypted_room_from_two_terminals(users: tuple[User, 
 
 
 async def bob_history_until(user: User, room: str, count: int) -> dict:
-    """The stream stores asynchronously to the publish; poll a bounded number of times."""
-    for _ in range(100):
+    """The stream stores asynchronously to the publish: read until it holds `count`."""
+    history: dict = {}
+
+    async def reached() -> bool:
+        nonlocal history
         history = (await user.ok("history", room, "--json")).json()
-        if len(history["messages"]) >= count:
-            return history
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{room} never reached {count} messages")
+        return len(history["messages"]) >= count
+
+    await wait_until(reached, f"{room} holds {count} messages", every_s=0.05)
+    return history
 
 
 async def owner_and_member(owner: User, member: User, room: str) -> str:
@@ -231,6 +238,13 @@ def test_usage_errors_name_what_to_fix_and_exit_2() -> None:
     mode = run_cli("serve", UNIBUS_AUTH_MODE="devv")
     assert mode.returncode == 2
     assert mode.stderr.strip() == "unibus: UNIBUS_AUTH_MODE (--auth): 'devv' is not one of enforce, dev, off"
+    for variable, value in (("UNIBUS_METRICS_LISTEN", "9100"), ("UNIBUS_USE_JETSTREAM", "maybe")):
+        named = run_cli("serve", **{variable: value})
+        assert named.returncode == 2 and named.stderr.startswith(f"unibus: {variable}"), named.stderr
+    shim_listen = run_cli("shim", UNIBUS_HTTP_LISTEN="8000")
+    assert shim_listen.returncode == 2 and shim_listen.stderr.startswith(
+        "unibus: UNIBUS_HTTP_LISTEN (--listen)"
+    )
     level = run_cli("health", UNIBUS_LOG_LEVEL="loud")
     assert level.returncode == 2
     assert level.stderr.strip() == (
@@ -333,10 +347,17 @@ async def test_service_discovery_and_raw_requests_need_only_this_cli(
     assert [r["name"] for r in listed["replies"]] == ["unibus-control-plane"]
     assert "unibus-control-plane" in (await bob.ok("service", "ls")).out
 
+    # As `nats micro`: `ls|list [NAME]`, `info|stats NAME [ID]`.
+    instance = listed["replies"][0]["id"]
+    named = (await bob.ok("--json", "service", "list", "unibus-control-plane")).json()
+    assert named["subject"] == "$SRV.PING.unibus-control-plane" and len(named["replies"]) == 1
     info = (await bob.ok("service", "info", "--json")).json()["replies"][0]
     endpoints = {e["name"]: (e["subject"], e["queue_group"]) for e in info["endpoints"]}
     assert endpoints["history"] == ("$UNIBUS.CTL.rooms.*.history", "unibus")
     assert "$UNIBUS.CTL.rooms.*.history" in (await bob.ok("service", "info")).out
+    one = (await bob.ok("--json", "service", "stats", "unibus-control-plane", instance)).json()
+    assert one["subject"] == f"$SRV.STATS.unibus-control-plane.{instance}"
+    assert [r["id"] for r in one["replies"]] == [instance]
 
     await alice.ok("keygen")
     await alice.ok("room", "create", "raw", "--plain")
@@ -363,7 +384,9 @@ async def test_service_discovery_and_raw_requests_need_only_this_cli(
     elsewhere = await alice.run("request", "$SRV.PING")
     assert elsewhere.code == 2 and "not a control subject" in elsewhere.err
     nobody = await bob.run("service", "info", "no-such-service")
-    assert nobody.code == 1 and "no instance of no-such-service answered" in nobody.err
+    assert nobody.code == 1, nobody
+    assert nobody.err.startswith("unibus: no responders available for request: nothing subscribes to ")
+    assert "$SRV.INFO.no-such-service" in nobody.err
 
 
 def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> None:
@@ -384,6 +407,7 @@ def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> No
             "auth_mode": "enforce",
             "trust_boundary": True,
             "embedded": True,
+            "monitor_url": None,
         }
         second = run_cli("serve", "--data-dir", str(tmp_path / "two"), *ports)
     finally:
@@ -398,12 +422,13 @@ def test_serve_says_what_runs_and_a_taken_port_in_one_line(tmp_path: Path) -> No
 
 
 def test_the_embedded_websocket_port_is_fixed_by_default(tmp_path: Path) -> None:
-    """A browser's saved server URL must survive a restart: 9222 unless told otherwise."""
+    """A browser's saved server URL must survive a restart: 8080 (the websocket port of
+    every shipped configuration, docs/deploy.md) unless told otherwise."""
     with socket.socket() as probe:
         try:
-            probe.bind(("127.0.0.1", 9222))
+            probe.bind(("127.0.0.1", 8080))
         except OSError:
-            pytest.skip("port 9222 is taken on this machine (a `make run` may be up)")
+            pytest.skip("port 8080 is taken on this machine (a `make run` may be up)")
     port = free_port()
     serve = start_cli("serve", "--data-dir", str(tmp_path), "--port", str(port), logs=False)
     try:
@@ -413,7 +438,7 @@ def test_the_embedded_websocket_port_is_fixed_by_default(tmp_path: Path) -> None
         stop_process(serve)
     assert lines[0].strip() == f"unibus control plane ready: nats nats://127.0.0.1:{port}"
     assert lines[1].startswith("auth enforce; trust boundary on")
-    assert lines[2].strip() == "websocket for browsers: ws://127.0.0.1:9222"
+    assert lines[2].strip() == "websocket for browsers: ws://127.0.0.1:8080"
     assert lines[3].startswith("next, in another terminal: `unibus keygen`")
 
 
@@ -501,3 +526,226 @@ async def test_a_start_refused_by_the_deployment_is_one_line(open_nats_server: N
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
     assert last.startswith("unibus: cannot start: a restore of this deployment") and lock in last
+
+
+def test_a_second_serve_on_a_data_directory_in_use_is_refused(tmp_path: Path) -> None:
+    """Following the port-in-use hint used to start a second nats-server on the same
+    JetStream store, which rebuilt the first one's streams and rewrote its config. The
+    data directory is held for as long as its server runs: a second `serve` names the
+    holder's pid and exits 1, before it starts anything."""
+    data = str(tmp_path / "data")
+    embedded = ("--data-dir", data, "--port", "0", "--websocket-port", "0")
+    first = start_cli("serve", *embedded, logs=False)
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().startswith("unibus control plane ready")
+        config_before = (tmp_path / "data" / "nats" / "unibus-embedded.conf").read_text()
+        second = run_cli("serve", *embedded)
+        alone = run_cli("serve", "--nats-only", *embedded)
+        assert (tmp_path / "data" / "nats" / "unibus-embedded.conf").read_text() == config_before
+    finally:
+        stop_process(first)
+    for refused in (second, alone):
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        line = refused.stderr.strip().splitlines()[-1]
+        assert line.startswith(
+            f"unibus: cannot start: data directory {tmp_path / 'data'} is in use by pid {first.pid}"
+        )
+        assert "--data-dir" in line
+    # Once the first one stopped, the directory is free again (no stale lock to clear).
+    again = start_cli("serve", *embedded, logs=False)
+    try:
+        assert again.stdout is not None
+        assert again.stdout.readline().startswith("unibus control plane ready")
+    finally:
+        stop_process(again)
+
+
+def _controlling_terminal() -> None:
+    """In the child: a session of its own whose controlling terminal is stdin, so the
+    terminal's Ctrl-C (^C) is a SIGINT to it, as at a shell."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.parametrize("nats_state", ["connected", "reconnecting"])
+async def test_ctrl_c_during_tail_is_130_without_a_traceback(
+    users: tuple[User, User, User], shipped_nats: NatsServer, nats_state: str
+) -> None:
+    """^C on a terminal ends `tail` with 130 and nothing on stderr but its own line, also
+    while NATS restarts (the final drain used to raise "reconnecting" over the interrupt)."""
+    alice, _, _ = users
+    await alice.ok("keygen")
+    await alice.ok("room", "create", "ctrlc")
+    controller, terminal = pty.openpty()
+    try:
+        tail = await asyncio.create_subprocess_exec(
+            *UNIBUS,
+            "tail",
+            "ctrlc",
+            env=alice.env,
+            stdin=terminal,
+            stdout=terminal,
+            stderr=PIPE,
+            preexec_fn=_controlling_terminal,
+        )
+        assert tail.stderr is not None
+        listening = await asyncio.wait_for(tail.stderr.readline(), 60)
+        assert listening.decode().startswith("listening on unibus.room.ctrlc"), listening
+        if nats_state == "reconnecting":
+            await asyncio.to_thread(shipped_nats.stop)
+            await asyncio.sleep(1.0)  # the client has seen the server go and is retrying
+        os.write(controller, b"\x03")
+        _, err = await asyncio.wait_for(tail.communicate(), 60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+        if nats_state == "reconnecting":
+            await asyncio.to_thread(shipped_nats.start)
+    assert tail.returncode == 130, err.decode()
+    assert err.decode() == "", err.decode()
+
+
+def test_a_normal_stop_says_stopped_once_and_the_dev_banner_is_true(tmp_path: Path) -> None:
+    """Every normal stop logged "nats: disconnected" three times (one per connection
+    closing) and never that it stopped; in dev mode the banner claimed peers must connect
+    with their own nkey, which dev does not require."""
+    serve = start_cli(
+        "serve", "--auth", "dev", "--data-dir", str(tmp_path), "--port", "0", "--websocket-port", "-1"
+    )
+    assert serve.stdout is not None
+    lines = []
+    for line in serve.stdout:
+        lines.append(line)
+        if line.startswith("auth dev;"):
+            break
+    serve.send_signal(signal.SIGINT)
+    rest, _ = serve.communicate(timeout=30)
+    assert serve.returncode == 0, rest
+    assert lines[-1].startswith("auth dev; trust boundary on, relaxed for demos: connections without an nkey")
+    assert "own nkey" not in lines[-1]
+    logged = "".join(lines) + rest
+    assert "disconnected" not in logged, logged
+    assert [line for line in logged.splitlines() if line.endswith("stopped")] == [
+        line for line in logged.splitlines() if "unibus.runner: control plane stopped" in line
+    ]
+    assert logged.count("control plane stopped") == 1, logged
+
+
+async def test_nothing_to_send_and_no_unibus_frame_are_not_success(users: tuple[User, User, User]) -> None:
+    """`send` with empty stdin exited 0 having sent nothing; `history` of frames that are
+    not unibus frames printed nothing and exited 0. Both now say so, and fail."""
+    alice, _, _ = users
+    await alice.ok("keygen")
+    await alice.ok("room", "create", "odd")
+    empty = await alice.run("send", "odd", stdin=b"\n  \n")
+    assert (
+        empty.code == 1
+        and empty.err.strip() == "unibus: nothing sent: no text given and stdin held no line to send"
+    )
+
+    identity = Identity.load(alice.identity_path)
+    nc = await nats.connect(
+        alice.env["UNIBUS_NATS_URL"],
+        nkeys_seed_str=identity.seed,
+        inbox_prefix=f"_INBOX.{identity.public_key}",
+    )
+    try:
+        await nc.publish("unibus.room.odd", b"not a unibus frame")
+        await nc.flush()
+    finally:
+        await nc.close()
+    history = Result(-1, "", "")
+
+    async def refused() -> bool:
+        nonlocal history
+        history = await alice.run("history", "odd")
+        return bool(history.err)
+
+    await wait_until(refused, "the foreign frame is stored and reported", every_s=0.1)
+    assert history.code == 1 and history.out == "", history
+    assert history.err.strip().endswith(
+        "unibus: 1 of 1 frames are not unibus messages this identity can open"
+    )
+
+    await alice.ok("send", "odd", "a real one")
+    mixed = Result(-1, "", "")
+
+    async def stored() -> bool:
+        nonlocal mixed
+        mixed = await alice.run("history", "odd")
+        return bool(mixed.out)
+
+    await wait_until(stored, "the real message is stored", every_s=0.1)
+    assert mixed.code == 0 and mixed.out.rstrip().endswith("a real one")
+    assert "1 of 2 frames" in mixed.err
+
+
+def test_a_service_refused_by_nats_says_which_setting_at_warning(
+    tmp_path: Path, shipped_nats: NatsServer
+) -> None:
+    """Seeds that are not the ones the server's boundary.env names: the refusal is a
+    WARNING that names UNIBUS_KEYS_DIR, not a silent retry loop."""
+    assert run_cli("boundary", "init", str(tmp_path / "other")).returncode == 0
+    serve = start_cli("serve", "-s", shipped_nats.url, "--keys-dir", str(tmp_path / "other"))
+    try:
+        assert serve.stdout is not None
+        for line in serve.stdout:
+            if "Authorization Violation" in line:
+                break
+    finally:
+        stop_process(serve)
+    assert " WARNING unibus.wire.connection: nats: " in line, line
+    assert "NATS refused the control plane's credentials; check UNIBUS_KEYS_DIR" in line
+
+
+def test_the_embedded_servers_monitoring_is_opt_in_and_on_loopback(tmp_path: Path) -> None:
+    """Off by default; with UNIBUS_EMBEDDED_MONITOR_PORT it answers on 127.0.0.1 only.
+    The embedded server writes its log itself and rotates it."""
+    embedded = ("--data-dir", str(tmp_path), "--port", "0", "--websocket-port", "-1")
+    serve = start_cli("--json", "serve", *embedded, logs=False, UNIBUS_EMBEDDED_MONITOR_PORT="0")
+    try:
+        assert serve.stdout is not None
+        monitor_url = json.loads(serve.stdout.readline())["monitor_url"]
+        assert monitor_url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{monitor_url}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        stop_process(serve)
+    conf = (tmp_path / "nats" / "unibus-embedded.conf").read_text()
+    assert "\nhttp: 127.0.0.1:-1\n" in conf and "logfile_size_limit: 10MB" in conf
+    plain = start_cli("--json", "serve", *embedded, logs=False)
+    try:
+        assert plain.stdout is not None
+        assert json.loads(plain.stdout.readline())["monitor_url"] is None
+    finally:
+        stop_process(plain)
+    assert "\nhttp:" not in (tmp_path / "nats" / "unibus-embedded.conf").read_text()
+
+
+async def test_ctrl_c_while_send_waits_for_typed_lines_is_130(tmp_path: Path, bounded_plane: Running) -> None:
+    """One ^C ends a `send` that is reading a terminal (inside the event loop the blocking
+    read let the first one pass unnoticed)."""
+    user = User(tmp_path / "typing", bounded_plane.nats_url)
+    await user.ok("keygen")
+    controller, terminal = pty.openpty()
+    try:
+        send = await asyncio.create_subprocess_exec(
+            *UNIBUS,
+            "send",
+            "anywhere",
+            env=user.env,
+            stdin=terminal,
+            stdout=PIPE,
+            stderr=PIPE,
+            preexec_fn=_controlling_terminal,
+        )
+        assert send.stderr is not None
+        await asyncio.wait_for(send.stderr.readline(), 60)  # the "reading messages" hint
+        os.write(controller, b"half a line")
+        os.write(controller, b"\x03")
+        out, err = await asyncio.wait_for(send.communicate(), 20)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert send.returncode == 130 and out == b"" and err == b"", err.decode()

@@ -415,3 +415,108 @@ async def test_survives_the_loss_of_a_cluster_node(
     finally:
         await follower.nc.close()
         await publisher.nc.close()
+
+
+async def test_a_granted_notice_re_authorizes_and_a_revoked_one_is_checked(
+    nc: Client, alice_peer: Peer, bob_peer: Peer
+) -> None:
+    """The control plane's notices on an identity's inbox (sent here by the suite's own
+    connection, as the service sends them): `granted` makes `connect`'s connection
+    re-authorize, so the new room's permissions arrive; `revoked` makes a follower ask
+    the control plane, and a member it still is goes on following."""
+    import json
+
+    from unibus.identity import notice_subject
+
+    await shared(alice_peer, bob_peer, "noticed", encrypted=False)
+    subject = notice_subject(bob_peer.identity.public_key)
+    async with following(bob_peer, "noticed", after=0) as got:
+        before = await settled(bob_peer.nc)
+        await nc.publish(subject, json.dumps({"event": "granted", "room": "elsewhere"}).encode())
+        for _ in range(500):
+            if bob_peer.nc.stats["reconnects"] > before and bob_peer.nc.is_connected:
+                break
+            await asyncio.sleep(0.01)
+        assert bob_peer.nc.stats["reconnects"] > before
+        for junk in (b"not json", b"[]", b'{"event": "granted"}', b'{"event": 1, "room": "x"}'):
+            await nc.publish(subject, junk)  # ignored, and nothing breaks
+        await nc.publish(subject, json.dumps({"event": "revoked", "room": "noticed"}).encode())
+        await send(alice_peer, "noticed", ["still a member"])
+        await got.until(lambda: got.texts == ["still a member"])
+    assert got.ended is None
+
+
+async def settled(nc: Client, quiet_s: float = 1.5) -> int:
+    """The connection's reconnect count once no cut has come for `quiet_s` (a membership
+    change may cut it up to a second later, docs/security.md)."""
+    count, since = nc.stats["reconnects"], asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - since < quiet_s or not nc.is_connected:
+        await asyncio.sleep(0.05)
+        if nc.stats["reconnects"] != count:
+            count, since = nc.stats["reconnects"], asyncio.get_running_loop().time()
+    return count
+
+
+async def test_nobody_but_the_control_plane_sends_an_identity_notices(
+    bounded_plane: Running, alice: Identity, bob: Identity
+) -> None:
+    """A notice costs a reconnect: a member who could send them could make another
+    member reconnect at will. Peers may publish into no inbox, so they cannot."""
+    from unibus.identity import notice_subject
+
+    from harness.boundary import connect_as
+
+    mallory = await connect_as(bounded_plane.nats_url, alice)
+    try:
+        await mallory.nc.publish(notice_subject(bob.public_key), b'{"event": "granted", "room": "x"}')
+        assert await mallory.refused("publish", notice_subject(bob.public_key))
+    finally:
+        await mallory.nc.close()
+
+
+@pytest.mark.timeout(180)
+async def test_follows_on_after_its_jwt_expired_while_no_control_plane_answered(
+    nats_server: NatsServer, nc: Client, alice: Identity, bob: Identity, tmp_path
+) -> None:
+    """The only instance stops for 8 s; meanwhile bob's 3 s JWT expires and each
+    reconnect is refused (nobody answers the callout). nats-py keeps trying (nats.go and
+    nats.js need `IgnoreAuthErrorAbort`, docs/protocol.md); when the control plane is
+    back, the follower is admitted, catches up what was stored during the outage and
+    goes on."""
+    from unibus.config import AuthMode, Config
+    from unibus.runner import running
+
+    config = Config(
+        nats_url=nats_server.url,
+        data_dir=str(tmp_path / "data"),
+        keys_dir=str(tmp_path / "keys"),
+        auth_mode=AuthMode.ENFORCE,
+        callout_ttl_s=3,
+    )
+    publisher = Peer(nc, alice)  # the suite's static connection: it needs no callout
+    first = contextlib.AsyncExitStack()
+    await first.enter_async_context(running(config))
+    follower = await Peer.connect(nats_server.url, bob)
+    try:
+        await publisher.create_room("outage", encrypted=False)
+        await publisher.add_member("outage", bob.public_key)
+        room = await publisher.room("outage")
+        async with following(follower, "outage", after=0) as got:
+            await room.publish(b"before")
+            await got.until(lambda: got.texts == ["before"])
+            reconnects = follower.nc.stats["reconnects"]
+            await first.aclose()  # the outage
+            for i in range(5):
+                await room.publish(f"during {i}".encode())
+                await asyncio.sleep(1.6)
+            assert not follower.nc.is_connected  # its JWT expired and nobody admits it
+            async with running(config):
+                await got.until(lambda: len(got.texts) == 6, within_s=60)
+                await room.publish(b"after")
+                await got.until(lambda: len(got.texts) == 7, within_s=30)
+        assert got.texts == ["before", *(f"during {i}" for i in range(5)), "after"]
+        assert got.seqs == list(range(1, 8))
+        assert follower.nc.stats["reconnects"] > reconnects
+    finally:
+        await first.aclose()
+        await follower.nc.close()

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from unibus.client import ControlClient, Identity, Peer
 from unibus.runner import Running
 
-from harness import golang
+from harness import continuity, golang
 from harness.boundary import connect_as
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,3 +169,187 @@ async def test_a_go_peer_that_is_not_a_member_gets_403_from_history(
         assert len((await ControlClient(owner.nc, alice).history("go-private")).frames) == 1
     finally:
         await owner.nc.close()
+
+
+class GoFollower:
+    """`peer -follow` as a process, restartable from its cursor file; what it printed is
+    kept across its restarts."""
+
+    def __init__(self, binary: Path, url: str, identity: Identity, room: str, home: Path) -> None:
+        self.seed = home / "follower.seed"
+        identity.save(self.seed)
+        self.cursor = home / "follower.cursor"
+        self.args = [str(binary), f"-url={url}", f"-seed={self.seed}", f"-room={room}", "-follow"]
+        self.lines: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.readers: list[asyncio.Task[None]] = []
+
+    async def start(self, *extra: str) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.args,
+            f"-cursor={self.cursor}",
+            *extra,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.readers = [
+            asyncio.create_task(self._read(self.proc.stdout, self._keep_line)),
+            asyncio.create_task(self._read(self.proc.stderr, self.notes.append)),
+        ]
+
+    def _keep_line(self, line: str) -> None:
+        self.lines.append(json.loads(line))
+
+    @staticmethod
+    async def _read(stream: asyncio.StreamReader, keep: Callable[[str], None]) -> None:
+        async for line in stream:
+            keep(line.decode().rstrip("\n"))
+
+    async def listening(self, within_s: float = 20.0) -> None:
+        """Until it has subscribed and read where the room stands."""
+
+        async def said_so() -> bool:
+            return any("listening on" in note for note in self.notes)
+
+        await continuity.wait_for(said_so, within_s, "the follower listens")
+
+    async def exited(self, within_s: float = 20.0) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), within_s)
+        await asyncio.gather(*self.readers)
+        return code
+
+    async def stop(self) -> None:
+        """SIGTERM: it stops between two frames, its cursor naming the last one printed."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        assert await self.exited() == 0, self.notes
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def reconnects(self) -> int:
+        return sum(1 for note in self.notes if "reconnected" in note)
+
+    @property
+    def frames(self) -> list[tuple[int, bytes]]:
+        return [(line["seq"], base64.b64decode(line["frame"])) for line in self.lines if "seq" in line]
+
+    @property
+    def gaps(self) -> list[dict[str, int]]:
+        return [line["gap"] for line in self.lines if "gap" in line]
+
+
+async def test_a_go_follower_gets_every_frame_once_across_cuts_expiries_and_restarts(
+    peer_binary: Path, tmp_path: Path
+) -> None:
+    async with continuity.stage(tmp_path) as stage:
+        follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
+        await follower.start()
+        try:
+            await follower.listening()
+            sent = await continuity.run(stage, follower)
+            stored = await stage.stored(len(sent))
+            assert [frame for _, frame in stored] == sent
+
+            async def caught_up() -> bool:
+                return len(follower.frames) >= len(stored)
+
+            await continuity.wait_for(caught_up, 60, f"the follower delivered {len(stored)} frames")
+            assert follower.frames == stored  # each once, in stream order, with its sequence
+            assert follower.gaps == []
+            # It lived through cuts, a NATS restart and expired JWTs (a 3 s TTL), not one connection.
+            assert await follower.reconnects() >= 6, follower.notes
+
+            # Removed from the room, it ends with the control plane's 403.
+            await stage.owner.remove_member(stage.room, stage.reader.public_key)
+            assert await follower.exited() == EXIT_SERVICE_ERROR, follower.notes
+            assert follower.lines[-1]["error"]["code"] == 403
+        finally:
+            if follower.proc and follower.proc.returncode is None:
+                follower.proc.kill()
+                await follower.proc.wait()
+
+
+async def test_a_go_follower_reports_the_frames_retention_removed(peer_binary: Path, tmp_path: Path) -> None:
+    async with continuity.stage(tmp_path) as stage:
+        sent = await continuity.publish(stage, 6, 0)
+        await stage.purge_before(4, len(sent))  # frames 1-3 are gone
+        follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
+        follower.cursor.write_text("1\n")  # it had read frame 1 before it stopped
+        await follower.start()
+
+        async def caught_up() -> bool:
+            return len(follower.frames) >= 3
+
+        await continuity.wait_for(caught_up, 30, "the follower delivered frames 4-6")
+        await follower.stop()
+        assert follower.lines[0] == {"gap": {"first": 2, "last": 3}}
+        assert follower.frames == list(zip([4, 5, 6], sent[3:], strict=True))
+        assert follower.cursor.read_text() == "6\n"
+        assert "frames 2-3 are no longer stored" in "\n".join(follower.notes)
+
+
+async def test_a_go_follower_takes_up_a_granted_room_and_checks_a_revoked_notice(
+    peer_binary: Path, tmp_path: Path
+) -> None:
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
+        await follower.start()
+        try:
+            await follower.listening()
+            sent = await continuity.publish(stage, 1, 0)
+
+            async def delivered() -> bool:
+                return [frame for _, frame in follower.frames] == sent
+
+            await continuity.wait_for(delivered, 20, "the follower delivered the first frame")
+            assert not [n for n in follower.notes if "reconnected" in n]
+
+            # Added to another room, which cuts nobody: the control plane's notice makes it
+            # re-authorize by itself, once, and its connection then holds the new room.
+            await stage.grant_another_room()
+            await continuity.wait_for(stage.holds_another_room, 10, "the follower took up its new room")
+            assert await follower.reconnects() == 1, follower.notes
+
+            # "revoked" for a room it is still in (forged): it asks, and goes on.
+            await stage.notify("revoked", stage.room)
+            sent += await continuity.publish(stage, 1, 0, first=2)
+            await continuity.wait_for(delivered, 20, "the follower delivered the second frame")
+            assert follower.proc is not None and follower.proc.returncode is None
+            await follower.stop()
+        finally:
+            if follower.proc and follower.proc.returncode is None:
+                follower.proc.kill()
+                await follower.proc.wait()
+
+
+async def test_a_go_follower_outlives_a_control_plane_outage(peer_binary: Path, tmp_path: Path) -> None:
+    """While no control plane answers the auth callout, every reconnect is refused with
+    "Authorization Violation". nats.go gives up for good after the same auth error twice
+    unless told otherwise; a peer must be back once the control plane is."""
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
+        await follower.start("-after=0")
+        try:
+            await follower.listening()
+            await stage.stop_plane()
+            await stage.kick()
+            sent = await continuity.publish(stage, 3, 0)
+            await asyncio.sleep(6)  # several refused reconnects (each waits out the callout)
+            assert follower.proc is not None and follower.proc.returncode is None, follower.notes
+            await stage.start_plane()
+
+            async def delivered() -> bool:
+                return [frame for _, frame in follower.frames] == sent
+
+            await continuity.wait_for(delivered, 30, "the follower delivered what was sent meanwhile")
+            await follower.stop()
+        finally:
+            if follower.proc and follower.proc.returncode is None:
+                follower.proc.kill()
+                await follower.proc.wait()

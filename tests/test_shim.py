@@ -28,6 +28,8 @@ from unibus.runner import Running
 from unibus.shim import Shim, ShimSettings, serving
 from unibus.wire.signing import sign_request
 
+from harness.cli import UNIBUS
+
 APP_ORIGIN = "http://app.example"
 PREFIX = "$UNIBUS.CTL"
 
@@ -344,7 +346,7 @@ async def test_starts_before_nats_and_connects_when_it_comes(
     server = NatsServer(ServerSpec(store_dir=tmp_path / "late", port=free_port(), jetstream=False))
     async with serving(settings(), nats_url=server.url) as shim:
         status, body, _ = await get(http, f"{shim.url}/healthz")
-        assert (status, body) == (503, {"nats": "disconnected", "service": "unknown"})
+        assert (status, body["nats"], body["service"]) == (503, "disconnected", "unknown")
         await asyncio.to_thread(server.start)
         try:
 
@@ -462,3 +464,72 @@ async def test_a_w3c_trace_context_travels_into_the_nats_request(
     for malformed in ("00-xyz-00f067aa0ba902b7-01", "ff-" + parent[3:], parent + "-extra"):
         assert (await get(http, url, {"traceparent": malformed, "tracestate": "vendor=abc"}))[0] == 200
         assert "traceparent" not in seen[-1] and "tracestate" not in seen[-1]
+
+
+async def test_a_shim_without_its_nkey_says_why_at_warning_and_in_healthz(
+    http: aiohttp.ClientSession, nats_server: NatsServer, plane: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under the boundary a shim started without `--nkey` printed "ready" and then only
+    `{"nats": "disconnected"}`, the Authorization Violation at DEBUG. Now the refusal is a
+    WARNING naming the setting to fix, and `/healthz` carries it."""
+    with caplog.at_level(logging.WARNING):
+        async with serving(settings(), nats_url=nats_server.url) as shim:
+
+            def warned() -> bool:
+                return any("Authorization Violation" in r.getMessage() for r in caplog.records)
+
+            await until(warned, "the refusal is logged")
+            status, body, _ = await get(http, f"{shim.url}/healthz")
+    [record] = [r for r in caplog.records if "Authorization Violation" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "UNIBUS_NKEY or --nkey" in record.getMessage() and "shim.nk" in record.getMessage()
+    assert status == 503 and body["nats"] == "disconnected"
+    assert "Authorization Violation" in body["reason"] and "UNIBUS_NKEY" in body["reason"]
+
+
+async def test_unibus_sign_prints_a_curl_command_that_gets_the_history(
+    http: aiohttp.ClientSession,
+    shim: Shim,
+    nc: Client,
+    as_alice: ControlClient,
+    alice: Identity,
+    tmp_path: Path,
+) -> None:
+    """In enforce mode plain curl gets 401; the line `unibus sign` prints, run by a shell
+    with the real curl, gets the room's frames. The same signature twice is a replay."""
+    await room_with_frames(nc, as_alice, "curled", FRAMES)
+    seed = tmp_path / "alice.seed"
+    alice.save(seed)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")}
+    argv = [*UNIBUS, "sign", "curled", "limit=10", "--identity", str(seed), "--shim", shim.url]
+    printed = await asyncio.to_thread(
+        subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert printed.returncode == 0, printed.stderr
+    command = printed.stdout.strip()
+    assert command.startswith("curl -s -H 'Unibus-Signer: ") and command.endswith("/history?limit=10'")
+
+    async def curl(line: str) -> tuple[int, Any]:
+        """`line` run by a shell, as a user pastes it; the status on a last line of its own."""
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["sh", "-c", line + " -w '\\n%{http_code}'"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        body, _, code = done.stdout.rpartition("\n")
+        return int(code), json.loads(body)
+
+    status, body = await curl(command)
+    assert status == 200, body
+    assert [base64.b64decode(m) for m in body["messages"]] == FRAMES
+    assert (await curl(command))[0] == 401  # the nonce is spent: sign again for the next one
+    assert (await curl(f"curl -s '{shim.url}/rooms/curled/history?limit=10'"))[0] == 401
+
+    only = [*argv[:-2], "--headers"]
+    headers = await asyncio.to_thread(
+        subprocess.run, only, env=env, capture_output=True, text=True, timeout=60
+    )
+    names = [line.partition(":")[0] for line in headers.stdout.splitlines()]
+    assert names == ["Unibus-Signer", "Unibus-Timestamp", "Unibus-Nonce", "Unibus-Signature"]

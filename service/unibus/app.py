@@ -1,9 +1,11 @@
 """The control plane as a NATS micro service: wiring, dispatch and the error convention.
 
 Each endpoint is a queue-group subscription registered through `nats.micro`, so instances
-share load and show up in `$SRV.PING/INFO/STATS`. The framework calls a handler one
-message at a time per subscription; requests are handed to tasks instead (bounded by
-`max_in_flight`) so one large history read never holds up small ones.
+share load and show up in `$SRV.PING/INFO/STATS`; the auth callout is one of them, on a
+connection of its own (links.py). The framework calls a handler one message at a time per
+subscription; requests, the callout's included, are handed to tasks instead (bounded by
+`max_in_flight`) so one large history read never holds up small ones, and one connect
+waiting on the room bucket never holds up the next.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Final, NamedTuple
 
@@ -22,17 +25,17 @@ import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.micro import add_service
-from nats.micro.request import Request
+from nats.micro.request import Handler, Request
 from nats.micro.service import Service, ServiceConfig
 from prometheus_client import CollectorRegistry
 
-from . import __version__, orphans
+from . import __version__, notices, orphans
 from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verifier
 from .auth.replay import SharedNonces, SqliteNonces
 from .callout.authorizer import Authorizer, current_rooms
 from .callout.connections import ConnectionCounts, EventsRefused
-from .callout.cutoff import ConnectionCutter
 from .callout.keys import BoundaryKeys
+from .callout.revoker import Revoker
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
 from .endpoints.creations import (
@@ -47,9 +50,10 @@ from .errors import ApiError, DomainError, StartRefused, bad_request
 from .framecache import FrameCache
 from .links import Links
 from .metrics import CacheCollector, MetricsServer, ServiceMetrics
+from .notices import Notice
 from .operations.backup import restore_lock_name
 from .operations.reservation import reserve
-from .servicestats import ServiceStats
+from .servicestats import ServiceStats, add_endpoint_on
 from .storage import ConcurrentChange, KvStore, RoomExists, RoomStore, SqliteStore, StoreUnavailable
 from .storage.rooms import RowTooNew
 from .streams import StreamPolicy, StreamTaken, largest_frame
@@ -64,6 +68,10 @@ log = logging.getLogger(__name__)
 
 
 ORPHAN_SWEEP_S = 600.0
+CALLOUT_ENDPOINT = "auth-callout"
+
+Answer = Callable[[Request], Awaitable["Answered"]]
+"""One endpoint's work on one request: it replies (or not) and says how it went."""
 
 STATUS: Final[Mapping[type[DomainError], int]] = {
     AuthFailed: 401,
@@ -94,7 +102,7 @@ class ControlPlane:
         self.config = config
         self.links = links
         self.nc = links.service
-        self.cutter = ConnectionCutter(links.system) if links.system else None
+        self.revoker: Revoker | None = None
         self.stats: ServiceStats | None = None
         self.metrics: ServiceMetrics | None = None
         self._metrics_server: MetricsServer | None = None
@@ -102,6 +110,7 @@ class ControlPlane:
         self._sweeper: asyncio.Task[None] | None = None
         self.deps: Deps | None = None
         self.service: Service | None = None
+        self._authorizer: Authorizer | None = None
         self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,10 +170,21 @@ class ControlPlane:
         group = self.service.add_group(name=f"{self.config.api_prefix}.rooms")
         for endpoint in ENDPOINTS:
             await group.add_endpoint(
-                name=endpoint.name, subject=endpoint.suffix, handler=self._dispatcher(endpoint)
+                name=endpoint.name,
+                subject=endpoint.suffix,
+                handler=self._dispatcher(endpoint.name, partial(self._handle, endpoint)),
             )
-        if self.links.keys is not None:
-            await self._serve_callout(self.links.keys, store)
+        if self.links.system is not None:
+            self.revoker = Revoker(
+                self.links.system,
+                store,
+                page_size=self.config.connz_page_size,
+                sweep_s=self.config.revocation_sweep_s,
+            )
+            await self.revoker.learn_servers()
+            self.revoker.start()
+        if self.links.keys is not None and self.links.callout is not None:
+            await self._serve_callout(self.links.callout, self.links.keys, store)
         if js is not None:
             self._sweeper = asyncio.create_task(self._sweep_orphans(js, store), name="unibus-orphans")
         await confirm_interest(self.links.responder)
@@ -202,42 +222,54 @@ class ControlPlane:
                 log.warning("orphan sweep failed; next in %.0f s", ORPHAN_SWEEP_S, exc_info=True)
             await asyncio.sleep(ORPHAN_SWEEP_S)
 
-    async def _serve_callout(self, keys: BoundaryKeys, store: RoomStore) -> None:
-        """The auth callout, an endpoint of this service: it shares the queue group, so
-        it scales with the instances and shows in `$SRV.STATS`."""
+    async def _serve_callout(self, callout: Client, keys: BoundaryKeys, store: RoomStore) -> None:
+        """The auth callout, an endpoint of this service received on the callout's own
+        connection: it shares the queue group, so it scales with the instances, shows in
+        `$SRV.STATS`, and is answered concurrently like every endpoint."""
         assert self.service is not None
-        authorizer = Authorizer(
+        self._authorizer = Authorizer(
             issuer=keys.issuer,
             rooms_of=current_rooms(store),
             api_prefix=self.config.api_prefix,
             room_subject_prefix=self.config.room_subject_prefix,
             allow_anonymous=self.config.auth_mode is not AuthMode.ENFORCE,
             ttl_s=self.config.callout_ttl_s,
+            revision=lambda: store.revision,
             connections=await self._connection_counts(),
             max_connections=self.config.max_connections_per_identity,
         )
+        handler = self._dispatcher(CALLOUT_ENDPOINT, self._authorize)
+        await add_endpoint_on(callout, self.service, CALLOUT_ENDPOINT, CALLOUT_SUBJECT, handler)
+        await confirm_interest(callout)
 
-        async def authorize(request: Request) -> None:
-            started = time.perf_counter()
-            try:
-                token, decision = await authorizer.answer(request.data)
+    async def _authorize(self, request: Request) -> Answered:
+        """Answer one callout with the signed authorization response (a user JWT, or a
+        refusal the server turns into `Authorization Violation`). A request that cannot be
+        read gets no answer at all: it did not come from a server, so its reply subject is
+        nobody's pending connect, and the stats count it as an error."""
+        assert self._authorizer is not None
+        started = time.perf_counter()
+        try:
+            token, decision = await self._authorizer.answer(request.data)
+            if token is not None:
                 await request.respond(token)
-            except Exception:
-                log.exception("auth callout: internal error")
-                return
-            if self.metrics is not None:
-                self.metrics.callout_decisions.labels(decision).inc()
-                self.metrics.callout_latency.observe(time.perf_counter() - started)
-
-        await self.service.add_endpoint(name="auth-callout", subject=CALLOUT_SUBJECT, handler=authorize)
-        if self.cutter is not None:
-            await self.cutter.learn_servers()
+        except Exception:
+            log.exception("auth callout: internal error")
+            return Answered(500, "500 internal error", [])
+        if self.metrics is not None:
+            self.metrics.callout_decisions.labels(decision).inc()
+            self.metrics.callout_latency.observe(time.perf_counter() - started)
+        if decision == "unreadable":
+            return Answered(400, "400 unreadable authorization request (not answered)", [])
+        if decision == "refused":
+            return Answered(403, "403 connection refused", [])
+        return Answered(200, None, [])
 
     async def _connection_counts(self) -> ConnectionCounts | None:
         """Kept from the servers' connect events, for the per-identity connection limit."""
-        if self.cutter is None or self.links.system is None or not self.config.max_connections_per_identity:
+        if self.revoker is None or self.links.system is None or not self.config.max_connections_per_identity:
             return None
-        counts = ConnectionCounts(self.links.system, self.cutter, self.config.callout_ttl_s)
+        counts = ConnectionCounts(self.links.system, self.revoker)
         try:
             await counts.start()
         except EventsRefused as exc:
@@ -260,8 +292,8 @@ class ControlPlane:
                 log.debug("service stop", exc_info=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.js_timeout_s)
-        if self.cutter is not None:
-            await self.cutter.close()
+        if self.revoker is not None:
+            await self.revoker.close()
         if self.deps is not None:
             await self.deps.store.close()
         if self._sqlite_nonces is not None:
@@ -274,10 +306,13 @@ class ControlPlane:
         assert self.deps is not None
         return self.deps.store
 
-    def _dispatcher(self, endpoint: Endpoint):  # type: ignore[no-untyped-def]
+    def _dispatcher(self, name: str, answer: Answer) -> Handler:
+        """The framework's handler for endpoint `name`: hands each request to a task, at
+        most `max_in_flight` across every endpoint at once, and returns."""
+
         async def dispatch(request: Request) -> None:
             await self._slots.acquire()
-            task = asyncio.create_task(self._timed(endpoint, request))
+            task = asyncio.create_task(self._timed(name, answer, request))
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
@@ -287,23 +322,23 @@ class ControlPlane:
         self._tasks.discard(task)
         self._slots.release()
 
-    async def _timed(self, endpoint: Endpoint, request: Request) -> None:
+    async def _timed(self, name: str, answer: Answer, request: Request) -> None:
         started = time.perf_counter_ns()
         if self.metrics is not None:
             self.metrics.in_flight.inc()
         try:
-            answered = await self._handle(endpoint, request)
+            answered = await answer(request)
         finally:
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
-        # Timed to the reply: re-authorizing those whose rooms changed happens after it.
+        # Timed to the reply: the notices go after it.
         elapsed = time.perf_counter_ns() - started
         if self.stats is not None:
-            self.stats.record(endpoint.name, elapsed, answered.error)
+            self.stats.record(name, elapsed, answered.error)
         if self.metrics is not None:
-            self.metrics.observe(endpoint.name, answered.code, elapsed / 1e9)
-        if answered.cut:
-            await self._reauthorize(answered.cut)
+            self.metrics.observe(name, answered.code, elapsed / 1e9)
+        if answered.notices:
+            await notices.send(self.links.responder, answered.notices)
 
     async def _reserve_own_streams(self, js: JetStreamContext, counted: bool) -> None:
         """The room bucket, the nonce stream and the creation counts (when `counted` in
@@ -317,14 +352,18 @@ class ControlPlane:
 
     async def _handle(self, endpoint: Endpoint, request: Request) -> Answered:
         """Answer one request, with a reply or an ADR-32 error, never an exception."""
-        affected: set[str] = set()
+        told: list[Notice] = []
         try:
-            caller, (body, headers) = await self._answer(endpoint, request, affected)
-            cut = affected if self.cutter is not None else set()
-            if caller.signer in cut:
-                headers = {**headers, RECONNECT_HEADER: "true"}
+            caller, (body, headers) = await self._answer(endpoint, request, told)
+            if self.links.keys is not None:
+                # The caller learns of its own new room from the reply, not a notice.
+                if any(n.identity == caller.signer and n.event == "granted" for n in told):
+                    headers = {**headers, RECONNECT_HEADER: "true"}
+                    told = [n for n in told if n.identity != caller.signer]
+            else:
+                told = []  # no boundary: permissions do not depend on rooms
             await request.respond(body, headers=headers)
-            return Answered(200, None, cut)
+            return Answered(200, None, told)
         except ApiError as err:
             return await _failed(request, err.code, err.message)
         except DomainError as err:
@@ -345,20 +384,7 @@ class ControlPlane:
             log.exception("%s: internal error", endpoint.name)
             return await _failed(request, 500, "internal error")
 
-    async def _reauthorize(self, identities: set[str]) -> None:
-        """After the reply: cut the connections of everyone whose rooms changed, so they
-        reconnect under permissions from the new membership. The reply goes first (and is
-        flushed) because the caller may be one of them, and must not lose its answer."""
-        if self.cutter is None:
-            return
-        try:
-            await self.links.responder.flush(timeout=int(max(1, self.config.js_timeout_s)))
-            cut = await self.cutter.cut(identities)
-            log.debug("re-authorizing %d identities: %d connections cut", len(identities), cut)
-        except Exception:
-            log.warning("could not cut connections of %s", sorted(identities), exc_info=True)
-
-    async def _answer(self, endpoint: Endpoint, request: Request, affected: set[str]) -> tuple[Caller, Reply]:
+    async def _answer(self, endpoint: Endpoint, request: Request, told: list[Notice]) -> tuple[Caller, Reply]:
         assert self.deps is not None
         data = request.data
         if len(data) > self.config.max_body_bytes:
@@ -370,7 +396,7 @@ class ControlPlane:
             room_id = request.subject.split(".")[self._room_token]
             if not is_room_id(room_id):
                 raise bad_request(f"room id must be {ROOM_ID_RULE}")
-        call = Call(self.deps, caller, request.subject, headers, data, room_id, affected)
+        call = Call(self.deps, caller, request.subject, headers, data, room_id, told)
         if nonce is None:
             return caller, await endpoint.handler(call)
         if not endpoint.read_only:
@@ -392,8 +418,8 @@ class Answered(NamedTuple):
     code: int
     error: str | None
     """What `$SRV.STATS` shows as the last error ("404 room not found"); None for a reply."""
-    cut: set[str]
-    """Identities whose connections must now be cut (their rooms changed)."""
+    notices: list[Notice]
+    """Identities to tell that they gained or lost a room (notices.py)."""
 
 
 async def _failed(request: Request, code: int, message: str) -> Answered:
@@ -405,7 +431,7 @@ async def _failed(request: Request, code: int, message: str) -> Answered:
         )
     except Exception:  # the caller may be gone, or NATS with it
         log.debug("could not send error reply", exc_info=True)
-    return Answered(code, f"{code} {message}", set())
+    return Answered(code, f"{code} {message}", [])
 
 
 _JS_STARTUP_WAIT_S = 30.0

@@ -98,12 +98,16 @@ class Config:
     shim when it runs alone; off when unset."""
     cors_origins: str = ""
     """Comma-separated browser origins the HTTP shim grants CORS (none by default; `*`: any)."""
-    websocket_port: int = 9222
+    websocket_port: int = 8080
     """Embedded server only: websocket listener for browsers on loopback. Fixed, so a
-    page's saved server URL survives a restart (9222, as nats.ws's examples); 0 picks a
-    free port, -1 disables it."""
+    page's saved server URL survives a restart; 8080, the websocket port of every shipped
+    configuration (docs/deploy.md, "Ports"); 0 picks a free port, -1 disables it."""
     embedded_port: int = 4222
     """Embedded server only: client port on loopback (0 picks a free one)."""
+    embedded_monitor_port: int = -1
+    """Embedded server only: nats-server's HTTP monitoring (`/healthz`, `/varz`, `/jsz`)
+    on loopback. Off (-1) by default: it lists every connection, which nobody on a
+    developer's machine needs unasked; 8222 is nats-server's usual port, 0 a free one."""
     keys_dir: str | None = None
     """The trust boundary's seeds (`unibus boundary init DIR`, docs/security.md): the service
     connects with them and answers the auth callout. Unset: the embedded server keeps
@@ -111,9 +115,14 @@ class Config:
     nkey: str | None = None
     """Seed file a `unibus shim` connects with: the shim's user under the trust boundary
     (`shim.nk` from `unibus boundary init`)."""
-    callout_ttl_s: float = 900.0
-    """Lifetime of the user JWTs the callout issues: the longest a permission can outlive
-    a change whose connections could not be cut (the instance died in between)."""
+    callout_ttl_s: float = 300.0
+    """Lifetime of the user JWTs the callout issues: the backstop for a revocation every
+    instance missed (docs/security.md); clients re-authorize when it ends."""
+    revocation_sweep_s: float = 60.0
+    """Every instance re-checks every connection's grant against the rooms this often,
+    besides on every lost membership and when it starts (callout/revoker.py)."""
+    connz_page_size: int = 256
+    """Connections per CONNZ page the revoker asks each server for."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
@@ -160,15 +169,18 @@ class CannotListen(OSError):
         self.what = what
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` → (host, port); a clear ValueError otherwise."""
+def parse_listen(value: str, setting: str = "") -> tuple[str, int]:
+    """`host:port` or `[v6]:port` → (host, port); a clear ValueError otherwise, naming
+    `setting` (the variable and flag the value came from) when given."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen address {value!r} is not host:port")
+        named = f"{setting}: " if setting else ""
+        raise ValueError(f"{named}listen address {value!r} is not host:port (e.g. 127.0.0.1:9100)")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
 _INTS = {
+    "connz_page_size",
     "room_max_bytes",
     "bucket_max_bytes",
     "nonces_max_bytes",
@@ -184,8 +196,9 @@ _INTS = {
     "max_members_per_room",
     "websocket_port",
     "embedded_port",
+    "embedded_monitor_port",
 }
-_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s", "creates_per_second"}
+_FLOATS = {"clock_skew_s", "js_timeout_s", "callout_ttl_s", "revocation_sweep_s", "creates_per_second"}
 _BOOLS = {"use_jetstream"}
 
 
@@ -198,5 +211,14 @@ def _coerce(name: str, raw: str) -> Any:
     except ValueError as exc:
         raise ValueError(f"UNIBUS_{name.upper()}: {raw!r} is not a number") from exc
     if name in _BOOLS:
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise ValueError(
+                f"UNIBUS_{name.upper()}: {raw!r} is not one of true, false (or 1, 0, yes, no, on, off)"
+            )
+        return word in _TRUE
     return raw
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}

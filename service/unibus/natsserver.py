@@ -52,6 +52,11 @@ class ServerSpec:
     max_file_store: str | None = None
     """JetStream's store limit (`1G`, say); None lets nats-server size it from the disk."""
     max_memory_store: str | None = None
+    monitor_port: int = -1
+    """HTTP monitoring (`/healthz`, `/varz`, `/jsz`) on loopback: -1 off, 0 any free port."""
+    log_rotation: tuple[str, int] | None = None
+    """(size, files): nats-server writes its log itself and rotates it past `size`
+    (`10MB`), keeping `files` of them; None appends to one file (the tests' servers)."""
     extra: str = ""
 
     def __post_init__(self) -> None:
@@ -72,6 +77,12 @@ class ServerSpec:
             lines.append(f'jetstream {{ store_dir: "{self.store_dir}"{limit} }}')
         if self.websocket_port >= 0:
             lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port or -1}, no_tls: true }}")
+        if self.monitor_port >= 0:
+            lines.append(f"http: 127.0.0.1:{self.monitor_port or -1}")
+        if self.log_rotation is not None:
+            size, files = self.log_rotation
+            lines.append(f'log_file: "{self.log_path}"')
+            lines.append(f"logfile_size_limit: {size}\nlogfile_max_num: {files}")
         if self.cluster_name:
             routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
             listen = f"127.0.0.1:{self.cluster_port}"
@@ -81,8 +92,16 @@ class ServerSpec:
         return "\n".join(lines) + "\n"
 
     @property
+    def log_path(self) -> Path:
+        return self.store_dir / f"{self.server_name}.log"
+
+    @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.monitor_port}" if self.monitor_port > 0 else None
 
     @property
     def websocket_url(self) -> str | None:
@@ -118,7 +137,7 @@ class NatsServer:
         """Extra environment, e.g. the `UNIBUS_*_KEY` variables a shipped config reads."""
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = spec.store_dir / f"{spec.server_name}.conf"
-        self.log_path = spec.store_dir / f"{spec.server_name}.log"
+        self.log_path = spec.log_path
 
     @property
     def url(self) -> str:
@@ -156,6 +175,8 @@ class NatsServer:
                 self.spec.port = _port_of(ports["nats"][0])
                 if self.spec.websocket_port >= 0:
                     self.spec.websocket_port = _port_of(ports["websocket"][0])
+                if self.spec.monitor_port >= 0:
+                    self.spec.monitor_port = _port_of(ports["monitoring"][0])
                 with socket.create_connection(("127.0.0.1", self.spec.port), 0.2):
                     return
             time.sleep(0.02)
@@ -180,6 +201,9 @@ def _port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+EMBEDDED_LOG_ROTATION = ("10MB", 5)
+"""The embedded server's log: at most five files of 10 MB, never one growing for ever."""
+
 # The embedded server's JetStream limits, as the shipped configs' (deploy/nats): stated,
 # not sized by nats-server from the disk at boot, so the admission model's total is what
 # the operator meant (docs/security.md). Run your own nats-server to size them otherwise.
@@ -187,11 +211,15 @@ EMBEDDED_FILE_STORE = "10G"
 EMBEDDED_MEMORY_STORE = "256M"
 
 
-def embedded_spec(data_dir: str | os.PathLike[str], port: int, websocket_port: int) -> ServerSpec:
+def embedded_spec(
+    data_dir: str | os.PathLike[str], port: int, websocket_port: int, monitor_port: int = -1
+) -> ServerSpec:
     return ServerSpec(
         store_dir=Path(data_dir).resolve() / "nats",
         port=port,
         websocket_port=websocket_port,
+        monitor_port=monitor_port,
+        log_rotation=EMBEDDED_LOG_ROTATION,
         max_file_store=EMBEDDED_FILE_STORE,
         max_memory_store=EMBEDDED_MEMORY_STORE,
     )

@@ -1,10 +1,10 @@
 // A browser peer as the unibus web client is one: core NATS over a websocket to publish
 // (no JetStream, no request path), and the HTTP shim to read the room's backlog after a
 // reload. Settings come in the URL fragment: ws, shim, room, subject, seed[, prefix].
-// It connects as its identity (nkey, and the inbox prefix bound to it): under the trust
-// boundary that decides which room subjects the server lets it publish to.
-import { nkeyAuthenticator, wsconnect } from "@nats-io/nats-core";
-import { fromSeed } from "@nats-io/nkeys";
+// It connects as its identity with clients/js/unibus.js (nkey, and the inbox prefix bound
+// to it): under the trust boundary that decides which room subjects the server lets it
+// publish to.
+import { connect } from "../../clients/js/unibus.js";
 
 const params = new URLSearchParams(location.hash.slice(1));
 const config = {
@@ -17,34 +17,13 @@ const config = {
 };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function base64url(bytes) {
-  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-async function sha256hex(bytes) {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-// The four headers of docs/protocol.md: the signature covers the NATS subject the shim
-// will request on and the exact query-string bytes it relays as the body.
-async function signedHeaders(subject, body) {
-  const keys = fromSeed(encoder.encode(config.seed));
-  const timestamp = String(Date.now());
-  const nonce = base64url(crypto.getRandomValues(new Uint8Array(16)));
-  const input = ["unibus-request-v1", subject, timestamp, nonce, await sha256hex(encoder.encode(body))];
-  return {
-    "Unibus-Signer": keys.getPublicKey(),
-    "Unibus-Timestamp": timestamp,
-    "Unibus-Nonce": nonce,
-    "Unibus-Signature": base64url(keys.sign(encoder.encode(input.join("\n")))),
-  };
-}
+let session;
 
 async function fetchHistory({ signed = true, query = "limit=100" } = {}) {
   const subject = `${config.prefix}.rooms.${config.room}.history`;
-  const headers = signed ? await signedHeaders(subject, query) : {};
+  // The signature covers the NATS subject the shim will request on and the exact
+  // query-string bytes it relays as the body.
+  const headers = signed ? await session.signedHeaders(subject, query) : {};
   try {
     const response = await fetch(`${config.shim}/rooms/${config.room}/history?${query}`, { headers });
     return { status: response.status, body: await response.json() };
@@ -72,12 +51,8 @@ async function showHistory() {
 async function main() {
   document.getElementById("room").textContent = config.room;
   window.unibus = { fetchHistory };
-  const keys = fromSeed(encoder.encode(config.seed));
-  const nc = await wsconnect({
-    servers: config.ws,
-    authenticator: nkeyAuthenticator(encoder.encode(config.seed)),
-    inboxPrefix: `_INBOX.${keys.getPublicKey()}`,
-  });
+  session = await connect({ servers: config.ws, seed: config.seed, prefix: config.prefix });
+  const nc = session.nc;
   // What the server refused this page (e.g. a publish to a room it is not in).
   (async () => {
     for await (const status of nc.status()) {

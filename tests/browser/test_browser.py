@@ -10,79 +10,30 @@ In CI a missing piece fails the test; elsewhere it skips and says what to instal
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp import web
 
 from unibus.client import ControlClient, Identity
 from unibus.config import Config
 from unibus.runner import Running, running
 
+from harness import browser
 from harness.boundary import connect_as
 
 pytestmark = pytest.mark.browser
 
-HERE = Path(__file__).parent
-ESBUILD = HERE / "node_modules" / ".bin" / "esbuild"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 FRAMES = ["frame one", "frame two ☃", "frame three"]
 
 
-def require(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must run the browser test: see `make browser-deps`)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
-def page_dir(tmp_path: Path) -> Path:
-    """page.html and the esbuild bundle of page.js with its npm packages."""
-    require(ESBUILD.exists(), "npm packages missing: run `make browser-deps`")
-    out = tmp_path / "site"
-    subprocess.run(
-        [
-            str(ESBUILD),
-            str(HERE / "page.js"),
-            "--bundle",
-            "--format=esm",
-            f"--outfile={out / 'dist/page.js'}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    shutil.copy(HERE / "page.html", out / "page.html")
-    return out
-
-
-@pytest.fixture
-async def origins(page_dir: Path) -> AsyncIterator[tuple[str, str]]:
+async def origins(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     """The same page on two origins: the first is allowed by the shim, the second is not."""
-    app = web.Application()
-    app.router.add_static("/", page_dir)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    for _ in range(2):
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-    allowed, other = (f"http://127.0.0.1:{address[1]}" for address in runner.addresses)
-    yield allowed, other
-    await runner.cleanup()
+    async with browser.served(browser.site(tmp_path / "site", "page"), origins=2) as (allowed, other):
+        yield allowed, other
 
 
 @pytest.fixture
@@ -102,16 +53,8 @@ async def service(tmp_path: Path, origins: tuple[str, str]) -> AsyncIterator[Run
 
 @pytest.fixture
 async def chromium() -> AsyncIterator[Any]:
-    executable = shutil.which("chromium")
-    require(executable is not None, "Debian's chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        require(False, "playwright is not installed (pip install -e '.[dev]')")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
+    async with browser.chromium() as launched:
+        yield launched
 
 
 async def stored(client: ControlClient, room: str, count: int) -> None:

@@ -1,6 +1,7 @@
 """The `unibus` command as a subprocess, started one way: this interpreter running the CLI
 of the code under test (not whatever `unibus` is first on PATH), with an environment that
-holds no UNIBUS_* setting of the developer's own unless the test passes it."""
+holds no UNIBUS_* or NATS_* setting (the CLI reads natscli's too) of the developer's own
+unless the test passes it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ UNIBUS = [sys.executable, "-c", "import sys; from unibus.cli import main; sys.ex
 
 
 def clean_env(**env: str) -> dict[str, str]:
-    """This process's environment without any UNIBUS_* setting, plus `env`."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("UNIBUS_")} | env
+    """This process's environment without any UNIBUS_* or NATS_* setting, plus `env`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("UNIBUS_", "NATS_"))} | env
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ import pytest
 
 from unibus.callout import jwt
 from unibus.callout.authorizer import Authorizer
+from unibus.callout.grants import Grant
 from unibus.callout.permissions import DISCOVERY, for_anonymous, for_member
 from unibus.identity import Identity
 from unibus.storage import Room, StoreUnavailable
@@ -81,7 +82,11 @@ def test_a_row_cannot_widen_a_grant() -> None:
 def test_anonymous_gets_every_room_but_never_jetstream_or_the_static_users_inboxes() -> None:
     granted = for_anonymous(CONTROL_PREFIX, ROOM_SUBJECT_PREFIX)
     assert "unibus.room.*" in granted.publish and "unibus.room.*" in granted.subscribe
-    assert set(granted.subscribe_deny) == {f"{inbox}.>" for inbox in INBOXES.values()}
+    # Its own plain inbox, never a peer's (four tokens deep) and never the static users'
+    # (outside `_INBOX` altogether).
+    assert "_INBOX.>" in granted.subscribe and granted.subscribe_deny == ("_INBOX.*.*.>",)
+    assert not any(inbox.startswith("_INBOX") for inbox in INBOXES.values())
+    assert not any(s.startswith("$JS") for s in (*granted.publish, *granted.subscribe))
     assert granted.claims()["sub"] == {"allow": list(granted.subscribe), "deny": list(granted.subscribe_deny)}
 
 
@@ -128,7 +133,9 @@ async def test_a_proven_member_gets_a_user_jwt_for_its_rooms() -> None:
     claims, decision = await answer(auth, request_jwt(signed_connect(alice)))
     user = jwt.decode(claims["nats"]["jwt"])
     assert decision == "member"
-    assert user["name"] == alice.public_key and user["aud"] == "UNIBUS"
+    # Named after the grant, which the revoker reads back from CONNZ (grants.py).
+    assert Grant.parse(user["name"]) == Grant(alice.public_key, 0, frozenset({"lobby"}))
+    assert user["aud"] == "UNIBUS"
     assert user["sub"] == claims["sub"]  # the key nats-server made for this connection
     assert "unibus.room.lobby" in user["nats"]["pub"]["allow"]
     assert 0 < user["exp"] - time.time() <= 60
@@ -182,7 +189,7 @@ async def test_anonymous_only_where_the_mode_allows_it() -> None:
 async def test_a_request_that_is_not_a_servers_authorization_request_gets_no_answer(
     request_bytes: bytes,
 ) -> None:
-    assert await authorizer({}).answer(request_bytes) == (b"", "unreadable")
+    assert await authorizer({}).answer(request_bytes) == (None, "unreadable")
 
 
 class HeldConnections:

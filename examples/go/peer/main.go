@@ -4,9 +4,11 @@
 //
 // As an identity (an nkey seed file, `unibus keygen` makes one) it
 //
-//  1. connects under the trust boundary: the identity's nkey, replies under _INBOX.<its key>;
-//  2. creates a persisted (`matrix`) room with a signed `rooms.create`, then waits for the
-//     reconnect the control plane forces so the connection gains the new room's subject;
+//  1. connects under the trust boundary and stays authorized (connect.go: the identity's
+//     nkey, replies under _INBOX.<its key>, reconnects for ever, re-authorization when its
+//     JWT expires or a room is granted);
+//  2. creates a persisted (`matrix`) room with a signed `rooms.create`, then re-authorizes
+//     so the connection gains the new room's subject;
 //  3. publishes -count signed, unencrypted frames over core NATS on the room's subject;
 //  4. reads the room's whole history with signed `history` requests, -page frames at a time,
 //     paging back with `before=<first_seq>`, until every frame it sent is stored;
@@ -17,6 +19,12 @@
 // its "room" is null. With -vectors DIR it checks its signing and frame encoding against
 // tests/vectors/ instead and prints one line per case.
 //
+// With -follow it follows the room instead (follow.go, cursor.go): one JSON line per stored
+// frame, {"seq": N, "frame": "<base64>"}, each exactly once and in stream order across
+// cuts, reconnects, NATS restarts, JWT expiries and its own restarts (-cursor FILE keeps
+// its place), {"gap": {"first": A, "last": B}} for frames the room no longer stores, until
+// SIGINT/SIGTERM (exit 0) or its removal from the room (exit 3, the 403).
+//
 // Exit status: 0 done; 1 failed (connection, files, timeout); 2 bad usage; 3 the control
 // plane answered with an error, printed on stderr and as {"error": {...}} on stdout.
 //
@@ -25,6 +33,7 @@
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o peer ./examples/go/peer
 //	./peer -url nats://127.0.0.1:4222 -seed alice.seed -room go-lobby -text hello -count 3
+//	./peer -url nats://127.0.0.1:4222 -seed bob.seed -room go-lobby -follow -after 0 -cursor bob.cursor
 package main
 
 import (
@@ -38,7 +47,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
@@ -59,6 +67,11 @@ type room struct {
 type historyPage struct {
 	Messages [][]byte `json:"messages"` // encoding/json decodes base64 into []byte
 	FirstSeq uint64   `json:"first_seq"`
+	// With `after` (follow.go): each frame's stream sequence, the window's last
+	// sequence (absent for an empty window) and where the stream ends.
+	Seqs          []uint64 `json:"seqs"`
+	LastSeq       *uint64  `json:"last_seq"`
+	StreamLastSeq *uint64  `json:"stream_last_seq"`
 }
 
 // report is what the peer prints when it is done.
@@ -70,13 +83,9 @@ type report struct {
 	Pages     int             `json:"pages"`
 }
 
-// peer is one identity's connection and its control subjects.
+// peer is one identity's session, used for one run.
 type peer struct {
-	nc          *nats.Conn
-	user        nkeys.KeyPair
-	public      string // the identity's U… key: its member id
-	prefix      string
-	reconnected chan struct{}
+	*session
 }
 
 func main() {
@@ -90,6 +99,9 @@ func main() {
 	wait := flag.Duration("wait", 10*time.Second, "how long to wait for the published frames to be stored")
 	prefix := flag.String("prefix", "$UNIBUS.CTL", "control subject prefix (UNIBUS_API_PREFIX)")
 	vectors := flag.String("vectors", "", "check signing and frames against this tests/vectors directory, then exit")
+	follow := flag.Bool("follow", false, "follow the room: print every stored frame once, in order, until interrupted")
+	after := flag.Int64("after", -1, "with -follow: start after this stream sequence, 0 for the whole room (default: the -cursor file's, else from now on)")
+	cursorFile := flag.String("cursor", "", "with -follow: keep the last frame's sequence in this file and resume from it")
 	flag.Parse()
 
 	if *vectors != "" {
@@ -105,17 +117,22 @@ func main() {
 		os.Exit(exitUsage)
 	}
 
-	p, err := connect(*natsURL, *seedFile, *prefix)
+	user, err := readIdentity(*seedFile)
 	fail(err)
-	defer p.nc.Close()
-	out, err := p.run(*roomID, *create, *text, *count, *pageSize, *wait)
+	s, err := connect(*natsURL, user, *prefix)
+	fail(err)
+	defer s.Close()
+	if *follow {
+		fail(followRoom(s, *roomID, *after, *cursorFile, *pageSize))
+		return
+	}
+	out, err := (&peer{s}).run(*roomID, *create, *text, *count, *pageSize, *wait)
 	fail(err)
 	fail(json.NewEncoder(os.Stdout).Encode(out))
 }
 
-// connect joins NATS as the identity in seedFile, as the trust boundary requires: its nkey,
-// and the inbox prefix _INBOX.<public key>, the only inbox it may subscribe to.
-func connect(natsURL, seedFile, prefix string) (*peer, error) {
+// readIdentity is the nkey in seedFile.
+func readIdentity(seedFile string) (nkeys.KeyPair, error) {
 	seed, err := os.ReadFile(seedFile)
 	if err != nil {
 		return nil, err
@@ -124,26 +141,7 @@ func connect(natsURL, seedFile, prefix string) (*peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", seedFile, err)
 	}
-	public, err := user.PublicKey()
-	if err != nil {
-		return nil, err
-	}
-	p := &peer{user: user, public: public, prefix: prefix, reconnected: make(chan struct{}, 1)}
-	p.nc, err = nats.Connect(natsURL,
-		nats.Name("unibus-go-example-peer"),
-		nats.Nkey(public, user.Sign),
-		nats.CustomInboxPrefix("_INBOX."+public),
-		// Keep reconnecting: the control plane cuts the connection when its rooms change.
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond),
-		nats.ReconnectHandler(func(*nats.Conn) {
-			select {
-			case p.reconnected <- struct{}{}:
-			default:
-			}
-		}),
-	)
-	return p, err
+	return user, nil
 }
 
 func (p *peer) run(roomID string, create bool, text string, count, pageSize int, wait time.Duration) (*report, error) {
@@ -206,22 +204,22 @@ func (p *peer) run(roomID string, create bool, text string, count, pageSize int,
 }
 
 // createRoom creates a persisted, unencrypted room owned by this identity. The reply
-// carries Unibus-Reconnect: the control plane then cuts this connection, and until it is
-// back (with the room's subject granted) a publish to the room would be refused.
+// carries Unibus-Reconnect: this connection's grant predates the room, so a publish to it
+// would be refused until the identity re-authorizes, which it does here and waits for.
 func (p *peer) createRoom(roomID string) (json.RawMessage, error) {
-	for len(p.reconnected) > 0 {
-		<-p.reconnected
-	}
 	body, _ := json.Marshal(map[string]string{"id": roomID, "mode": "matrix"})
 	reply, err := request(p.nc, p.user, p.prefix+".rooms.create", body)
 	if err != nil {
 		return nil, err
 	}
 	if reply.Header.Get(headerReconnect) == "true" {
+		// Any reconnect from now on authenticates after the room was written.
+		reconnected := p.reconnected.wait()
+		p.reauthorize()
 		select {
-		case <-p.reconnected:
+		case <-reconnected:
 		case <-time.After(10 * time.Second):
-			return nil, errors.New("not reconnected after the room was created")
+			return nil, errors.New("not re-authorized after the room was created")
 		}
 	}
 	return reply.Data, nil

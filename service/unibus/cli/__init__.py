@@ -7,11 +7,12 @@ import os
 import sys
 
 from .. import __version__, logformat
-from . import backup, boundary, health, keys, messages, request, rooms, serve, services, shim
+from . import backup, boundary, health, keys, messages, request, rooms, serve, services, shim, sign
 from .output import EXIT_USAGE, CliError, CommandParser, report
+from .target import add_global_options
 
 # Each module exposes `register(subparsers)`; the parser it adds carries `func(args) -> int`.
-COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages, request, services, backup]
+COMMAND_MODULES = [serve, health, shim, keys, boundary, rooms, messages, request, sign, services, backup]
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -21,11 +22,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="unibus", description="unibus control plane and peer tools")
     parser.set_defaults(json=False)
     parser.add_argument("--version", action="version", version=f"unibus {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (UNIBUS_LOG_LEVEL=debug)")
     commands = parser.add_subparsers(dest="command")
     for module in COMMAND_MODULES:
         module.register(commands)
+    for each in _every_parser(parser):  # as natscli's: connection flags anywhere on the line
+        add_global_options(each)
     return parser
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # an alias maps to the same parser
+                found += _every_parser(sub)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    level = "debug" if args.verbose else os.environ.get("UNIBUS_LOG_LEVEL", "info").lower()
+    level = "debug" if getattr(args, "verbose", False) else os.environ.get("UNIBUS_LOG_LEVEL", "info").lower()
     fmt = os.environ.get("UNIBUS_LOG_FORMAT", "text").lower()
     for variable, value, choices in (
         ("UNIBUS_LOG_LEVEL", level, LOG_LEVELS),

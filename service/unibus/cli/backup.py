@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +25,9 @@ from ..operations.backup import BackupError, Saved, backup, new_directory, resto
 from ..wire import connection
 from ..wire.names import INBOXES, ROOM_STREAM_PREFIX
 from .output import CliError, emit
+from .target import Target, resolve
+
+log = logging.getLogger(__name__)
 
 
 def register(commands: Any) -> None:
@@ -33,36 +37,36 @@ def register(commands: Any) -> None:
     ):
         parser = commands.add_parser(name, help=helptext)
         parser.add_argument("dir", type=Path, help="backup directory")
-        parser.add_argument("--nats-url", help="NATS to connect to (UNIBUS_NATS_URL)")
-        parser.add_argument("--timeout", type=float, default=10.0, help="seconds per JetStream request")
         if name == "restore":
             parser.add_argument("--replicas", type=int, help="replication of every restored stream")
         parser.set_defaults(func=run)
 
 
-Work = Callable[[Client, Config], Awaitable[list[Saved]]]
+Work = Callable[[Client, Config, float], Awaitable[list[Saved]]]
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    async def work(nc: Client, config: Config) -> list[Saved]:
+    async def work(nc: Client, config: Config, timeout_s: float) -> list[Saved]:
         new_directory(args.dir)
-        return await backup(nc, args.dir, config.api_prefix, args.timeout)
+        return await backup(nc, args.dir, config.api_prefix, timeout_s)
 
     return _run(args, "saved", work)
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    async def work(nc: Client, config: Config) -> list[Saved]:
-        return await restore(nc, args.dir, config, args.timeout, args.replicas)
+    async def work(nc: Client, config: Config, timeout_s: float) -> list[Saved]:
+        return await restore(nc, args.dir, config, timeout_s, args.replicas)
 
     return _run(args, "restored", work)
 
 
 def _run(args: argparse.Namespace, verb: str, work: Work) -> int:
     started = time.monotonic()
+    # `--timeout` bounds each JetStream request.
+    where = resolve(args, client=False)  # beside the service: its settings, not NATS_*
     try:
-        config = Config.from_env(nats_url=args.nats_url)
-        saved = asyncio.run(_connected(config, args.timeout, work))
+        config = Config.from_env(**where.config_overrides())
+        saved = asyncio.run(_connected(config, where, work))
     except (BackupError, ValueError, OSError, nats.errors.Error) as exc:
         raise CliError(f"{args.command}: {exc}") from None
     rooms = [entry for entry in saved if entry.stream.startswith(ROOM_STREAM_PREFIX)]
@@ -75,18 +79,24 @@ def _run(args: argparse.Namespace, verb: str, work: Work) -> int:
     return 0
 
 
-async def _connected(config: Config, timeout_s: float, work: Work) -> list[Saved]:
+async def _connected(config: Config, where: Target, work: Work) -> list[Saved]:
     keys = boundary_keys(config)
+    url = config.reachable_nats_url
+    source = where.url.source if where.url else "the embedded server's port, UNIBUS_EMBEDDED_PORT"
+    log.debug("connecting to nats %s (from %s)", url, source)
     options = connection.options(
-        config.reachable_nats_url,
+        url,
         name=f"{config.service_name}-backup",
         identity=keys.users["service"] if keys else None,
         inbox=INBOXES["service"] if keys else None,
         creds=config.nats_creds,
-        connect_timeout=timeout_s,
+        connect_timeout=where.timeout_s,
     )
-    nc = await connection.connect_once(options)
     try:
-        return await work(nc, config)
+        nc = await connection.connect_once(options)
+    except (OSError, nats.errors.Error, TimeoutError) as exc:
+        raise CliError(f"cannot reach NATS at {url} ({source}): {exc or type(exc).__name__}") from None
+    try:
+        return await work(nc, config, where.timeout_s)
     finally:
         await nc.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import urllib.error
 import urllib.request
 from typing import Any
@@ -24,6 +25,9 @@ from ..identity import Identity
 from ..wire import connection
 from ..wire.names import ping_subject
 from .output import CliError, emit
+from .target import resolve
+
+log = logging.getLogger(__name__)
 
 
 class Unhealthy(Exception):
@@ -34,22 +38,23 @@ def register(commands: Any) -> None:
     health = commands.add_parser(
         "health", help="exit 0 when the service answers over NATS (or the shim's /healthz is 200)"
     )
-    health.add_argument("--nats-url", help="NATS to ping the service through (UNIBUS_NATS_URL)")
     health.add_argument("--url", help="check this HTTP URL for a 200 instead (e.g. a shim's /healthz)")
-    health.add_argument("--timeout", type=float, default=3.0, help="seconds before giving up")
     health.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = Config.from_env(nats_url=args.nats_url)
+        where = resolve(args, default_timeout_s=3.0, client=False)  # beside the service, as backup
+        config = Config.from_env(**where.config_overrides())
         url = args.url or _shim_url(config)
         if url is not None:
-            check_http(url, args.timeout)
+            check_http(url, where.timeout_s)
             emit(args, {"healthy": True, "url": url}, f"healthy: {url} answered 200")
         else:
             nats_url = config.reachable_nats_url
-            asyncio.run(ping_service(nats_url, config.service_name, args.timeout, config.nats_creds))
+            source = where.url.source if where.url else "the embedded server's port"
+            log.debug("pinging %s on nats %s (from %s)", config.service_name, nats_url, source)
+            asyncio.run(ping_service(nats_url, config.service_name, where.timeout_s, config.nats_creds))
             healthy = {"healthy": True, "service": config.service_name, "nats_url": nats_url}
             emit(args, healthy, f"healthy: {config.service_name} answers on {nats_url}")
     except (Unhealthy, ValueError) as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..identity import Identity
 from .output import CliError, emit
-from .session import add_identity_option, load_identity
+from .session import add_identity_option, identity_path, load_identity
 
 
 def register(commands: Any) -> None:
@@ -21,7 +21,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.identity)
+    path = Path(identity_path(args).value)
     if path.exists() and not args.force:
         existing = load_identity(args)
         raise CliError(f"{path} exists (public key {existing.public_key}); pass --force to replace it")

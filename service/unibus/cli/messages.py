@@ -10,13 +10,14 @@ from itertools import zip_longest
 from typing import Any
 
 from ..client import Forbidden, Gap, Message, Opened, Peer, Rejected
-from .output import emit
+from .output import EXIT_FAILED, CliError, emit
 from .session import add_peer_options, run_peer
 
 
 def register(commands: Any) -> None:
     send = _command(commands, "send", "send a message (or each line of stdin) to a room", _send)
     send.add_argument("text", nargs="*", help="the message; without it, one message per stdin line")
+    send.set_defaults(func=_send_texts)
 
     history = _command(commands, "history", "a room's stored messages, decrypted, oldest first", _history)
     history.add_argument("--limit", type=int, help="messages per page (service default 200, cap 1000)")
@@ -43,15 +44,23 @@ def _command(
     return parser
 
 
-async def _send(peer: Peer, args: argparse.Namespace) -> int:
+def _send_texts(args: argparse.Namespace) -> int:
+    """The texts are read before connecting: a Ctrl-C while someone types is then a plain
+    interrupt (inside the event loop a blocking read let the first one pass unnoticed)."""
     if args.text:
-        texts = [" ".join(args.text)]
+        args.texts = [" ".join(args.text)]
     else:
         if sys.stdin.isatty():  # otherwise it would wait in silence
             print("reading messages from stdin, one per line; Ctrl-D ends", file=sys.stderr, flush=True)
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        args.texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        if not args.texts:  # exit 0 here would read as "sent"
+            raise CliError("nothing sent: no text given and stdin held no line to send")
+    return run_peer(args, lambda peer: _send(peer, args))
+
+
+async def _send(peer: Peer, args: argparse.Namespace) -> int:
     room = await peer.room(args.room)
-    for text in texts:
+    for text in args.texts:
         frame = await room.publish(text.encode())
         sent = {"room": room.id, "id": frame.id, "epoch": frame.epoch, "ts": frame.ts_ms}
         emit(args, sent, f"sent {frame.id} to {room.id}")
@@ -75,11 +84,26 @@ async def _history(peer: Peer, args: argparse.Namespace) -> int:
         listed = [{"seq": seq, **as_json(m)} for p in pages for seq, m in zip_longest(p.seqs, p.messages)]
         emit(args, {"room": room.id, "messages": listed, "first_seq": first_seq, "last_seq": last_seq}, "")
         return 0
-    for m in (m for p in pages for m in p.messages):
+    opened = [m for p in pages for m in p.messages]
+    for m in opened:
         show(m)
     if first_seq is not None and first_seq > 1:
         print(f"(older messages: --before {first_seq})", file=sys.stderr)
-    return 0
+    return _verdict(opened)
+
+
+def _verdict(opened: list[Opened]) -> int:
+    """Frames that are not unibus messages this identity can open are each told on
+    stderr; a count says how many, and a history of nothing but those fails, so an empty
+    stdout never passes for an empty room."""
+    rejected = sum(isinstance(m, Rejected) for m in opened)
+    if not rejected:
+        return 0
+    print(
+        f"unibus: {rejected} of {len(opened)} frames are not unibus messages this identity can open",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if rejected == len(opened) else 0
 
 
 async def _tail(peer: Peer, args: argparse.Namespace) -> int:

@@ -12,8 +12,10 @@ from ..natsserver import ServerExited
 from .extras import require_extras
 from .lifecycle import run_until_signalled
 from .output import EXIT_FAILED, EXIT_USAGE, CliError, emit
+from .target import resolve
 
 if TYPE_CHECKING:  # the service extra: `run` imports it once it knows it is installed
+    from ..natsserver import NatsServer
     from ..runner import Running
 
 
@@ -23,9 +25,6 @@ LISTEN_SETTINGS = {"HTTP shim": "UNIBUS_HTTP_LISTEN (--http)", "metrics endpoint
 def register(commands: Any) -> None:
     serve = commands.add_parser(
         "serve", help="run the control plane (embedded nats-server without --nats-url)"
-    )
-    serve.add_argument(
-        "--nats-url", help="join this NATS instead of starting an embedded one (UNIBUS_NATS_URL)"
     )
     serve.add_argument("--data-dir", help="embedded JetStream store and SQLite fallback (UNIBUS_DATA_DIR)")
     serve.add_argument(
@@ -37,6 +36,11 @@ def register(commands: Any) -> None:
     )
     serve.add_argument("--http", help="also run the HTTP shim on host:port (UNIBUS_HTTP_LISTEN)")
     serve.add_argument(
+        "--nats-only",
+        action="store_true",
+        help="run the embedded nats-server alone, without the control plane (for `unibus restore`)",
+    )
+    serve.add_argument(
         "--keys-dir", help="the trust boundary's seeds, from `unibus boundary init` (UNIBUS_KEYS_DIR)"
     )
     serve.set_defaults(func=run)
@@ -44,8 +48,11 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        # -s/--server (--nats-url), --context or UNIBUS_NATS_URL join that NATS; without
+        # them the embedded server starts, whatever NATS_* a natscli user has set.
+        where = resolve(args, client=False)
         config = Config.from_env(
-            nats_url=args.nats_url,
+            **where.config_overrides(),
             data_dir=args.data_dir,
             auth_mode=args.auth,
             embedded_port=args.port,
@@ -53,17 +60,33 @@ def run(args: argparse.Namespace) -> int:
             http_listen=args.http,
             keys_dir=args.keys_dir,
         )
-        for listen in (config.http_listen, config.metrics_listen):
+        for setting, listen in (
+            (LISTEN_SETTINGS["HTTP shim"], config.http_listen),
+            (LISTEN_SETTINGS["metrics endpoint"], config.metrics_listen),
+        ):
             if listen is not None:
-                parse_listen(listen)
+                parse_listen(listen, setting)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    if args.nats_only and config.nats_url is not None:
+        raise CliError(
+            f"--nats-only runs the embedded nats-server, but {where.url.source if where.url else ''} "
+            f"names a NATS to join ({config.nats_url})",
+            EXIT_USAGE,
+        )
     require_extras("unibus serve", *(("service", "shim") if config.http_listen else ("service",)))
     # The `service` extra (and `shim` for --http): imported only once they are known present.
-    from ..runner import serve_forever
+    from ..runner import serve_forever, serve_nats_only
 
+    source = where.url.source if where.url else None
     try:
-        return run_until_signalled(lambda stop: serve_forever(config, stop, lambda run: announce(args, run)))
+        if args.nats_only:
+            return run_until_signalled(
+                lambda stop: serve_nats_only(config, stop, lambda server: announce_nats_only(args, server))
+            )
+        return run_until_signalled(
+            lambda stop: serve_forever(config, stop, lambda run: announce(args, run, source))
+        )
     except CannotListen as exc:
         raise CliError(f"{exc.strerror}; {LISTEN_SETTINGS[exc.what]} moves it", EXIT_FAILED) from None
     except MissingKeys as exc:
@@ -80,7 +103,24 @@ def run(args: argparse.Namespace) -> int:
         ) from None
 
 
-def announce(args: argparse.Namespace, run: Running) -> None:
+def announce_nats_only(args: argparse.Namespace, server: NatsServer) -> None:
+    """The embedded server alone: what it is for, and what comes next."""
+    ready = {
+        "ready": True,
+        "nats_url": server.url,
+        "websocket_url": server.spec.websocket_url,
+        "monitor_url": server.spec.monitor_url,
+        "control_plane": False,
+    }
+    lines = [
+        f"embedded nats-server ready (no control plane): nats {server.url}",
+        "for a restore, in another terminal: `unibus restore DIR`; then stop this and run "
+        "`unibus serve` (docs/operations.md)",
+    ]
+    emit(args, ready, "\n".join(lines))
+
+
+def announce(args: argparse.Namespace, run: Running, source: str | None = None) -> None:
     """What is listening, under which rules, and what to try next."""
     config = run.config
     boundary = run.plane.links.keys is not None
@@ -93,20 +133,27 @@ def announce(args: argparse.Namespace, run: Running) -> None:
         "auth_mode": config.auth_mode.value,
         "trust_boundary": boundary,
         "embedded": run.server is not None,
+        "monitor_url": run.server.spec.monitor_url if run.server else None,
     }
-    rules = (
-        "trust boundary on: peers connect with their own nkey (docs/security.md)"
-        if boundary
-        else "no trust boundary: NATS's own config decides who may touch what (docs/security.md)"
-    )
+    if not boundary:
+        rules = "no trust boundary: NATS's own config decides who may touch what (docs/security.md)"
+    elif config.auth_mode is AuthMode.ENFORCE:
+        rules = "trust boundary on: peers connect with their own nkey (docs/security.md)"
+    else:  # the callout admits connections without an nkey (docs/security.md, "Auth modes")
+        rules = (
+            "trust boundary on, relaxed for demos: connections without an nkey are admitted to "
+            "every room subject (never JetStream) and unsigned requests pass (docs/security.md)"
+        )
+    joined = f" (from {source})" if run.server is None and source else ""
     lines = [
-        f"unibus control plane ready: nats {run.nats_url}",
+        f"unibus control plane ready: nats {run.nats_url}{joined}",
         f"auth {config.auth_mode.value}; {rules}",
     ]
     for label, url in (
         ("websocket for browsers", run.websocket_url),
         ("http shim", run.http_url),
         ("metrics", run.plane.metrics_url),
+        ("nats-server monitoring", run.server.spec.monitor_url if run.server else None),
     ):
         if url:
             lines.append(f"{label}: {url}")

@@ -15,12 +15,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 
 from ..wire.gather import gather
 from ..wire.names import SERVICE_NAME
 from .output import CliError, emit
 from .session import add_peer_options, connected
+from .target import Target
 
 DEFAULT_SERVICE = SERVICE_NAME
 
@@ -28,21 +30,22 @@ DEFAULT_SERVICE = SERVICE_NAME
 def register(commands: Any) -> None:
     service = commands.add_parser("service", help="NATS services discovery ($SRV), like `nats micro`")
     verbs = service.add_subparsers(dest="verb", required=True)
-    for verb, help_text, show in (
-        ("ls", "every service and instance answering $SRV.PING", _show_list),
-        ("ping", "each instance of a service, with its round trip", _show_ping),
-        ("info", "each instance's endpoints, subjects and queue groups", _show_info),
-        ("stats", "each instance's requests, errors and processing time per endpoint", _show_stats),
+    for verbs_names, help_text, show in (
+        (("ls", "list"), "every service and instance answering $SRV.PING (or one service's)", _show_list),
+        (("ping",), "each instance of a service, with its round trip", _show_ping),
+        (("info",), "each instance's endpoints, subjects and queue groups", _show_info),
+        (("stats",), "each instance's requests, errors and processing time per endpoint", _show_stats),
     ):
-        parser: argparse.ArgumentParser = verbs.add_parser(verb, help=help_text)
+        verb, *aliases = verbs_names
+        parser: argparse.ArgumentParser = verbs.add_parser(verb, aliases=aliases, help=help_text)
         add_peer_options(parser)
+        # As `nats micro`: `ls [NAME]`, `info NAME [ID]`; unibus defaults NAME to its own.
+        default = None if verb == "ls" else os.environ.get("UNIBUS_SERVICE_NAME") or DEFAULT_SERVICE
+        parser.add_argument(
+            "name", nargs="?", default=default, help="service name (UNIBUS_SERVICE_NAME; default %(default)s)"
+        )
         if verb != "ls":
-            parser.add_argument(
-                "name",
-                nargs="?",
-                default=os.environ.get("UNIBUS_SERVICE_NAME") or DEFAULT_SERVICE,
-                help="service name (UNIBUS_SERVICE_NAME; default %(default)s)",
-            )
+            parser.add_argument("id", nargs="?", help="one instance's id (as `service ls` shows it)")
         parser.add_argument(
             "--idle", type=float, default=0.3, help="seconds without a reply that end the gathering"
         )
@@ -51,13 +54,12 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace, verb: str, show: Any) -> int:
     kind = "PING" if verb in ("ls", "ping") else verb.upper()
-    subject = f"$SRV.{kind}" + ("" if verb == "ls" else f".{args.name}")
+    subject = ".".join(part for part in ("$SRV", kind, args.name, getattr(args, "id", None)) if part)
 
-    async def ask(nc: Client) -> int:
-        found = await replies(nc, subject, args.timeout, args.idle)
+    async def ask(nc: Client, where: Target) -> int:
+        found = await replies(nc, subject, where.timeout_s, args.idle)
         if not found:
-            target = "no service" if verb == "ls" else f"no instance of {args.name}"
-            raise CliError(f"{target} answered {subject} on {args.nats_url}")
+            raise CliError(await _why_nobody(nc, subject, where))
         emit(args, {"subject": subject, "replies": found}, show(found))
         return 0
 
@@ -70,6 +72,20 @@ async def replies(nc: Client, subject: str, within_s: float, idle_s: float) -> l
     up to `within_s`, the rest until `idle_s` passes without one."""
     answers = await gather(nc, subject, within_s=within_s, idle_s=idle_s, expect=1)
     return [{**json.loads(a.msg.data), "rtt_ms": round(a.after_s * 1000, 2)} for a in answers]
+
+
+async def _why_nobody(nc: Client, subject: str, where: Target) -> str:
+    """Nothing answered: NATS's own words for why, "no responders" (nothing subscribes
+    to the subject: a wrong name or prefix, or no instance at all) or a timeout."""
+    url = where.url_or_default().value
+    try:
+        # The status comes back at once when nothing subscribes; no need to wait long.
+        await nc.request(subject, b"", timeout=min(where.timeout_s, 1.0))
+    except nats.errors.NoRespondersError:
+        return f"no responders available for request: nothing subscribes to {subject} on {url}"
+    except nats.errors.TimeoutError:
+        pass
+    return f"nothing answered {subject} on {url} within {where.timeout_s:g}s"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -2,13 +2,15 @@
 
 Each command does one thing through a `Peer` and returns an exit code; what goes wrong
 (no identity, NATS unreachable, a service error, a key that does not open) is raised and
-told in one line by `output.report`, never as a traceback.
+told in one line by `output.report`, never as a traceback. A Ctrl-C is exit 130 in every
+state of the connection: connecting, connected, or reconnecting while NATS restarts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,8 +23,10 @@ from ..client import Peer, connect
 from ..identity import Identity, InvalidKey
 from ..wire.names import CONTROL_PREFIX
 from .output import EXIT_USAGE, CliError
+from .replaywait import PatientControl
+from .target import Setting, Target, resolve
 
-DEFAULT_URL = "nats://127.0.0.1:4222"
+log = logging.getLogger(__name__)
 
 
 def default_identity_path() -> Path:
@@ -33,81 +37,120 @@ def default_identity_path() -> Path:
 def add_identity_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--identity",
-        default=os.environ.get("UNIBUS_IDENTITY") or str(default_identity_path()),
-        help="nkey seed file (UNIBUS_IDENTITY; default %(default)s)",
+        help="nkey seed file (UNIBUS_IDENTITY, --nkey, NATS_NKEY, the context's nkey; "
+        f"default {default_identity_path()})",
     )
 
 
 def add_peer_options(parser: argparse.ArgumentParser) -> None:
     add_identity_option(parser)
     parser.add_argument(
-        "--nats-url",
-        default=os.environ.get("UNIBUS_NATS_URL") or DEFAULT_URL,
-        help="NATS to connect to (UNIBUS_NATS_URL; default %(default)s)",
-    )
-    parser.add_argument("--creds", default=os.environ.get("UNIBUS_NATS_CREDS"), help="NATS credentials file")
-    parser.add_argument(
         "--prefix",
         default=os.environ.get("UNIBUS_API_PREFIX") or CONTROL_PREFIX,
         help="control subject prefix (UNIBUS_API_PREFIX)",
     )
-    parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for NATS and the service"
-    )
 
 
-def load_identity(args: argparse.Namespace) -> Identity:
-    path = Path(args.identity)
+def target(args: argparse.Namespace) -> Target:
+    """This command's NATS target; the identity is its nkey (`--identity` outranks all)."""
+    return resolve(args, unibus_nkey="UNIBUS_IDENTITY")
+
+
+def identity_path(args: argparse.Namespace, where: Target | None = None) -> Setting:
+    if args.identity:
+        return Setting(args.identity, "--identity")
+    nkey = (where or target(args)).nkey
+    return nkey or Setting(str(default_identity_path()), "default")
+
+
+def load_identity(args: argparse.Namespace, where: Target | None = None) -> Identity:
+    path = identity_path(args, where)
     try:
-        return Identity.load(path)
+        return Identity.load(path.value)
     except FileNotFoundError:
-        raise CliError(f"no identity at {path} (run `unibus keygen`)", EXIT_USAGE) from None
+        hint = " (run `unibus keygen`)" if path.source in ("default", "UNIBUS_IDENTITY", "--identity") else ""
+        raise CliError(f"no identity at {path.value} ({path.source}){hint}", EXIT_USAGE) from None
     except (InvalidKey, OSError) as exc:
-        raise CliError(f"cannot use identity {path}: {exc}", EXIT_USAGE) from None
+        raise CliError(f"cannot use identity {path.value} ({path.source}): {exc}", EXIT_USAGE) from None
 
 
 def run_peer(args: argparse.Namespace, action: Callable[[Peer], Awaitable[int]]) -> int:
     """Connect as the identity, run `action` with a `Peer`, and close."""
 
-    async def with_peer(nc: Client) -> int:
-        peer = Peer(nc, load_identity(args), args.prefix)
-        peer.control.timeout_s = args.timeout
+    async def with_peer(nc: Client, where: Target) -> int:
+        identity = load_identity(args, where)
+        peer = Peer(nc, identity, args.prefix)
+        # After a restore, requests wait out replay protection within --timeout.
+        peer.control = PatientControl(nc, identity, args.prefix, where.timeout_s)
         return await action(peer)
 
     return connected(args, with_peer)
 
 
 def connected(
-    args: argparse.Namespace, action: Callable[[Client], Awaitable[int]], throwaway: bool = False
+    args: argparse.Namespace,
+    action: Callable[[Client, Target], Awaitable[int]],
+    throwaway: bool = False,
 ) -> int:
     """Connect as the identity (with `throwaway`, as a fresh key when there is none),
-    run `action`, and drain."""
+    run `action`, and close."""
+    where = target(args)
 
     async def go() -> int:
+        task = asyncio.current_task()
         try:
-            identity = load_identity(args)
-        except CliError:
-            if not throwaway:
-                raise
-            identity = Identity.generate()
-        nc = await _connect(args, identity)
-        try:
-            return await action(nc)
-        finally:
-            await nc.drain()
+            try:
+                identity = load_identity(args, where)
+            except CliError:
+                if not throwaway:
+                    raise
+                identity = Identity.generate()
+            nc = await _connect(where, identity)
+            try:
+                return await action(nc, where)
+            finally:
+                await release(nc)
+        except Exception:
+            # Ctrl-C cancelled this task: whatever nats-py raised on the way out (a
+            # connection error, "reconnecting" from a drain) is not the story; the
+            # interrupt is, and asyncio.run turns this cancellation back into it (130).
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None
+            raise
 
     return asyncio.run(go())
 
 
-async def _connect(args: argparse.Namespace, identity: Identity) -> Client:
+async def release(nc: Client) -> None:
+    """Drain a connected client (what was published is delivered first); close one that
+    is reconnecting or already gone, where a drain would raise instead of ending."""
+    if nc.is_connected:
+        try:
+            await nc.drain()
+            return
+        except (nats.errors.Error, OSError, TimeoutError):
+            pass
+    await nc.close()
+
+
+async def _connect(where: Target, identity: Identity) -> Client:
     """Connected as the identity itself: under the trust boundary that is what decides
     which rooms this connection may publish and subscribe to."""
-
+    url = where.url_or_default()
+    log.debug("connecting to %s as %s", where.describe(), identity.public_key)
     try:
         # The peer library's connection: a `tail` lives through cuts, JWT expiries and
         # grants; a first connect that fails is reported at once.
         return await connect(
-            args.nats_url, identity, name="unibus-cli", creds=args.creds, connect_timeout=args.timeout
+            url.value,
+            identity,
+            name="unibus-cli",
+            inbox=where.inbox_prefix,
+            creds=where.creds.value if where.creds else None,
+            connect_timeout=where.timeout_s,
+            **where.connect_options(),
         )
     except (OSError, nats.errors.Error, TimeoutError) as exc:
-        raise CliError(f"cannot reach NATS at {args.nats_url}: {exc or type(exc).__name__}") from None
+        raise CliError(
+            f"cannot reach NATS at {url.value} ({url.source}): {exc or type(exc).__name__}"
+        ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -12,18 +13,16 @@ from ..identity import Identity, InvalidKey
 from .extras import require_extras
 from .lifecycle import run_until_signalled
 from .output import EXIT_USAGE, CliError, emit
-from .session import DEFAULT_URL
+from .target import DEFAULT_URL, resolve
 
-DEFAULT_LISTEN = "127.0.0.1:8080"
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:8000"
 
 
 def register(commands: Any) -> None:
     shim = commands.add_parser("shim", help="relay HTTP history requests to the control plane over NATS")
-    shim.add_argument(
-        "--nats-url", help=f"NATS where the control plane answers (UNIBUS_NATS_URL; default {DEFAULT_URL})"
-    )
     shim.add_argument("--listen", help=f"host:port to serve HTTP on (UNIBUS_HTTP_LISTEN, {DEFAULT_LISTEN})")
-    shim.add_argument("--nkey", help="seed file of the shim's NATS user, shim.nk (UNIBUS_NKEY)")
     shim.add_argument(
         "--allow-origin",
         action="append",
@@ -39,12 +38,17 @@ def run(args: argparse.Namespace) -> int:
     from ..shim import ShimSettings, serving
 
     try:
-        config = Config.from_env(nats_url=args.nats_url, http_listen=args.listen, nkey=args.nkey)
+        # The shim's nkey is its boundary user (shim.nk): UNIBUS_NKEY, then --nkey's NATS_NKEY.
+        where = resolve(args, unibus_nkey="UNIBUS_NKEY")
+        nkey = where.nkey.value if where.nkey else None
+        config = Config.from_env(**where.config_overrides(), http_listen=args.listen, nkey=nkey)
         if config.nats_url is None:  # the local NATS, as every other command
             config = replace(config, nats_url=DEFAULT_URL)
-        settings = ShimSettings.from_config(config, config.http_listen or DEFAULT_LISTEN, args.allow_origin)
+        listen = config.http_listen or DEFAULT_LISTEN
+        parse_listen(listen, LISTEN_SETTINGS["HTTP shim"])
+        settings = ShimSettings.from_config(config, listen, args.allow_origin)
         if config.metrics_listen:
-            parse_listen(config.metrics_listen)
+            parse_listen(config.metrics_listen, LISTEN_SETTINGS["metrics endpoint"])
             settings = replace(settings, metrics_listen=config.metrics_listen)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
@@ -52,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         identity = Identity.load(config.nkey) if config.nkey else None
     except (OSError, InvalidKey) as exc:
-        raise CliError(f"UNIBUS_NKEY (--nkey): cannot use {config.nkey}: {exc}", EXIT_USAGE) from None
+        source = where.nkey.source if where.nkey else ""
+        raise CliError(
+            f"UNIBUS_NKEY (--nkey): cannot use {config.nkey} (from {source}): {exc}", EXIT_USAGE
+        ) from None
 
     async def relay_until(stop: asyncio.Event) -> None:
         nats_url, creds = config.nats_url, config.nats_creds
@@ -63,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
                 "nats_url": nats_url,
                 "metrics_url": shim.metrics_url,
             }
-            emit(args, ready, f"unibus http shim ready: {shim.url} -> nats {nats_url}")
+            source = where.url.source if where.url else "default"
+            emit(args, ready, f"unibus http shim ready: {shim.url} -> nats {nats_url} (from {source})")
+            if identity is None:
+                log.info("no nkey: connecting without one; under a trust boundary set UNIBUS_NKEY or --nkey")
             await stop.wait()
+        log.info("http shim stopped")
 
     try:
         return run_until_signalled(relay_until)

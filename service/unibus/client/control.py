@@ -50,7 +50,10 @@ class ControlClient:
         try:
             reply = await self._exchange(subject, body, headers, resend=suffix.rsplit(".", 1)[-1] in READS)
         except nats.errors.NoRespondersError:
-            raise Unavailable(503, "no control plane instance is answering") from None
+            # As NATS says it, with the subject: a wrong prefix is told apart from a stopped service.
+            raise Unavailable(
+                503, f"no responders available for request: no control plane instance subscribes to {subject}"
+            ) from None
         reply_headers = reply.headers or {}
         code = reply_headers.get(ERROR_CODE_HEADER)
         if code:
@@ -103,8 +106,10 @@ class ControlClient:
         return self.nc.new_inbox().startswith(inbox_prefix(self.identity.public_key) + ".")
 
     async def _reauthorized(self, reconnects_before: int) -> None:
-        """Until the service has cut this connection and it is back with the new
-        permissions (a publish to a room just joined would be refused before that)."""
+        """Reconnect, so the callout grants the room just gained (the service cuts nobody
+        for a grant), and wait until back: a publish to the room is refused before that."""
+        if self.nc.stats["reconnects"] <= reconnects_before:
+            await self.nc.force_reconnect()
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         while self.nc.stats["reconnects"] <= reconnects_before or not self.nc.is_connected:
             if asyncio.get_running_loop().time() > deadline:

@@ -16,6 +16,7 @@ from ..auth import Caller
 from ..config import Config
 from ..errors import bad_request, forbidden, not_found
 from ..framecache import FrameCache
+from ..notices import Notice
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
 from .creations import CreationLimit
@@ -48,9 +49,9 @@ class Call:
     headers: dict[str, str]
     body: bytes
     room_id: str | None
-    affected: set[str] = field(default_factory=set)
-    """Identities whose rooms this call changed: their connections are re-authorized
-    once the reply is sent (docs/security.md)."""
+    notices: list[Notice] = field(default_factory=list)
+    """Identities that gained or lost a room in this call: told on their inbox once the
+    reply is sent (notices.py); a lost room is enforced by the revoker, not by this."""
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object; an empty body is an empty object."""

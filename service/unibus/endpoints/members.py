@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import identity
 from ..errors import bad_request, conflict, forbidden, not_found, unauthorized
+from ..notices import Notice
 from ..storage import Room
 from ..storage.rooms import Role
 from . import quotas
@@ -45,7 +46,7 @@ async def add(call: Call) -> Reply:
         return replace(room, members={**room.members, member: role}, sealed_keys=sealed)
 
     updated = await _update(call, mutate)
-    call.affected.add(member)
+    call.notices.append(Notice(member, "granted", updated.id))
     return ok(_summary(updated))
 
 
@@ -74,7 +75,7 @@ async def remove(call: Call) -> Reply:
         return changed
 
     updated = await _update(call, mutate)
-    call.affected.add(member)
+    call.notices.append(Notice(member, "revoked", updated.id))
     return ok(_summary(updated))
 
 

@@ -9,6 +9,7 @@ import nats.js.errors as jserr
 
 from .. import identity
 from ..errors import bad_request, conflict, insufficient_storage, not_found, unavailable
+from ..notices import Notice
 from ..storage import Room, RoomExists
 from ..storage.rooms import MODES
 from ..streams import StreamTaken, delete_room_stream, ensure_room_stream
@@ -26,7 +27,7 @@ async def create(call: Call) -> Reply:
     room = _new_room(call)
     with call.deps.underway.hold(room):
         stored = await _create(call, room)
-    call.affected.update(stored.members)
+    call.notices.extend(Notice(m, "granted", stored.id) for m in stored.members)
     return ok(stored.public())
 
 
@@ -124,5 +125,5 @@ async def delete(call: Call) -> Reply:
             raise unavailable("could not delete the room's stream; the room is unchanged") from None
     if not await deps.store.delete(room.id):
         raise not_found()
-    call.affected.update(room.members)
+    call.notices.extend(Notice(m, "revoked", room.id) for m in room.members)
     return ok({"deleted": room.id})

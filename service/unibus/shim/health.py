@@ -18,7 +18,7 @@ async def healthz(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     link = request.app[LINK]
     if not link.connected:
-        return _report("disconnected", "unknown")
+        return _report("disconnected", "unknown", link.reason)
     try:
         await link.request(ping_subject(settings.service_name), b"", {}, settings.health_timeout_s)
     except CannotRelay as exc:
@@ -30,6 +30,8 @@ async def healthz(request: web.Request) -> web.Response:
     return _report("connected", "ok")
 
 
-def _report(nats_state: str, service_state: str) -> web.Response:
+def _report(nats_state: str, service_state: str, reason: str | None = None) -> web.Response:
+    """`reason`: why NATS is disconnected (an authorization failure names the setting)."""
     healthy = nats_state == "connected" and service_state == "ok"
-    return web.json_response({"nats": nats_state, "service": service_state}, status=200 if healthy else 503)
+    body = {"nats": nats_state, "service": service_state} | ({"reason": reason} if reason else {})
+    return web.json_response(body, status=200 if healthy else 503)

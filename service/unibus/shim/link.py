@@ -32,6 +32,11 @@ class NatsLink:
         self._nc: Client | None = None
         self._connecting: asyncio.Task[Client] | None = None
         self._owned = False
+        self.errors = connection.ErrorLog(
+            "shim",
+            url_setting="UNIBUS_NATS_URL or --nats-url",
+            auth_setting="UNIBUS_NKEY or --nkey (the shim's seed, shim.nk from `unibus boundary init`)",
+        )
 
     @classmethod
     def shared(cls, nc: Client, max_in_flight: int) -> NatsLink:
@@ -57,7 +62,7 @@ class NatsLink:
             creds=creds,
             reconnect_time_wait=0.5,
             connect_timeout=2,
-            error_cb=link._on_error,
+            error_cb=link.errors.log,
         )
         link._connecting = asyncio.create_task(connection.connect_until_up(options))
         link._connecting.add_done_callback(link._on_connected)
@@ -66,12 +71,13 @@ class NatsLink:
     def _on_connected(self, task: asyncio.Task[Client]) -> None:
         if not task.cancelled() and task.exception() is None:
             self._nc = task.result()
+            self.errors.last = None
             log.info("shim: connected to NATS")
 
-    async def _on_error(self, exc: Exception) -> None:
-        # Until the first connect succeeds nats-py reports every refused attempt.
-        level = logging.WARNING if self._nc is not None else logging.DEBUG
-        log.log(level, "shim nats: %r", exc)
+    @property
+    def reason(self) -> str | None:
+        """Why NATS is not connected, as last reported (what `/healthz` shows)."""
+        return None if self.connected else self.errors.last
 
     @property
     def connected(self) -> bool:

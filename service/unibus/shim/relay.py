@@ -45,7 +45,8 @@ async def history(request: web.Request) -> web.Response:
     except CannotRelay as exc:
         return error(503, str(exc))
     except nats.errors.NoRespondersError:
-        return error(503, "no control plane instance is answering")
+        nobody = f"no responders available for request: no control plane instance subscribes to {subject}"
+        return error(503, nobody)
     except nats.errors.TimeoutError:
         return error(504, "the control plane did not answer in time")
     reply_headers = reply.headers or {}

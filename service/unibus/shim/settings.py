@@ -14,7 +14,7 @@ from ..wire import names
 @dataclass(frozen=True)
 class ShimSettings:
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = 8000
     """0 picks a free port (the bound one is reported by `Shim.url`)."""
     allow_origins: frozenset[str] = frozenset()
     """Browser origins granted CORS; none by default, `*` grants any (requests stay signed)."""

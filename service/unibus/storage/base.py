@@ -26,6 +26,19 @@ class ConcurrentChange(DomainError):
 
 
 class RoomStore(Protocol):
+    @property
+    def revision(self) -> int:
+        """Every write up to this revision is reflected in what `cached` answers."""
+        ...
+
+    def cached(self, room_id: str) -> Room | None:
+        """The row as the store's copy holds it, without a round trip."""
+        ...
+
+    def on_membership_loss(self, callback: Callable[[str, frozenset[str]], None]) -> None:
+        """Have `callback(room_id, identities)` called when identities lose a room."""
+        ...
+
     async def get(self, room_id: str) -> Room | None: ...
 
     async def catch_up(self) -> None:

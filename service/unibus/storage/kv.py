@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import nats.js.errors as jserr
@@ -52,6 +52,30 @@ class KvStore:
         self._advanced = asyncio.Event()
         self._rewatching = asyncio.Lock()
         self._writers = KeyedLock()
+        self._on_loss: list[Callable[[str, frozenset[str]], None]] = []
+
+    def on_membership_loss(self, callback: Callable[[str, frozenset[str]], None]) -> None:
+        """Call `callback(room_id, identities)` whenever the copy learns that identities
+        lost a room (removed, left, the room deleted): from this instance's own writes and
+        from every other instance's, through the watch. The revoker acts on it."""
+        self._on_loss.append(callback)
+
+    def _replaced(self, old: Room | None, new: Room | None) -> None:
+        if old is None:
+            return
+        lost = frozenset(old.members) - frozenset(new.members if new else ())
+        if lost:
+            for callback in self._on_loss:
+                callback(old.id, lost)
+
+    @property
+    def revision(self) -> int:
+        """The watch's position: every write up to it is in the copy."""
+        return self._seen
+
+    def cached(self, room_id: str) -> Room | None:
+        """The copy's row, without a round trip (None: not in the copy)."""
+        return self._rooms.get(room_id)
 
     @classmethod
     async def open(
@@ -184,14 +208,17 @@ class KvStore:
         if self._deleted.get(entry.key, 0) >= revision:
             return
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-            self._rooms.pop(entry.key, None)
+            self._replaced(self._rooms.pop(entry.key, None), None)
             # The watch has reached the deletion: older puts are behind it, the guard can go.
             self._deleted.pop(entry.key, None)
             return
         try:
-            self._rooms[entry.key] = Room.from_json(entry.value, revision)
+            room = Room.from_json(entry.value, revision)
         except (ValueError, TypeError):
             log.error("unreadable room row %s at revision %s left untouched", entry.key, revision)
+            return
+        self._rooms[entry.key] = room
+        self._replaced(known, room)
 
     async def get(self, room_id: str) -> Room | None:
         room = self._rooms.get(room_id)
@@ -259,7 +286,7 @@ class KvStore:
             if err.err_code != JSStreamWrongLastSequenceErrF:
                 raise
             raise ConcurrentChange("the room is being changed concurrently; try again") from None
-        self._rooms.pop(room_id, None)
+        self._replaced(self._rooms.pop(room_id, current), None)
         self._deleted[room_id] = current.revision
         return True
 
@@ -276,6 +303,7 @@ class KvStore:
         self._deleted.pop(room.id, None)
         if known is None or known.revision < room.revision:
             self._rooms[room.id] = room
+            self._replaced(known, room)
 
 
 class KeyedLock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from .base import Mutation, RoomExists
@@ -20,6 +21,9 @@ def open_database(path: str | Path) -> sqlite3.Connection:
     return db
 
 
+ALWAYS_CURRENT = 2**62
+
+
 class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self._db = open_database(path)
@@ -32,10 +36,27 @@ class SqliteStore:
         )
         # One writer at a time keeps read-modify-write updates atomic without retries.
         self._lock = asyncio.Lock()
+        self._on_loss: list[Callable[[str, frozenset[str]], None]] = []
 
-    async def get(self, room_id: str) -> Room | None:
+    revision = ALWAYS_CURRENT
+    """Row revisions here count per room, not per store; the database is the only copy,
+    so whatever it answers reflects every write."""
+
+    def cached(self, room_id: str) -> Room | None:
         found = self._db.execute("SELECT revision, row FROM rooms WHERE id = ?", (room_id,)).fetchone()
         return Room.from_json(found[1], found[0]) if found else None
+
+    def on_membership_loss(self, callback: Callable[[str, frozenset[str]], None]) -> None:
+        self._on_loss.append(callback)
+
+    def _lost(self, old: Room, new: Room | None) -> None:
+        lost = frozenset(old.members) - frozenset(new.members if new else ())
+        if lost:
+            for callback in self._on_loss:
+                callback(old.id, lost)
+
+    async def get(self, room_id: str) -> Room | None:
+        return self.cached(room_id)
 
     async def catch_up(self) -> None:
         """The database is the only copy: always caught up."""
@@ -63,13 +84,17 @@ class SqliteStore:
                 )
                 self._db.execute("DELETE FROM members WHERE room = ?", (room_id,))
                 self._index(changed)
+            self._lost(current, changed)
             return changed
 
     async def delete(self, room_id: str) -> bool:
         async with self._lock:
+            current = self.cached(room_id)
             with self._transaction():
                 gone = self._db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount
                 self._db.execute("DELETE FROM members WHERE room = ?", (room_id,))
+            if current is not None:
+                self._lost(current, None)
             return bool(gone)
 
     async def rooms_of(self, member: str | None) -> list[Room]:

@@ -12,6 +12,9 @@ and that includes the expiry of a connection's user JWT (`RenewingClient`).
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import time
 from typing import Any
 
 import nats
@@ -19,6 +22,8 @@ import nats.errors
 from nats.aio.client import Client
 
 from ..identity import Identity, inbox_prefix
+
+log = logging.getLogger(__name__)
 
 AUTHENTICATION_EXPIRED = "authentication expired"
 """What nats-server's `-ERR` says when a connection's user (or account) JWT expires."""
@@ -126,3 +131,59 @@ async def connect_until_up(options: dict[str, Any]) -> Client:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError from exc
         await asyncio.sleep(options.get("reconnect_time_wait", 2.0))
+
+
+def is_authorization_failure(exc: BaseException) -> bool:
+    """nats-server refused the credentials (an `-ERR 'Authorization Violation'`, or the
+    callout's refusal): a setting to fix, never something retrying cures."""
+    return "authorization" in (str(exc) or "").lower()
+
+
+class ErrorLog:
+    """An `error_cb` that says what went wrong and which setting to check, at WARNING.
+
+    nats-py reports every failed attempt, four a second while NATS is away (a process
+    keeps trying until it comes: orchestrators start things in any order), so the first
+    of a run of equal errors is logged and repeats only every `every_s`, counted. An
+    authorization failure names `auth_setting`, an unreachable server `url_setting`:
+    the user reads what to change, not only that something failed. `last` keeps the
+    latest error for a health report."""
+
+    def __init__(self, who: str, url_setting: str, auth_setting: str, every_s: float = 10.0) -> None:
+        self.who = who
+        self.url_setting = url_setting
+        self.auth_setting = auth_setting
+        self.every_s = every_s
+        self.last: str | None = None
+        self._kind: str | None = None
+        self.logged_at = 0.0
+        self.repeats = 0
+
+    def explain(self, exc: BaseException) -> str:
+        text = str(exc) or type(exc).__name__
+        if is_authorization_failure(exc):
+            return f"{text}: NATS refused the {self.who}'s credentials; check {self.auth_setting}"
+        if isinstance(exc, OSError):  # NATS unreachable: retried until it answers
+            return f"{text} (retrying; check {self.url_setting})"
+        return text
+
+    async def log(self, exc: Exception) -> None:
+        # A bound coroutine function: nats-py refuses callable objects as callbacks.
+        text = self.explain(exc)
+        # Errors alike but for a quoted subject are one kind: a caller who aims replies at
+        # subjects this user may not publish to gets a permissions violation per request,
+        # each naming another subject, and must not get a log line per request.
+        kind = _QUOTED.sub('"…"', text)
+        now = time.monotonic()
+        self.last = text
+        if kind == self._kind and now - self.logged_at < self.every_s:
+            self.repeats += 1
+            return
+        if kind == self._kind:
+            log.warning("nats: %s (%d more times)", text, self.repeats)
+        else:
+            log.warning("nats: %s", text)
+        self._kind, self.logged_at, self.repeats = kind, now, 0
+
+
+_QUOTED = re.compile(r'"[^"]*"')

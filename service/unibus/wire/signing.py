@@ -22,9 +22,9 @@ SIGNATURE = "Unibus-Signature"
 HEADERS = (SIGNER, TIMESTAMP, NONCE, SIGNATURE)
 CONTEXT = b"unibus-request-v1"
 RECONNECT_HEADER = "Unibus-Reconnect"
-"""On a reply: the signer's rooms changed and the service is about to close the signer's
-connections so they re-authorize; a client connected as the signer waits for its
-reconnect before using the new permissions (docs/protocol.md)."""
+"""On a reply: the signer gained a room (it created one); its connections' grants predate
+it, so a client connected as the signer reconnects, and waits until it is back, before
+using the room (docs/protocol.md, "Grants and revocations")."""
 
 
 def signing_input(subject: str, timestamp_ms: int | str, nonce: str, body: bytes) -> bytes:

@@ -1,0 +1,47 @@
+// A page that follows one room with clients/js/unibus.js, as a browser app would: the
+// cursor and what it showed live in localStorage, so a reload resumes where it stopped.
+// Settings come in the URL fragment: ws, seed, room[, after, prefix] (after: where a page
+// without a kept cursor starts; absent: from now on). window.follower holds the
+// state the test reads; the log in localStorage holds every item across reloads.
+import { connect } from "../../clients/js/unibus.js";
+
+const params = new URLSearchParams(location.hash.slice(1));
+const room = params.get("room");
+const state = { reconnects: 0, notices: [], error: null };
+window.follower = state;
+
+function load(key, fallback) {
+  const kept = localStorage.getItem(key);
+  return kept === null ? fallback : JSON.parse(kept);
+}
+
+function base64(bytes) {
+  return btoa(String.fromCharCode(...bytes));
+}
+
+async function main() {
+  const session = await connect({
+    servers: params.get("ws"),
+    seed: params.get("seed"),
+    prefix: params.get("prefix") ?? undefined,
+  });
+  window.session = session;
+  session.listen((event) => {
+    if (event.type === "reconnect") state.reconnects++;
+    if (event.type === "notice") state.notices.push({ event: event.event, room: event.room });
+  });
+  document.body.dataset.state = "following";
+  const log = load("log", []);
+  const start = params.has("after") ? Number(params.get("after")) : undefined;
+  // The cursor and the log change in one step, so a reload can only resume where the log ends.
+  for await (const item of session.follow(room, { after: load("cursor", start) })) {
+    log.push(item.gap ? { gap: item.gap } : { seq: item.seq, frame: base64(item.frame) });
+    localStorage.setItem("log", JSON.stringify(log));
+    localStorage.setItem("cursor", JSON.stringify(item.seq ?? item.gap.last));
+  }
+}
+
+main().catch((err) => {
+  state.error = { code: err.code ?? null, message: String(err) };
+  document.body.dataset.state = "ended";
+});
