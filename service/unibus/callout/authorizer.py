@@ -163,10 +163,7 @@ class Authorizer:
                 "version": 2,
             },
         }
-        token = jwt.encode(user, self.issuer)
-        if who is not None and self.connections is not None:
-            self.connections.admitted(who)
-        return token, decision
+        return jwt.encode(user, self.issuer), decision
 
     async def _below_connection_limit(self, who: str) -> None:
         if not self.max_connections or self.connections is None:
@@ -176,6 +173,10 @@ class Authorizer:
             raise Refused(
                 f"this identity holds {held} connections, the most one may ({self.max_connections})"
             )
+        # Counted at once, with no await between the count and it: callouts are answered
+        # concurrently, and a burst must not all pass one count. (Refused later after all,
+        # it stops counting when its connect event does not come.)
+        self.connections.admitted(who)
 
 
 def _parse(claims: dict[str, Any]) -> AuthRequest:
