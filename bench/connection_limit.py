@@ -2,10 +2,10 @@
 model"): connect time through the auth callout with the limit's check and with the check
 replaced by a no-op, interleaved in one process against one nats-server running the
 trust boundary, while `background` connections of other identities are open (200 unless
-given): for an identity the counts already follow (it holds `HELD` connections: a
-lookup), and for a fresh identity each time (counted once with a CONNZ to every server,
-as every identity is until the counts have followed the servers' events for a JWT's
-lifetime) (`python -m bench.connection_limit [background]`)."""
+given), for an identity that holds `HELD` connections and for a fresh identity each time
+(`python -m bench.connection_limit [background]`). Both are a lookup in counts kept from
+the servers' connect events; the one pass over the account's connections at start is
+the revoker's kind, timed by it."""
 
 from __future__ import annotations
 

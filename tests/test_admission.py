@@ -276,7 +276,8 @@ async def test_an_instance_started_later_counts_the_connections_opened_before_it
     tmp_path: Path, shipped_nats: NatsServer, alice: Identity
 ) -> None:
     """The counts follow the servers' connect events; what was open before an instance
-    started it asks the servers for, so the limit holds across a restart of the service."""
+    started it counts in one pass over the account's connections, so the limit holds
+    across a restart of the service."""
     held = []
     try:
         async with plane_starter(tmp_path, shipped_nats) as start:
@@ -302,9 +303,9 @@ async def test_an_instance_started_later_counts_the_connections_opened_before_it
 async def test_connections_whose_jwt_expired_are_closed_and_stop_counting(
     start_bounded: StartPlane, alice: Identity
 ) -> None:
-    """nats-server closes a connection whose user JWT expires: the counts rely on it once
-    they have followed the events for a JWT's lifetime. A client that comes back is a new
-    connection, counted again; the limit holds throughout."""
+    """nats-server closes a connection whose user JWT expires, and its disconnect event
+    frees its place; a client that comes back is a new connection, counted again. The
+    limit holds throughout."""
     plane = await start_bounded(max_connections_per_identity=3, callout_ttl_s=4.0)
     held = [await connect_as(plane.nats_url, alice) for _ in range(3)]
     try:
