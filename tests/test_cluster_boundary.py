@@ -12,7 +12,7 @@ from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import Identity, Peer
 
-from harness.boundary import connect_as, reauthorize
+from harness.boundary import connect_as, reauthorize, refused_connect
 from harness.cluster import Cluster
 from harness.instances import ServiceInstance
 
@@ -80,3 +80,29 @@ async def test_a_removal_is_cut_when_an_instances_node_is_lost(
     finally:
         await owner.nc.close()
         await member.nc.close()
+
+
+async def test_the_connection_limit_holds_across_nodes_and_instances(tmp_path: Path) -> None:
+    """One identity's connections spread over three nodes and answered by two instances
+    count together (docs/security.md, "Admission model"); another identity still connects."""
+    keys = BoundaryKeys.ensure(tmp_path / "keys")
+    cluster = Cluster(tmp_path / "cluster", boundary=serverconf.render(keys.public())).start()
+    env = {"UNIBUS_KEYS_DIR": str(tmp_path / "keys"), "UNIBUS_MAX_CONNECTIONS_PER_IDENTITY": "6"}
+    instances = [
+        ServiceInstance(f"svc{i}", cluster.urls[i], tmp_path / f"svc{i}", env).start() for i in range(2)
+    ]
+    mallory = Identity.generate()
+    held = []
+    try:
+        for i in range(6):
+            held.append(await connect_as(cluster.urls[i % 3], mallory))
+        for url in cluster.urls:
+            assert "authorization violation" in (await refused_connect(url, mallory)).lower()
+        other = await connect_as(cluster.urls[1], Identity.generate())
+        await other.nc.close()
+    finally:
+        for watched in held:
+            await watched.nc.close()
+        for instance in instances:
+            instance.stop()
+        cluster.stop()

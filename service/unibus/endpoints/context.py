@@ -19,7 +19,8 @@ from ..framecache import FrameCache
 from ..notices import Notice
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
-from .quotas import CreationRate
+from .creations import CreationLimit
+from .quotas import Underway
 
 Reply = tuple[bytes, dict[str, str]]
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -34,8 +35,10 @@ class Deps:
     nc: Client
     js: JetStreamContext | None
     streams: StreamPolicy
-    creations: CreationRate
+    creations: CreationLimit
     frames: FrameCache
+    underway: Underway = field(default_factory=Underway)
+    """Creates in progress on this instance, which the quotas count (quotas.py)."""
 
 
 @dataclass(frozen=True)
