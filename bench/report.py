@@ -9,24 +9,41 @@ from .measure import Latency
 METHOD = """## How these numbers are made
 
 Reproduce with `make bench` (it installs what it needs; `.venv/bin/python -m bench --quick` checks
-the harness in a few seconds). The harness starts its own nats-server (JetStream, file storage)
+the harness in a few minutes). The harness starts its own nats-server (JetStream, file storage)
 and real `unibus serve` processes on loopback, seeds one persisted room with 1,000 frames of
-300 random bytes, and measures from a separate client process:
+300 random bytes, and measures from separate client processes.
+
+The reads, floors, CPU, throughput and interference run on the **shipped trust boundary**
+(`serverconf.render`, as every shipped configuration runs it): the bench's peer connects as
+its own identity through the auth callout and gets its replies under `_INBOX.<its key>`, so
+its reads need no replay claim (docs/security.md, "Replays of reads"); the floors and the
+setup use the control plane's own `service` user, the only one that may touch JetStream.
+Creation, memory and revocation run on an open server (the boundary does not change them).
 
 - **service**: a signed `rooms.<id>.history` request (enforce mode) answered with the JSON
   envelope and decoded by the client, end to end; **warm** from an instance whose frame
   cache holds the room (the default), **cold** from one whose cache is too small to keep
   anything (`UNIBUS_HISTORY_CACHE_BYTES=1`: every read misses and pays for trying), **no
-  cache** from one with it off (`0`: round one's path).
+  cache** from one with it off (`0`: round one's path). Warm and cold are measured from a
+  Python caller (nats-py) and from a **Go caller** (`bench/go`, nats.go, signing with the
+  example peer's `request.go`), timed inside each process.
 - **baseline**: the original Go endpoint's algorithm done from Python: stream info, then one
   message get per sequence (a direct get when the stream allows it, as Go's `GetMsg` does).
-- **floor**: the same window streamed from JetStream straight into the client process by a
-  short-lived consumer: no service, no signature, no envelope.
-- **allow_direct**: the no-cache, baseline and floor measurements are repeated with the
-  stream's `allow_direct` off (what a Go client's stream update leaves) and on.
+- **floor**: the same window streamed from JetStream straight into the client by a
+  short-lived consumer, with no service, no signature, no envelope: from Python (a push
+  consumer, as the service reads) and from Go (nats.go's ordered consumer, `bench/go`,
+  built offline in GOPATH mode against Debian's nats.go). Every ratio to "the floor" is
+  to the faster of the two at that limit.
+- **allow_direct**: the no-cache, baseline and Python floor measurements are repeated with
+  the stream's `allow_direct` off (what a Go client's stream update leaves) and on.
 - throughput: 32 closed-loop callers for the stated time against one instance without a
-  cache, then one and two warm instances in one queue group; interference: limit=10
-  latency alone and while a limit=1000 read is always in flight; revocation: a member
+  cache, then one and two warm instances in one queue group. **CPU per request** is the
+  user + system time of the `unibus serve` processes and of nats-server read from
+  `/proc/<pid>/stat` before and after, divided by the requests served: CPU time, not wall
+  time, so a machine loaded by others changes the rate but much less the cost. The "at
+  most" figure divides the cores by the CPU of all three parties (the callers included):
+  what bounds two instances on this machine. Interference: limit=10 latency alone and
+  while another process always has a limit=1000 read in flight; revocation: a member
   removed through the queue group of two instances, timed from the removal's reply until
   its next read is refused; creation: persisted rooms (stream + row) by 16 concurrent
   callers; memory: VmRSS of a fresh instance after loading 10,000 room rows of 10
@@ -43,6 +60,9 @@ and real `unibus serve` processes on loopback, seeds one persisted room with 1,0
   nats-server and instance: creation by 16 callers, 20 frames of 300 B published into
   each, resident memory, a fresh instance's start until it serves, then history(limit=20)
   of 200 random rooms read once (cold) and again (warm).
+- profile: `python -m bench.profile [seconds] [out]` runs the warm throughput load on the
+  boundary and samples the instance with py-spy (`pip install py-spy`; not a dependency),
+  printing the CPU per request and the functions' inclusive shares.
 
 The machine is shared and noisy: treat single figures as indicative, compare columns of the
 same run, and never read them as guarantees. `make test` asserts no timing."""
@@ -53,23 +73,31 @@ def fmt_ms(value: float) -> str:
 
 
 def latency_table(results: dict[str, dict[str, dict[int, Latency]]], limits: list[int]) -> list[str]:
-    """Per limit: the service warm (frames in the cache) and cold (cache missing), and
-    without a cache, beside the original algorithm and the raw floor."""
+    """Per limit: the service warm (frames in the cache) and cold (cache missing) from a
+    Python and a Go caller, and without a cache, beside the original algorithm and the raw
+    floors (Python and Go consumers); ratios against the faster floor."""
     lines = [
-        "| allow_direct | limit | warm p50 | warm p99 | cold p50 | no cache p50 | no cache p99 | baseline p50"
-        " | floor p50 | baseline / warm | warm / floor |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| allow_direct | limit | warm p50 | warm p99 | warm (Go) p50 | cold p50 | cold (Go) p50"
+        " | no cache p50 | no cache p99 | baseline p50 | floor p50 | floor (Go) p50 | baseline / warm"
+        " | warm / faster floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def p50(paths: dict[str, dict[int, Latency]], name: str, limit: int) -> str:
+        found = paths.get(name, {}).get(limit)
+        return fmt_ms(found.p50) if found else "—"
+
     for mode, paths in results.items():
         for limit in limits:
             s, b, f = paths["service"][limit], paths["baseline"][limit], paths["floor"][limit]
-            w, c = paths.get("warm", {}).get(limit), paths.get("cold", {}).get(limit)
+            w, g = paths.get("warm", {}).get(limit), paths.get("go floor", {}).get(limit)
+            fastest = min(f.p50, g.p50) if g else f.p50
             warm = f"{fmt_ms(w.p50)} | {fmt_ms(w.p99)}" if w else "— | —"
-            ratios = f"{b.p50 / w.p50:.1f}x | {w.p50 / f.p50:.2f}x" if w else "— | —"
-            cold = fmt_ms(c.p50) if c else "—"
+            ratios = f"{b.p50 / w.p50:.1f}x | {w.p50 / fastest:.2f}x" if w else "— | —"
             lines.append(
-                f"| {mode} | {limit} | {warm} | {cold} | {fmt_ms(s.p50)} | {fmt_ms(s.p99)}"
-                f" | {fmt_ms(b.p50)} | {fmt_ms(f.p50)} | {ratios} |"
+                f"| {mode} | {limit} | {warm} | {p50(paths, 'go warm', limit)} | {p50(paths, 'cold', limit)}"
+                f" | {p50(paths, 'go cold', limit)} | {fmt_ms(s.p50)} | {fmt_ms(s.p99)} | {fmt_ms(b.p50)}"
+                f" | {fmt_ms(f.p50)} | {p50(paths, 'go floor', limit)} | {ratios} |"
             )
     return lines
 
@@ -84,8 +112,17 @@ def plot(results: dict[str, dict[int, Latency]], limits: list[int], path: Path) 
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    curves = (("baseline", "s--"), ("service", "o-"), ("cold", "x-"), ("warm", "d-"), ("floor", "^:"))
+    curves = (
+        ("baseline", "s--"),
+        ("service", "o-"),
+        ("cold", "x-"),
+        ("warm", "d-"),
+        ("floor", "^:"),
+        ("go floor", "v:"),
+    )
     for name, style in curves:
+        if name not in results:
+            continue
         label = "no cache" if name == "service" else name
         ax.plot(limits, [results[name][n].p50 for n in limits], style, label=label)
     ax.set_xscale("log")

@@ -1,87 +1,170 @@
-"""Rooms at scale: the design's one stream per room, measured at 100 and at 10,000 rooms.
+"""Rooms at scale: the design's one stream per room, grown on a 3-node JetStream cluster.
 
-Each size gets its own nats-server and `unibus serve`, and the same steps:
-- create the rooms (16 concurrent callers, stream and row each);
-- publish 20 frames of 300 bytes into each over core NATS;
-- read nats-server's and the service's resident memory;
-- start a fresh instance and time it until it serves (loading every row);
-- read history(limit=20) of 200 random rooms, each once (cold: not in the instance's
-  cache), then the same 200 again (warm).
+One cluster (three nats-server processes, routes on loopback) and one `unibus serve`; the
+rooms are created in steps up to each checkpoint, and at each checkpoint:
+- creation time of that step (16 concurrent callers, stream and row each), after 20 frames
+  of 300 bytes were published into every new room over core NATS;
+- resident memory of each nats-server node and of the serving instance;
+- a fresh instance started beside it: time until it serves (it loads every row), and its
+  resident memory;
+- history(limit=20) of 200 random rooms, each read once (cold: not in the instance's
+  cache) and again (warm).
+Streams are R1 (`UNIBUS_REPLICAS=1`), placed across the nodes by JetStream itself; R3
+would hold every room on every node, three times the memory per node (docs/operations.md).
+Room streams reserve their byte limit in the store, so these are created with
+`UNIBUS_ROOM_MAX_BYTES` of 1 MiB (docs/operations.md, "Storage layout").
 
-Room streams reserve their byte limit in the store (docs/operations.md, "Storage
-layout"), so these rooms are created with `UNIBUS_ROOM_MAX_BYTES` of 1 MiB: at the
-default 256 MiB, 10,000 rooms would need a 2.5 TiB store.
+The rows end with where the instance's memory and start time would reach a 2 GiB
+container and 100,000 rooms, extrapolated linearly from the last two checkpoints (and
+labelled so). `python -m bench.scale --rooms 1000,10000,50000 --nodes 3` runs it alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import random
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from unibus.client import ControlClient, Identity
+import nats
+from nats.aio.client import Client
+
+from unibus.client import ControlClient, Identity, Unavailable
+from unibus.natsserver import NatsServer, ServerSpec, free_port
 
 from .measure import Latency, resident_mib
 from .report import fmt_ms
-from .stack import Stack, connect, stack
+from .stack import PENDING, Stack
 
 FRAMES = 20
 FRAME_BYTES = 300
 SAMPLE = 200
+CREATORS = 16
 SERVICE_ENV = {
     "UNIBUS_ROOM_MAX_BYTES": str(1024 * 1024),
     "UNIBUS_MAX_ROOMS_PER_CREATOR": "1000000",
+    "UNIBUS_REPLICAS": "1",
 }
+GIB2_MIB = 2048
 
 
-async def one_size(st: Stack, rooms: int) -> dict[str, float | Latency]:
-    st.start_service(**SERVICE_ENV)
-    nc = await connect(st.url)
-    await st.wait_services(nc, 1)
-    client = ControlClient(nc, Identity.generate())
-    ids = [f"r{i}" for i in range(rooms)]
+@dataclass(frozen=True)
+class Checkpoint:
+    rooms: int
+    created_s: float
+    """Creating the rooms of this step (since the previous checkpoint)."""
+    nodes_mib: list[float]
+    service_mib: float
+    start_s: float
+    fresh_mib: float
+    cold: Latency
+    warm: Latency
+
+
+@contextlib.contextmanager
+def cluster(workdir: Path, size: int) -> Iterator[list[NatsServer]]:
+    ports = [free_port() for _ in range(size)]
+    nodes = [
+        NatsServer(
+            ServerSpec(
+                store_dir=workdir / f"n{i + 1}",
+                server_name=f"n{i + 1}",
+                cluster_name="bench-scale" if size > 1 else None,
+                cluster_port=ports[i] if size > 1 else 0,
+                routes=[p for j, p in enumerate(ports) if j != i],
+            )
+        )
+        for i in range(size)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
+
+
+async def _jetstream_ready(nc: Client) -> None:
+    """Until the cluster has a meta leader and answers JetStream requests."""
+    for _ in range(300):
+        with contextlib.suppress(Exception):
+            await nc.jetstream().account_info()
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("JetStream never became available on the cluster")
+
+
+async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpoint]:
+    with cluster(workdir, size) as nodes:
+        url = ",".join(node.url for node in nodes)
+        st = Stack(nodes[0], workdir)
+        env = {**SERVICE_ENV, "UNIBUS_NATS_URL": url}
+        serving = st.start_service(**env)
+        nc = await nats.connect(servers=url.split(","), pending_size=PENDING)
+        await _jetstream_ready(nc)
+        await st.wait_services(nc, 1)
+        client = ControlClient(nc, Identity.generate())
+        results: list[Checkpoint] = []
+        made = 0
+        try:
+            for target in checkpoints:
+                ids = [f"r{i}" for i in range(made, target)]
+                created_s = await _create(client, ids)
+                for room_id in ids:
+                    for _ in range(FRAMES):
+                        await nc.publish(f"unibus.room.{room_id}", os.urandom(FRAME_BYTES))
+                await nc.flush()
+                await _stored(client, ids[-1])
+                made = target
+                nodes_mib = [resident_mib(node.process.pid) for node in nodes if node.process]
+                service_mib = resident_mib(serving.pid)
+                started = time.perf_counter()
+                fresh = st.start_service(**env)
+                await st.wait_services(nc, 2)
+                start_s = time.perf_counter() - started
+                fresh_mib = resident_mib(fresh.pid)
+                st.stop_service(fresh)
+                sample = random.Random(target).sample(range(made), min(SAMPLE, made))
+                rooms = [f"r{i}" for i in sample]
+                cold = await _reads(client, rooms)
+                warm = await _reads(client, rooms)
+                results.append(
+                    Checkpoint(target, created_s, nodes_mib, service_mib, start_s, fresh_mib, cold, warm)
+                )
+                # A long run says how far it got (the table comes at the end).
+                print(f"bench.scale: {results[-1]}", flush=True)
+        finally:
+            await nc.close()
+            for proc in list(st.services):
+                st.stop_service(proc)
+        return results
+
+
+async def _create(client: ControlClient, ids: list[str]) -> float:
     pending = iter(ids)
 
     async def creator() -> None:
         for room_id in pending:
-            await client.create_room(room_id, encrypted=False)
+            for attempt in range(5):
+                try:
+                    await client.create_room(room_id, encrypted=False)
+                    break
+                except Unavailable:  # 503 is retryable (protocol.md); a loaded cluster says it
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1.0)
 
     started = time.perf_counter()
-    await asyncio.gather(*(creator() for _ in range(16)))
-    created_s = time.perf_counter() - started
-    for room_id in ids:
-        for _ in range(FRAMES):
-            await nc.publish(f"unibus.room.{room_id}", os.urandom(FRAME_BYTES))
-    await nc.flush()
-    await _stored(client, ids[-1])
-
-    assert st.server.process is not None
-    server_mib = resident_mib(st.server.process.pid)
-    service_mib = resident_mib(st.services[0].pid)
-    started = time.perf_counter()
-    fresh = st.start_service(**SERVICE_ENV)
-    await st.wait_services(nc, 2)
-    start_s = time.perf_counter() - started
-    fresh_mib = resident_mib(fresh.pid)
-    st.stop_service(fresh)
-
-    sample = random.Random(rooms).sample(ids, min(SAMPLE, rooms))
-    cold = await _reads(client, sample)
-    warm = await _reads(client, sample)
-    await nc.close()
-    for proc in list(st.services):
-        st.stop_service(proc)
-    return {
-        "created_s": created_s,
-        "server_mib": server_mib,
-        "service_mib": service_mib,
-        "fresh_mib": fresh_mib,
-        "start_s": start_s,
-        "cold": cold,
-        "warm": warm,
-    }
+    await asyncio.gather(*(creator() for _ in range(CREATORS)))
+    return time.perf_counter() - started
 
 
 async def _stored(client: ControlClient, room_id: str) -> None:
@@ -102,33 +185,70 @@ async def _reads(client: ControlClient, rooms: list[str]) -> Latency:
     return Latency(samples)
 
 
-async def measure(workdir: Path, quick: bool) -> list[str]:
-    sizes = (100, 1_000 if quick else 10_000)
-    results = {}
-    for rooms in sizes:
-        with stack(workdir / f"scale-{rooms}") as st:
-            results[rooms] = await one_size(st, rooms)
-    small, large = (results[n] for n in sizes)
-    warm_small, warm_large = small["warm"], large["warm"]
-    assert isinstance(warm_small, Latency) and isinstance(warm_large, Latency)
-
-    def row(what: str, fmt: str, key: str, target: str = "") -> str:
-        return f"| {what} | {fmt.format(small[key])} | {fmt.format(large[key])} | {target} |"
-
-    def lat(key: str) -> str:
-        a, b = small[key], large[key]
-        assert isinstance(a, Latency) and isinstance(b, Latency)
-        return f"{fmt_ms(a.p50)} / {fmt_ms(a.p99)} | {fmt_ms(b.p50)} / {fmt_ms(b.p99)}"
-
-    return [
+def rows(points: list[Checkpoint], size: int) -> list[str]:
+    head = " | ".join(f"{p.rooms:,}" for p in points)
+    lines = [
         "",
-        f"| rooms (20 frames of 300 B each) | {sizes[0]:,} | {sizes[1]:,} | target |",
-        "|---|---|---|---|",
-        row("creation, 16 concurrent callers", "{:.1f} s", "created_s"),
-        row("nats-server resident memory", "{:.0f} MiB", "server_mib"),
-        row("service resident memory (after creating them)", "{:.0f} MiB", "service_mib"),
-        row("fresh instance: start until serving", "{:.2f} s", "start_s", "≤ 5 s"),
-        row("… its resident memory", "{:.0f} MiB", "fresh_mib"),
-        f"| history(limit=20) of {SAMPLE} random rooms, cold p50 / p99 | {lat('cold')} | |",
-        f"| … warm p50 / p99 | {lat('warm')} | {warm_large.p50 / warm_small.p50:.2f}x of 100 rooms, ≤ 1.2x |",
+        f"| rooms on a {size}-node cluster, R1 (20 frames of 300 B each) | {head} |",
+        "|---|" + "---|" * len(points),
     ]
+
+    def row(what: str, cells: list[str]) -> None:
+        lines.append(f"| {what} | {' | '.join(cells)} |")
+
+    row("creation of this step, 16 concurrent callers", [f"{p.created_s:.1f} s" for p in points])
+    row(
+        "nats-server resident memory per node",
+        [" / ".join(f"{m:.0f}" for m in p.nodes_mib) + " MiB" for p in points],
+    )
+    row("serving instance resident memory", [f"{p.service_mib:.0f} MiB" for p in points])
+    row("fresh instance: start until serving", [f"{p.start_s:.2f} s" for p in points])
+    row("… its resident memory", [f"{p.fresh_mib:.0f} MiB" for p in points])
+    row(
+        f"history(limit=20) of {SAMPLE} random rooms, cold p50 / p99",
+        [f"{fmt_ms(p.cold.p50)} / {fmt_ms(p.cold.p99)}" for p in points],
+    )
+    row("… warm p50 / p99", [f"{fmt_ms(p.warm.p50)} / {fmt_ms(p.warm.p99)}" for p in points])
+    if len(points) >= 2:
+        lines += ["", *extrapolation(points[-2], points[-1])]
+    return lines
+
+
+def extrapolation(a: Checkpoint, b: Checkpoint) -> list[str]:
+    """Linear, from two checkpoints: an estimate, labelled as one."""
+    span = b.rooms - a.rooms
+    per_room_mib = (b.fresh_mib - a.fresh_mib) / span
+    per_room_s = (b.start_s - a.start_s) / span
+    node_per_room = (max(b.nodes_mib) - max(a.nodes_mib)) / span
+    out = [
+        f"Extrapolated linearly from {a.rooms:,} and {b.rooms:,} rooms (not measured):"
+        f" a fresh instance grows {1024 * per_room_mib:.2f} KiB and {1e3 * per_room_s:.3f} ms of start"
+        f" per room, the fullest node {1024 * node_per_room:.1f} KiB per room;"
+        f" at 100,000 rooms an instance would hold about"
+        f" {b.fresh_mib + per_room_mib * (100_000 - b.rooms):,.0f} MiB and start in about"
+        f" {b.start_s + per_room_s * (100_000 - b.rooms):.1f} s."
+    ]
+    if per_room_mib > 0:
+        fits = b.rooms + (GIB2_MIB - b.fresh_mib) / per_room_mib
+        out.append(f"At that rate an instance stops fitting a 2 GiB container at about {fits:,.0f} rooms.")
+    return out
+
+
+async def measure(workdir: Path, quick: bool, size: int = 3) -> list[str]:
+    checkpoints = [100, 1_000] if quick else [1_000, 10_000]
+    return rows(await grow(workdir / "scale", checkpoints, size), size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale")
+    parser.add_argument("--rooms", default="1000,10000", help="checkpoints, comma-separated, ascending")
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args()
+    checkpoints = [int(n) for n in args.rooms.split(",")]
+    with tempfile.TemporaryDirectory(prefix="unibus-scale-") as tmp:
+        lines = asyncio.run(grow(Path(tmp), checkpoints, args.nodes))
+    print("\n".join(rows(lines, args.nodes)))
+
+
+if __name__ == "__main__":
+    main()

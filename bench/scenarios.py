@@ -25,14 +25,15 @@ REPO = Path(__file__).resolve().parent.parent
 BACKLOG = 1000
 
 
-async def seed_room(client: ControlClient, nc: Client, room_id: str, count: int = BACKLOG) -> str:
-    """A persisted room holding `count` frames. Published over core NATS, as peers do (room
-    streams send no acks), then waited for until stored."""
+async def seed_room(client: ControlClient, js_nc: Client, room_id: str, count: int = BACKLOG) -> str:
+    """A persisted room holding `count` frames. Published over core NATS by the owner's own
+    connection, as peers do (room streams send no acks), then waited for until stored
+    (through `js_nc`, which may use JetStream)."""
     room = await client.create_room(room_id)
-    js = nc.jetstream()
+    js = js_nc.jetstream()
     for _ in range(count):
-        await nc.publish(room["subject"], os.urandom(FRAME_BYTES))
-    await nc.flush()
+        await client.nc.publish(room["subject"], os.urandom(FRAME_BYTES))
+    await client.nc.flush()
     for _ in range(3000):  # bounded: capture is asynchronous, and quick
         if (await js.stream_info(room["stream"])).state.messages >= count:
             return str(room["stream"])

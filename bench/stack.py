@@ -1,7 +1,10 @@
-"""The processes a benchmark runs against: one nats-server and N service instances."""
+"""The processes a benchmark runs against: one nats-server and N service instances, on the
+shipped trust boundary (as every shipped configuration runs: peers connect as their own
+identity and may touch no JetStream) or on an open server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -13,19 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 
+from unibus.callout import serverconf
+from unibus.callout.keys import BoundaryKeys
 from unibus.endpoints import ENDPOINTS
+from unibus.identity import Identity
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.processes import stop_process
+from unibus.wire import connection
 from unibus.wire.gather import gather
-from unibus.wire.names import SERVICE_NAME
+from unibus.wire.names import INBOXES, SERVICE_NAME
 
 
 @dataclass
 class Stack:
     server: NatsServer
     workdir: Path
+    keys: BoundaryKeys | None = None
+    """The boundary's keys when the server runs it (None: an open server)."""
     services: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -44,6 +54,7 @@ class Stack:
             # scenario's hundreds of rooms fit a store sized from this machine's free disk.
             "UNIBUS_ROOM_MAX_BYTES": str(16 * 1024 * 1024),
             "UNIBUS_DATA_DIR": str(self.workdir / f"svc{len(self.services)}"),
+            **({"UNIBUS_KEYS_DIR": str(self.workdir / "keys")} if self.keys else {}),
             **env,
         }
         log = (self.workdir / f"service{len(self.services)}.log").open("ab")
@@ -64,7 +75,8 @@ class Stack:
         while time.monotonic() < deadline:
             answers = await gather(nc, f"$SRV.INFO.{SERVICE_NAME}", within_s=2, idle_s=0.3, expect=count)
             infos = [json.loads(answer.msg.data) for answer in answers]
-            if sum(len(info["endpoints"]) == len(ENDPOINTS) for info in infos) >= count:
+            # Under the boundary an instance also lists the callout's endpoint.
+            if sum(len(info["endpoints"]) >= len(ENDPOINTS) for info in infos) >= count:
                 return
         raise TimeoutError(f"{count} service instances did not come up")
 
@@ -72,11 +84,38 @@ class Stack:
         stop_process(proc)
         self.services.remove(proc)
 
+    async def peer(self, identity: Identity) -> Client:
+        """Connected as `identity`, as a peer connects (under the boundary: through the
+        callout, replies under `_INBOX.<its key>`)."""
+        opts = connection.options(self.url, name="bench-peer", identity=identity, pending_size=PENDING)
+        deadline = time.monotonic() + 30
+        while True:  # refused until an instance answers the callout
+            try:
+                return await connection.connect_once(opts)
+            except (nats.errors.Error, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def privileged(self) -> Client:
+        """A connection that may use JetStream directly, for the floors and the setup: the
+        control plane's own `service` user under the boundary."""
+        if self.keys is None:
+            return await connect(self.url)
+        opts = connection.options(
+            self.url, name="bench-jetstream", identity=self.keys.users["service"], inbox=INBOXES["service"]
+        )
+        return await connection.connect_once({**opts, "pending_size": PENDING})
+
 
 @contextlib.contextmanager
-def stack(workdir: Path) -> Iterator[Stack]:
-    server = NatsServer(ServerSpec(store_dir=workdir / "nats", server_name="bench")).start()
-    st = Stack(server, workdir)
+def stack(workdir: Path, boundary: bool = False) -> Iterator[Stack]:
+    spec = ServerSpec(store_dir=workdir / "nats", server_name="bench")
+    keys = BoundaryKeys.ensure(workdir / "keys") if boundary else None
+    if keys is not None:
+        spec.extra = serverconf.render(keys.public())
+    server = NatsServer(spec).start()
+    st = Stack(server, workdir, keys)
     try:
         yield st
     finally:
@@ -85,5 +124,8 @@ def stack(workdir: Path) -> Iterator[Stack]:
         server.stop()
 
 
+PENDING = 256 * 1024 * 1024
+
+
 async def connect(url: str) -> Client:
-    return await nats.connect(url, pending_size=256 * 1024 * 1024)
+    return await nats.connect(url, pending_size=PENDING)

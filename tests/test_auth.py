@@ -10,9 +10,12 @@ from nats.aio.client import Client
 
 from unibus.client import ControlClient, Identity, Unauthorized
 from unibus.config import AuthMode
+from unibus.natsserver import NatsServer
 from unibus.runner import Running
+from unibus.wire.names import nonce_subject
 from unibus.wire.signing import SIGNATURE, SIGNER, TIMESTAMP, sign_request
 
+from harness.boundary import connect_as
 from harness.plane import StartPlane
 
 SUBJECT = "$UNIBUS.CTL.rooms.signed.history"
@@ -129,3 +132,48 @@ async def test_enforce_rejects_before_touching_storage(plane: Running, nc: Clien
     assert await plane.plane.store.get("sneaky") is None
     with pytest.raises(Unauthorized):
         await ControlClient(nc, None).list_rooms()
+
+
+async def test_a_read_answered_to_the_signers_own_inbox_writes_no_replay_claim(
+    nats_server: NatsServer, nc: Client, alice: Identity, room: str
+) -> None:
+    """Under the boundary only the signer's connections receive replies under its inbox,
+    so a read sent there is answered without a replay claim (auth/replies.py), even
+    replayed; a read relayed through another user's inbox (the shim's, here the
+    inspector's) is claimed, and its replay refused, as before."""
+    claims = await nc.subscribe(nonce_subject("$UNIBUS.CTL"))  # the replay guard's writes
+    peer = await connect_as(nats_server.url, alice)
+    try:
+        own = sign_request(alice, SUBJECT, b"limit=1")
+        assert await raw(peer.nc, SUBJECT, b"limit=1", own) == (None, "")
+        assert await raw(peer.nc, SUBJECT, b"limit=1", own) == (None, "")
+    finally:
+        await peer.nc.close()
+    relayed = sign_request(alice, SUBJECT, b"limit=1")
+    assert await raw(nc, SUBJECT, b"limit=1", relayed) == (None, "")
+    assert await raw(nc, SUBJECT, b"limit=1", relayed) == ("401", "replayed request")
+    # Claims go out in order from one connection: once the relayed read's are seen, an
+    # earlier claim of the own-inbox read would have been seen before them.
+    ids = [(await claims.next_msg(timeout=5)).headers["Nats-Msg-Id"] for _ in range(2)]  # type: ignore[index]
+    assert ids == [f"{alice.public_key}.{relayed['Unibus-Nonce']}"] * 2
+
+
+async def test_a_read_replayed_to_another_inbox_is_refused(
+    nats_server: NatsServer, alice: Identity, room: str
+) -> None:
+    """The one place a replayer can receive a captured read is its own inbox: a read
+    whose reply names another identity's inbox is refused, captured or not."""
+    peer = await connect_as(nats_server.url, alice)
+    replayer = await connect_as(nats_server.url, Identity.generate())
+    try:
+        captured = sign_request(alice, SUBJECT, b"limit=1")
+        assert await raw(peer.nc, SUBJECT, b"limit=1", captured) == (None, "")
+        refused = ("403", "a read's reply must go to the signer's own inbox")
+        assert await raw(replayer.nc, SUBJECT, b"limit=1", captured) == refused
+        # Not even first: a read aimed at someone else's inbox is refused before any claim.
+        fresh = sign_request(alice, SUBJECT, b"limit=1")
+        assert await raw(replayer.nc, SUBJECT, b"limit=1", fresh) == refused
+        assert await raw(peer.nc, SUBJECT, b"limit=1", fresh) == (None, "")
+    finally:
+        await peer.nc.close()
+        await replayer.nc.close()

@@ -26,6 +26,7 @@ from unibus import framecache
 from unibus.framecache import FrameCache
 from unibus.history import HistoryQuery, PageBudget, Window, WindowRead, read_window, window
 from unibus.natsserver import NatsServer, ServerSpec
+from unibus.readindex import ReadIndex
 from unibus.streams import StreamState, room_stream_snapshot
 
 from harness.portal import Portal
@@ -116,7 +117,7 @@ def test_cached_pages_equal_uncached_ones(portal_nc: tuple[Portal, Client]) -> N
 
         def check(self, limit: int, back: int | None, budget: PageBudget) -> None:
             """One read at the current state: uncached, then through each cache."""
-            snapshot = portal.run(room_stream_snapshot(nc, self.config.name, 5))
+            snapshot = portal.run(room_stream_snapshot(ReadIndex(nc, 5), self.config.name))
             assert snapshot is not None
             state = snapshot.state
             before = None if back is None else max(1, state.last_seq + 1 - back)
@@ -167,7 +168,7 @@ def test_a_hot_room_is_served_from_the_cache(portal_nc: tuple[Portal, Client]) -
     budget = BUDGETS[2]
 
     async def read() -> list[bytes]:
-        snapshot = await room_stream_snapshot(nc, "FC_hot", 5)
+        snapshot = await room_stream_snapshot(ReadIndex(nc, 5), "FC_hot")
         assert snapshot is not None
         win = window(snapshot.state, HistoryQuery(50))
         assert win is not None
@@ -215,7 +216,7 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> Gates:
 
 
 async def newest(nc: Client, stream: str, before: int | None = None) -> tuple[StreamState, Window]:
-    snapshot = await room_stream_snapshot(nc, stream, 5)
+    snapshot = await room_stream_snapshot(ReadIndex(nc, 5), stream)
     assert snapshot is not None
     win = window(snapshot.state, HistoryQuery(50, before))
     assert win is not None

@@ -30,8 +30,9 @@ from nats.micro.service import Service, ServiceConfig
 from prometheus_client import CollectorRegistry
 
 from . import __version__, notices, orphans
-from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verifier
+from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verifier, replies
 from .auth.replay import SharedNonces, SqliteNonces
+from .auth.replies import ReplyElsewhere
 from .callout.authorizer import Authorizer, current_rooms
 from .callout.connections import ConnectionCounts, EventsRefused
 from .callout.keys import BoundaryKeys
@@ -53,6 +54,7 @@ from .metrics import CacheCollector, MetricsServer, ServiceMetrics
 from .notices import Notice
 from .operations.backup import restore_lock_name
 from .operations.reservation import reserve
+from .readindex import ReadIndex
 from .servicestats import ServiceStats, add_endpoint_on
 from .storage import ConcurrentChange, KvStore, RoomExists, RoomStore, SqliteStore, StoreUnavailable
 from .storage.rooms import RowTooNew
@@ -81,6 +83,7 @@ STATUS: Final[Mapping[type[DomainError], int]] = {
     ConcurrentChange: 503,
     RowTooNew: 503,
     ReplayCheckUnavailable: 503,
+    ReplyElsewhere: 403,
 }
 """The one table from what a lower layer names to the status a caller gets, as drawn in
 docs/architecture.md ("Errors where they happen") with the codes of docs/protocol.md. Every
@@ -153,6 +156,7 @@ class ControlPlane:
             policy,
             creations,
             FrameCache(self.config.history_cache_bytes),
+            ReadIndex(self.nc, self.config.js_timeout_s),
         )
         self.service = await add_service(
             self.links.responder,
@@ -402,6 +406,9 @@ class ControlPlane:
         if not endpoint.read_only:
             await self.verifier.claim(nonce)
             return caller, await endpoint.handler(call)
+        # nats.micro's Request exposes no reply subject; its message has it.
+        if not replies.needs_claim(request._msg.reply, nonce.signer) and self.links.keys is not None:
+            return caller, await endpoint.handler(call)  # to the signer's inbox (auth/replies.py)
         # A read changes nothing, so its replay check (a JetStream round trip) runs beside
         # it; a replayed or unverifiable request still gets the check's answer, never data.
         claiming = asyncio.create_task(self.verifier.claim(nonce))

@@ -28,18 +28,20 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import nats.js.errors as jserr
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig
 
 from .errors import DomainError
+from .readindex import ReadIndex
 from .storage.rooms import Room
-from .wire import jsapi
 from .wire.jscodes import JSStreamNameExistErr, JSStreamNotFoundErr
 from .wire.names import CONTROL_PREFIX, stored_subject
 
@@ -92,9 +94,11 @@ budgets a page with it and `largest_frame` bounds a stored frame with it, so the
 value is what guarantees that every page holds at least one frame."""
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc3339_ns(text: str) -> int:
     """JetStream's `2026-11-29T19:31:31.802337172Z` → ns since the epoch; 0 if it is not
-    that shape (Python's datetime stops at microseconds, JetStream does not)."""
+    that shape (Python's datetime stops at microseconds, JetStream does not). Cached: a
+    hot room's reads see the same `last_ts` until its next frame, and strptime is slow."""
     head, _, fraction = text.removesuffix("Z").partition(".")
     try:
         seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
@@ -223,11 +227,18 @@ async def ensure_room_stream(
     return _state(info)
 
 
-async def room_stream_snapshot(nc: Client, stream: str, timeout_s: float) -> Snapshot | None:
-    """STREAM.INFO read raw: the history hot path needs three numbers and two config fields,
-    not nats-py's full StreamInfo (whose decoding costs more than the request). None: no stream."""
+async def room_stream_snapshot(index: ReadIndex, stream: str) -> Snapshot | None:
+    """The stream's snapshot from a STREAM.INFO shared by the reads that arrived before it
+    was sent (readindex.py). None: no stream."""
+    return await snapshot_of(index.ask(stream))
+
+
+async def snapshot_of(asked: Awaitable[dict[str, Any]]) -> Snapshot | None:
+    """STREAM.INFO read raw (`ReadIndex.ask`'s answer): the history hot path needs three
+    numbers and two config fields, not nats-py's full StreamInfo (whose decoding costs more
+    than the request). None: no stream."""
     try:
-        info = await jsapi.request(nc, f"STREAM.INFO.{stream}", None, timeout_s)
+        info = await asked
     except jserr.APIError as err:
         if err.err_code == JSStreamNotFoundErr:
             return None

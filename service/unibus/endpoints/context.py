@@ -17,6 +17,7 @@ from ..config import Config
 from ..errors import bad_request, forbidden, not_found
 from ..framecache import FrameCache
 from ..notices import Notice
+from ..readindex import ReadIndex
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
 from .creations import CreationLimit
@@ -37,6 +38,8 @@ class Deps:
     streams: StreamPolicy
     creations: CreationLimit
     frames: FrameCache
+    streams_index: ReadIndex
+    """Room streams' state, one request shared by concurrent reads."""
     underway: Underway = field(default_factory=Underway)
     """Creates in progress on this instance, which the quotas count (quotas.py)."""
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from .. import history
-from ..streams import StreamState, room_stream_for_read, room_stream_snapshot
+from ..streams import StreamState, room_stream_for_read, snapshot_of
 from ..wire.names import stream_name
 from .context import Call, Reply
 
@@ -22,15 +19,15 @@ async def read(call: Call) -> Reply:
     assert call.room_id is not None
     # The stream's state is asked for while membership is checked, saving a round trip:
     # its name comes from the room id, and a refusal drops the answer unread.
-    snapshot = asyncio.ensure_future(room_stream_snapshot(deps.nc, stream_name(call.room_id), timeout))
-    snapshot.add_done_callback(_retrieved)
+    info = deps.streams_index.ask(stream_name(call.room_id))
     try:
         room = await call.member_room()
         query = history.parse_query(call.body)
     except BaseException:
-        snapshot.cancel()
+        info.cancel()
         raise
-    state = await room_stream_for_read(deps.js, room, deps.streams, timeout, await snapshot)
+    snapshot = await snapshot_of(info)
+    state = await room_stream_for_read(deps.js, room, deps.streams, timeout, snapshot)
     win = history.window(state, query)
     if state is None or win is None:
         return _empty(query, state).encode(accept)
@@ -47,9 +44,3 @@ async def read(call: Call) -> Reply:
 def _empty(query: history.HistoryQuery, state: StreamState | None) -> history.History:
     """No frames in the window; a reply to `after` still names the stream's end."""
     return history.EMPTY if query.after is None else history.EMPTY.with_stream_last(state)
-
-
-def _retrieved(task: asyncio.Task[Any]) -> None:
-    """A snapshot dropped after a refusal may have failed too: that is not news."""
-    if not task.cancelled():
-        task.exception()

@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from ..wire import jsapi
+from ..readindex import ReadIndex
 from ..wire.jscodes import JSStreamWrongLastSequenceErrF
 from ..wire.names import CONTROL_PREFIX, bucket_name
 from .base import ConcurrentChange, Mutation, RoomExists, StoreUnavailable
@@ -39,7 +39,7 @@ class KvStore:
     def __init__(self, kv: KeyValue, bucket: str, timeout_s: float, nc: Client | None = None) -> None:
         self._kv = kv
         self._bucket = bucket
-        self._nc = nc
+        self._index = ReadIndex(nc, timeout_s) if nc is not None else None
         self._timeout = timeout_s
         self._rooms: dict[str, Room] = {}
         # Revision of rows this instance deleted, so the watch cannot resurrect them
@@ -148,10 +148,11 @@ class KvStore:
                 return
 
     async def _last_revision(self) -> int:
-        """The bucket's last revision from one raw STREAM.INFO: this runs before every
-        membership decision, and nats-py's full StreamInfo decoding would cost more
-        than the round trip."""
-        if self._nc is None:
+        """The bucket's last revision from a raw STREAM.INFO, shared by the decisions that
+        arrived before it was sent (readindex.py): this runs before every membership
+        decision, and nats-py's full StreamInfo decoding would cost more than the round
+        trip."""
+        if self._index is None:
             status = await asyncio.wait_for(self._kv.status(), self._timeout)
             return int(status.stream_info.state.last_seq)
         return int((await self._bucket_info())["state"]["last_seq"])
@@ -159,7 +160,7 @@ class KvStore:
     async def fill(self) -> float | None:
         """The bucket's bytes against its reservation (quotas.py keeps headroom for
         existing rooms' changes); None for a bucket without `max_bytes`."""
-        if self._nc is None:
+        if self._index is None:
             status = await asyncio.wait_for(self._kv.status(), self._timeout)
             used, limit = status.stream_info.state.bytes, status.stream_info.config.max_bytes or -1
         else:
@@ -169,11 +170,9 @@ class KvStore:
 
     async def _bucket_info(self) -> dict[str, Any]:
         """One raw STREAM.INFO of the bucket's stream."""
-        assert self._nc is not None
+        assert self._index is not None
         try:
-            info: dict[str, Any] = await jsapi.request(
-                self._nc, f"STREAM.INFO.KV_{self._bucket}", None, self._timeout
-            )
+            info = await self._index.stream_info(f"KV_{self._bucket}")
         except jserr.APIError:
             raise StoreUnavailable("room bucket unavailable") from None
         return info
