@@ -31,6 +31,8 @@ const HEADER_ERROR_CODE = "Nats-Service-Error-Code";
 const HEADER_ERROR = "Nats-Service-Error";
 const REQUEST_TIMEOUT_MS = 5000;
 const RETRY_PAUSE_MS = 100;
+// The backoff of a read resent while the control plane is away doubles up to this.
+const MAX_RETRY_PAUSE_MS = 2000;
 // Catch-up reads that may still answer below a sequence already seen live (a clustered
 // stream's replica can lag the leader that republished it) before the live copy is taken.
 const LAGGING_READS = 10;
@@ -182,13 +184,13 @@ export class Session {
    * the answer and is thrown; so is a closed connection.
    */
   async read(endpoint, body = "") {
-    for (;;) {
+    for (let pause = RETRY_PAUSE_MS; ; pause = Math.min(2 * pause, MAX_RETRY_PAUSE_MS)) {
       let reply;
       try {
         reply = await this.request(endpoint, body);
       } catch (err) {
         if ((err instanceof ServiceError && err.code < 500) || this.nc.isClosed()) throw err;
-        await sleep(RETRY_PAUSE_MS);
+        await sleep(pause);
         continue;
       }
       return reply.json();
