@@ -29,6 +29,9 @@ const STORED_SUFFIX = ".stored";
 const HEADER_SEQUENCE = "Nats-Sequence";
 const HEADER_ERROR_CODE = "Nats-Service-Error-Code";
 const HEADER_ERROR = "Nats-Service-Error";
+// On a reply whose signer's rooms changed (a `create`): this connection's grant predates
+// the change, so it re-authorizes before the caller uses it.
+const HEADER_RECONNECT = "Unibus-Reconnect";
 const REQUEST_TIMEOUT_MS = 5000;
 const RETRY_PAUSE_MS = 100;
 // The backoff of a read resent while the control plane is away doubles up to this.
@@ -156,7 +159,9 @@ export class Session {
 
   /**
    * One signed request to `<prefix>.rooms.<endpoint>`; the reply message, or a
-   * ServiceError (NATS "no responders" counts as 503, as docs/protocol.md says).
+   * ServiceError (NATS "no responders" counts as 503, as docs/protocol.md says). A reply
+   * with `Unibus-Reconnect: true` (after `create`) comes back once the connection has
+   * re-authorized, so the new room can be used at once.
    */
   async request(endpoint, body = "") {
     const subject = `${this.prefix}.rooms.${endpoint}`;
@@ -175,7 +180,22 @@ export class Session {
     }
     const code = reply.headers?.get(HEADER_ERROR_CODE);
     if (code) throw new ServiceError(subject, Number(code), reply.headers.get(HEADER_ERROR));
+    if (reply.headers?.get(HEADER_RECONNECT) === "true") await this.#reauthorized();
     return reply;
+  }
+
+  // Until the connection is back after a re-authorization this asks for.
+  #reauthorized() {
+    const back = new Promise((resolve) => {
+      const undo = this.listen((event) => {
+        if (event.type === "reconnect") {
+          undo();
+          resolve();
+        }
+      });
+    });
+    this.reauthorize();
+    return back;
   }
 
   /**
