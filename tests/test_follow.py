@@ -472,3 +472,51 @@ async def test_nobody_but_the_control_plane_sends_an_identity_notices(
         assert await mallory.refused("publish", notice_subject(bob.public_key))
     finally:
         await mallory.nc.close()
+
+
+@pytest.mark.timeout(180)
+async def test_follows_on_after_its_jwt_expired_while_no_control_plane_answered(
+    nats_server: NatsServer, nc: Client, alice: Identity, bob: Identity, tmp_path
+) -> None:
+    """The only instance stops for 8 s; meanwhile bob's 3 s JWT expires and each
+    reconnect is refused (nobody answers the callout). nats-py keeps trying (nats.go and
+    nats.js need `IgnoreAuthErrorAbort`, docs/protocol.md); when the control plane is
+    back, the follower is admitted, catches up what was stored during the outage and
+    goes on."""
+    from unibus.config import AuthMode, Config
+    from unibus.runner import running
+
+    config = Config(
+        nats_url=nats_server.url,
+        data_dir=str(tmp_path / "data"),
+        keys_dir=str(tmp_path / "keys"),
+        auth_mode=AuthMode.ENFORCE,
+        callout_ttl_s=3,
+    )
+    publisher = Peer(nc, alice)  # the suite's static connection: it needs no callout
+    first = contextlib.AsyncExitStack()
+    await first.enter_async_context(running(config))
+    follower = await Peer.connect(nats_server.url, bob)
+    try:
+        await publisher.create_room("outage", encrypted=False)
+        await publisher.add_member("outage", bob.public_key)
+        room = await publisher.room("outage")
+        async with following(follower, "outage", after=0) as got:
+            await room.publish(b"before")
+            await got.until(lambda: got.texts == ["before"])
+            reconnects = follower.nc.stats["reconnects"]
+            await first.aclose()  # the outage
+            for i in range(5):
+                await room.publish(f"during {i}".encode())
+                await asyncio.sleep(1.6)
+            assert not follower.nc.is_connected  # its JWT expired and nobody admits it
+            async with running(config):
+                await got.until(lambda: len(got.texts) == 6, within_s=60)
+                await room.publish(b"after")
+                await got.until(lambda: len(got.texts) == 7, within_s=30)
+        assert got.texts == ["before", *(f"during {i}" for i in range(5)), "after"]
+        assert got.seqs == list(range(1, 8))
+        assert follower.nc.stats["reconnects"] > reconnects
+    finally:
+        await first.aclose()
+        await follower.nc.close()
