@@ -114,6 +114,12 @@ INTO_ROWS = {"src": "unibus.room.first", "dest": f"$KV.{ROOM_BUCKET}.second"}
 DOCTORED: dict[str, tuple[str, dict[str, Any]]] = {
     # Every frame of `first` republished as a row of the bucket (or to $JS.API.>).
     "republish": ("UNIBUS_first", {"republish": INTO_ROWS}),
+    # The room's own republish pointed at another room's stored subject: `first`'s frames
+    # read by `second`'s members. Only the exact one streams.py makes is restored.
+    "republish to another room": (
+        "UNIBUS_first",
+        {"republish": {"src": "unibus.room.first", "dest": "unibus.room.second.stored"}},
+    ),
     # `first`'s stream sources `second`'s frames: its members read them through history.
     "sources": ("UNIBUS_first", {"sources": [{"name": "UNIBUS_second"}]}),
     # Rows fed from a room's frames through a transforming source of the bucket.

@@ -23,7 +23,7 @@ from unibus.callout.keys import BoundaryKeys
 from unibus.client import Identity, Peer
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
-from unibus.wire.names import CONTROL_PREFIX, ROOM_BUCKET, nonce_stream_name
+from unibus.wire.names import CONTROL_PREFIX, INBOXES, ROLES, ROOM_BUCKET, nonce_stream_name
 
 from harness.boundary import Watched, as_role, connect_as, denied_request, reauthorize, refused_connect
 from harness.plane import StartPlane
@@ -110,7 +110,7 @@ async def test_the_service_users_cannot_be_claimed_without_their_seeds(
     bounded_plane: Running, boundary_keys: BoundaryKeys
 ) -> None:
     """A static user's public key is no secret: an impostor still has to sign the nonce."""
-    for role in ("service", "responder", "shim", "system"):
+    for role in ROLES:
         answer = await forged_connect(bounded_plane.nats_url, boundary_keys.users[role].public_key)
         assert answer.startswith(b"-ERR") and b"Authorization Violation" in answer, role
 
@@ -183,7 +183,7 @@ async def test_nobody_but_the_service_can_subscribe_to_control_subjects(
 async def test_inboxes_are_private(
     bounded_plane: Running, owner: tuple[Watched, Peer], stranger: Watched, alice: Identity
 ) -> None:
-    for subject in ("_INBOX.>", f"_INBOX.{alice.public_key}.>", "_INBOX.unibus-service.>"):
+    for subject in ("_INBOX.>", f"_INBOX.{alice.public_key}.>", f"{INBOXES['service']}.>"):
         await stranger.nc.subscribe(subject)
         assert await stranger.refused("subscription", subject), subject
     await stranger.nc.publish(f"_INBOX.{alice.public_key}.fake", b"{}")

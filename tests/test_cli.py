@@ -30,6 +30,7 @@ from unibus.runner import Running
 from unibus.wire.names import CONTROL_PREFIX
 
 from harness.cli import UNIBUS, clean_env, run_cli, start_cli
+from harness.waiting import wait_until
 
 
 @dataclass
@@ -113,13 +114,16 @@ async def test_readme_flow_encrypted_room_from_two_terminals(users: tuple[User, 
 
 
 async def bob_history_until(user: User, room: str, count: int) -> dict:
-    """The stream stores asynchronously to the publish; poll a bounded number of times."""
-    for _ in range(100):
+    """The stream stores asynchronously to the publish: read until it holds `count`."""
+    history: dict = {}
+
+    async def reached() -> bool:
+        nonlocal history
         history = (await user.ok("history", room, "--json")).json()
-        if len(history["messages"]) >= count:
-            return history
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{room} never reached {count} messages")
+        return len(history["messages"]) >= count
+
+    await wait_until(reached, f"{room} holds {count} messages", every_s=0.05)
+    return history
 
 
 async def owner_and_member(owner: User, member: User, room: str) -> str:
@@ -651,22 +655,28 @@ async def test_nothing_to_send_and_no_unibus_frame_are_not_success(users: tuple[
         await nc.flush()
     finally:
         await nc.close()
-    for _ in range(100):
+    history = Result(-1, "", "")
+
+    async def refused() -> bool:
+        nonlocal history
         history = await alice.run("history", "odd")
-        if history.err:
-            break
-        await asyncio.sleep(0.1)
+        return bool(history.err)
+
+    await wait_until(refused, "the foreign frame is stored and reported", every_s=0.1)
     assert history.code == 1 and history.out == "", history
     assert history.err.strip().endswith(
         "unibus: 1 of 1 frames are not unibus messages this identity can open"
     )
 
     await alice.ok("send", "odd", "a real one")
-    for _ in range(100):
+    mixed = Result(-1, "", "")
+
+    async def stored() -> bool:
+        nonlocal mixed
         mixed = await alice.run("history", "odd")
-        if mixed.out:
-            break
-        await asyncio.sleep(0.1)
+        return bool(mixed.out)
+
+    await wait_until(stored, "the real message is stored", every_s=0.1)
     assert mixed.code == 0 and mixed.out.rstrip().endswith("a real one")
     assert "1 of 2 frames" in mixed.err
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
+import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -24,7 +26,7 @@ from unibus.wire.names import ROOM_BUCKET
 from unibus.wire.signing import sign_request
 
 from harness.boundary import connect_as, denied_request, refused_connect
-from harness.compose import COMPOSE_FILE, ComposeProject, compose_command
+from harness.compose import COMPOSE_FILE, ComposeProject, compose_command, docker
 from harness.docker import require_image, unavailable
 
 pytestmark = pytest.mark.docker
@@ -160,6 +162,38 @@ async def test_history_is_served_with_one_nats_node_stopped(stack: ComposeProjec
             assert (await client.history("survivor")).frames == frames
     finally:
         await nc.close()
+
+
+def routes_of(stack: ComposeProject, node: str) -> set[str]:
+    """The servers `node` has routes with, from its monitoring, read inside its container
+    (the only place monitoring answers)."""
+    routez = stack.compose("exec", "-T", node, "wget", "-qO-", "http://127.0.0.1:8222/routez")
+    return {route["remote_name"] for route in json.loads(routez)["routes"] or []}
+
+
+def test_a_rogue_node_on_the_network_is_refused_a_route_and_monitoring(stack: ComposeProject) -> None:
+    """A nats-server the attacker runs on the compose network, dialing nats-1's route port
+    without the route password, is refused; and monitoring does not answer on the
+    network (only on each node's own loopback)."""
+    members = routes_of(stack, "nats-1")  # nats-3 at least: an earlier test stops nats-2
+    assert members and members <= {"nats-2", "nats-3"}
+    network = f"{stack.name}_default"
+    rogue = docker(
+        "run", "-d", "--rm", "--network", network, NATS_IMAGE,
+        "nats-server", "--name", "rogue", "--cluster_name", "unibus",
+        "--cluster", "nats://0.0.0.0:6222", "--routes", "nats-route://nats-1:6222",
+    ).strip()  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "authentication error" not in stack.compose("logs", "nats-1"):
+            assert time.monotonic() < deadline, "the rogue never tried"
+            time.sleep(0.5)
+        assert routes_of(stack, "nats-1") == members
+        probe = "import urllib.request; urllib.request.urlopen('http://nats-1:8222/varz', timeout=5)"
+        with pytest.raises(RuntimeError, match="Connection refused"):
+            stack.compose("exec", "-T", "shim", "python", "-c", probe)
+    finally:
+        docker("rm", "-f", rogue)
 
 
 def test_down_leaves_no_containers_networks_or_volumes(stack: ComposeProject) -> None:

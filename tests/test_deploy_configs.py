@@ -21,6 +21,7 @@ import yaml
 
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
+from unibus.callout.routes import ROUTE_USER, ensure_route_password
 from unibus.cli import build_parser
 from unibus.config import Config
 from unibus.natsserver import nats_server_binary
@@ -35,17 +36,25 @@ VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["versi
 IMAGE = f"unibus-control-plane:{VERSION}"
 
 
-BOUNDARY_ENV = {
-    f"UNIBUS_{role}_KEY": key for role, key in BoundaryKeys.ensure(tempfile.mkdtemp()).public().items()
-}
+KEYS_DIR = tempfile.mkdtemp()
+BOUNDARY_ENV = {f"UNIBUS_{role}_KEY": key for role, key in BoundaryKeys.ensure(KEYS_DIR).public().items()}
+ROUTE_PASSWORD = ensure_route_password(KEYS_DIR)
 
 
-def nats_check(path: Path) -> subprocess.CompletedProcess[str]:
-    # cluster.conf takes each node's name from $SERVER_NAME, as compose sets it; every
-    # config includes boundary.conf, which reads the public keys from UNIBUS_*_KEY.
+def nats_check(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # cluster.conf takes each node's name from $SERVER_NAME, its route password and seeds
+    # from UNIBUS_ROUTE_PASSWORD and UNIBUS_ROUTES, as compose sets them; every config
+    # includes boundary.conf, which reads the public keys from UNIBUS_*_KEY.
+    routes = f"[nats-route://{ROUTE_USER}:{ROUTE_PASSWORD}@nats-2:6222]"
     return subprocess.run(
         [nats_server_binary(), "-t", "-c", str(path)],
-        env={"SERVER_NAME": "nats-check", **BOUNDARY_ENV},
+        env={
+            "SERVER_NAME": "nats-check",
+            "UNIBUS_ROUTE_PASSWORD": ROUTE_PASSWORD,
+            "UNIBUS_ROUTES": routes,
+            **BOUNDARY_ENV,
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=30,
@@ -202,9 +211,11 @@ def test_compose_runs_a_three_node_cluster_two_services_and_a_shim(compose: dict
     # One queue group: the instances share the load instead of each answering.
     assert len({env_of(s).get("UNIBUS_QUEUE_GROUP", Config.queue_group) for s in planes.values()}) == 1
     conf = (DEPLOY / "nats" / "cluster.conf").read_text()
-    routes = set(re.findall(r"nats-route://([\w-]+):(\d+)", conf))
     cluster_port = int(conf_value(conf, "cluster", "listen").rsplit(":", 1)[1])
-    assert routes == {(name, str(cluster_port)) for name in nodes}
+    for node in nodes.values():
+        assert set(re.findall(r"@([\w-]+):(\d+)", node_routes(node))) == {
+            (name, str(cluster_port)) for name in nodes
+        }
     client_port = int(conf_value(conf, None, "listen").rsplit(":", 1)[1])
     # The nodes advertise no addresses (no_advertise): every client names all three.
     assert conf_value(conf, "cluster", "no_advertise") == "true"
@@ -212,6 +223,68 @@ def test_compose_runs_a_three_node_cluster_two_services_and_a_shim(compose: dict
         seeds = [host_port(url) for url in env_of(service)["UNIBUS_NATS_URL"].split(",")]
         assert sorted(seeds) == sorted((node, client_port) for node in nodes)
     assert "websocket" in conf
+
+
+def node_routes(node: dict[str, Any], password: str = ROUTE_PASSWORD) -> str:
+    """The `UNIBUS_ROUTES` a compose node's command gives nats-server: its shell run as
+    compose runs it (`$$` is compose's escape for `$`), with boundary.env's password."""
+    script = node["command"][2].replace("$$", "$").split(" && exec ")[0]
+    script = script.replace(". /var/lib/unibus/nats-env/boundary.env", f"UNIBUS_ROUTE_PASSWORD={password}")
+    done = subprocess.run(
+        ["sh", "-c", f'{script} && printf %s "$UNIBUS_ROUTES"'], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_compose_routes_carry_the_route_password(compose: dict[str, Any], tmp_path: Path) -> None:
+    """cluster.conf admits only routes with the password, and each node's seeds carry it:
+    the list its command builds is one nats-server reads (the server's own check)."""
+    conf = (DEPLOY / "nats" / "cluster.conf").read_text()
+    assert conf_value(conf, "authorization", "password") == "$UNIBUS_ROUTE_PASSWORD"
+    assert conf_value(conf, "cluster", "routes") == "$UNIBUS_ROUTES"
+    for node in nats_nodes(compose).values():
+        routes = node_routes(node)
+        assert routes.count(f"{ROUTE_USER}:{ROUTE_PASSWORD}@") == 3
+        (tmp_path / "boundary.conf").write_text((DEPLOY / "nats" / "boundary.conf").read_text())
+        (tmp_path / "cluster.conf").write_text(conf)
+        checked = nats_check(tmp_path / "cluster.conf", UNIBUS_ROUTES=routes)
+        assert checked.returncode == 0, checked.stderr
+
+
+def test_every_shipped_config_keeps_monitoring_on_loopback(compose: dict[str, Any]) -> None:
+    """Monitoring answers anyone without credentials (docs/security.md): bound to loopback
+    in every config, never published by compose, and not opened by the chart's values,
+    whose probes ask from inside the pod."""
+    for conf in NATS_CONFS:
+        text = conf.read_text()
+        if re.search(r"(?m)^(http|http_port|monitor_port|https):", text):
+            assert conf_value(text, None, "http").startswith("127.0.0.1:"), conf.name
+    for service in compose["services"].values():
+        assert not any(str(p).endswith((":8222", ":6222")) for p in service.get("ports", []))
+    values = yaml.safe_load((DEPLOY / "k8s" / "nats-values.yaml").read_text())
+    assert values["config"]["monitor"]["enabled"] is False
+    assert values["config"]["merge"]["http"].startswith("127.0.0.1:")
+    container = values["container"]["merge"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        assert command[0] == "wget" and command[-1].startswith("http://127.0.0.1:8222/healthz"), probe
+
+
+def test_k8s_routes_carry_the_route_password() -> None:
+    values = yaml.safe_load((DEPLOY / "k8s" / "nats-values.yaml").read_text())
+    cluster = values["config"]["cluster"]["merge"]
+    assert cluster["authorization"] == {"user": ROUTE_USER, "password": "<< $UNIBUS_ROUTE_PASSWORD >>"}
+    assert cluster["routes"] == "<< $UNIBUS_ROUTES >>"
+    routes = values["container"]["env"]["UNIBUS_ROUTES"]
+    seeds = re.findall(
+        rf"nats://{ROUTE_USER}:\$\(UNIBUS_ROUTE_PASSWORD\)@nats-(\d)\.nats-headless:6222", routes
+    )
+    assert sorted(seeds) == [str(i) for i in range(values["config"]["cluster"]["replicas"])]
+    secrets = {s["secretRef"]["name"] for s in values["container"]["merge"]["envFrom"]}
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    generated = {g["name"]: g for g in kustomization["secretGenerator"]}
+    assert any(generated[name].get("envs") == ["keys/boundary.env"] for name in secrets)
 
 
 def nats_nodes(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -365,7 +438,7 @@ def test_k8s_gives_each_role_only_its_seeds() -> None:
     found = deployments()
     plane = found["unibus-control-plane"]["spec"]["template"]["spec"]
     shim = found["unibus-shim"]["spec"]["template"]["spec"]
-    assert secret_files(plane) == {"issuer.nk", "service.nk", "responder.nk", "system.nk"}
+    assert secret_files(plane) == {"issuer.nk", "service.nk", "responder.nk", "callout.nk", "system.nk"}
     assert secret_files(shim) == {"shim.nk"}
     assert container_env(plane["containers"][0])["UNIBUS_KEYS_DIR"] == "/var/run/unibus/keys"
     assert container_env(shim["containers"][0])["UNIBUS_NKEY"].endswith("/shim.nk")
@@ -377,7 +450,7 @@ def test_compose_gives_each_role_only_its_keys(compose: dict[str, Any]) -> None:
     for name, service in services.items():
         program = command_of(service)
         if program[0] == "nats-server":
-            assert "public-keys" in mounted[name] and not {"keys", "shim-key"} & mounted[name]
+            assert "nats-env" in mounted[name] and not {"keys", "shim-key"} & mounted[name]
         elif program == ["unibus", "serve"]:
             assert "keys" in mounted[name] and env_of(service)["UNIBUS_KEYS_DIR"]
         elif program == ["unibus", "shim"]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from unibus.wire.names import ROOM_BUCKET
 from harness.boundary import Watched, as_role, connect_as, reauthorize
 from harness.instances import ServiceInstance
 from harness.plane import StartPlane
+from harness.waiting import wait_until
 
 ROOM = "unibus.room.r"
 Owner = Callable[[], Awaitable[ControlClient]]
@@ -51,10 +51,7 @@ async def holding(url: str, keys: BoundaryKeys, member: str, room: str = "r") ->
 
 
 async def until(check, within_s: float = SETTLED_S) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
+    await wait_until(check, "the grants settle", within_s=within_s, every_s=0.05)
 
 
 @pytest.fixture

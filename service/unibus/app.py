@@ -1,9 +1,11 @@
 """The control plane as a NATS micro service: wiring, dispatch and the error convention.
 
 Each endpoint is a queue-group subscription registered through `nats.micro`, so instances
-share load and show up in `$SRV.PING/INFO/STATS`. The framework calls a handler one
-message at a time per subscription; requests are handed to tasks instead (bounded by
-`max_in_flight`) so one large history read never holds up small ones.
+share load and show up in `$SRV.PING/INFO/STATS`; the auth callout is one of them, on a
+connection of its own (links.py). The framework calls a handler one message at a time per
+subscription; requests, the callout's included, are handed to tasks instead (bounded by
+`max_in_flight`) so one large history read never holds up small ones, and one connect
+waiting on the room bucket never holds up the next.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Final, NamedTuple
 
@@ -22,7 +25,7 @@ import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.micro import add_service
-from nats.micro.request import Request
+from nats.micro.request import Handler, Request
 from nats.micro.service import Service, ServiceConfig
 from prometheus_client import CollectorRegistry
 
@@ -42,7 +45,7 @@ from .metrics import CacheCollector, MetricsServer, ServiceMetrics
 from .notices import Notice
 from .operations.backup import restore_lock_name
 from .operations.reservation import reserve
-from .servicestats import ServiceStats
+from .servicestats import ServiceStats, add_endpoint_on
 from .storage import ConcurrentChange, KvStore, RoomExists, RoomStore, SqliteStore, StoreUnavailable
 from .storage.rooms import RowTooNew
 from .streams import StreamPolicy, StreamTaken, largest_frame
@@ -57,6 +60,10 @@ log = logging.getLogger(__name__)
 
 
 ORPHAN_SWEEP_S = 600.0
+CALLOUT_ENDPOINT = "auth-callout"
+
+Answer = Callable[[Request], Awaitable["Answered"]]
+"""One endpoint's work on one request: it replies (or not) and says how it went."""
 
 STATUS: Final[Mapping[type[DomainError], int]] = {
     AuthFailed: 401,
@@ -95,6 +102,7 @@ class ControlPlane:
         self._sweeper: asyncio.Task[None] | None = None
         self.deps: Deps | None = None
         self.service: Service | None = None
+        self._authorizer: Authorizer | None = None
         self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,10 +158,12 @@ class ControlPlane:
         group = self.service.add_group(name=f"{self.config.api_prefix}.rooms")
         for endpoint in ENDPOINTS:
             await group.add_endpoint(
-                name=endpoint.name, subject=endpoint.suffix, handler=self._dispatcher(endpoint)
+                name=endpoint.name,
+                subject=endpoint.suffix,
+                handler=self._dispatcher(endpoint.name, partial(self._handle, endpoint)),
             )
-        if self.links.keys is not None:
-            await self._serve_callout(self.links.keys, store)
+        if self.links.keys is not None and self.links.callout is not None:
+            await self._serve_callout(self.links.callout, self.links.keys, store)
         if self.links.system is not None:
             self.revoker = Revoker(
                 self.links.system,
@@ -200,11 +210,12 @@ class ControlPlane:
                 log.warning("orphan sweep failed; next in %.0f s", ORPHAN_SWEEP_S, exc_info=True)
             await asyncio.sleep(ORPHAN_SWEEP_S)
 
-    async def _serve_callout(self, keys: BoundaryKeys, store: RoomStore) -> None:
-        """The auth callout, an endpoint of this service: it shares the queue group, so
-        it scales with the instances and shows in `$SRV.STATS`."""
+    async def _serve_callout(self, callout: Client, keys: BoundaryKeys, store: RoomStore) -> None:
+        """The auth callout, an endpoint of this service received on the callout's own
+        connection: it shares the queue group, so it scales with the instances, shows in
+        `$SRV.STATS`, and is answered concurrently like every endpoint."""
         assert self.service is not None
-        authorizer = Authorizer(
+        self._authorizer = Authorizer(
             issuer=keys.issuer,
             rooms_of=current_rooms(store),
             api_prefix=self.config.api_prefix,
@@ -213,20 +224,32 @@ class ControlPlane:
             ttl_s=self.config.callout_ttl_s,
             revision=lambda: store.revision,
         )
+        handler = self._dispatcher(CALLOUT_ENDPOINT, self._authorize)
+        await add_endpoint_on(callout, self.service, CALLOUT_ENDPOINT, CALLOUT_SUBJECT, handler)
+        await confirm_interest(callout)
 
-        async def authorize(request: Request) -> None:
-            started = time.perf_counter()
-            try:
-                token, decision = await authorizer.answer(request.data)
+    async def _authorize(self, request: Request) -> Answered:
+        """Answer one callout with the signed authorization response (a user JWT, or a
+        refusal the server turns into `Authorization Violation`). A request that cannot be
+        read gets no answer at all: it did not come from a server, so its reply subject is
+        nobody's pending connect, and the stats count it as an error."""
+        assert self._authorizer is not None
+        started = time.perf_counter()
+        try:
+            token, decision = await self._authorizer.answer(request.data)
+            if token is not None:
                 await request.respond(token)
-            except Exception:
-                log.exception("auth callout: internal error")
-                return
-            if self.metrics is not None:
-                self.metrics.callout_decisions.labels(decision).inc()
-                self.metrics.callout_latency.observe(time.perf_counter() - started)
-
-        await self.service.add_endpoint(name="auth-callout", subject=CALLOUT_SUBJECT, handler=authorize)
+        except Exception:
+            log.exception("auth callout: internal error")
+            return Answered(500, "500 internal error", [])
+        if self.metrics is not None:
+            self.metrics.callout_decisions.labels(decision).inc()
+            self.metrics.callout_latency.observe(time.perf_counter() - started)
+        if decision == "unreadable":
+            return Answered(400, "400 unreadable authorization request (not answered)", [])
+        if decision == "refused":
+            return Answered(403, "403 connection refused", [])
+        return Answered(200, None, [])
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -253,10 +276,13 @@ class ControlPlane:
         assert self.deps is not None
         return self.deps.store
 
-    def _dispatcher(self, endpoint: Endpoint):  # type: ignore[no-untyped-def]
+    def _dispatcher(self, name: str, answer: Answer) -> Handler:
+        """The framework's handler for endpoint `name`: hands each request to a task, at
+        most `max_in_flight` across every endpoint at once, and returns."""
+
         async def dispatch(request: Request) -> None:
             await self._slots.acquire()
-            task = asyncio.create_task(self._timed(endpoint, request))
+            task = asyncio.create_task(self._timed(name, answer, request))
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
@@ -266,21 +292,21 @@ class ControlPlane:
         self._tasks.discard(task)
         self._slots.release()
 
-    async def _timed(self, endpoint: Endpoint, request: Request) -> None:
+    async def _timed(self, name: str, answer: Answer, request: Request) -> None:
         started = time.perf_counter_ns()
         if self.metrics is not None:
             self.metrics.in_flight.inc()
         try:
-            answered = await self._handle(endpoint, request)
+            answered = await answer(request)
         finally:
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
         # Timed to the reply: the notices go after it.
         elapsed = time.perf_counter_ns() - started
         if self.stats is not None:
-            self.stats.record(endpoint.name, elapsed, answered.error)
+            self.stats.record(name, elapsed, answered.error)
         if self.metrics is not None:
-            self.metrics.observe(endpoint.name, answered.code, elapsed / 1e9)
+            self.metrics.observe(name, answered.code, elapsed / 1e9)
         if answered.notices:
             await notices.send(self.links.responder, answered.notices)
 

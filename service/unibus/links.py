@@ -1,9 +1,11 @@
 """The service's NATS connections: who it connects as, and with which inbox.
 
-Under the trust boundary (docs/security.md) the service is three users with three
+Under the trust boundary (docs/security.md) the service is four users with four
 permission sets: `service` for JetStream, `responder` for requests (it may publish to
-inboxes only, so no reply subject a caller picks reaches JetStream) and `system` for
-cutting connections. Without the boundary one connection plays every part.
+inboxes only, so no reply subject a caller picks reaches JetStream), `callout` for the
+auth callout (it may publish callout answers only, and receives nothing a caller can
+address) and `system` for cutting connections. Without the boundary one connection plays
+every part, and there is no callout.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client
 
-from .callout.keys import BoundaryKeys
+from .callout.keys import SERVICE_ROLES, BoundaryKeys
 from .config import Config
 from .identity import Identity
 from .wire import connection
@@ -27,13 +29,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Links:
-    """The service's NATS connections. Under the trust boundary they are three users with
-    three permission sets (docs/security.md); without it one connection plays every part."""
+    """The service's NATS connections. Under the trust boundary they are four users with
+    four permission sets (docs/security.md); without it one connection plays every part."""
 
     service: Client
     """JetStream, the room bucket, the nonce stream; the in-process shim's requests."""
     responder: Client
-    """Receives control requests and callouts; may publish to inboxes only."""
+    """Receives control requests; may publish to inboxes only."""
+    callout: Client | None = None
+    """Receives the auth callout; may publish its answers only. None without the boundary."""
     system: Client | None = None
     """System account: finds and cuts connections. None without the boundary."""
     keys: BoundaryKeys | None = None
@@ -44,7 +48,7 @@ class Links:
         stuck in its callback must not hold shutdown (nats-py waits 30 s per connection)."""
         if self.events is not None:
             self.events.closing = True
-        for nc in {id(c): c for c in (self.responder, self.system, self.service) if c}.values():
+        for nc in {id(c): c for c in (self.callout, self.responder, self.system, self.service) if c}.values():
             try:
                 await asyncio.wait_for(nc.drain(), drain_s)
             except Exception:
@@ -53,7 +57,7 @@ class Links:
 
 
 async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Links:
-    """Connect the service: as its three boundary users when it has keys, else once."""
+    """Connect the service: as its four boundary users when it has keys, else once."""
     events = _ConnectionLog()
 
     async def dial(role: str, identity: Identity | None = None) -> Client:
@@ -75,14 +79,14 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
         return Links(service=nc, responder=nc, events=events)
     opened: list[Client] = []
     try:
-        for role in ("service", "responder", "system"):
+        for role in SERVICE_ROLES:
             opened.append(await dial(role, keys.users[role]))
     except BaseException:
         for nc in opened:
             await nc.close()
         raise
-    service, responder, system = opened
-    return Links(service, responder, system, keys, events)
+    service, responder, callout, system = opened
+    return Links(service, responder, callout, system, keys, events)
 
 
 class _ConnectionLog:

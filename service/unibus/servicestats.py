@@ -1,17 +1,39 @@
-"""Feeding nats.micro's per-endpoint statistics (`$SRV.STATS`) from where requests finish.
+"""Feeding nats.micro's per-endpoint statistics (`$SRV.STATS`) from where requests finish,
+and registering an endpoint whose requests arrive on another connection.
 
 The framework times a request by its handler, and ours returns at once, having handed
 the request to a task (`app.py`): left alone, `nats micro stats` would show every request
 taking microseconds and none failing. nats-py keeps those counters in private fields of
 its endpoint objects, with no public way to add to them; this module is the one place that
-writes them, so a change in nats-py has one place to be mended.
+touches them, so a change in nats-py has one place to be mended.
+
+The auth callout is an endpoint of the service like any other (in `$SRV.INFO` and
+`$SRV.STATS`), but its requests must arrive on a connection of its own, whose user may
+publish callout answers only (docs/security.md): nats.micro subscribes every endpoint on
+the service's own connection, so `add_endpoint_on` builds the endpoint and subscribes it
+on the connection it is given.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from nats.micro.service import Service
+from nats.aio.client import Client
+from nats.micro.request import Handler
+from nats.micro.service import Endpoint, EndpointConfig, Service
+
+
+async def add_endpoint_on(
+    client: Client, service: Service, name: str, subject: str, handler: Handler
+) -> None:
+    """An endpoint of `service` (its queue group, its `$SRV` answers, its counters) whose
+    requests `client` receives and answers."""
+    config = EndpointConfig(name=name, subject=subject, handler=handler, queue_group=service._queue_group)
+    endpoint = Endpoint(service, config)
+    endpoint._subscription = await client.subscribe(
+        subject, queue=endpoint._queue_group, cb=endpoint._handle_request
+    )
+    service._endpoints.append(endpoint)
 
 
 class ServiceStats:

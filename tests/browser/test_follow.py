@@ -82,7 +82,7 @@ async def test_a_browser_follower_gets_every_frame_once_across_cuts_expiries_and
     async with continuity.stage(tmp_path) as stage:
         follower = await PageFollower.open(chromium, origin, stage)
         sent = await continuity.run(stage, follower)
-        stored = await stage.stored()
+        stored = await stage.stored(len(sent))
         assert [frame for _, frame in stored] == sent
 
         async def caught_up() -> bool:
@@ -107,7 +107,7 @@ async def test_a_browser_follower_reports_the_frames_retention_removed(
 ) -> None:
     async with continuity.stage(tmp_path) as stage:
         sent = await continuity.publish(stage, 6, 0)
-        await stage.inspector.jetstream().purge_stream(f"UNIBUS_{stage.room}", seq=4)  # frames 1-3 gone
+        await stage.purge_before(4, len(sent))  # frames 1-3 are gone
         follower = await PageFollower.open(chromium, origin, stage)
 
         async def caught_up() -> bool:
@@ -139,7 +139,7 @@ async def test_a_browser_follower_outlives_a_control_plane_outage(
         assert (await follower.state())["error"] is None
 
 
-async def test_a_browser_follower_reauthorizes_on_a_granted_notice_and_checks_a_revoked_one(
+async def test_a_browser_follower_takes_up_a_granted_room_and_checks_a_revoked_notice(
     tmp_path: Path, origin: str, chromium: Any
 ) -> None:
     async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
@@ -152,21 +152,19 @@ async def test_a_browser_follower_reauthorizes_on_a_granted_notice_and_checks_a_
         await continuity.wait_for(delivered, 20, "the page delivered the first frame")
         assert (await follower.state())["reconnects"] == 0
 
-        # Granted a room: it reconnects by itself, so the new permission arrives.
-        await stage.notify("granted", "another-room")
+        # Added to another room, which cuts nobody: the control plane's notice makes it
+        # re-authorize by itself, once, and its connection then holds the new room.
+        await stage.grant_another_room()
+        await continuity.wait_for(stage.holds_another_room, 10, "the page took up its new room")
+        assert await follower.reconnects() == 1
 
-        async def reconnected() -> bool:
-            return bool((await follower.state())["reconnects"] >= 1)
-
-        await continuity.wait_for(reconnected, 10, "the page re-authorized")
-
-        # "revoked" for a room it is still in: it checks, and goes on.
+        # "revoked" for a room it is still in (forged): it asks, and goes on.
         await stage.notify("revoked", stage.room)
         sent += await continuity.publish(stage, 1, 0, first=2)
         await continuity.wait_for(delivered, 20, "the page delivered the second frame")
         state = await follower.state()
         assert state["error"] is None
         assert state["notices"] == [
-            {"event": "granted", "room": "another-room"},
+            {"event": "granted", "room": continuity.ANOTHER_ROOM},
             {"event": "revoked", "room": stage.room},
         ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,20 +29,39 @@ class ShippedSpec(ServerSpec):
     """deploy/nats/standalone.conf with loopback ports the server picks and the test's
     store directory; boundary.conf is copied beside it unchanged."""
 
+    conf = "standalone.conf"
+
     def render(self) -> str:
-        text = (DEPLOY_NATS / "standalone.conf").read_text()
+        text = (DEPLOY_NATS / self.conf).read_text()
         text = re.sub(r"(?m)^listen: 0\.0\.0\.0:4222$", f"listen: 127.0.0.1:{self.port or -1}", text)
-        text = re.sub(r"(?m)^http: 0\.0\.0\.0:8222$", "http: 127.0.0.1:-1", text)
+        text = re.sub(r"(?m)^http: ([\d.]+):8222$", r"http: \1:-1", text)
         text = re.sub(r"listen: 0\.0\.0\.0:8080", f"listen: 127.0.0.1:{self.websocket_port or -1}", text)
+        text = re.sub(r"listen: 0\.0\.0\.0:6222", f"listen: 127.0.0.1:{self.cluster_port}", text)
         text = text.replace("store_dir: /var/lib/unibus/jetstream", f'store_dir: "{self.store_dir}"')
         (self.store_dir / "boundary.conf").write_text((DEPLOY_NATS / "boundary.conf").read_text())
         return f'ports_file_dir: "{self.store_dir}"\n' + text
 
+    def monitoring_url(self) -> str:
+        """Where the running server's monitoring listens (it picked the port)."""
+        ports = json.loads(next(self.store_dir.glob("*.ports")).read_text())
+        return str(ports["monitoring"][0])
+
+
+class ShippedClusterSpec(ShippedSpec):
+    """deploy/nats/cluster.conf the same way: the node's name is `SERVER_NAME` and its
+    seeds `UNIBUS_ROUTES`, from the environment as compose gives them."""
+
+    conf = "cluster.conf"
+
 
 def shipped_server(root: Path, keys: BoundaryKeys) -> NatsServer:
     spec = ShippedSpec(store_dir=root, websocket_port=0, server_name="shipped")
-    env = {f"UNIBUS_{role}_KEY": key for role, key in keys.public().items()}
-    return NatsServer(spec, env=env)
+    return NatsServer(spec, env=boundary_env(keys))
+
+
+def boundary_env(keys: BoundaryKeys, **extra: str) -> dict[str, str]:
+    """The environment `boundary.env` gives a node: the public keys (and what `extra` adds)."""
+    return {f"UNIBUS_{role}_KEY": key for role, key in keys.public().items()} | extra
 
 
 @dataclass

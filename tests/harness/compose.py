@@ -15,7 +15,7 @@ from typing import Any
 from unibus.natsserver import free_port
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
-PORT_VARIABLES = ("UNIBUS_NATS_PORT", "UNIBUS_WEBSOCKET_PORT", "UNIBUS_MONITOR_PORT", "UNIBUS_SHIM_PORT")
+PORT_VARIABLES = ("UNIBUS_NATS_PORT", "UNIBUS_WEBSOCKET_PORT", "UNIBUS_SHIM_PORT")
 
 
 def compose_command() -> list[str] | None:

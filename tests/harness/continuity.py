@@ -24,6 +24,7 @@ from typing import Protocol
 import nats.errors
 from nats.aio.client import Client
 
+from unibus.callout.grants import Grant
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.serverconf import ACCOUNT
 from unibus.client import ControlClient, Identity
@@ -38,6 +39,7 @@ JWT_TTL_S = 3.0
 """Short enough that a run of some seconds sees several expiries of the follower's JWT."""
 FORGED_SEQUENCE = "1000000"
 FORGED_EVERY = 7
+ANOTHER_ROOM = "another-room"
 
 
 @dataclass
@@ -56,23 +58,41 @@ class Stage:
     """A member of the room (not its owner): the follower's identity."""
     server_restarted: bool = False
 
-    async def kick(self) -> int:
-        """Closes every connection of the reader through the system account (CONNZ, then
-        KICK), as the control plane cuts one; how many it closed. The callout names each
-        connection's user after its identity (with more, once grants are named)."""
+    async def connections(self) -> list[tuple[str, int, Grant]]:
+        """The reader's connections (server id, cid, and the grant the callout named each
+        after) through the system account's CONNZ."""
         query = json.dumps({"acc": ACCOUNT, "auth": True, "limit": 1024}).encode()
         answer = json.loads((await self.system.request("$SYS.REQ.SERVER.PING.CONNZ", query, 2)).data)
-        server_id = answer["server"]["id"]
-        kicked = 0
+        found = []
         for conn in answer["data"]["connections"] or []:
-            if self.reader.public_key in (conn.get("authorized_user") or ""):
-                body = json.dumps({"cid": conn["cid"]}).encode()
-                reply = await self.system.request(f"$SYS.REQ.SERVER.{server_id}.KICK", body, 2)
-                kicked += "error" not in json.loads(reply.data)
+            grant = Grant.parse(conn.get("authorized_user") or "")
+            if grant is not None and grant.identity == self.reader.public_key:
+                found.append((answer["server"]["id"], conn["cid"], grant))
+        return found
+
+    async def kick(self) -> int:
+        """Closes every connection of the reader through the system account (KICK), as
+        the control plane cuts one; how many it closed."""
+        kicked = 0
+        for server_id, cid, _ in await self.connections():
+            body = json.dumps({"cid": cid}).encode()
+            reply = await self.system.request(f"$SYS.REQ.SERVER.{server_id}.KICK", body, 2)
+            kicked += "error" not in json.loads(reply.data)
         return kicked
 
+    async def grant_another_room(self) -> None:
+        """The owner adds the reader to a second room."""
+        await self.owner.create_room(ANOTHER_ROOM, mode="ephemeral")
+        await self.owner.add_member(ANOTHER_ROOM, self.reader.public_key)
+
+    async def holds_another_room(self) -> bool:
+        """Whether the reader's one connection was granted the second room."""
+        grants = [grant for _, _, grant in await self.connections()]
+        return len(grants) == 1 and ANOTHER_ROOM in grants[0].rooms
+
     async def notify(self, event: str, room: str) -> None:
-        """A notice to the reader, as the control plane sends one."""
+        """A notice to the reader, sent by the suite's inspector (nobody else but the
+        control plane may publish into an inbox)."""
         notice = json.dumps({"event": event, "room": room}).encode()
         await self.inspector.publish(notice_subject(self.reader.public_key), notice)
 
@@ -95,8 +115,25 @@ class Stage:
     async def start_plane(self) -> Running:
         return await self.planes.enter_async_context(running(self.config))
 
-    async def stored(self) -> list[tuple[int, bytes]]:
-        """Every frame the room's stream holds, with its sequence, oldest first."""
+    async def holding(self, count: int) -> None:
+        """Until the room's stream has stored `count` frames (storing is asynchronous)."""
+        js = self.inspector.jetstream()
+
+        async def stored() -> bool:
+            return (await js.stream_info(f"UNIBUS_{self.room}")).state.messages >= count
+
+        await wait_for(stored, 10, f"{count} frames stored")
+
+    async def purge_before(self, seq: int, count: int) -> None:
+        """Once all `count` frames sent are stored, drops those below `seq`, as the room's
+        byte limit or an operator would."""
+        await self.holding(count)
+        await self.inspector.jetstream().purge_stream(f"UNIBUS_{self.room}", seq=seq)
+
+    async def stored(self, count: int) -> list[tuple[int, bytes]]:
+        """Once all `count` frames sent are stored, every frame the room's stream holds,
+        with its sequence, oldest first."""
+        await self.holding(count)
         js = self.inspector.jetstream()
         state = (await js.stream_info(f"UNIBUS_{self.room}")).state
         frames = []

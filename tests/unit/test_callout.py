@@ -82,7 +82,11 @@ def test_a_row_cannot_widen_a_grant() -> None:
 def test_anonymous_gets_every_room_but_never_jetstream_or_the_static_users_inboxes() -> None:
     granted = for_anonymous(CONTROL_PREFIX, ROOM_SUBJECT_PREFIX)
     assert "unibus.room.*" in granted.publish and "unibus.room.*" in granted.subscribe
-    assert set(granted.subscribe_deny) == {f"{inbox}.>" for inbox in INBOXES.values()}
+    # Its own plain inbox, never a peer's (four tokens deep) and never the static users'
+    # (outside `_INBOX` altogether).
+    assert "_INBOX.>" in granted.subscribe and granted.subscribe_deny == ("_INBOX.*.*.>",)
+    assert not any(inbox.startswith("_INBOX") for inbox in INBOXES.values())
+    assert not any(s.startswith("$JS") for s in (*granted.publish, *granted.subscribe))
     assert granted.claims()["sub"] == {"allow": list(granted.subscribe), "deny": list(granted.subscribe_deny)}
 
 
@@ -185,4 +189,4 @@ async def test_anonymous_only_where_the_mode_allows_it() -> None:
 async def test_a_request_that_is_not_a_servers_authorization_request_gets_no_answer(
     request_bytes: bytes,
 ) -> None:
-    assert await authorizer({}).answer(request_bytes) == (b"", "unreadable")
+    assert await authorizer({}).answer(request_bytes) == (None, "unreadable")

@@ -15,12 +15,13 @@ import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import nkeys
 
 from .. import identity
+from ..logthrottle import Throttle
 from ..storage import Room, RoomStore
 from . import jwt
 from .grants import Grant
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
 Decision = Literal["member", "anonymous", "refused", "unreadable"]
-"""What the callout answered: admitted with a member's or the anonymous permissions,
-refused with an error, or no answer at all to a request it could not read."""
+"""What the callout decided: admit with a member's or the anonymous permissions, refuse
+with an error, or send no answer at all to a request it could not read."""
 
 
 def current_rooms(store: RoomStore) -> RoomsOf:
@@ -74,26 +75,37 @@ class Authorizer:
     """The room copy's position, read right after `rooms_of`: the stamp of the grant the
     connection is named after (grants.py). A stamp that comes out too new only defers the
     revoker's judgment of the grant until its copy gets there."""
+    refusals: Throttle = field(default_factory=lambda: Throttle(log))
+    """Refused and unreadable requests are logged rate-limited with counts: anyone can
+    cause them, as fast as they can connect (the metrics count each)."""
 
-    async def answer(self, request_jwt: bytes) -> tuple[bytes, Decision]:
+    async def answer(self, request_jwt: bytes) -> tuple[bytes | None, Decision]:
         """The signed authorization response for one request (a user JWT, or an error),
-        and what was decided."""
+        and what was decided; None instead of a response to a request that is not a
+        server's (unreadable, or with no connection to address): it is not answered."""
         try:
             claims = jwt.decode(request_jwt.decode())
         except (UnicodeDecodeError, jwt.InvalidToken) as exc:
-            log.warning("auth callout: unreadable request (%s)", exc)
-            return b"", "unreadable"  # no subject or server to answer to: the client times out
+            self.refusals.log(logging.WARNING, "unreadable", "auth callout: unreadable request (%s)", exc)
+            return None, "unreadable"
         try:
             request = _parse(claims)
         except Refused as exc:
-            log.warning("auth callout: malformed request (%s)", exc)
-            return b"", "unreadable"
+            self.refusals.log(logging.WARNING, "malformed", "auth callout: malformed request (%s)", exc)
+            return None, "unreadable"
         decision: Decision
         try:
             user_jwt, decision = await self._user_jwt(request, claims["nats"])
             body: dict[str, Any] = {"jwt": user_jwt}
         except Refused as exc:
-            log.info("auth callout: refused %s (%s): %s", request.client_name, request.client_kind, exc)
+            self.refusals.log(
+                logging.INFO,
+                f"refused: {exc}",
+                "auth callout: refused %r (%s): %s",
+                request.client_name,
+                request.client_kind,
+                exc,
+            )
             body, decision = {"error": str(exc)}, "refused"
         response = {
             "sub": request.user_nkey,

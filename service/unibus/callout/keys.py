@@ -24,7 +24,7 @@ class MissingKeys(FileNotFoundError):
     """A keys directory without the seeds a process needs: a setting to fix, not a crash."""
 
 
-SERVICE_ROLES = ("service", "responder", "system")
+SERVICE_ROLES = ("service", "responder", "callout", "system")
 """What a control-plane instance needs; the shim's seed belongs to the shim alone."""
 ISSUER_FILE = "issuer.nk"
 
@@ -66,7 +66,7 @@ class BoundaryKeys:
         issuer_path = root / ISSUER_FILE
         if not issuer_path.exists():
             raw = nacl.signing.SigningKey.generate().encode()
-            _write_secret(issuer_path, bytes(nkeys.encode_seed(raw, nkeys.PREFIX_BYTE_ACCOUNT)).decode())
+            write_secret(issuer_path, bytes(nkeys.encode_seed(raw, nkeys.PREFIX_BYTE_ACCOUNT)).decode())
         for role in ROLES:
             path = root / f"{role}.nk"
             if not path.exists():
@@ -74,7 +74,7 @@ class BoundaryKeys:
         return cls.load(root)
 
 
-def _write_secret(path: Path, text: str) -> None:
+def write_secret(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text + "\n")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..identity import inbox_prefix
 from ..storage import Room
 from ..wire.ids import is_room_id
-from ..wire.names import INBOXES, stored_subject
+from ..wire.names import stored_subject
 
 DISCOVERY = ("$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
 
@@ -60,12 +60,17 @@ def for_member(
 
 def for_anonymous(api_prefix: str, room_subject_prefix: str) -> Permissions:
     """`dev`/`off` auth modes only: a connection without an nkey may call the control
-    plane and use every room's subject (demos with the `nats` CLI, whose inbox is plain
-    `_INBOX`), never JetStream, and never the inboxes of the control plane's own users.
-    It may follow every room's stored subject but, like a member, never publish there."""
+    plane and use every room's subject, never JetStream. It may follow every room's
+    stored subject but, like a member, never publish there. Its replies come to a plain
+    `_INBOX.<id>` inbox (the `nats` CLI's, nats-py's and nats.js's default: one token, and
+    one more for a request), so it may subscribe under `_INBOX`, but nothing four tokens
+    deep reaches it: a peer's replies (`_INBOX.<key>.<id>.<token>`) stay out of reach even
+    of `_INBOX.>` (nats-server checks a subscription's deny against each message it would
+    deliver). The control plane's own inboxes are outside `_INBOX` altogether
+    (wire.names.INBOXES), where a deny could not reach JetStream's deliveries."""
     rooms = f"{room_subject_prefix}.*"
     return Permissions(
         (f"{api_prefix}.rooms.>", *DISCOVERY, rooms),
         (rooms, stored_subject(rooms), "_INBOX.>"),
-        subscribe_deny=tuple(f"{inbox}.>" for inbox in INBOXES.values()),
+        subscribe_deny=("_INBOX.*.*.>",),
     )

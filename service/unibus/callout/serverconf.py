@@ -2,16 +2,27 @@
 auth callout. `deploy/nats/boundary.conf` is this text with `$UNIBUS_*_KEY` variables in
 place of the keys (a test keeps the two identical); the embedded default fills in keys.
 
-One account, `UNIBUS`, holds JetStream and everyone who uses it. Four static users skip
+One account, `UNIBUS`, holds JetStream and everyone who uses it. Five static users skip
 the callout (`auth_users`), each with the least it needs; every other connection is sent
 to the callout, which issues it a user JWT for `UNIBUS` with permissions from its rooms
-(`permissions.py`). The system user lives in `SYS` and can do two things: list
-connections and cut one.
+(`permissions.py`). The callout is answered by a user of its own that may publish callout
+answers (`$SYS._INBOX.>`) and nothing else, while the responder, which answers requests
+to reply subjects callers choose, may publish to `_INBOX.>` only: no caller can steer a
+control reply into a pending authorization. The system user lives in `SYS` and can do
+two things: list connections and cut one.
 """
 
 from __future__ import annotations
 
-from ..wire.names import CALLOUT_SUBJECT, CONTROL_PREFIX, INBOXES, bucket_name, control_subject, nonce_subject
+from ..wire.names import (
+    CALLOUT_REPLIES,
+    CALLOUT_SUBJECT,
+    CONTROL_PREFIX,
+    INBOXES,
+    bucket_name,
+    control_subject,
+    nonce_subject,
+)
 
 ACCOUNT = "UNIBUS"
 """The account every unibus connection lands in (a user JWT's `aud`)."""
@@ -19,8 +30,8 @@ SYSTEM_ACCOUNT = "SYS"
 
 
 def render(public_keys: dict[str, str] | None = None, api_prefix: str = CONTROL_PREFIX) -> str:
-    """The configuration block; `public_keys` maps ISSUER, SERVICE, RESPONDER, SHIM and
-    SYSTEM to public keys, or is None for `$UNIBUS_<ROLE>_KEY` variables."""
+    """The configuration block; `public_keys` maps ISSUER, SERVICE, RESPONDER, CALLOUT, SHIM
+    and SYSTEM to public keys, or is None for `$UNIBUS_<ROLE>_KEY` variables."""
 
     def key(role: str) -> str:
         return f'"{public_keys[role]}"' if public_keys else f"$UNIBUS_{role}_KEY"
@@ -54,11 +65,17 @@ accounts {{
           publish: {subjects(*service_publish)}
           subscribe: {subjects(f"{INBOXES['service']}.>")}
       }} }}
-      # Answers control requests and the auth callout; may publish to inboxes only, so no
-      # reply subject a caller chooses can reach JetStream.
+      # Answers control requests; may publish to inboxes only (peers', the shim's, the
+      # in-process shim's), so no reply subject a caller chooses can reach JetStream or a
+      # pending callout answer.
       {{ nkey: {key("RESPONDER")}, permissions: {{
-          publish: {subjects("_INBOX.>", "$SYS._INBOX.>")}
-          subscribe: {subjects(f"{control}.>", "$SRV.>", CALLOUT_SUBJECT)}
+          publish: {subjects("_INBOX.>", f"{INBOXES['service']}.>", f"{INBOXES['shim']}.>")}
+          subscribe: {subjects(f"{control}.>", "$SRV.>")}
+      }} }}
+      # Answers the auth callout, and publishes nothing but those answers.
+      {{ nkey: {key("CALLOUT")}, permissions: {{
+          publish: {subjects(CALLOUT_REPLIES)}
+          subscribe: {subjects(CALLOUT_SUBJECT)}
       }} }}
       # The HTTP shim: history requests and discovery, nothing else.
       {{ nkey: {key("SHIM")}, permissions: {{
@@ -78,11 +95,11 @@ accounts {{
   }}
 }}
 authorization {{
-  # Every connection that is not one of the four users above goes to the callout.
+  # Every connection that is not one of the five users above goes to the callout.
   auth_callout {{
     issuer: {key("ISSUER")}
     account: {ACCOUNT}
-    auth_users: [{", ".join(key(r) for r in ("SERVICE", "RESPONDER", "SHIM", "SYSTEM"))}]
+    auth_users: [{", ".join(key(r) for r in ("SERVICE", "RESPONDER", "CALLOUT", "SHIM", "SYSTEM"))}]
   }}
 }}
 """

@@ -1,8 +1,11 @@
 """`unibus boundary`: the trust boundary's keys and nats-server configuration.
 
-`init DIR` creates the seeds (keeping any that exist) and `DIR/boundary.env`, the public
-keys as the `UNIBUS_*_KEY` variables `deploy/nats/boundary.conf` reads. `config` prints
-that block, with the keys filled in when `--keys` names a directory.
+`init DIR` creates the seeds and the cluster's route password (keeping any that exist) and
+`DIR/boundary.env`, what nats-server's environment needs: the public keys as the
+`UNIBUS_*_KEY` variables `deploy/nats/boundary.conf` reads, and the route password
+`deploy/nats/cluster.conf` reads (callout/routes.py). It holds a secret, so it is written
+0600 like the seeds. `config` prints the boundary block, with the keys filled in when
+`--keys` names a directory.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..callout import serverconf
-from ..callout.keys import BoundaryKeys
+from ..callout.keys import BoundaryKeys, write_secret
+from ..callout.routes import PASSWORD_VARIABLE, ensure_route_password
 from ..wire.names import CONTROL_PREFIX
 from .output import emit
 
@@ -35,13 +39,18 @@ def env_lines(keys: BoundaryKeys) -> str:
 
 def run_init(args: argparse.Namespace) -> int:
     keys = BoundaryKeys.ensure(args.dir)
+    password = ensure_route_password(args.dir)
     env = Path(args.dir) / "boundary.env"
-    env.write_text(env_lines(keys))
+    env.unlink(missing_ok=True)
+    write_secret(env, f"{env_lines(keys)}{PASSWORD_VARIABLE}={password}")
     made = {"dir": args.dir, "env_file": str(env), "public_keys": keys.public()}
     # Plain NAME=value lines (compose's env_file and Kustomize's envs refuse `export`):
     # a shell exports them with `set -a`.
     start = f"set -a && . {env} && set +a && nats-server -c deploy/nats/standalone.conf"
-    human = f"seeds in {args.dir}; public keys in {env}:\n{env_lines(keys)}nats-server reads them: {start}"
+    human = (
+        f"seeds and route password in {args.dir}; for nats-server: {env} (a secret); public keys:\n"
+        f"{env_lines(keys)}nats-server reads them: {start}"
+    )
     emit(args, made, human)
     return 0
 

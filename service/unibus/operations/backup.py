@@ -41,7 +41,14 @@ from ..storage.rooms import Room
 from ..wire import jsapi
 from ..wire.ids import is_room_id
 from ..wire.jscodes import JSStreamNameExistErr, JSStreamNameExistRestoreFailedErr, JSStreamNotFoundErr
-from ..wire.names import ROOM_STREAM_PREFIX, bucket_name, nonce_stream_name, ping_subject, stream_name
+from ..wire.names import (
+    ROOM_STREAM_PREFIX,
+    bucket_name,
+    nonce_stream_name,
+    ping_subject,
+    stored_subject,
+    stream_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +365,9 @@ def _verify(directory: Path, entry: Saved, config: Config) -> None:
             and subjects == [room_subject]
             and all(bool(entry.config.get(key)) == wanted for key, wanted in _ROOM_SETTINGS.items())
         )
-    forwarding = any(entry.config.get(key) for key in _FORWARDING)
+    republish = entry.config.get("republish")
+    own = entry.stream != f"KV_{bucket}" and _is_room_republish(republish, room_id, config)
+    forwarding = any(entry.config.get(key) for key in _FORWARDING if not (key == "republish" and own))
     if not shaped or forwarding or entry.file != f"{entry.stream}.snapshot":
         raise BackupError(f"{directory / MANIFEST}: {entry.stream} is not a stream `unibus backup` saves")
     path = directory / entry.file
@@ -368,6 +377,20 @@ def _verify(directory: Path, entry: Saved, config: Config) -> None:
         raise BackupError(f"{path} is missing: the backup is incomplete") from None
     if actual != entry.sha256:
         raise BackupError(f"{path} does not match its checksum: the backup is damaged")
+
+
+def _is_room_republish(republish: Any, room_id: str, config: Config) -> bool:
+    """Whether it is the one republish every room stream carries (streams.py): each stored
+    frame, whole, from the room's subject to its own stored subject, which only the room's
+    members may read. Any other republish forwards frames past the permissions."""
+    room_subject = f"{config.room_subject_prefix}.{room_id}"
+    return (
+        isinstance(republish, dict)
+        and set(republish) <= {"src", "dest", "headers_only"}
+        and republish.get("src") == room_subject
+        and republish.get("dest") == stored_subject(room_subject)
+        and not republish.get("headers_only")
+    )
 
 
 def _new_file(path: Path, mode: str) -> IO[Any]:

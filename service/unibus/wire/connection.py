@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -154,6 +155,7 @@ class ErrorLog:
         self.auth_setting = auth_setting
         self.every_s = every_s
         self.last: str | None = None
+        self._kind: str | None = None
         self.logged_at = 0.0
         self.repeats = 0
 
@@ -168,12 +170,20 @@ class ErrorLog:
     async def log(self, exc: Exception) -> None:
         # A bound coroutine function: nats-py refuses callable objects as callbacks.
         text = self.explain(exc)
+        # Errors alike but for a quoted subject are one kind: a caller who aims replies at
+        # subjects this user may not publish to gets a permissions violation per request,
+        # each naming another subject, and must not get a log line per request.
+        kind = _QUOTED.sub('"…"', text)
         now = time.monotonic()
-        if text == self.last and now - self.logged_at < self.every_s:
+        self.last = text
+        if kind == self._kind and now - self.logged_at < self.every_s:
             self.repeats += 1
             return
-        if text == self.last:
+        if kind == self._kind:
             log.warning("nats: %s (%d more times)", text, self.repeats)
         else:
             log.warning("nats: %s", text)
-        self.last, self.logged_at, self.repeats = text, now, 0
+        self._kind, self.logged_at, self.repeats = kind, now, 0
+
+
+_QUOTED = re.compile(r'"[^"]*"')

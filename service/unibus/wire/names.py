@@ -15,6 +15,7 @@ from nats.micro.service import ServiceVerb
 from nats.micro.service import control_subject as micro_subject
 
 __all__ = [
+    "CALLOUT_REPLIES",
     "CALLOUT_SUBJECT",
     "CONTROL_PREFIX",
     "ERROR_CODE_HEADER",
@@ -46,15 +47,22 @@ ROOM_SUBJECT_PREFIX = "unibus.room"
 """A room's data subject is `<prefix>.<roomID>`."""
 CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 """Where nats-server sends auth callout requests (ADR-26)."""
+CALLOUT_REPLIES = "$SYS._INBOX.>"
+"""Where nats-server takes a callout's answer: each request's reply subject is under it."""
 
-ROLES = ("service", "responder", "shim", "system")
+ROLES = ("service", "responder", "callout", "shim", "system")
 """The static users of the trust boundary (callout/serverconf.py). service: JetStream, the
-room bucket and the nonce stream. responder: answers control requests and the auth
-callout, and may publish nowhere but inboxes. shim: history requests only. system: finds
-and cuts an identity's connections (system account)."""
-INBOXES = {role: f"_INBOX.unibus-{role}" for role in ROLES}
-"""Inbox prefixes of the static users. A peer's is `_INBOX.<its U… key>`, which no role
-name can equal, so no two connections share one."""
+room bucket and the nonce stream. responder: answers control requests, and may publish
+nowhere but inboxes. callout: answers the auth callout, and may publish nowhere but the
+server's callout replies. shim: history requests only. system: finds and cuts an
+identity's connections (system account)."""
+INBOXES = {role: f"_UNIBUS_INBOX.{role}" for role in ROLES}
+"""Inbox prefixes of the static users: the control plane's JetStream replies, its bucket
+watch's deliveries and the shim's replies arrive under them. Outside `_INBOX`, so that no
+`_INBOX` wildcard matches them (dev mode's connections without an nkey may subscribe under
+`_INBOX`; a subscription permission's deny is checked against a JetStream delivery's
+stream subject, not the inbox it is delivered to, so a deny could not keep them out).
+A peer's is `_INBOX.<its U… key>`."""
 
 ROOM_STREAM_PREFIX = "UNIBUS_"
 ROOM_BUCKET = "UNIBUS_ROOMS"
