@@ -192,7 +192,9 @@ async def test_a_connection_flood_by_one_identity_is_refused_beyond_its_limit(
     held = [watched for watched in flood if watched is not None]
     try:
         before = await state_of(bob_peer.control, "bobs")
-        assert LIMIT <= len(held) <= LIMIT + OVERSHOOT
+        assert len(held) <= LIMIT + OVERSHOOT
+        while len(held) < LIMIT:  # a connect of the flood that timed out on a busy machine
+            held.append(await connect_as(url, alice))
         assert "authorization violation" in (await refused_connect(url, alice)).lower()
         await asyncio.gather(*(refused_connect(url, alice) for _ in range(LIMIT)))
         assert all(w.nc.is_connected for w in held)
