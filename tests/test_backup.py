@@ -197,7 +197,7 @@ async def test_a_room_larger_than_the_servers_flow_window_is_acknowledged_throug
     the boundary's permissions for the control plane's user."""
     async with two_servers(tmp_path, boundary_keys, inspector) as (old, new, nc_old, nc_new):
         async with plane_starter(tmp_path, old) as start:
-            await start()
+            await start(room_max_bytes=32 * 1024 * 1024)  # the room holds all 25 MB
             await ControlClient(nc_old, alice).create_room("large", encrypted=False)
             for _ in range(50):
                 await nc_old.publish("unibus.room.large", os.urandom(500_000))

@@ -520,3 +520,22 @@ async def test_follows_on_after_its_jwt_expired_while_no_control_plane_answered(
     finally:
         await first.aclose()
         await follower.nc.close()
+
+
+async def test_a_burst_of_grants_costs_one_reconnect_a_second(nc: Client, bob_peer: Peer) -> None:
+    """Anyone may add anyone: ten grants in a moment are taken up by two reconnects (one
+    at once, one for the rest a second later), not ten."""
+    import json
+
+    from unibus.identity import notice_subject
+
+    before = await settled(bob_peer.nc)
+    for i in range(10):
+        await nc.publish(
+            notice_subject(bob_peer.identity.public_key),
+            json.dumps({"event": "granted", "room": f"r{i}"}).encode(),
+        )
+        await asyncio.sleep(0.02)
+    await nc.flush()
+    await asyncio.sleep(2.5)
+    assert bob_peer.nc.stats["reconnects"] - before == 2

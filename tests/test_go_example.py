@@ -244,6 +244,7 @@ class GoFollower:
         return [line["gap"] for line in self.lines if "gap" in line]
 
 
+@pytest.mark.timeout(240)  # the scenario alone publishes for 16 s; the suite's 2 cores are shared
 async def test_a_go_follower_gets_every_frame_once_across_cuts_expiries_and_restarts(
     peer_binary: Path, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -12,10 +13,11 @@ from nats.aio.client import Client
 
 from unibus.client import ControlClient, Identity
 from unibus.config import Config
+from unibus.natsserver import NatsServer
 from unibus.runner import Running
 from unibus.streams import largest_frame
 
-from harness.plane import StartPlane
+from harness.plane import StartPlane, plane_starter
 from harness.waiting import wait_stored, wait_until
 
 
@@ -177,6 +179,28 @@ async def test_history_survives_a_go_client_style_stream_update(nc: Client, as_a
     assert restored.max_msg_size == largest_frame(nc.max_payload)
 
 
+async def test_a_lower_room_limit_never_shrinks_a_stream_that_holds_frames(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, alice: Identity
+) -> None:
+    """A room made under a larger `UNIBUS_ROOM_MAX_BYTES` (the former 256 MiB default)
+    keeps its reservation and every frame when an instance with a lower one reads it:
+    lowering a stream's max_bytes would drop its oldest frames."""
+    client = ControlClient(nc, alice)
+    async with plane_starter(tmp_path, nats_server) as start:
+        await start(room_max_bytes=200_000)
+        room = await client.create_room("older")
+        for i in range(150):
+            await nc.publish(room["subject"], b"%04d" % i * 250)
+        await wait_stored(nc, "UNIBUS_older", 150)
+    async with plane_starter(tmp_path, nats_server) as start:
+        await start(room_max_bytes=100_000)
+        page = await client.history("older", limit=1000)
+        assert len(page.frames) == 150
+        assert (await nc.jetstream().stream_info("UNIBUS_older")).config.max_bytes == 200_000
+        await client.create_room("newer")
+        assert (await nc.jetstream().stream_info("UNIBUS_newer")).config.max_bytes == 100_000
+
+
 async def test_a_room_keeps_its_newest_frames_within_its_byte_limit(
     start_plane: StartPlane, nc: Client, alice: Identity
 ) -> None:
@@ -274,10 +298,12 @@ async def test_pages_are_bounded_in_bytes_and_paging_returns_every_frame_once(
 
 
 async def test_a_huge_read_neither_stalls_other_reads_nor_disconnects_the_service(
-    nc: Client, as_alice: ControlClient, plane: Running
+    nc: Client, start_plane: StartPlane, alice: Identity
 ) -> None:
     """40 frames of 700 KB read with limit=1000 (28 MB through the service, one page of
     one frame out) while small reads of another room go on answering."""
+    plane = await start_plane(room_max_bytes=32 * 1024 * 1024)  # the room holds all 40
+    as_alice = ControlClient(nc, alice)
     big = await as_alice.create_room("big")
     small = await as_alice.create_room("small")
     for i in range(40):

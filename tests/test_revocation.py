@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
+from unibus.callout.authorizer import Authorizer
 from unibus.callout.grants import Grant
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity
@@ -234,6 +235,52 @@ async def test_connects_racing_removals_keep_no_room(
         storming.clear()
         for conn in opened:
             await conn.nc.close()
+
+
+async def test_a_grant_computed_before_a_removal_but_applied_after_its_pass_is_cut(
+    start_plane: StartPlane,
+    nats_server: NatsServer,
+    boundary_keys: BoundaryKeys,
+    owner: Owner,
+    bob: Identity,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race made certain instead of hoped for: the callout computes bob's grant (with
+    the room), then its answer is held back 1 s, within nats-server's 2 s authorization
+    window; bob is removed meanwhile and the revocation pass finds his connection still
+    being authorized. It must look again once the grant is applied, and cut it."""
+    await start_plane()
+    alice = await owner()
+    await alice.add_member("r", bob.public_key)
+    slow = asyncio.Event()
+    answer = Authorizer.answer
+
+    async def answer_late(self: Authorizer, request: bytes) -> tuple[bytes, str]:
+        result = await answer(self, request)
+        if slow.is_set():
+            slow.clear()
+            await asyncio.sleep(1.0)  # the grant is computed; the server gets it later
+        return result
+
+    monkeypatch.setattr(Authorizer, "answer", answer_late)
+    slow.set()
+    connecting = asyncio.create_task(connect_as(nats_server.url, bob))
+    await until(lambda: _not_set(slow))  # bob's grant, with the room, is computed
+    await alice.remove_member("r", bob.public_key)
+    late = await connecting
+    try:
+
+        async def none_left() -> bool:
+            return await holding(nats_server.url, boundary_keys, bob.public_key) == 0
+
+        await until(none_left)
+        await until(lambda: _reconnected(late.nc, 0))  # it held the room, and was cut
+    finally:
+        await late.nc.close()
+
+
+async def _not_set(event: asyncio.Event) -> bool:
+    return not event.is_set()
 
 
 async def _write_removal(nc: Client, member: str) -> None:

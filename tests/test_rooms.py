@@ -316,7 +316,11 @@ async def test_kill_9_during_creates_leaves_orphans_the_sweep_removes(
     """A real crash: `unibus serve` killed with SIGKILL while 150 creates are in flight.
     The streams whose rows never came are swept; every room that answered keeps its
     stream. Rounds repeat until a crash has landed between a stream and its row."""
-    env = {"UNIBUS_KEYS_DIR": str(tmp_path / "keys"), "UNIBUS_CREATES_PER_SECOND": "100000"}
+    env = {
+        "UNIBUS_KEYS_DIR": str(tmp_path / "keys"),
+        "UNIBUS_CREATES_PER_SECOND": "100000",
+        "UNIBUS_CREATOR_STORE_BYTES": str(2**40),  # 1,200 rooms of one creator, all persisted
+    }
     client = ControlClient(nc, alice, timeout_s=2.0)
     orphaned: set[str] = set()
     for round_ in range(8):

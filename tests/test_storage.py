@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StreamConfig
+from nats.js.errors import APIError, NotFoundError
 
 from unibus.callout.keys import BoundaryKeys
-from unibus.client import ControlClient, Identity, InsufficientStorage
+from unibus.client import ControlClient, Identity, InsufficientStorage, TooMany
 from unibus.config import Config
 from unibus.natsserver import NatsServer
-from unibus.wire.names import NONCE_STREAM, ROOM_BUCKET
+from unibus.wire.names import CREATIONS_STREAM, NONCE_STREAM, ROOM_BUCKET
 
 from harness.boundary import bounded_spec, connect_inspector
 from harness.plane import StartPlane, plane_starter
@@ -27,8 +28,8 @@ MIB = 1024 * 1024
 async def small_store(
     tmp_path: Path, boundary_keys: BoundaryKeys, inspector: Identity
 ) -> AsyncIterator[tuple[NatsServer, Client]]:
-    """A boundary server whose JetStream store holds 6 MiB in all."""
-    spec = bounded_spec(tmp_path / "small", boundary_keys, inspector, max_file_store=6 * MIB)
+    """A boundary server whose JetStream store holds 7 MiB in all."""
+    spec = bounded_spec(tmp_path / "small", boundary_keys, inspector, max_file_store=7 * MIB)
     server = NatsServer(spec).start()
     nc = await connect_inspector(server.url, inspector)
     yield server, nc
@@ -67,7 +68,7 @@ async def test_rooms_filling_the_store_leave_the_control_plane_working(
         with pytest.raises(InsufficientStorage, match="nothing was created"):
             for i in range(10):
                 created.append((await as_alice.create_room(f"r{i}", encrypted=False))["id"])
-        assert len(created) == 4  # 6 MiB: 1 bucket + 1 nonces + 4 rooms of 1 MiB
+        assert len(created) == 4  # 7 MiB: 1 bucket + 1 nonces + 1 creation counts + 4 rooms of 1 MiB
         assert [room["id"] for room in await as_alice.list_rooms()] == created
 
         # Every room's publishers fill it, and then some: the store is full.
@@ -99,3 +100,28 @@ async def test_state_made_before_reservations_gets_them(start_plane: StartPlane,
     await start_plane()
     assert (await js.stream_info(f"KV_{ROOM_BUCKET}")).config.max_bytes == Config().bucket_max_bytes
     assert (await js.stream_info(NONCE_STREAM)).config.max_bytes == Config().nonces_max_bytes
+
+
+async def test_an_instance_starts_on_a_store_that_rooms_hold_whole(
+    tmp_path: Path, small_store: tuple[NatsServer, Client], alice: Identity, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment from before the creation counts, whose rooms reserve the whole store:
+    a new instance still starts (JetStream refuses even an add of an existing stream's
+    own config there), counts creations in memory, and says why."""
+    server, nc = small_store
+    js = nc.jetstream()
+    async with plane_starter(tmp_path, server) as start:
+        await start(room_max_bytes=MIB, bucket_max_bytes=MIB, nonces_max_bytes=MIB)
+    await js.delete_stream(CREATIONS_STREAM)
+    with pytest.raises(APIError, match="insufficient storage"):  # rooms of before take it all
+        for i in range(10):
+            await js.add_stream(StreamConfig(name=f"UNIBUS_old{i}", subjects=[f"old.{i}"], max_bytes=MIB))
+    async with plane_starter(tmp_path, server) as start:
+        await start(room_max_bytes=MIB, bucket_max_bytes=MIB, nonces_max_bytes=MIB, creates_per_second=0.1)
+        with pytest.raises(NotFoundError):
+            await js.stream_info(CREATIONS_STREAM)
+        assert any("counted per instance" in r.getMessage() for r in caplog.records)
+        as_alice = ControlClient(nc, alice)
+        with pytest.raises(TooMany):
+            for _ in range(51):
+                await as_alice.create_room(mode="ephemeral", encrypted=False)

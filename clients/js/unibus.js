@@ -29,8 +29,13 @@ const STORED_SUFFIX = ".stored";
 const HEADER_SEQUENCE = "Nats-Sequence";
 const HEADER_ERROR_CODE = "Nats-Service-Error-Code";
 const HEADER_ERROR = "Nats-Service-Error";
+// On a reply whose signer's rooms changed (a `create`): this connection's grant predates
+// the change, so it re-authorizes before the caller uses it.
+const HEADER_RECONNECT = "Unibus-Reconnect";
 const REQUEST_TIMEOUT_MS = 5000;
 const RETRY_PAUSE_MS = 100;
+// The backoff of a read resent while the control plane is away doubles up to this.
+const MAX_RETRY_PAUSE_MS = 2000;
 // Catch-up reads that may still answer below a sequence already seen live (a clustered
 // stream's replica can lag the leader that republished it) before the live copy is taken.
 const LAGGING_READS = 10;
@@ -154,7 +159,9 @@ export class Session {
 
   /**
    * One signed request to `<prefix>.rooms.<endpoint>`; the reply message, or a
-   * ServiceError (NATS "no responders" counts as 503, as docs/protocol.md says).
+   * ServiceError (NATS "no responders" counts as 503, as docs/protocol.md says). A reply
+   * with `Unibus-Reconnect: true` (after `create`) comes back once the connection has
+   * re-authorized, so the new room can be used at once.
    */
   async request(endpoint, body = "") {
     const subject = `${this.prefix}.rooms.${endpoint}`;
@@ -173,7 +180,22 @@ export class Session {
     }
     const code = reply.headers?.get(HEADER_ERROR_CODE);
     if (code) throw new ServiceError(subject, Number(code), reply.headers.get(HEADER_ERROR));
+    if (reply.headers?.get(HEADER_RECONNECT) === "true") await this.#reauthorized();
     return reply;
+  }
+
+  // Until the connection is back after a re-authorization this asks for.
+  #reauthorized() {
+    const back = new Promise((resolve) => {
+      const undo = this.listen((event) => {
+        if (event.type === "reconnect") {
+          undo();
+          resolve();
+        }
+      });
+    });
+    this.reauthorize();
+    return back;
   }
 
   /**
@@ -182,13 +204,13 @@ export class Session {
    * the answer and is thrown; so is a closed connection.
    */
   async read(endpoint, body = "") {
-    for (;;) {
+    for (let pause = RETRY_PAUSE_MS; ; pause = Math.min(2 * pause, MAX_RETRY_PAUSE_MS)) {
       let reply;
       try {
         reply = await this.request(endpoint, body);
       } catch (err) {
         if ((err instanceof ServiceError && err.code < 500) || this.nc.isClosed()) throw err;
-        await sleep(RETRY_PAUSE_MS);
+        await sleep(pause);
         continue;
       }
       return reply.json();

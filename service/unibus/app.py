@@ -34,11 +34,19 @@ from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verif
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.replies import ReplyElsewhere
 from .callout.authorizer import Authorizer, current_rooms
+from .callout.connections import ConnectionCounts, EventsRefused
 from .callout.keys import BoundaryKeys
 from .callout.revoker import Revoker
 from .config import AuthMode, Config
 from .endpoints import ENDPOINTS, Call, Deps, Endpoint, Reply
-from .endpoints.quotas import CreationRate
+from .endpoints.creations import (
+    CREATIONS_MAX_BYTES,
+    CreationLimit,
+    LocalCreations,
+    Rule,
+    SharedCreations,
+    creation_limit,
+)
 from .errors import ApiError, DomainError, StartRefused, bad_request
 from .framecache import FrameCache
 from .links import Links
@@ -55,7 +63,7 @@ from .wire import connection
 from .wire.ids import ROOM_ID_RULE, is_room_id
 from .wire.interest import confirm_interest
 from .wire.jscodes import JSNotEnabledForAccountErr
-from .wire.names import CALLOUT_SUBJECT, bucket_name, nonce_stream_name
+from .wire.names import CALLOUT_SUBJECT, bucket_name, creations_stream_name, nonce_stream_name
 from .wire.signing import RECONNECT_HEADER
 
 log = logging.getLogger(__name__)
@@ -115,6 +123,7 @@ class ControlPlane:
         js = await _jetstream(self.nc, self.config)
         replicas = _replicas(self.nc, self.config) if js else 1
         store: RoomStore
+        creations: CreationLimit
         if js is not None:
             await _no_restore_under_way(js, self.config)
             store = await KvStore.open(
@@ -127,13 +136,16 @@ class ControlPlane:
             )
             # Instances of a queue group must share one replay guard (LocalNonces otherwise).
             self.verifier.replay = await SharedNonces.open(js, self.config, replicas)
-            await self._reserve_own_streams(js)
+            # …and one creation count, or each instance would add its own rate (creations.py).
+            creations = await creation_limit(self.nc, js, self.config, replicas)
+            await self._reserve_own_streams(js, counted=isinstance(creations, SharedCreations))
         else:
             log.warning("no JetStream: rooms are kept in SQLite and histories are empty")
             data = Path(self.config.data_dir)
             store = SqliteStore(data / "rooms.sqlite")
             self._sqlite_nonces = SqliteNonces(data / "nonces.sqlite", self.config.clock_skew_s)
             self.verifier.replay = self._sqlite_nonces
+            creations = LocalCreations(Rule(self.config.creates_per_second))
         limit = self.config.room_max_msg_size or largest_frame(self.nc.max_payload)
         policy = StreamPolicy(replicas, self.config.room_max_bytes, limit, self.config.api_prefix)
         self.deps = Deps(
@@ -142,7 +154,7 @@ class ControlPlane:
             self.nc,
             js,
             policy,
-            CreationRate(self.config.creates_per_second),
+            creations,
             FrameCache(self.config.history_cache_bytes),
             ReadIndex(self.nc, self.config.js_timeout_s),
         )
@@ -166,8 +178,6 @@ class ControlPlane:
                 subject=endpoint.suffix,
                 handler=self._dispatcher(endpoint.name, partial(self._handle, endpoint)),
             )
-        if self.links.keys is not None and self.links.callout is not None:
-            await self._serve_callout(self.links.callout, self.links.keys, store)
         if self.links.system is not None:
             self.revoker = Revoker(
                 self.links.system,
@@ -177,6 +187,8 @@ class ControlPlane:
             )
             await self.revoker.learn_servers()
             self.revoker.start()
+        if self.links.keys is not None and self.links.callout is not None:
+            await self._serve_callout(self.links.callout, self.links.keys, store)
         if js is not None:
             self._sweeper = asyncio.create_task(self._sweep_orphans(js, store), name="unibus-orphans")
         await confirm_interest(self.links.responder)
@@ -227,6 +239,8 @@ class ControlPlane:
             allow_anonymous=self.config.auth_mode is not AuthMode.ENFORCE,
             ttl_s=self.config.callout_ttl_s,
             revision=lambda: store.revision,
+            connections=await self._connection_counts(),
+            max_connections=self.config.max_connections_per_identity,
         )
         handler = self._dispatcher(CALLOUT_ENDPOINT, self._authorize)
         await add_endpoint_on(callout, self.service, CALLOUT_ENDPOINT, CALLOUT_SUBJECT, handler)
@@ -254,6 +268,22 @@ class ControlPlane:
         if decision == "refused":
             return Answered(403, "403 connection refused", [])
         return Answered(200, None, [])
+
+    async def _connection_counts(self) -> ConnectionCounts | None:
+        """Kept from the servers' connect events, for the per-identity connection limit."""
+        if self.revoker is None or self.links.system is None or not self.config.max_connections_per_identity:
+            return None
+        counts = ConnectionCounts(self.links.system, self.revoker)
+        try:
+            await counts.start()
+        except EventsRefused as exc:
+            log.warning(
+                "no per-identity connection limit: the system user may not follow connection events (%s);"
+                " use deploy/nats/boundary.conf or `unibus boundary config` of this version",
+                exc,
+            )
+            return None
+        return counts
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -314,12 +344,15 @@ class ControlPlane:
         if answered.notices:
             await notices.send(self.links.responder, answered.notices)
 
-    async def _reserve_own_streams(self, js: JetStreamContext) -> None:
-        """The room bucket and the nonce stream are created with their reservations; ones
-        an older version made get theirs now (operations/reservation.py)."""
+    async def _reserve_own_streams(self, js: JetStreamContext, counted: bool) -> None:
+        """The room bucket, the nonce stream and the creation counts (when `counted` in
+        JetStream) are created with their reservations; ones an older version made get
+        theirs now (operations/reservation.py)."""
         prefix, timeout_s = self.config.api_prefix, self.config.js_timeout_s
         await reserve(js, f"KV_{bucket_name(prefix)}", self.config.bucket_max_bytes, timeout_s)
         await reserve(js, nonce_stream_name(prefix), self.config.nonces_max_bytes, timeout_s)
+        if counted:
+            await reserve(js, creations_stream_name(prefix), CREATIONS_MAX_BYTES, timeout_s)
 
     async def _handle(self, endpoint: Endpoint, request: Request) -> Answered:
         """Answer one request, with a reply or an ADR-32 error, never an exception."""

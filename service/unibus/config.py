@@ -48,9 +48,14 @@ class Config:
     """Signed timestamps further than this from the service's clock are refused."""
     replicas: int = 0
     """Replication of room streams and the room bucket; 0 picks 3 on a cluster, 1 standalone."""
-    room_max_bytes: int = 256 * 1024 * 1024
+    room_max_bytes: int = 16 * 1024 * 1024
     """Per room stream: beyond this the oldest frames are dropped, so no room's publishers
-    can fill the JetStream store for everyone."""
+    can fill the JetStream store for everyone. JetStream reserves it for each persisted
+    room, so it is also what one room costs of `creator_store_bytes`."""
+    creator_store_bytes: int = 1024 * 1024 * 1024
+    """What one identity's persisted rooms may reserve in the JetStream store together
+    (403 beyond): 64 rooms at the default `room_max_bytes` (docs/security.md, "Admission
+    model")."""
     bucket_max_bytes: int = 64 * 1024 * 1024
     """Space the room bucket reserves in the JetStream store: out of room traffic's reach
     (docs/operations.md, "Storage layout"). About 1 KiB per room row."""
@@ -76,8 +81,14 @@ class Config:
     max_members_per_room: int = 1000
     """Members of one room (403 for the add beyond)."""
     creates_per_second: float = 10.0
-    """Room creations one identity may make per second on one instance, in bursts of 50
-    (429 beyond)."""
+    """Room creations one identity may make per second, in bursts of 50 (429 beyond),
+    counted across every instance of the deployment (endpoints/creations.py)."""
+    creators: str = ""
+    """Comma-separated identity keys that alone may create rooms (403 for anyone else, and
+    for unsigned creates); empty: any identity may."""
+    max_connections_per_identity: int = 100
+    """Connections one identity may hold at once across the cluster: the auth callout
+    refuses the next (0: no limit)."""
     use_jetstream: bool = True
     """False forces the SQLite store and empty histories, as on a NATS without JetStream."""
     http_listen: str | None = None
@@ -140,6 +151,10 @@ class Config:
         return self.nats_url or f"nats://127.0.0.1:{self.embedded_port}"
 
     @property
+    def allowed_creators(self) -> frozenset[str]:
+        return frozenset(key.strip() for key in self.creators.split(",") if key.strip())
+
+    @property
     def allowed_origins(self) -> frozenset[str]:
         return frozenset(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
@@ -175,6 +190,8 @@ _INTS = {
     "max_body_bytes",
     "max_in_flight",
     "max_rooms_per_creator",
+    "creator_store_bytes",
+    "max_connections_per_identity",
     "max_rooms_per_member",
     "max_members_per_room",
     "websocket_port",

@@ -51,6 +51,7 @@ class ServerSpec:
     routes: list[int] = field(default_factory=list)
     max_file_store: str | None = None
     """JetStream's store limit (`1G`, say); None lets nats-server size it from the disk."""
+    max_memory_store: str | None = None
     monitor_port: int = -1
     """HTTP monitoring (`/healthz`, `/varz`, `/jsz`) on loopback: -1 off, 0 any free port."""
     log_rotation: tuple[str, int] | None = None
@@ -72,6 +73,7 @@ class ServerSpec:
         ]
         if self.jetstream:
             limit = f", max_file_store: {self.max_file_store}" if self.max_file_store else ""
+            limit += f", max_memory_store: {self.max_memory_store}" if self.max_memory_store else ""
             lines.append(f'jetstream {{ store_dir: "{self.store_dir}"{limit} }}')
         if self.websocket_port >= 0:
             lines.append(f"websocket {{ listen: 127.0.0.1:{self.websocket_port or -1}, no_tls: true }}")
@@ -202,6 +204,12 @@ def _port_of(url: str) -> int:
 EMBEDDED_LOG_ROTATION = ("10MB", 5)
 """The embedded server's log: at most five files of 10 MB, never one growing for ever."""
 
+# The embedded server's JetStream limits, as the shipped configs' (deploy/nats): stated,
+# not sized by nats-server from the disk at boot, so the admission model's total is what
+# the operator meant (docs/security.md). Run your own nats-server to size them otherwise.
+EMBEDDED_FILE_STORE = "10G"
+EMBEDDED_MEMORY_STORE = "256M"
+
 
 def embedded_spec(
     data_dir: str | os.PathLike[str], port: int, websocket_port: int, monitor_port: int = -1
@@ -212,4 +220,6 @@ def embedded_spec(
         websocket_port=websocket_port,
         monitor_port=monitor_port,
         log_rotation=EMBEDDED_LOG_ROTATION,
+        max_file_store=EMBEDDED_FILE_STORE,
+        max_memory_store=EMBEDDED_MEMORY_STORE,
     )

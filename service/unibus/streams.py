@@ -70,7 +70,10 @@ class StreamPolicy:
 
     replicas: int
     max_bytes: int
-    """Oldest frames are dropped beyond this (discard old): a room keeps its newest."""
+    """Oldest frames are dropped beyond this (discard old): a room keeps its newest. A new
+    room reserves it; a stream that already reserves more keeps its reservation, since
+    lowering it would drop stored frames (the operator's lowered default applies to new
+    rooms)."""
     max_msg_size: int
     """Larger frames are refused by the server, so every stored frame fits in a history page."""
     api_prefix: str = CONTROL_PREFIX
@@ -79,7 +82,7 @@ class StreamPolicy:
     def holds(self, replicas: int, max_bytes: int, max_msg_size: int, no_ack: bool) -> bool:
         return (
             replicas >= self.replicas
-            and max_bytes == self.max_bytes
+            and max_bytes >= self.max_bytes
             and max_msg_size == self.max_msg_size
             and no_ack
         )
@@ -214,7 +217,7 @@ async def ensure_room_stream(
             restored = replace(
                 current,
                 num_replicas=max(replicas, policy.replicas),
-                max_bytes=policy.max_bytes,
+                max_bytes=max(current.max_bytes or -1, policy.max_bytes),
                 max_msg_size=policy.max_msg_size,
                 discard=DiscardPolicy.OLD,
                 no_ack=True,

@@ -76,6 +76,7 @@ class PageFollower:
         return dict(await self.page.evaluate("window.follower"))
 
 
+@pytest.mark.timeout(240)  # the scenario alone publishes for 16 s; the suite's 2 cores are shared
 async def test_a_browser_follower_gets_every_frame_once_across_cuts_expiries_and_reloads(
     tmp_path: Path, origin: str, chromium: Any
 ) -> None:
@@ -168,3 +169,28 @@ async def test_a_browser_follower_takes_up_a_granted_room_and_checks_a_revoked_n
             {"event": "granted", "room": continuity.ANOTHER_ROOM},
             {"event": "revoked", "room": stage.room},
         ]
+
+
+async def test_a_page_that_creates_a_room_can_publish_to_it_at_once(
+    tmp_path: Path, origin: str, chromium: Any
+) -> None:
+    """`create` cuts nobody: its reply says the signer must re-authorize, and the module's
+    request comes back only once it has, so a publish right after it is not refused."""
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = await PageFollower.open(chromium, origin, stage)
+        created = await follower.page.evaluate(
+            """async () => {
+                const body = JSON.stringify({ id: "made-in-page", mode: "matrix" });
+                const room = (await window.session.request("create", body)).json();
+                window.session.nc.publish(room.subject, new TextEncoder().encode("first words"));
+                await window.session.nc.flush();
+                return room;
+            }"""
+        )
+        js = stage.inspector.jetstream()
+
+        async def stored() -> bool:
+            return bool((await js.stream_info(created["stream"])).state.messages == 1)
+
+        await continuity.wait_for(stored, 10, "the page's first frame in its new room is stored")
+        assert (await follower.state())["error"] is None

@@ -190,3 +190,39 @@ async def test_a_request_that_is_not_a_servers_authorization_request_gets_no_ans
     request_bytes: bytes,
 ) -> None:
     assert await authorizer({}).answer(request_bytes) == (None, "unreadable")
+
+
+class HeldConnections:
+    """An injected connection count: what the servers' events would say."""
+
+    def __init__(self, held: int) -> None:
+        self.held_now = held
+        self.admissions: list[str] = []
+
+    async def held(self, identity: str) -> int:
+        return self.held_now
+
+    def admitted(self, identity: str) -> None:
+        self.admissions.append(identity)
+
+
+async def test_an_identity_at_its_connection_limit_is_refused_and_one_below_it_admitted() -> None:
+    alice = Identity.generate()
+    counts = HeldConnections(held=3)
+    auth = authorizer({})
+    auth.connections, auth.max_connections = counts, 3
+    claims, decision = await answer(auth, request_jwt(signed_connect(alice)))
+    assert decision == "refused" and claims["nats"]["error"] == (
+        "this identity holds 3 connections, the most one may (3)"
+    )
+    assert counts.admissions == []
+    counts.held_now = 2
+    assert (await answer(auth, request_jwt(signed_connect(alice))))[1] == "member"
+    assert counts.admissions == [alice.public_key]  # counted until its connect event arrives
+
+
+async def test_no_limit_counts_nothing() -> None:
+    counts = HeldConnections(held=1_000_000)
+    auth = authorizer({})
+    auth.connections = counts
+    assert (await answer(auth, request_jwt(signed_connect(Identity.generate()))))[1] == "member"

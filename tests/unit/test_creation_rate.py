@@ -1,39 +1,42 @@
-"""The per-identity creation rate, in process: a burst, then the rate, each identity its own."""
+"""The per-identity creation rule, in process, as the SQLite fallback keeps it (with
+JetStream every instance shares the count: tests/test_admission.py): a burst, then the
+window, each identity its own."""
 
 from __future__ import annotations
 
 import pytest
 
-from unibus.endpoints import quotas
-from unibus.endpoints.quotas import CreationRate
+from unibus.endpoints import creations
+from unibus.endpoints.creations import LocalCreations, Rule
 from unibus.errors import ApiError
 
 
-def test_a_burst_then_429_and_another_identity_is_not_affected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_rule_keeps_a_burst_and_a_window_of_at_least_a_second() -> None:
+    assert (Rule(10.0).allowed, Rule(10.0).window_s) == (50, 5.0)
+    assert (Rule(0.1).allowed, Rule(0.1).window_s) == (50, 500.0)
+    assert (Rule(1000.0).allowed, Rule(1000.0).window_s) == (1000, 1.0)
+
+
+async def test_a_burst_then_429_and_another_identity_is_not_affected(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(quotas.time, "monotonic", lambda: now[0])
-    rate = CreationRate(rate=2.0)
+    monkeypatch.setattr(creations.time, "monotonic", lambda: now[0])
+    limit = LocalCreations(Rule(2.0))
     for _ in range(50):
-        rate.take("UA")
+        await limit.take("UA")
     with pytest.raises(ApiError) as caught:
-        rate.take("UA")
-    assert caught.value.code == 429 and "at most 2 room creations a second" in caught.value.message
-    rate.take("UB")
-    now[0] += 0.5  # one token back at 2 a second
-    rate.take("UA")
-    with pytest.raises(ApiError):
-        rate.take("UA")
+        await limit.take("UA")
+    assert caught.value.code == 429 and "at most 50 room creations in 25 s" in caught.value.message
+    await limit.take("UB")
+    now[0] += 25.0  # the window has passed
+    await limit.take("UA")
 
 
-def test_refilled_buckets_are_forgotten_so_memory_follows_active_creators(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_creators_whose_window_passed_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [0.0]
-    monkeypatch.setattr(quotas.time, "monotonic", lambda: now[0])
-    rate = CreationRate(rate=1.0)
+    monkeypatch.setattr(creations.time, "monotonic", lambda: now[0])
+    limit = LocalCreations(Rule(10.0))
     for i in range(10_001):
-        rate.take(f"U{i}")
-    assert len(rate._buckets) == 10_001
-    now[0] += 1.0  # every bucket refilled
-    rate.take("fresh")
-    assert len(rate._buckets) == 1
+        await limit.take(f"U{i}")
+    now[0] += 5.0
+    await limit.take("fresh")
+    assert len(limit._times) == 1

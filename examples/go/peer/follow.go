@@ -35,6 +35,8 @@ const (
 	// renewed subscription may reach the stream's leader after that read did.
 	settle     = time.Second
 	retryPause = 100 * time.Millisecond
+	// maxRetryPause bounds the backoff of a read resent while the control plane is away.
+	maxRetryPause = 2 * time.Second
 )
 
 // sink receives what a follower delivers, in stream order.
@@ -277,6 +279,7 @@ func (f *follower) page(ctx context.Context, after uint64) (*historyPage, error)
 // (a cut, a NATS restart, an expired JWT) or the control plane was unavailable (503):
 // every request a follower makes only reads. Other service errors are the answer.
 func (f *follower) call(ctx context.Context, suffix string, body []byte) (json.RawMessage, error) {
+	pause := retryPause
 	for {
 		reply, err := request(f.s.nc, f.s.user, f.s.prefix+".rooms."+suffix, body)
 		var service *ServiceError
@@ -287,8 +290,11 @@ func (f *follower) call(ctx context.Context, suffix string, body []byte) (json.R
 			errors.Is(err, nats.ErrConnectionClosed):
 			return nil, err
 		}
-		if !sleep(ctx, retryPause) {
+		if !sleep(ctx, pause) {
 			return nil, ctx.Err()
+		}
+		if pause < maxRetryPause {
+			pause *= 2
 		}
 	}
 }

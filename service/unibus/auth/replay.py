@@ -145,11 +145,19 @@ class SharedNonces:
         name, timeout_s = nonce_stream_name(config.api_prefix), config.js_timeout_s
         signed_from_ms = 0
         try:
-            await asyncio.wait_for(js.add_stream(stream), timeout_s)
-        except jserr.APIError as err:
-            if err.err_code != JSStreamNameExistErr:
-                raise
+            # Looked up first: JetStream checks an add's reservation before it finds the
+            # stream exists, so on a store full of rooms even an add of the same config is
+            # refused, and no instance could start (test_storage.py).
             info = await asyncio.wait_for(js.stream_info(name), timeout_s)
+        except jserr.NotFoundError:
+            info = None
+        if info is None:
+            try:
+                await asyncio.wait_for(js.add_stream(stream), timeout_s)
+            except jserr.APIError as err:
+                if err.err_code != JSStreamNameExistErr:  # another instance starting made it
+                    raise
+        else:
             metadata = info.config.metadata or {}
             # Widen a window another instance set up smaller; never narrow one.
             if (info.config.duplicate_window or 0) < (stream.duplicate_window or 0):

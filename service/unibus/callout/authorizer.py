@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import nkeys
 
@@ -31,9 +31,18 @@ from .serverconf import ACCOUNT
 log = logging.getLogger(__name__)
 
 RoomsOf = Callable[[str], Awaitable[Iterable[Room]]]
+
 Decision = Literal["member", "anonymous", "refused", "unreadable"]
 """What the callout decided: admit with a member's or the anonymous permissions, refuse
 with an error, or send no answer at all to a request it could not read."""
+
+
+class ConnectionCount(Protocol):
+    """How many connections an identity holds, on every server (connections.py)."""
+
+    async def held(self, identity: str) -> int: ...
+
+    def admitted(self, identity: str) -> None: ...
 
 
 def current_rooms(store: RoomStore) -> RoomsOf:
@@ -78,6 +87,10 @@ class Authorizer:
     refusals: Throttle = field(default_factory=lambda: Throttle(log))
     """Refused and unreadable requests are logged rate-limited with counts: anyone can
     cause them, as fast as they can connect (the metrics count each)."""
+    connections: ConnectionCount | None = None
+    max_connections: int = 0
+    """Connections one identity may hold at once; the next is refused (0: no limit), so
+    one identity cannot take the server's whole `max_connections` from everyone."""
 
     async def answer(self, request_jwt: bytes) -> tuple[bytes | None, Decision]:
         """The signed authorization response for one request (a user JWT, or an error),
@@ -124,6 +137,7 @@ class Authorizer:
             permissions = for_anonymous(self.api_prefix, self.room_subject_prefix)
             name, decision = "anonymous", "anonymous"
         else:
+            await self._below_connection_limit(who)
             try:
                 rooms = await self.rooms_of(who)
             except Exception as exc:  # no fresh view of its rooms: refuse, the client retries
@@ -150,6 +164,19 @@ class Authorizer:
             },
         }
         return jwt.encode(user, self.issuer), decision
+
+    async def _below_connection_limit(self, who: str) -> None:
+        if not self.max_connections or self.connections is None:
+            return
+        held = await self.connections.held(who)
+        if held >= self.max_connections:
+            raise Refused(
+                f"this identity holds {held} connections, the most one may ({self.max_connections})"
+            )
+        # Counted at once, with no await between the count and it: callouts are answered
+        # concurrently, and a burst must not all pass one count. (Refused later after all,
+        # it stops counting when its connect event does not come.)
+        self.connections.admitted(who)
 
 
 def _parse(claims: dict[str, Any]) -> AuthRequest:

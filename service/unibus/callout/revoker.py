@@ -33,7 +33,6 @@ from nats.aio.client import Client
 from ..storage import RoomStore
 from ..wire.gather import gather
 from .grants import Grant
-from .serverconf import ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +53,15 @@ class Connection:
     server_id: str
     cid: int
     user: str
-    """CONNZ's `authorized_user`: a grant's name, a static user's key, `anonymous`, or
-    empty while the connection is being authorized."""
+    """CONNZ's `authorized_user`: a grant's name, a static user's key or `anonymous`; while
+    the connection is being authorized, the nkey it claims (or nothing yet)."""
+    account: str
+    """Empty until nats-server has applied the connection's authorization (checked on
+    2.15.1: CONNZ lists a connection from its accept, bound to no account until then)."""
 
     @property
     def authorizing(self) -> bool:
-        return not self.user
+        return not self.account
 
 
 class Revoker:
@@ -147,11 +149,13 @@ class Revoker:
         return closed, sum(1 for c in connections if c.authorizing)
 
     async def connections(self) -> list[Connection]:
-        """Every open connection of the account on every server, page by page."""
+        """Every open client connection on every server, page by page: of every account,
+        because one still being authorized is bound to none yet (a CONNZ account filter
+        would hide exactly the connections `settle` must wait for)."""
         found: dict[tuple[str, int], Connection] = {}
         offset = 0
         while True:
-            query = {"acc": ACCOUNT, "auth": True, "offset": offset, "limit": self._page}
+            query = {"auth": True, "offset": offset, "limit": self._page}
             # A server that joined since the last count is waited for on the first page.
             body = json.dumps(query).encode()
             answers = await self._gather("$SYS.REQ.SERVER.PING.CONNZ", body, grace=offset == 0)
@@ -162,8 +166,9 @@ class Revoker:
                 more = more or len(page) >= self._page
                 for conn in page:
                     cid, user = conn.get("cid"), str(conn.get("authorized_user") or "")
-                    if server_id and isinstance(cid, int):
-                        found[(server_id, cid)] = Connection(server_id, cid, user)
+                    if server_id and isinstance(cid, int) and conn.get("kind") == "Client":
+                        account = str(conn.get("account") or "")
+                        found[(server_id, cid)] = Connection(server_id, cid, user, account)
             if not more:
                 return list(found.values())
             offset += self._page - _PAGE_OVERLAP

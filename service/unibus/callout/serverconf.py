@@ -21,12 +21,16 @@ from ..wire.names import (
     INBOXES,
     bucket_name,
     control_subject,
+    creations_subject,
     nonce_subject,
 )
 
 ACCOUNT = "UNIBUS"
 """The account every unibus connection lands in (a user JWT's `aud`)."""
 SYSTEM_ACCOUNT = "SYS"
+CONNECTION_EVENTS = (f"$SYS.ACCOUNT.{ACCOUNT}.CONNECT", f"$SYS.ACCOUNT.{ACCOUNT}.DISCONNECT")
+"""What the servers publish for each connection of the account: the per-identity
+connection limit counts from them (connections.py)."""
 
 
 def render(public_keys: dict[str, str] | None = None, api_prefix: str = CONTROL_PREFIX) -> str:
@@ -49,6 +53,7 @@ def render(public_keys: dict[str, str] | None = None, api_prefix: str = CONTROL_
         "$JS.SNAPSHOT.>",
         f"$KV.{bucket_name(api_prefix)}.>",
         nonce_subject(api_prefix),
+        creations_subject(api_prefix),
         f"{control}.*.history",
         "$SRV.PING",
         "$SRV.PING.>",
@@ -86,10 +91,10 @@ accounts {{
   }}
   {SYSTEM_ACCOUNT} {{
     users: [
-      # Finds an identity's connections and cuts them when its rooms change.
+      # Finds an identity's connections and cuts them when its rooms change; counts them (connection limit).
       {{ nkey: {key("SYSTEM")}, permissions: {{
           publish: {subjects("$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.SERVER.*.KICK")}
-          subscribe: {subjects(f"{INBOXES['system']}.>")}
+          subscribe: {subjects(f"{INBOXES['system']}.>", *CONNECTION_EVENTS)}
       }} }}
     ]
   }}

@@ -20,7 +20,8 @@ from ..notices import Notice
 from ..readindex import ReadIndex
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
-from .quotas import CreationRate
+from .creations import CreationLimit
+from .quotas import Underway
 
 Reply = tuple[bytes, dict[str, str]]
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -35,10 +36,12 @@ class Deps:
     nc: Client
     js: JetStreamContext | None
     streams: StreamPolicy
-    creations: CreationRate
+    creations: CreationLimit
     frames: FrameCache
     streams_index: ReadIndex
     """Room streams' state, one request shared by concurrent reads."""
+    underway: Underway = field(default_factory=Underway)
+    """Creates in progress on this instance, which the quotas count (quotas.py)."""
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,84 @@
-"""What one identity may take of the shared service: rooms owned, rooms joined, members
-per room, and how fast it creates. Counts answer 403 with the limit in the message; the
-creation rate answers 429."""
+"""What one identity may take of the shared service (docs/security.md, "Admission model"):
+who may create rooms at all, rooms owned, store reserved, rooms joined, members per room,
+how fast it creates, and what is left of the room bucket.
+
+Counts and budgets answer 403 with the limit in the message; the creation rate 429; a
+room bucket past its creation line 507. Checks run cheapest first, and the creation rate,
+which counts, runs last, so a create refused for another reason spends none of it.
+"""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Iterator
 
 from ..config import Config
-from ..errors import forbidden, too_many
+from ..errors import forbidden, insufficient_storage
 from ..storage import Room, RoomStore
+from .creations import CreationLimit
 
-_BURST = 50.0
+MIB = 1024 * 1024
 
-
-@dataclass
-class CreationRate:
-    """A token bucket per identity, per instance: `rate` creations a second, `_BURST` at
-    once. Buckets that have refilled are forgotten, so memory follows active creators."""
-
-    rate: float
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def take(self, identity: str) -> None:
-        now = time.monotonic()
-        tokens, since = self._buckets.get(identity, (_BURST, now))
-        tokens = min(_BURST, tokens + (now - since) * self.rate)
-        if tokens < 1:
-            raise too_many(f"at most {self.rate:g} room creations a second; try again shortly")
-        self._buckets[identity] = (tokens - 1, now)
-        if len(self._buckets) > 10_000:
-            full = [k for k, (t, at) in self._buckets.items() if t + (now - at) * self.rate >= _BURST]
-            for key in full:
-                del self._buckets[key]
+CREATES_STOP_AT = 0.75
+"""How full the room bucket may be before creates are refused: the last quarter is kept
+for changes to rooms that exist, so a bucket filled with new rooms never stops them."""
+ADDS_STOP_AT = 0.875
+"""…and before member adds are refused: removals, role changes and deletes, which do not
+grow the bucket, keep the last eighth."""
 
 
-async def check_create(config: Config, store: RoomStore, rate: CreationRate, creator: str) -> None:
-    rate.take(creator)
-    owned = [r for r in await store.rooms_of(creator) if r.owner == creator]
+class Underway:
+    """Creates in progress on this instance, by creator. The quotas count them with the
+    rooms stored, so a burst of concurrent creates cannot all pass a count made before
+    any of them was stored (creates spread over several instances can each pass it once)."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, list[Room]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, room: Room) -> Iterator[None]:
+        rooms = self._rooms.setdefault(room.owner or "", [])
+        rooms.append(room)
+        try:
+            yield
+        finally:
+            rooms.remove(room)
+            if not rooms:
+                del self._rooms[room.owner or ""]
+
+    def besides(self, room: Room) -> list[Room]:
+        """The other creates under way by the room's creator."""
+        return [r for r in self._rooms.get(room.owner or "", ()) if r is not room]
+
+
+async def check_create(
+    config: Config,
+    store: RoomStore,
+    rate: CreationLimit,
+    room: Room,
+    signer: str | None,
+    reserves: bool,
+    underway: Underway,
+) -> None:
+    """May `signer` (None: an unsigned create, `dev`/`off` modes) create `room`, which
+    reserves `config.room_max_bytes` in the JetStream store when `reserves`?"""
+    creators = config.allowed_creators
+    if creators and signer not in creators:
+        raise forbidden("only the creators this deployment lists (UNIBUS_CREATORS) may create rooms")
+    owner = room.owner or ""
+    owned = [r for r in await store.rooms_of(owner) if r.owner == owner] + underway.besides(room)
     if len(owned) >= config.max_rooms_per_creator:
         raise forbidden(f"at most {config.max_rooms_per_creator} rooms per creator")
+    if reserves:
+        reserved = sum(config.room_max_bytes for r in owned if r.persisted)
+        if reserved + config.room_max_bytes > config.creator_store_bytes:
+            raise forbidden(
+                f"your persisted rooms reserve {reserved / MIB:g} MiB of the store, and one identity may"
+                f" reserve at most {config.creator_store_bytes / MIB:g} MiB ({config.room_max_bytes / MIB:g}"
+                " MiB a room): delete one, or create an ephemeral room"
+            )
+    await _bucket_below(store, CREATES_STOP_AT, "creates")
+    await rate.take(owner)
 
 
 async def check_add(config: Config, store: RoomStore, room: Room, member: str) -> None:
@@ -47,3 +86,13 @@ async def check_add(config: Config, store: RoomStore, room: Room, member: str) -
         raise forbidden(f"the room is full: at most {config.max_members_per_room} members")
     if len(await store.rooms_of(member)) >= config.max_rooms_per_member:
         raise forbidden(f"that identity is in {config.max_rooms_per_member} rooms, the most it may be in")
+    await _bucket_below(store, ADDS_STOP_AT, "member adds")
+
+
+async def _bucket_below(store: RoomStore, line: float, what: str) -> None:
+    fill = await store.fill()
+    if fill is not None and fill >= line:
+        raise insufficient_storage(
+            f"the room bucket is {fill:.0%} full and stops {what} at {line:.0%}: the rest is kept for"
+            " changes to existing rooms; nothing was changed (raise UNIBUS_BUCKET_MAX_BYTES)"
+        )

@@ -25,12 +25,21 @@ _MAX_NAME = 200
 
 async def create(call: Call) -> Reply:
     room = _new_room(call)
+    with call.deps.underway.hold(room):
+        stored = await _create(call, room)
+    call.notices.extend(Notice(m, "granted", stored.id) for m in stored.members)
+    return ok(stored.public())
+
+
+async def _create(call: Call, room: Room) -> Room:
     deps = call.deps
-    assert room.owner is not None
-    await quotas.check_create(deps.config, deps.store, deps.creations, room.owner)
+    reserves = room.persisted and deps.js is not None
+    await quotas.check_create(
+        deps.config, deps.store, deps.creations, room, call.caller.signer, reserves, deps.underway
+    )
     if await deps.store.get(room.id) is not None:
         raise conflict("room already exists")
-    if room.persisted and deps.js is not None:
+    if reserves and deps.js is not None:
         # The stream comes first, so the subject is captured from the very first
         # message whoever publishes it, and a stream failure leaves no room behind.
         try:
@@ -48,11 +57,9 @@ async def create(call: Call) -> Reply:
             log.warning("room %s: stream not ensured: %r", room.id, exc)
             raise unavailable("could not create the room's stream; nothing was created") from None
     try:
-        stored = await deps.store.create(room)
+        return await deps.store.create(room)
     except RoomExists:
         raise conflict("room already exists") from None
-    call.notices.extend(Notice(m, "granted", stored.id) for m in stored.members)
-    return ok(stored.public())
 
 
 def _new_room(call: Call) -> Room:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import nats.js.errors as jserr
 from nats.aio.client import Client
@@ -154,11 +155,27 @@ class KvStore:
         if self._index is None:
             status = await asyncio.wait_for(self._kv.status(), self._timeout)
             return int(status.stream_info.state.last_seq)
+        return int((await self._bucket_info())["state"]["last_seq"])
+
+    async def fill(self) -> float | None:
+        """The bucket's bytes against its reservation (quotas.py keeps headroom for
+        existing rooms' changes); None for a bucket without `max_bytes`."""
+        if self._index is None:
+            status = await asyncio.wait_for(self._kv.status(), self._timeout)
+            used, limit = status.stream_info.state.bytes, status.stream_info.config.max_bytes or -1
+        else:
+            info = await self._bucket_info()
+            used, limit = info["state"]["bytes"], info["config"].get("max_bytes", -1)
+        return int(used) / int(limit) if int(limit) > 0 else None
+
+    async def _bucket_info(self) -> dict[str, Any]:
+        """One raw STREAM.INFO of the bucket's stream."""
+        assert self._index is not None
         try:
             info = await self._index.stream_info(f"KV_{self._bucket}")
         except jserr.APIError:
             raise StoreUnavailable("room bucket unavailable") from None
-        return int(info["state"]["last_seq"])
+        return info
 
     async def _rewatch(self, last: int) -> None:
         async with self._rewatching:  # one replacement however many callers noticed

@@ -108,6 +108,9 @@ class SqliteStore:
             ).fetchall()
         return [Room.from_json(row, rev) for rev, row in rows]
 
+    async def fill(self) -> float | None:
+        return None  # a file on the service's own disk, bounded by nothing JetStream reserves
+
     async def close(self) -> None:
         self._db.close()
 

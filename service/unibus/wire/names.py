@@ -69,6 +69,8 @@ ROOM_BUCKET = "UNIBUS_ROOMS"
 """The room bucket of the default control prefix (existing deployments keep it)."""
 NONCE_STREAM = "UNIBUS-NONCES"
 """Not `UNIBUS_<x>`: that form belongs to room streams, and a room id must never collide."""
+CREATIONS_STREAM = "UNIBUS-CREATIONS"
+"""Recent room creations per identity, for the creation rate (as the nonce stream's name)."""
 
 
 def control_subject(api_prefix: str, suffix: str) -> str:
@@ -118,3 +120,13 @@ def nonce_stream_name(api_prefix: str) -> str:
     """One stream per deployment: control planes with other prefixes on the same JetStream
     keep their own (a shared one would have its subject rewritten by each in turn)."""
     return _per_prefix(NONCE_STREAM, api_prefix)
+
+
+def creations_subject(api_prefix: str, identity: str = "*") -> str:
+    """Where the control plane counts an identity's creations; only it may publish there."""
+    return f"{api_prefix}.creations.{identity}"
+
+
+def creations_stream_name(api_prefix: str) -> str:
+    """One stream per deployment, as the nonce stream."""
+    return _per_prefix(CREATIONS_STREAM, api_prefix)
