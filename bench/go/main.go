@@ -51,10 +51,20 @@ func main() {
 	if prefix == "" {
 		prefix = "_INBOX." + public
 	}
-	nc, err := nats.Connect(*url,
-		nats.Nkey(public, user.Sign),
-		nats.CustomInboxPrefix(prefix),
-	)
+	// A loaded machine can take longer than nats.go's default 2 s to admit a connection
+	// through the auth callout: a longer handshake, and a few attempts.
+	var nc *nats.Conn
+	for attempt := 0; ; attempt++ {
+		nc, err = nats.Connect(*url,
+			nats.Nkey(public, user.Sign),
+			nats.CustomInboxPrefix(prefix),
+			nats.Timeout(10*time.Second),
+		)
+		if err == nil || attempt == 4 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	check(err)
 	defer nc.Close()
 
