@@ -50,6 +50,8 @@ class Stack:
             "UNIBUS_AUTH_MODE": "enforce",
             # The creation scenario measures capacity, one identity creating as fast as it can.
             "UNIBUS_CREATES_PER_SECOND": "1000000",
+            # …and the store that identity's rooms may reserve (1 GiB by default: 64 rooms).
+            "UNIBUS_CREATOR_STORE_BYTES": str(1 << 50),
             # Each room stream reserves its byte limit in the store: 16 MiB lets the creation
             # scenario's hundreds of rooms fit a store sized from this machine's free disk.
             "UNIBUS_ROOM_MAX_BYTES": str(16 * 1024 * 1024),
