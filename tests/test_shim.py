@@ -26,6 +26,7 @@ from unibus.config import Config, parse_listen
 from unibus.natsserver import NatsServer, ServerSpec, free_port
 from unibus.runner import Running
 from unibus.shim import Shim, ShimSettings, serving
+from unibus.wire.interest import confirm_interest
 from unibus.wire.signing import sign_request
 
 from harness.cli import UNIBUS
@@ -217,7 +218,7 @@ async def test_no_service_is_503_and_a_silent_one_504(
             """A responder that never answers: the shim must give up on its own."""
 
         await nc.subscribe(f"{PREFIX}.rooms.anyroom.history", cb=ignore)
-        await nc.flush()
+        await confirm_interest(nc)  # flush() alone can overtake the SUB: "no responders", 503
         silent = await history_via(http, shim, None, "anyroom")
         assert silent[0] == 504, silent
 

@@ -2,10 +2,12 @@
 service to: "no request lost beyond the retry policy" means every operation succeeds
 within these attempts (docs/operations.md states the same policy).
 
-Retried: 503 (the service could not reach JetStream), no reply in time, no responders
-(no instance subscribed at that moment). Every attempt is signed afresh, so a retry is
-never mistaken for a replay. A create that was applied but whose reply was lost answers
-409 on the retry; the retry counts as done when the room exists with this caller as owner.
+Retried: 503 (the service could not reach JetStream), no reply in time, a reply lost to
+a cut of the connection (`ReplyLost`: the client does not resend a change by itself, the
+policy does, as for a timeout), no responders (no instance subscribed at that moment).
+Every attempt is signed afresh, so a retry is never mistaken for a replay. A create that
+was applied but whose reply was lost answers 409 on the retry; the retry counts as done
+when the room exists with this caller as owner.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, TypeVar
 
 import nats.errors
 
-from unibus.client import Conflict, ControlClient, Unavailable
+from unibus.client import Conflict, ControlClient, ReplyLost, Unavailable
 
 T = TypeVar("T")
 
@@ -35,7 +37,7 @@ class RetryPolicy:
 
 DEFAULT = RetryPolicy()
 NO_RETRY = RetryPolicy(attempts=1)
-RETRYABLE = (Unavailable, nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError)
+RETRYABLE = (Unavailable, ReplyLost, nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError)
 
 
 @dataclass
