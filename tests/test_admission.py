@@ -45,19 +45,27 @@ async def courier(start_bounded: StartPlane) -> AsyncIterator[Courier]:
     """Connects once the test has started its control plane (it sets the limits)."""
     courier = Courier()
     yield courier
-    if courier.watched is not None:
-        await courier.watched.nc.close()
+    for watched in [*([courier.watched] if courier.watched else []), *courier.readers]:
+        await watched.nc.close()
 
 
 class Courier:
-    """Another identity's connection, which strangers' signed requests travel on."""
+    """Another identity's connection, which strangers' signed writes travel on; reads go
+    on the signer's own connection (a read's reply must reach the signer's inbox)."""
 
-    watched: Watched | None = None
+    def __init__(self) -> None:
+        self.watched: Watched | None = None
+        self.readers: list[Watched] = []
 
     async def nc(self, url: str) -> Client:
         if self.watched is None:
             self.watched = await connect_as(url, Identity.generate())
         return self.watched.nc
+
+    async def reader(self, url: str, who: Identity) -> ControlClient:
+        watched = await connect_as(url, who)
+        self.readers.append(watched)
+        return ControlClient(watched.nc, who)
 
 
 async def bobs_room(url: str, bob: Identity) -> tuple[Watched, Peer]:
@@ -90,7 +98,8 @@ async def test_one_identity_cannot_reserve_the_store_from_everyone(
     bob_conn, bob_peer = await bobs_room(plane.nats_url, bob)
     try:
         before = await state_of(bob_peer.control, "bobs")
-        as_mallory = ControlClient(via, Identity.generate())
+        mallory = Identity.generate()
+        as_mallory = ControlClient(via, mallory)
         # All at once, so no create waits for the one before it to be stored.
         burst = await asyncio.gather(
             *(as_mallory.create_room(f"m{i}", encrypted=False) for i in range(share + 30)),
@@ -104,7 +113,7 @@ async def test_one_identity_cannot_reserve_the_store_from_everyone(
             await as_mallory.create_room("one-more", encrypted=False)
         for missing in (f"m{i}" for i, r in enumerate(burst) if isinstance(r, Forbidden)):
             with pytest.raises(NotFound):
-                await as_mallory.info(missing)
+                await (await courier.reader(plane.nats_url, mallory)).info(missing)
             with pytest.raises(nats.js.errors.NotFoundError):
                 await plane.nc.jetstream().stream_info(f"UNIBUS_{missing}")
         # An ephemeral room reserves nothing in the store: still hers to make.
@@ -127,6 +136,7 @@ async def test_a_bucket_filled_with_new_rooms_still_takes_membership_changes(
     plane = await start_bounded(bucket_max_bytes=64 * 1024, creates_per_second=1000.0)
     via = await courier.nc(plane.nats_url)
     as_alice = ControlClient(via, alice)
+    alice_reads = await courier.reader(plane.nats_url, alice)
     await as_alice.create_room("club", mode="ephemeral", encrypted=False)
     await as_alice.add_member("club", bob.public_key)
     as_mallory = ControlClient(via, Identity.generate())
@@ -148,7 +158,7 @@ async def test_a_bucket_filled_with_new_rooms_still_takes_membership_changes(
         carol = Identity.generate()
         await as_alice.add_member("club", carol.public_key)
         await as_alice.remove_member("club", bob.public_key)
-        assert {m["id"] for m in (await as_alice.members("club"))["members"]} == {
+        assert {m["id"] for m in (await alice_reads.members("club"))["members"]} == {
             alice.public_key,
             carol.public_key,
         }
@@ -163,7 +173,7 @@ async def test_a_bucket_filled_with_new_rooms_still_takes_membership_changes(
                 await as_mallory.add_member("mallorys", Identity.generate().public_key)
         # ... and the rest is left for changes that do not grow the bucket.
         await as_alice.remove_member("club", carol.public_key)
-        assert {m["id"] for m in (await as_alice.members("club"))["members"]} == {alice.public_key}
+        assert {m["id"] for m in (await alice_reads.members("club"))["members"]} == {alice.public_key}
         assert await state_of(bob_peer.control, "bobs") == before
     finally:
         await bob_conn.nc.close()
@@ -234,7 +244,8 @@ async def test_the_creation_rate_holds_across_instances(
     second = await start_bounded(creates_per_second=rate)
     via = await courier.nc(first.nats_url)
     allowed = Rule(rate).allowed
-    as_mallory = ControlClient(via, Identity.generate())
+    mallory = Identity.generate()
+    as_mallory = ControlClient(via, mallory)
     admitted = 0
     refused = 0
     for _ in range(allowed + 20):
@@ -244,7 +255,7 @@ async def test_the_creation_rate_holds_across_instances(
         except TooMany:
             refused += 1
     assert (admitted, refused) == (allowed, 20)
-    assert len(await as_mallory.list_rooms()) == allowed
+    assert len(await (await courier.reader(first.nats_url, mallory)).list_rooms()) == allowed
     for running in (first, second):
         assert _creates_answered(running) > 0
     # Another identity's allowance is its own.
@@ -264,14 +275,15 @@ async def test_only_the_listed_creators_create_when_the_deployment_lists_them(
     plane = await start_bounded(creators=f" {alice.public_key}, {Identity.generate().public_key}")
     via = await courier.nc(plane.nats_url)
     as_alice, as_bob = ControlClient(via, alice), ControlClient(via, bob)
+    bob_reads = await courier.reader(plane.nats_url, bob)
     await as_alice.create_room("listed", encrypted=False)
     with pytest.raises(Forbidden, match="only the creators this deployment lists"):
         await as_bob.create_room("unlisted", encrypted=False)
     with pytest.raises(NotFound):
-        await as_bob.info("unlisted")
+        await bob_reads.info("unlisted")
     # Everyone else is still a peer: added to a room, it reads it.
     await as_alice.add_member("listed", bob.public_key)
-    assert (await as_bob.info("listed"))["role"] == "member"
+    assert (await bob_reads.info("listed"))["role"] == "member"
 
 
 async def test_an_instance_started_later_counts_the_connections_opened_before_it(

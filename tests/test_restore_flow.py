@@ -1,7 +1,7 @@
 """The restore flow for `make run` users, from docs/operations.md, run as written: a
 backup while `make run` runs, the store lost, the embedded nats-server alone
-(`unibus serve --nats-only`), the restore, `make run` again, and a read that waits out
-replay protection instead of failing."""
+(`unibus serve --nats-only`), the restore, `make run` again, every frame back, and a
+change that waits out replay protection instead of failing."""
 
 from __future__ import annotations
 
@@ -87,7 +87,8 @@ class Terminals:
 
 def test_the_make_run_restore_flow_runs_as_written(tmp_path: Path) -> None:
     flow = documented_flow()
-    assert [argv[1] for argv in flow if argv[0] != "mv"] == ["backup", "serve", "restore", "serve", "history"]
+    commands = [argv[1] for argv in flow if argv[0] != "mv"]
+    assert commands == ["backup", "serve", "restore", "serve", "history", "room"]
     terminals = Terminals(tmp_path)
     try:
         terminals.start(["unibus", "serve"])  # `make run`, before the loss
@@ -97,11 +98,12 @@ def test_the_make_run_restore_flow_runs_as_written(tmp_path: Path) -> None:
     finally:
         if terminals.server is not None:
             stop_process(terminals.server)
-    alone, restored, history = outputs[2].stdout, outputs[3].stdout, outputs[-1]
+    alone, restored, history, created = outputs[2].stdout, outputs[3].stdout, outputs[-2], outputs[-1]
     assert alone.startswith("embedded nats-server ready (no control plane)")
     assert restored.startswith("restored the room bucket and 1 room streams (1 frames")
     assert history.stdout.rstrip().endswith("kept across the loss")
-    assert "replay protection resumes after a restore; waiting" in history.stderr
+    assert "replay protection resumes after a restore; waiting" in created.stderr
+    assert created.stdout.startswith("created garden")
     assert (tmp_path / "data" / "nats.lost").is_dir()
 
 
