@@ -29,9 +29,12 @@ install: $(STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/unibus serve
 
-## test: lint, types, then the whole suite against real nats-server processes
+## test: lint, types, then the whole suite against real nats-server processes, in two
+## pytest-xdist workers, one test file each at a time (module fixtures set up once);
+## `make test PYTEST_ARGS=` runs it in one process
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-containers: the image, the container backend and deploy/compose.yaml on a real
 ## Docker engine, one started for the run where none is running (tests/run-containers.sh)
