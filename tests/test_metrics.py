@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, NotFound, Unavailable
 from unibus.natsserver import NatsServer
+from unibus.readindex import ReadIndex
 from unibus.shim import ShimSettings, serving
 from unibus.wire.signing import sign_request
 
@@ -106,10 +107,14 @@ async def test_callout_decisions_and_jetstream_failures_are_counted(
     await client.create_room("slow", encrypted=False)
 
     # JetStream that no longer answers in time, for real: the service's own requests to it
-    # get a timeout far below any round trip.
+    # get a timeout far below any round trip (the read index's stream state included).
     plane = running.plane
     assert plane.deps is not None
-    plane.deps = replace(plane.deps, config=replace(plane.deps.config, js_timeout_s=1e-6))
+    plane.deps = replace(
+        plane.deps,
+        config=replace(plane.deps.config, js_timeout_s=1e-6),
+        streams_index=ReadIndex(plane.nc, 1e-6),
+    )
     with pytest.raises(Unavailable):
         await client.history("slow")
     after = await scrape(url)

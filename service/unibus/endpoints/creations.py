@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+import nats.errors
 import nats.js.errors as jserr
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -178,14 +179,22 @@ async def creation_limit(nc: Client, js: JetStreamContext, config: Config, repli
             creations_stream_name(config.api_prefix),
         )
         return local
-    probe = creations_subject(config.api_prefix, "startup")  # never an identity's key
-    await nc.publish(probe, b"")
-    await nc.flush()  # a refused publish's -ERR comes before the PONG
-    if probe.lower() in str(nc.last_error or "").lower():
+    # Stored and acknowledged only if the service's user may publish there (a refused
+    # publish is dropped: no acknowledgement comes). The message ages out with the window;
+    # "startup" is never an identity's key. An acknowledgement is proof; the `-ERR` that
+    # also comes is not, since a later error on the connection may replace it.
+    probe = creations_subject(config.api_prefix, "startup")
+    try:
+        await js.publish(probe, b"", timeout=min(_PROBE_S, config.js_timeout_s))
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError, jserr.APIError) as exc:
         log.warning(
-            "the service's user may not publish %s: creations are counted per instance; use"
-            " deploy/nats/boundary.conf or `unibus boundary config` of this version",
+            "the service's user may not publish %s (%s): creations are counted per instance;"
+            " use deploy/nats/boundary.conf or `unibus boundary config` of this version",
             probe,
+            nc.last_error or exc,
         )
         return local
     return shared
+
+
+_PROBE_S = 2.0
