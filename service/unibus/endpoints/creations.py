@@ -183,18 +183,26 @@ async def creation_limit(nc: Client, js: JetStreamContext, config: Config, repli
     # publish is dropped: no acknowledgement comes). The message ages out with the window;
     # "startup" is never an identity's key. An acknowledgement is proof; the `-ERR` that
     # also comes is not, since a later error on the connection may replace it.
+    # A stream just made on a cluster may not listen yet ("no responders"): ask again.
     probe = creations_subject(config.api_prefix, "startup")
-    try:
-        await js.publish(probe, b"", timeout=min(_PROBE_S, config.js_timeout_s))
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError, jserr.APIError) as exc:
-        log.warning(
-            "the service's user may not publish %s (%s): creations are counted per instance;"
-            " use deploy/nats/boundary.conf or `unibus boundary config` of this version",
-            probe,
-            nc.last_error or exc,
-        )
-        return local
-    return shared
+    deadline = asyncio.get_running_loop().time() + _PROBE_S
+    while True:
+        try:
+            await js.publish(probe, b"", timeout=min(_PROBE_S, config.js_timeout_s))
+            return shared
+        except jserr.NoStreamResponseError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+        except (nats.errors.TimeoutError, jserr.APIError) as exc:
+            log.warning(
+                "the service's user may not publish %s (%s): creations are counted per"
+                " instance; use deploy/nats/boundary.conf or `unibus boundary config` of this"
+                " version",
+                probe,
+                nc.last_error or exc,
+            )
+            return local
 
 
-_PROBE_S = 2.0
+_PROBE_S = 5.0
