@@ -251,6 +251,13 @@ async def test_the_stored_subject_is_the_servers_alone(
     its stream sequence; it may never publish there (a frame with a sequence of its
     choosing), and a non-member may not even listen."""
     member, _ = owner
+
+    async def fixture_frame_stored() -> bool:
+        return (await stored(bounded_plane, "UNIBUS_vault"))[0] == 1
+
+    # The owner's frame is captured asynchronously: subscribed before it is stored, its
+    # copy (sequence 1) would arrive first and be taken for the frame under test.
+    await wait_until(fixture_frame_stored, "the owner's first frame is stored")
     live = await member.nc.subscribe("unibus.room.vault.stored")
     await member.nc.publish(
         "unibus.room.vault.stored", b"a frame with a made-up sequence", headers={"Nats-Sequence": "1"}

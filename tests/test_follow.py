@@ -327,7 +327,9 @@ async def test_an_innocent_member_loses_nothing_while_strangers_add_it_to_rooms(
 ) -> None:
     """Issue 19's first finding: anyone may add anyone to a room, and every add used to
     cost the member live frames. Strangers add bob to new rooms every 200 ms while alice
-    publishes 100 frames a second into a room bob follows: he gets each frame sent, once."""
+    publishes 100 frames a second into a room bob follows: he gets each frame sent, once.
+    Alice publishes for 10 s and on until the churn has done what the test is about (25
+    adds, 5 re-authorizations): on a loaded machine the adds come slower than planned."""
     owner = await Peer.connect(nats_server.url, alice)
     member = await Peer.connect(nats_server.url, bob)
     strangers = [await Peer.connect(nats_server.url, Identity.generate()) for _ in range(2)]
@@ -346,12 +348,17 @@ async def test_an_innocent_member_loses_nothing_while_strangers_add_it_to_rooms(
             adds += 1
             await asyncio.sleep(0.2)
 
+    def churned() -> bool:
+        return adds >= 25 and member.nc.stats["reconnects"] >= 5
+
     sent: list[str] = []
     try:
         async with following(member, "busy") as got:
             churning = asyncio.create_task(churn())
-            for i in range(1000):  # 10 s at 100 frames a second
-                frame = await room.publish(f"frame {i}".encode())
+            deadline = asyncio.get_running_loop().time() + 60
+            while len(sent) < 1000 or not churned():  # 10 s at 100 frames a second, or more
+                assert asyncio.get_running_loop().time() < deadline, (adds, member.nc.stats["reconnects"])
+                frame = await room.publish(f"frame {len(sent)}".encode())
                 sent.append(frame.id)
                 await asyncio.sleep(0.01)
             await owner.nc.flush()
@@ -362,7 +369,6 @@ async def test_an_innocent_member_loses_nothing_while_strangers_add_it_to_rooms(
         followed = [i.message for i in got.items if isinstance(i, Followed)]
         assert [m.id for m in followed if isinstance(m, Message)] == sent  # none lost, none twice
         assert got.seqs == list(range(1, len(sent) + 1))
-        assert adds >= 25 and member.nc.stats["reconnects"] >= 5, (adds, member.nc.stats["reconnects"])
     finally:
         for peer in (owner, member, *strangers):
             await peer.nc.close()
