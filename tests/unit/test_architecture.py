@@ -5,6 +5,7 @@ JetStream code."""
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,12 +49,16 @@ SAME_SPELLING = {
 JETSTREAM_CODES = range(10001, 10300)
 
 
-def _modules() -> Iterator[tuple[str, Path]]:
+@functools.cache
+def _modules() -> tuple[tuple[str, Path], ...]:
+    """Every module of the package and its file (read once: the checks ask for it per import)."""
+    found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        yield ".".join(("unibus", *parts)), path
+        found.append((".".join(("unibus", *parts)), path))
+    return tuple(found)
 
 
 def _unit(module: str) -> str:
