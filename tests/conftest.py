@@ -1,7 +1,9 @@
-"""Shared fixtures: a real nats-server per test, and the control plane running on it."""
+"""Shared fixtures: a real nats-server per test, and the control plane running on it; and
+how `make test` spreads the tests over its workers."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +17,37 @@ from unibus.runner import Running
 
 from harness.boundary import bounded_spec, connect_inspector, shipped_server
 from harness.plane import StartPlane, plane_starter
+
+OUR_SOURCES = [Path(__file__).resolve().parent, Path(inspect.getfile(NatsServer)).resolve().parent]
+"""tests/ and the `unibus` package (its pytest plugin's `unibus_stack`)."""
+SHARED_SCOPES = {"class", "module", "package", "session"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` hands tests to its workers one at a time (`--dist loadgroup`), so that
+    a file of slow tests does not keep one worker busy while the others idle. A test
+    that uses a fixture of ours set up once for many tests (a cluster, a Go build, a
+    wheel, the `unibus_stack`) goes to one worker with the rest of its file, so that
+    fixture is still made once. (Runs before xdist reads the `xdist_group` marks.)"""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = any(
+            fixture.scope in SHARED_SCOPES and _ours(fixture.func)
+            for defs in info.name2fixturedefs.values()
+            for fixture in defs
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
+def _ours(func: object) -> bool:
+    """Defined in this repository (tests/ or the `unibus.testing` plugin), not by pytest
+    or a plugin (pytest-asyncio's session-wide event loop policy is not a shared server)."""
+    source = inspect.getsourcefile(inspect.unwrap(func))  # type: ignore[arg-type]
+    return source is not None and any(Path(source).resolve().is_relative_to(d) for d in OUR_SOURCES)
 
 
 @pytest.fixture
