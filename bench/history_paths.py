@@ -14,7 +14,7 @@ import json
 from nats.aio.client import Client
 
 from unibus.client import ControlClient
-from unibus.history import MSGPACK, PageBudget, Window, read_window
+from unibus.history.reader import MSGPACK, PageBudget, Window, read_window
 
 
 async def via_service(client: ControlClient, room: str, limit: int, accept_json: bool = True) -> int:

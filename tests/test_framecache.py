@@ -22,9 +22,9 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
-from unibus import framecache
-from unibus.framecache import FrameCache
-from unibus.history import HistoryQuery, PageBudget, Window, WindowRead, read_window, window
+from unibus.history import cache as framecache
+from unibus.history.cache import FrameCache
+from unibus.history.reader import HistoryQuery, PageBudget, Window, WindowRead, read_window, window
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.readindex import ReadIndex
 from unibus.streams import StreamState, room_stream_snapshot

@@ -48,7 +48,7 @@ from .endpoints.creations import (
     creation_limit,
 )
 from .errors import ApiError, DomainError, StartRefused, bad_request
-from .framecache import FrameCache
+from .history.cache import FrameCache
 from .links import Links
 from .metrics import CacheCollector, MetricsServer, ServiceMetrics
 from .notices import Notice

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from ..auth import Caller
 from ..config import Config
 from ..errors import bad_request, forbidden, not_found
-from ..framecache import FrameCache
+from ..history.cache import FrameCache
 from ..notices import Notice
 from ..readindex import ReadIndex
 from ..storage import Room, RoomStore

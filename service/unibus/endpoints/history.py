@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import history
+from ..history import reader as history
 from ..streams import StreamState, room_stream_for_read, snapshot_of
 from ..wire.names import stream_name
 from .context import Call, Reply

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 
-from .history import History, PageBudget, Window, WindowRead, read_window
-from .streams import StreamState
+from ..streams import StreamState
+from .reader import History, PageBudget, Window, WindowRead, read_window
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ import msgpack
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from .errors import bad_request
-from .streams import PAGE_OVERHEAD, StreamState
-from .wire import jsapi
+from ..errors import bad_request
+from ..streams import PAGE_OVERHEAD, StreamState
+from ..wire import jsapi
 
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
