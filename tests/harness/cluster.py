@@ -29,8 +29,8 @@ class Node(NatsServer):
 
     @property
     def monitor_port(self) -> int:
-        """Picked by the server at its first start and kept for restarts (a port chosen
-        here and released before the server bound it could be taken meanwhile)."""
+        """Picked by nats-server at the first start (no window for another process to
+        take it) and kept for restarts."""
         return self.spec.monitor_port
 
     @property
