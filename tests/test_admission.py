@@ -11,6 +11,7 @@ otherwise wait for its own connection to be re-authorized after every room.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,16 @@ OVERSHOOT = 2
 connection is registered (measured: a burst of 60 from none admitted exactly 20)."""
 
 
+async def admitted_within(url: str, who: Identity, tries: int) -> Watched:
+    """A connection below the limit: on a busy machine a callout answer can come after
+    nats-server's deadline, which the client reads as an authorization violation."""
+    for _ in range(tries - 1):
+        with contextlib.suppress(nats.errors.Error):
+            return await connect_as(url, who)
+        await asyncio.sleep(0.2)
+    return await connect_as(url, who)
+
+
 async def test_a_connection_flood_by_one_identity_is_refused_beyond_its_limit(
     start_bounded: StartPlane, alice: Identity, bob: Identity
 ) -> None:
@@ -204,7 +215,7 @@ async def test_a_connection_flood_by_one_identity_is_refused_beyond_its_limit(
         before = await state_of(bob_peer.control, "bobs")
         assert len(held) <= LIMIT + OVERSHOOT
         while len(held) < LIMIT:  # a connect of the flood that timed out on a busy machine
-            held.append(await connect_as(url, alice))
+            held.append(await admitted_within(url, alice, tries=10))
         assert "authorization violation" in (await refused_connect(url, alice)).lower()
         await asyncio.gather(*(refused_connect(url, alice) for _ in range(LIMIT)))
         assert all(w.nc.is_connected for w in held)
