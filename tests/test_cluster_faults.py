@@ -101,6 +101,10 @@ async def test_killing_one_nats_node_under_load_loses_nothing(
     assert await kv_leader(cluster_nc) != victim.name
 
 
+AFTER_THE_ROLL_S = 3.0
+"""How long the load goes on once the last node is back and healthy."""
+
+
 async def test_rolling_restart_of_every_node(cluster: Cluster, spawn: Spawn, cluster_nc: Client) -> None:
     instances = spawn(2, env=LOAD)
     alice, bob = Identity.generate(), Identity.generate()
@@ -109,16 +113,21 @@ async def test_rolling_restart_of_every_node(cluster: Cluster, spawn: Spawn, clu
     created: list[str] = []
     attempts: list[int] = []
 
+    rolled = asyncio.Event()
+
     async def restart_each() -> None:
         for node in cluster.nodes:
             await asyncio.to_thread(node.stop)
             await asyncio.sleep(1)
             await asyncio.to_thread(node.start)
             await asyncio.to_thread(cluster.wait_healthy, 60)
+        await asyncio.sleep(AFTER_THE_ROLL_S)
+        rolled.set()
 
     started = time.monotonic()
     roll = mixed_load(client, "roll", list(seeded), created, attempts)
-    load, _ = await asyncio.gather(steady(5, 40, roll), restart_each())
+    # The load lasts as long as the roll does (however slow the machine), and a while after.
+    load, _ = await asyncio.gather(steady(5, 180, roll, until=rolled), restart_each())
     took = time.monotonic() - started
     print(f"\nrolling restart of 3 nodes in {took:.0f} s: {load.summary()}; {retried(attempts)}")
     assert load.errors == []

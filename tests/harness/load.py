@@ -29,9 +29,15 @@ class LoadResult:
 
 
 async def steady(
-    rate_per_s: float, duration_s: float, op: Callable[[int], Awaitable[object]], drain_s: float = 60.0
+    rate_per_s: float,
+    duration_s: float,
+    op: Callable[[int], Awaitable[object]],
+    drain_s: float = 60.0,
+    until: asyncio.Event | None = None,
 ) -> LoadResult:
-    """Start `op(i)` every 1/rate seconds for `duration_s`; wait (bounded) for stragglers."""
+    """Start `op(i)` every 1/rate seconds for `duration_s`, or until `until` is set if
+    that comes first (a load that lasts as long as a fault does); wait (bounded) for
+    stragglers."""
     result = LoadResult()
     tasks: list[asyncio.Task[None]] = []
 
@@ -47,6 +53,8 @@ async def steady(
     begin = time.perf_counter()
     total = int(rate_per_s * duration_s)
     for i in range(total):
+        if until is not None and until.is_set():
+            break
         delay = begin + i / rate_per_s - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
