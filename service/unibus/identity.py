@@ -10,7 +10,7 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import nacl.exceptions
@@ -49,7 +49,7 @@ def verify_key(public: str, prefix: int = _USER_PREFIX) -> nacl.signing.VerifyKe
     return nacl.signing.VerifyKey(body[1:])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _letter(prefix: int) -> str:
     """The first character of every nkey of kind `prefix` (`U` for users)."""
     return encode_public(bytes(32), prefix)[0]
