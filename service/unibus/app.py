@@ -34,7 +34,7 @@ from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verif
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.replies import ReplyElsewhere
 from .callout.authorizer import Authorizer, current_rooms
-from .callout.backlog import Backlog
+from .callout.backlog import CalloutBacklog
 from .callout.connections import ConnectionCounts, EventsRefused
 from .callout.keys import BoundaryKeys
 from .callout.revoker import Revoker
@@ -114,7 +114,7 @@ class ControlPlane:
         self.deps: Deps | None = None
         self.service: Service | None = None
         self._authorizer: Authorizer | None = None
-        self._callouts: Backlog[Request] | None = None
+        self._callouts: CalloutBacklog[Request] | None = None
         self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -244,7 +244,9 @@ class ControlPlane:
         )
         # Not the common dispatcher: callouts wait in a backlog of their own, answered
         # newest first by a few workers and dropped when stale (callout/backlog.py).
-        self._callouts = Backlog(partial(self._timed, CALLOUT_ENDPOINT, self._authorize), self._dropped)
+        self._callouts = CalloutBacklog(
+            partial(self._timed, CALLOUT_ENDPOINT, self._authorize), self._dropped
+        )
 
         async def queue(request: Request) -> None:
             assert self._callouts is not None

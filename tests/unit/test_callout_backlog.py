@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from unibus.callout.backlog import Backlog
+from unibus.callout.backlog import CalloutBacklog
 
 
 class Recorder:
@@ -38,7 +38,7 @@ async def settle() -> None:
 
 async def test_a_few_at_a_time_and_the_newest_first() -> None:
     seen = Recorder()
-    backlog = Backlog(seen.answer, seen.drop, workers=2, max_wait_s=60)
+    backlog = CalloutBacklog(seen.answer, seen.drop, workers=2, max_wait_s=60)
     try:
         for request in range(6):
             backlog.put(request)  # never waits, however many arrive
@@ -54,7 +54,7 @@ async def test_a_few_at_a_time_and_the_newest_first() -> None:
 
 async def test_requests_that_waited_past_their_use_are_dropped_unanswered() -> None:
     seen = Recorder()
-    backlog = Backlog(seen.answer, seen.drop, workers=1, max_wait_s=0.2)
+    backlog = CalloutBacklog(seen.answer, seen.drop, workers=1, max_wait_s=0.2)
     try:
         backlog.put(0)  # taken at once; holds the only worker
         await settle()
@@ -75,7 +75,7 @@ async def test_requests_that_waited_past_their_use_are_dropped_unanswered() -> N
 
 async def test_beyond_the_limit_the_oldest_are_dropped() -> None:
     seen = Recorder()
-    backlog = Backlog(seen.answer, seen.drop, workers=1, max_wait_s=60, limit=3)
+    backlog = CalloutBacklog(seen.answer, seen.drop, workers=1, max_wait_s=60, limit=3)
     try:
         for request in range(6):
             backlog.put(request)
@@ -93,7 +93,7 @@ async def test_a_failing_answer_does_not_stop_a_worker() -> None:
             raise RuntimeError("boom")
         answered.append(request)
 
-    backlog: Backlog[int] = Backlog(answer, lambda _: None, workers=1, max_wait_s=60)
+    backlog: CalloutBacklog[int] = CalloutBacklog(answer, lambda _: None, workers=1, max_wait_s=60)
     try:
         backlog.put(0)
         await settle()

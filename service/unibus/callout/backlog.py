@@ -42,7 +42,7 @@ LIMIT = 10_000
 """Queued requests kept at most (the oldest go first): bounded memory whatever arrives."""
 
 
-class Backlog(Generic[T]):
+class CalloutBacklog(Generic[T]):
     def __init__(
         self,
         answer: Callable[[T], Awaitable[None]],
