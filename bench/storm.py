@@ -31,7 +31,7 @@ from .measure import cpu_seconds
 from .stack import Stack, stack
 
 SOURCES = [gofloor.REPO / "bench" / "go" / "storm" / "main.go"]
-DEADLINE_S = 120
+DEADLINE_S = 45
 
 
 @dataclass
