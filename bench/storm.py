@@ -31,7 +31,7 @@ from .measure import cpu_seconds
 from .stack import Stack, stack
 
 SOURCES = [gofloor.REPO / "bench" / "go" / "storm" / "main.go"]
-DEADLINE_S = 30
+DEADLINE_S = 25
 """A client not admitted by then gives up (reported): a storm that collapses ends the run
 in bounded time."""
 CAPACITY_CLIENTS = 1000
