@@ -319,7 +319,7 @@ class ControlPlane:
             except Exception:  # NATS may already be gone; nothing is lost by not draining
                 log.debug("service stop", exc_info=True)
         if self._callouts is not None:
-            await self._callouts.close()
+            await self._callouts.close(self.config.js_timeout_s)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.js_timeout_s)
         if self.revoker is not None:

@@ -49,7 +49,7 @@ async def test_a_few_at_a_time_and_the_newest_first() -> None:
         assert seen.taken == [5, 4, 3, 2, 1, 0]
         assert sorted(seen.answered) == list(range(6)) and seen.dropped == []
     finally:
-        await backlog.close()
+        await backlog.close(timeout_s=0.1)
 
 
 async def test_requests_that_waited_past_their_use_are_dropped_unanswered() -> None:
@@ -70,7 +70,7 @@ async def test_requests_that_waited_past_their_use_are_dropped_unanswered() -> N
         await settle()
         assert seen.answered == [0, 4, 5]
     finally:
-        await backlog.close()
+        await backlog.close(timeout_s=0.1)
 
 
 async def test_beyond_the_limit_the_oldest_are_dropped() -> None:
@@ -82,7 +82,7 @@ async def test_beyond_the_limit_the_oldest_are_dropped() -> None:
         await settle()
         assert len(backlog) <= 3 and 1 in seen.dropped and 5 not in seen.dropped
     finally:
-        await backlog.close()
+        await backlog.close(timeout_s=0.1)
 
 
 async def test_a_failing_answer_does_not_stop_a_worker() -> None:
@@ -101,4 +101,17 @@ async def test_a_failing_answer_does_not_stop_a_worker() -> None:
         await settle()
         assert answered == [1]
     finally:
-        await backlog.close()
+        await backlog.close(timeout_s=0.1)
+
+
+async def test_closing_lets_answers_under_way_finish_and_leaves_the_queue() -> None:
+    seen = Recorder()
+    backlog = CalloutBacklog(seen.answer, seen.drop, workers=1, max_wait_s=60)
+    backlog.put(0)
+    await settle()
+    backlog.put(1)
+    closing = asyncio.create_task(backlog.close(timeout_s=5))
+    await settle()
+    seen.gate.set()
+    await closing
+    assert seen.answered == [0] and seen.dropped == []

@@ -58,6 +58,7 @@ class CalloutBacklog(Generic[T]):
         self._limit = limit
         self._queue: deque[tuple[float, T]] = deque()
         self._ready = asyncio.Event()
+        self._closing = False
         self._workers = [asyncio.create_task(self._work(), name="unibus-callout") for _ in range(workers)]
 
     def put(self, request: T) -> None:
@@ -71,10 +72,11 @@ class CalloutBacklog(Generic[T]):
         return len(self._queue)
 
     async def _work(self) -> None:
-        while True:
-            while not self._queue:
+        while not self._closing:
+            if not self._queue:
                 self._ready.clear()
                 await self._ready.wait()
+                continue
             arrived, request = self._queue.pop()  # the newest
             if time.monotonic() - arrived > self._max_wait:
                 # The newest is too old, so is every other one: drop them all.
@@ -87,8 +89,12 @@ class CalloutBacklog(Generic[T]):
             except Exception:  # a worker lives on whatever one answer did
                 log.exception("auth callout: answer failed")
 
-    async def close(self) -> None:
-        """Stop the workers; whatever is queued stays unanswered (nats-server times it out)."""
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Stop taking requests; the answers being worked on get up to `timeout_s` to go
+        out. Whatever is queued stays unanswered (nats-server times it out)."""
+        self._closing = True
+        self._ready.set()
+        await asyncio.wait(self._workers, timeout=timeout_s)
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
