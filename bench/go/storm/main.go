@@ -59,6 +59,7 @@ type client struct {
 	public string
 	nc     *nats.Conn
 	dials  atomic.Int64 // TCP connections opened, successful or not
+	atLoss atomic.Int64 // dials when the connection was last lost
 	lost   chan struct{}
 	back   chan time.Time
 }
@@ -162,10 +163,9 @@ func connectAll(url string, all []*client, deadline time.Duration) phase {
 // reconnectAll waits for every connection to be lost (the caller restarts NATS), then
 // times each one's return from the first loss on.
 func reconnectAll(all []*client, deadline time.Duration) phase {
-	dials := make([]int64, len(all))
 	var first time.Time
 	waiting := time.NewTimer(deadline)
-	for i, c := range all {
+	for _, c := range all {
 		if c.nc == nil {
 			continue
 		}
@@ -177,7 +177,6 @@ func reconnectAll(all []*client, deadline time.Duration) phase {
 		if first.IsZero() {
 			first = time.Now()
 		}
-		dials[i] = c.dials.Load()
 	}
 	took := make([]float64, len(all))
 	give := time.NewTimer(deadline)
@@ -199,7 +198,7 @@ func reconnectAll(all []*client, deadline time.Duration) phase {
 	for i, c := range all {
 		if c.nc != nil && took[i] >= 0 {
 			// Every dial since the loss but the one that got back in was a failed attempt.
-			p.Retries += c.dials.Load() - dials[i] - 1
+			p.Retries += c.dials.Load() - c.atLoss.Load() - 1
 		}
 	}
 	return p
@@ -219,6 +218,7 @@ func options(c *client) []nats.Option {
 		nats.IgnoreAuthErrorAbort(),
 		nats.SetCustomDialer(countingDialer{c}),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			c.atLoss.Store(c.dials.Load())
 			select {
 			case c.lost <- struct{}{}:
 			default:
