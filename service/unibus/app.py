@@ -3,9 +3,11 @@
 Each endpoint is a queue-group subscription registered through `nats.micro`, so instances
 share load and show up in `$SRV.PING/INFO/STATS`; the auth callout is one of them, on a
 connection of its own (links.py). The framework calls a handler one message at a time per
-subscription; requests, the callout's included, are handed to tasks instead (bounded by
-`max_in_flight`) so one large history read never holds up small ones, and one connect
-waiting on the room bucket never holds up the next.
+subscription; requests are handed to tasks instead (bounded by `max_in_flight`) so one
+large history read never holds up small ones. Callouts go to a backlog of their own
+(callout/backlog.py): a few workers, the newest first, stale ones dropped, so one connect
+waiting on the room bucket never holds up the next and a reconnect storm is not answered
+after nats-server gave up on it.
 """
 
 from __future__ import annotations
