@@ -14,7 +14,7 @@ from pathlib import Path
 from unibus.client import ControlClient, Identity
 from unibus.wire.names import INBOXES
 
-from . import boundary, follow_churn, gofloor, revocation, scale
+from . import boundary, follow_churn, gofloor, largest_grant, revocation, scale, storm
 from . import scenarios as sc
 from .measure import Latency
 from .report import METHOD, fmt_ms, latency_table, plot
@@ -100,6 +100,8 @@ async def run(workdir: Path, quick: bool) -> tuple[list[str], dict[str, dict[int
         rss = await sc.resident_memory(st, 1000 if quick else 10_000, 10)
         await nc.close()
     bounded = await boundary.measure(workdir, quick)
+    bounded += await storm.measure(workdir, quick)
+    bounded += await largest_grant.measure(workdir, quick)
     scaled = await scale.measure(workdir, quick)
     churned = await follow_churn.measure(workdir, quick)
     revoked = await revocation.measure(workdir, quick)

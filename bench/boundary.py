@@ -1,8 +1,7 @@
 """What the trust boundary costs and how fast it cuts: connect time through the auth
-callout (against a static nkey user and an open server), a storm of new identities
-connecting at once (as after a NATS restart) with one and two instances, and the delay
-from a member's removal reply to the server refusing that member, across two instances and
-a NATS restart.
+callout (against a static nkey user and an open server), and the delay from a member's
+removal reply to the server refusing that member, across two instances and a NATS
+restart. The reconnect storm is bench/storm.py's.
 
 `python -m bench.boundary` prints its rows; `make bench` includes them in docs/benchmarks.md.
 """
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import nats
 import nats.errors
-from nats.aio.client import Client
 
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
@@ -71,29 +69,6 @@ async def connect_times(url: str, identity: Key | None, runs: int, inbox: str | 
         samples.append((time.perf_counter() - start) * 1000)
         await nc.close()
     return Latency(samples)
-
-
-async def storm(url: str, clients: int) -> tuple[float, int]:
-    """`clients` new identities connect at once, each retrying (every 0.25 s, as peers do)
-    until admitted: seconds until all are in, and how many attempts were refused or timed
-    out on the way (nats-server gives a callout its connect deadline)."""
-    refused = 0
-
-    async def one(identity: Key) -> Client:
-        nonlocal refused
-        while True:
-            try:
-                return await connection.connect_once(connection.options(url, name="storm", identity=identity))
-            except (nats.errors.Error, OSError, TimeoutError):
-                refused += 1
-                await asyncio.sleep(0.25)
-
-    identities = [Key.generate() for _ in range(clients)]
-    start = time.perf_counter()
-    connected = await asyncio.gather(*(one(identity) for identity in identities))
-    elapsed = time.perf_counter() - start
-    await asyncio.gather(*(nc.close() for nc in connected))
-    return elapsed, refused
 
 
 async def open_connect_times(workdir: Path, runs: int) -> Latency:
@@ -170,23 +145,11 @@ async def measure(workdir: Path, quick: bool) -> list[str]:
             server.url, 3 if quick else 8, restart=server
         )
     plain = await open_connect_times(workdir, runs)
-    clients = 500 if quick else 5000
-    storms = []
-    for instances in (1, 2):
-        with bounded(workdir / f"storm{instances}", instances=instances) as (server, _):
-            await wait_answering(server.url)
-            await asyncio.sleep(1.0)  # every instance up, not only the first
-            storms.append(await storm(server.url, clients))
-    (one_s, one_refused), (two_s, two_refused) = storms
     return [
         f"| connect, new identity through the auth callout, p50 / p99 | {fmt_ms(callout.p50)} /"
         f" {fmt_ms(callout.p99)} | |",
         f"| … a static nkey user (no callout) / an open server, p50 | {fmt_ms(static.p50)} /"
         f" {fmt_ms(plain.p50)} | |",
-        f"| {clients} new identities connecting at once until all admitted (clients on the same"
-        f" machine), 1 / 2 instances | {one_s:.1f} s ({clients / one_s:.0f} connects/s, {one_refused}"
-        f" retries) / {two_s:.1f} s ({clients / two_s:.0f} connects/s, {two_refused} retries) |"
-        " ≤ 5 s with two (5,000) |",
         f"| removed member's connection closed by nats-server after the remove's reply, 2 instances,"
         f" p50 / max ({missed} of {len(cut.samples_ms) + missed} runs missed 10 s) | {span(cut)} | ≤ 1 s |",
         f"| … its re-subscription to the room refused (client reconnected) | {span(refused)} | ≤ 1 s |",

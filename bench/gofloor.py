@@ -24,17 +24,18 @@ SOURCES = [REPO / "bench" / "go" / "main.go", REPO / "examples" / "go" / "peer" 
 SYSTEM_GOPATH = "/usr/share/gocode"
 
 
-def build(workdir: Path) -> Path | None:
-    """The benchgo binary, or None (and why, on stdout) when Go or nats.go is missing."""
+def build(workdir: Path, name: str = "benchgo", sources: list[Path] = SOURCES) -> Path | None:
+    """The `name` binary built from `sources` (benchgo by default; bench/storm.py builds
+    stormgo), or None (and why, on stdout) when Go or nats.go is missing."""
     go = shutil.which("go")
     if go is None or not Path(SYSTEM_GOPATH, "src/github.com/nats-io/nats.go").is_dir():
         print("bench: no Go toolchain or Debian's nats.go; the Go rows are skipped")
         return None
-    package = workdir / "gopath" / "src" / "benchgo"
+    package = workdir / "gopath" / "src" / name
     package.mkdir(parents=True, exist_ok=True)
-    for source in SOURCES:
+    for source in sources:
         shutil.copy(source, package / source.name)
-    binary = workdir / "benchgo"
+    binary = workdir / name
     env = {
         **os.environ,
         "GO111MODULE": "off",

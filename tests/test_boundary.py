@@ -21,8 +21,10 @@ from nats.js.api import StreamConfig
 
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import Identity, Peer
+from unibus.config import Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
+from unibus.storage import Room
 from unibus.wire.names import CONTROL_PREFIX, INBOXES, ROLES, ROOM_BUCKET, nonce_stream_name
 
 from harness.boundary import Watched, as_role, connect_as, denied_request, reauthorize, refused_connect
@@ -331,6 +333,48 @@ async def test_a_removed_member_is_cut_off_at_the_server(
         await member.nc.publish("unibus.room.vault", b"after removal")
         assert await member.refused("publish", "unibus.room.vault")
         assert await stored(bounded_plane, "UNIBUS_vault") == before
+    finally:
+        await member.nc.close()
+
+
+async def test_an_identity_at_the_member_quota_is_admitted_with_every_room(
+    bounded_plane: Running, shipped_nats: NatsServer, boundary_keys: BoundaryKeys, alice: Identity
+) -> None:
+    """The largest grant the service can issue: a member of as many rooms as one identity
+    may be in, every room persisted and its id as long as ids go. Its user JWT (hundreds of
+    KiB, inside the callout's answer) must pass nats-server's limits on the callout's reply
+    and be honoured: the first and the last room work, a room it is not in does not."""
+    quota = Config().max_rooms_per_member
+    ids = [f"{i:04d}".ljust(64, "q") for i in range(quota)]
+    owner = Identity.generate().public_key
+    async with as_role(shipped_nats.url, boundary_keys, "service") as service:
+        bucket = await service.nc.jetstream().key_value(ROOM_BUCKET)
+        for start in range(0, quota, 100):  # the rows as the service writes them, 100 at a time
+            await asyncio.gather(
+                *(
+                    bucket.put(
+                        room_id,
+                        Room(
+                            room_id,
+                            "matrix",
+                            f"unibus.room.{room_id}",
+                            owner,
+                            {owner: "owner", alice.public_key: "member"},
+                        ).to_json(),
+                    )
+                    for room_id in ids[start : start + 100]
+                )
+            )
+    member = await connect_as(bounded_plane.nats_url, alice)
+    try:
+        for room_id in (ids[0], ids[-1]):
+            live = await member.nc.subscribe(f"unibus.room.{room_id}")
+            await member.nc.subscribe(f"unibus.room.{room_id}.stored")
+            await member.nc.publish(f"unibus.room.{room_id}", b"hello")
+            assert (await live.next_msg(timeout=5)).data == b"hello"
+        await member.nc.subscribe("unibus.room.not-one-of-them")
+        assert await member.refused("subscription", "unibus.room.not-one-of-them")
+        assert not [e for e in member.errors if "not-one-of-them" not in e]
     finally:
         await member.nc.close()
 

@@ -14,6 +14,7 @@ dispatcher as every endpoint, and counted in `$SRV.STATS`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,10 +22,12 @@ from urllib.parse import urlparse
 import nats.errors
 from nats.aio.client import Client
 
+from unibus.callout.backlog import WORKERS
 from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
+from unibus.wire.names import ROOM_BUCKET
 
 from harness.boundary import connect_as
 from harness.plane import StartPlane
@@ -32,6 +35,8 @@ from harness.relay import relay_to
 from harness.waiting import wait_until
 
 SERVICE = "unibus-control-plane"
+CONNECTS = 12
+"""Fewer than the callout's workers, so every one of them is being answered at once."""
 
 
 async def callout_stats(nc: Client) -> dict[str, object]:
@@ -131,3 +136,75 @@ async def test_connects_are_answered_while_one_callout_waits(
         with_result = await asyncio.gather(waiting, return_exceptions=True)
         if not isinstance(with_result[0], BaseException):
             await with_result[0].nc.close()
+
+
+async def test_concurrent_connects_share_one_freshness_check(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, start_plane: StartPlane
+) -> None:
+    """Every grant comes from a room copy checked fresh by a STREAM.INFO of the bucket
+    sent after the connect arrived; connects that arrive while one is in flight share the
+    next one (readindex.py) instead of sending one each."""
+    async with relay_to(urlparse(nats_server.url).port or 0) as relay:
+        await start_plane(nats_url=relay.url, keys_dir=str(tmp_path / "keys"))
+        infos = await nc.subscribe(f"$JS.API.STREAM.INFO.KV_{ROOM_BUCKET}")
+        await nc.flush()
+        before = int((await callout_stats(nc))["num_requests"])  # type: ignore[call-overload]
+        # The first check stays in flight (its answer held back) until every connect has
+        # arrived, so all of them overlap, as in a reconnect storm.
+        relay.hold(f"{SERVICE}-service")
+        connecting = asyncio.gather(
+            *(connect_as(nats_server.url, Identity.generate()) for _ in range(CONNECTS))
+        )
+
+        async def arrived() -> bool:
+            return int((await callout_stats(nc))["num_requests"]) >= before + CONNECTS  # type: ignore[call-overload]
+
+        try:
+            await wait_until(arrived, "every connect's callout arrived", within_s=1.5)
+        finally:
+            relay.release(f"{SERVICE}-service")
+        connected = await connecting
+        assert all(c.nc.is_connected for c in connected)
+        checks = 0
+        with contextlib.suppress(nats.errors.TimeoutError):
+            while True:
+                await infos.next_msg(timeout=0.5)
+                checks += 1
+        # One per connect without the sharing; the held one and one more with it.
+        assert 1 <= checks <= CONNECTS // 2, checks
+        for c in connected:
+            await c.nc.close()
+
+
+async def test_connects_that_waited_past_their_use_are_dropped_and_the_next_is_answered(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, start_plane: StartPlane
+) -> None:
+    """More connects than the callout's workers, while the room bucket does not answer:
+    nats-server gives up on them (its authorization timeout), so the requests still queued
+    after that are dropped unanswered and counted, instead of each being worked on long
+    after its client was told no; and the instance answers the next connect at once."""
+    async with relay_to(urlparse(nats_server.url).port or 0) as relay:
+        await start_plane(nats_url=relay.url, keys_dir=str(tmp_path / "keys"))
+        before = await callout_stats(nc)
+        relay.hold(f"{SERVICE}-service")
+        storm = [
+            asyncio.create_task(connect_as(nats_server.url, Identity.generate())) for _ in range(WORKERS * 2)
+        ]
+
+        async def arrived() -> bool:
+            stats = await callout_stats(nc)
+            return int(stats["num_requests"]) >= int(before["num_requests"]) + len(storm)  # type: ignore[call-overload]
+
+        await wait_until(arrived, "the storm's callouts arrived", within_s=20.0)
+        await asyncio.gather(*storm, return_exceptions=True)  # nats-server timed them all out
+        relay.release(f"{SERVICE}-service")
+
+        async def dropped() -> bool:
+            stats = await callout_stats(nc)
+            return int(stats["num_errors"]) >= int(before["num_errors"]) + WORKERS  # type: ignore[call-overload]
+
+        await wait_until(dropped, "the queued callouts dropped", within_s=20.0)
+        assert "waited too long" in str((await callout_stats(nc))["last_error"])
+        late = await connect_as(nats_server.url, Identity.generate())
+        assert late.nc.is_connected
+        await late.nc.close()

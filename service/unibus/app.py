@@ -3,9 +3,11 @@
 Each endpoint is a queue-group subscription registered through `nats.micro`, so instances
 share load and show up in `$SRV.PING/INFO/STATS`; the auth callout is one of them, on a
 connection of its own (links.py). The framework calls a handler one message at a time per
-subscription; requests, the callout's included, are handed to tasks instead (bounded by
-`max_in_flight`) so one large history read never holds up small ones, and one connect
-waiting on the room bucket never holds up the next.
+subscription; requests are handed to tasks instead (bounded by `max_in_flight`) so one
+large history read never holds up small ones. Callouts go to a backlog of their own
+(callout/backlog.py): a few workers, the newest first, stale ones dropped, so one connect
+waiting on the room bucket never holds up the next and a reconnect storm is not answered
+after nats-server gave up on it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .auth import AuthFailed, Caller, LocalNonces, ReplayCheckUnavailable, Verif
 from .auth.replay import SharedNonces, SqliteNonces
 from .auth.replies import ReplyElsewhere
 from .callout.authorizer import Authorizer, current_rooms
+from .callout.backlog import CalloutBacklog
 from .callout.connections import ConnectionCounts, EventsRefused
 from .callout.keys import BoundaryKeys
 from .callout.revoker import Revoker
@@ -113,6 +116,7 @@ class ControlPlane:
         self.deps: Deps | None = None
         self.service: Service | None = None
         self._authorizer: Authorizer | None = None
+        self._callouts: CalloutBacklog[Request] | None = None
         self.verifier = Verifier(config.auth_mode, config.clock_skew_s, LocalNonces(config.clock_skew_s))
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -240,9 +244,33 @@ class ControlPlane:
             connections=await self._connection_counts(),
             max_connections=self.config.max_connections_per_identity,
         )
-        handler = self._dispatcher(CALLOUT_ENDPOINT, self._authorize)
-        await add_endpoint_on(callout, self.service, CALLOUT_ENDPOINT, CALLOUT_SUBJECT, handler)
+        # Not the common dispatcher: callouts wait in a backlog of their own, answered
+        # newest first by a few workers and dropped when stale (callout/backlog.py).
+        self._callouts = CalloutBacklog(
+            partial(self._timed, CALLOUT_ENDPOINT, self._authorize), self._dropped
+        )
+
+        async def queue(request: Request) -> None:
+            assert self._callouts is not None
+            self._callouts.put(request)
+
+        await add_endpoint_on(callout, self.service, CALLOUT_ENDPOINT, CALLOUT_SUBJECT, queue)
         await confirm_interest(callout)
+
+    def _dropped(self, request: Request) -> None:
+        """A callout left unanswered because it waited too long (nats-server times its
+        client out, which retries): counted, and logged rate-limited."""
+        if self.stats is not None:
+            self.stats.record(CALLOUT_ENDPOINT, 0, "503 waited too long to be answered (not answered)")
+        if self.metrics is not None:
+            self.metrics.callout_decisions.labels("dropped").inc()
+        if self._authorizer is not None:
+            self._authorizer.refusals.log(
+                logging.WARNING,
+                "dropped",
+                "auth callout: a request waited too long and was dropped unanswered (more connects"
+                " than this instance answers in time: add instances, or clients retry after NATS's timeout)",
+            )
 
     async def _authorize(self, request: Request) -> Answered:
         """Answer one callout with the signed authorization response (a user JWT, or a
@@ -292,6 +320,8 @@ class ControlPlane:
                 await asyncio.wait_for(self.service.stop(), self.config.js_timeout_s)
             except Exception:  # NATS may already be gone; nothing is lost by not draining
                 log.debug("service stop", exc_info=True)
+        if self._callouts is not None:
+            await self._callouts.close(self.config.js_timeout_s)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.js_timeout_s)
         if self.revoker is not None:

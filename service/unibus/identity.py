@@ -10,7 +10,7 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import nacl.exceptions
@@ -36,7 +36,7 @@ def encode_public(raw: bytes, prefix: int = _USER_PREFIX) -> str:
 def verify_key(public: str, prefix: int = _USER_PREFIX) -> nacl.signing.VerifyKey:
     """`U…` (or the nkey kind `prefix` names: `N…` servers, `A…` accounts) → a verifying key;
     cached because every signed request and every connection decodes its key."""
-    letter = encode_public(bytes(32), prefix)[0]
+    letter = _letter(prefix)
     if not isinstance(public, str) or len(public) != 56 or not public.startswith(letter):
         raise InvalidKey(f"not an nkey public key of kind {letter}")
     try:
@@ -47,6 +47,12 @@ def verify_key(public: str, prefix: int = _USER_PREFIX) -> nacl.signing.VerifyKe
     if body[0] != prefix or nkeys.crc16(bytearray(body)).to_bytes(2, "little") != crc:
         raise InvalidKey("bad nkey prefix or checksum")
     return nacl.signing.VerifyKey(body[1:])
+
+
+@cache
+def _letter(prefix: int) -> str:
+    """The first character of every nkey of kind `prefix` (`U` for users)."""
+    return encode_public(bytes(32), prefix)[0]
 
 
 def is_public_key(value: object) -> bool:

@@ -56,6 +56,13 @@ class Links:
                     await nc.close()
 
 
+RECONNECT_WAIT_S = 0.05
+"""Between reconnect attempts while NATS is away. Clients reconnect on their own every
+100-250 ms after a NATS restart, and one whose connect reaches the server before an
+instance's callout connection is back waits out nats-server's authorization timeout (2 s)
+before it tries again: the instances must be back first (bench/storm.py)."""
+
+
 async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Links:
     """Connect the service: as its four boundary users when it has keys, else once."""
     events = _ConnectionLog()
@@ -68,6 +75,7 @@ async def open_links(config: Config, url: str, keys: BoundaryKeys | None) -> Lin
             inbox=INBOXES[role] if identity is not None else None,
             creds=config.nats_creds,
             pending_size=64 * 1024 * 1024,
+            reconnect_time_wait=RECONNECT_WAIT_S,
             error_cb=events.errors.log,
             disconnected_cb=events.disconnected(role),
             reconnected_cb=events.reconnected(role),

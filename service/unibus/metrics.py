@@ -58,7 +58,8 @@ class ServiceMetrics(RequestMetrics):
         )
         self.callout_decisions = Counter(
             "unibus_callout_decisions",
-            "Auth callout answers: admitted (member or anonymous), refused, or unreadable",
+            "Auth callout requests: admitted (member or anonymous), refused, unreadable,"
+            " or dropped unanswered (waited too long)",
             ["decision"],
             registry=registry,
         )

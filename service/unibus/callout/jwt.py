@@ -32,17 +32,25 @@ _PREFIXES = {
 }
 
 
+_NO_JTI = b'"jti":""'
+
+
 class InvalidToken(ValueError):
     pass
 
 
 def encode(claims: dict[str, Any], issuer: nkeys.KeyPair) -> str:
     """Sign `claims` as `issuer`: sets `iss`, `iat` (unless given) and `jti` the way the Go
-    library does (base32 of the SHA-256 of the claims without `jti`)."""
+    library does (base32 of the SHA-256 of the claims without `jti`).
+
+    The claims are serialized once, with `jti` empty, and the hash is put in its place: a
+    quote inside any JSON string is escaped, so `"jti":""` occurs only as the top-level
+    key itself (every connect signs two of these, so each serialization counts)."""
     body = {**claims, "iss": issuer.public_key.decode(), "jti": ""}
     body.setdefault("iat", int(time.time()))
-    body["jti"] = base64.b32encode(hashlib.sha256(_json(body)).digest()).decode().rstrip("=")
-    signing_input = base64url.encode(_json(_HEADER)) + "." + base64url.encode(_json(body))
+    unsigned = _json(body)
+    jti = base64.b32encode(hashlib.sha256(unsigned).digest()).rstrip(b"=")
+    signing_input = _HEADER_SEGMENT + base64url.encode(unsigned.replace(_NO_JTI, b'"jti":"' + jti + b'"', 1))
     signature = issuer.sign(signing_input.encode())
     return signing_input + "." + base64url.encode(signature)
 
@@ -78,3 +86,6 @@ def decode(token: str, now: float | None = None) -> dict[str, Any]:
 
 def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+_HEADER_SEGMENT = base64url.encode(_json(_HEADER)) + "."
