@@ -25,6 +25,7 @@ from ..readindex import ReadIndex
 from ..wire.jscodes import JSStreamWrongLastSequenceErrF
 from ..wire.names import CONTROL_PREFIX, bucket_name
 from .base import ConcurrentChange, Mutation, RoomExists, StoreUnavailable
+from .copy import RoomCopy
 from .rooms import Room
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class KvStore:
         self._bucket = bucket
         self._index = ReadIndex(nc, timeout_s) if nc is not None else None
         self._timeout = timeout_s
-        self._rooms: dict[str, Room] = {}
+        self._rooms = RoomCopy()
         # Revision of rows this instance deleted, so the watch cannot resurrect them
         # with an older put still in flight.
         self._deleted: dict[str, int] = {}
@@ -207,7 +208,7 @@ class KvStore:
         if self._deleted.get(entry.key, 0) >= revision:
             return
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-            self._replaced(self._rooms.pop(entry.key, None), None)
+            self._replaced(self._rooms.pop(entry.key), None)
             # The watch has reached the deletion: older puts are behind it, the guard can go.
             self._deleted.pop(entry.key, None)
             return
@@ -216,7 +217,7 @@ class KvStore:
         except (ValueError, TypeError):
             log.error("unreadable room row %s at revision %s left untouched", entry.key, revision)
             return
-        self._rooms[entry.key] = room
+        self._rooms.put(room)
         self._replaced(known, room)
 
     async def get(self, room_id: str) -> Room | None:
@@ -285,14 +286,12 @@ class KvStore:
             if err.err_code != JSStreamWrongLastSequenceErrF:
                 raise
             raise ConcurrentChange("the room is being changed concurrently; try again") from None
-        self._replaced(self._rooms.pop(room_id, current), None)
+        self._replaced(self._rooms.pop(room_id) or current, None)
         self._deleted[room_id] = current.revision
         return True
 
     async def rooms_of(self, member: str | None) -> list[Room]:
-        rooms = self._rooms.values()
-        chosen = rooms if member is None else (r for r in rooms if member in r.members)
-        return sorted(chosen, key=lambda r: r.id)
+        return self._rooms.rooms_of(member)
 
     async def close(self) -> None:
         await self._stop_watch()
@@ -301,7 +300,7 @@ class KvStore:
         known = self._rooms.get(room.id)
         self._deleted.pop(room.id, None)
         if known is None or known.revision < room.revision:
-            self._rooms[room.id] = room
+            self._rooms.put(room)
             self._replaced(known, room)
 
 
