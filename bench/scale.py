@@ -2,11 +2,13 @@
 
 One cluster (three nats-server processes, routes on loopback) and one `unibus serve`; the
 rooms are created in steps up to each checkpoint, and at each checkpoint:
-- creation time of that step (16 concurrent callers, stream and row each), after 20 frames
-  of 300 bytes were published into every new room over core NATS;
+- creation time of that step (16 concurrent callers, stream and row each; one creator
+  identity per 1,000 rooms, the default per-creator limit, so each create's quota check
+  sees what a real creator's does), after 20 frames of 300 bytes were published into every
+  new room over core NATS;
 - resident memory of each nats-server node and of the serving instance;
-- a fresh instance started beside it: time until it serves (it loads every row), and its
-  resident memory;
+- a fresh instance started beside it: time until it serves (it loads every row; asked
+  every 0.25 s), and its resident memory;
 - history(limit=20) of 200 random rooms, each read once (cold: not in the instance's
   cache) and again (warm).
 Streams are R1 (`UNIBUS_REPLICAS=1`), placed across the nodes by JetStream itself; R3
@@ -15,8 +17,9 @@ Room streams reserve their byte limit in the store, so these are created with
 `UNIBUS_ROOM_MAX_BYTES` of 1 MiB (docs/operations.md, "Storage layout").
 
 The rows end with where the instance's memory and start time would reach a 2 GiB
-container and 100,000 rooms, extrapolated linearly from the last two checkpoints (and
-labelled so). `python -m bench.scale --rooms 1000,10000,50000 --nodes 3` runs it alone.
+container and 100,000 rooms, and what 100,000 rooms would take of creation time and
+nats-server memory, extrapolated linearly from the last two checkpoints (and labelled
+so). `python -m bench.scale --rooms 1000,10000,50000 --nodes 3` runs it alone.
 """
 
 from __future__ import annotations
@@ -46,12 +49,13 @@ FRAMES = 20
 FRAME_BYTES = 300
 SAMPLE = 200
 CREATORS = 16
+ROOMS_PER_CREATOR = 1000
+"""The default `UNIBUS_MAX_ROOMS_PER_CREATOR`: a new creator identity every 1,000 rooms."""
 SERVICE_ENV = {
     "UNIBUS_ROOM_MAX_BYTES": str(1024 * 1024),
-    "UNIBUS_MAX_ROOMS_PER_CREATOR": "1000000",
-    "UNIBUS_CREATOR_STORE_BYTES": str(1 << 50),
     "UNIBUS_REPLICAS": "1",
 }
+START_WAIT_S = 300.0
 GIB2_MIB = 2048
 
 
@@ -112,36 +116,36 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
         nc = await nats.connect(servers=url.split(","), pending_size=PENDING)
         await _jetstream_ready(nc)
         await st.wait_services(nc, 1)
-        client = ControlClient(nc, Identity.generate())
+        creators = [
+            ControlClient(nc, Identity.generate()) for _ in range(checkpoints[-1] // ROOMS_PER_CREATOR + 1)
+        ]
         results: list[Checkpoint] = []
         made = 0
         try:
             for target in checkpoints:
-                ids = [f"r{i}" for i in range(made, target)]
-                created_s = await _create(client, ids)
-                for room_id in ids:
+                created_s = await _create(creators, range(made, target))
+                for n in range(made, target):
                     for _ in range(FRAMES):
-                        await nc.publish(f"unibus.room.{room_id}", os.urandom(FRAME_BYTES))
+                        await nc.publish(f"unibus.room.r{n}", os.urandom(FRAME_BYTES))
                 await nc.flush()
-                await _stored(client, ids[-1])
+                await _stored(creators, target - 1)
                 made = target
                 nodes_mib = [resident_mib(node.process.pid) for node in nodes if node.process]
                 service_mib = resident_mib(serving.pid)
                 started = time.perf_counter()
                 fresh = st.start_service(**env)
-                await st.wait_services(nc, 2)
+                await st.wait_services(nc, 2, START_WAIT_S)
                 start_s = time.perf_counter() - started
                 fresh_mib = resident_mib(fresh.pid)
                 st.stop_service(fresh)
                 sample = random.Random(target).sample(range(made), min(SAMPLE, made))
-                rooms = [f"r{i}" for i in sample]
-                cold = await _reads(client, rooms)
-                warm = await _reads(client, rooms)
+                cold = await _reads(creators, sample)
+                warm = await _reads(creators, sample)
                 results.append(
                     Checkpoint(target, created_s, nodes_mib, service_mib, start_s, fresh_mib, cold, warm)
                 )
                 # A long run says how far it got (the table comes at the end).
-                print(f"bench.scale: {results[-1]}", flush=True)
+                print(f"bench.scale: {_summary(results[-1])}", flush=True)
         finally:
             await nc.close()
             for proc in list(st.services):
@@ -149,14 +153,22 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
         return results
 
 
-async def _create(client: ControlClient, ids: list[str]) -> float:
-    pending = iter(ids)
+def _summary(p: Checkpoint) -> str:
+    return (
+        f"{p.rooms} rooms: step created in {p.created_s:.1f} s, nodes {[round(m) for m in p.nodes_mib]} MiB,"
+        f" service {p.service_mib:.0f} MiB, fresh start {p.start_s:.2f} s at {p.fresh_mib:.0f} MiB,"
+        f" cold p50 {fmt_ms(p.cold.p50)}, warm p50 {fmt_ms(p.warm.p50)}"
+    )
+
+
+async def _create(creators: list[ControlClient], numbers: range) -> float:
+    pending = iter(numbers)
 
     async def creator() -> None:
-        for room_id in pending:
+        for n in pending:
             for attempt in range(5):
                 try:
-                    await client.create_room(room_id, encrypted=False)
+                    await creators[n // ROOMS_PER_CREATOR].create_room(f"r{n}", encrypted=False)
                     break
                 except Unavailable:  # 503 is retryable (protocol.md); a loaded cluster says it
                     if attempt == 4:
@@ -168,19 +180,19 @@ async def _create(client: ControlClient, ids: list[str]) -> float:
     return time.perf_counter() - started
 
 
-async def _stored(client: ControlClient, room_id: str) -> None:
+async def _stored(creators: list[ControlClient], n: int) -> None:
     for _ in range(1000):  # bounded: capture is asynchronous, and quick
-        if len((await client.history(room_id, limit=FRAMES)).frames) == FRAMES:
+        if len((await creators[n // ROOMS_PER_CREATOR].history(f"r{n}", limit=FRAMES)).frames) == FRAMES:
             return
         await asyncio.sleep(0.02)
-    raise TimeoutError(f"{room_id} never stored {FRAMES} frames")
+    raise TimeoutError(f"r{n} never stored {FRAMES} frames")
 
 
-async def _reads(client: ControlClient, rooms: list[str]) -> Latency:
+async def _reads(creators: list[ControlClient], numbers: list[int]) -> Latency:
     samples = []
-    for room_id in rooms:
+    for n in numbers:
         started = time.perf_counter()
-        page = await client.history(room_id, limit=FRAMES)
+        page = await creators[n // ROOMS_PER_CREATOR].history(f"r{n}", limit=FRAMES)
         samples.append((time.perf_counter() - started) * 1000)
         assert len(page.frames) == FRAMES
     return Latency(samples)
@@ -197,7 +209,11 @@ def rows(points: list[Checkpoint], size: int) -> list[str]:
     def row(what: str, cells: list[str]) -> None:
         lines.append(f"| {what} | {' | '.join(cells)} |")
 
-    row("creation of this step, 16 concurrent callers", [f"{p.created_s:.1f} s" for p in points])
+    steps = [p.rooms - q for p, q in zip(points, [0] + [p.rooms for p in points[:-1]], strict=True)]
+    row(
+        "creation of this step, 16 concurrent callers",
+        [f"{p.created_s:.1f} s ({n / p.created_s:.0f} rooms/s)" for p, n in zip(points, steps, strict=True)],
+    )
     row(
         "nats-server resident memory per node",
         [" / ".join(f"{m:.0f}" for m in p.nodes_mib) + " MiB" for p in points],
@@ -221,13 +237,19 @@ def extrapolation(a: Checkpoint, b: Checkpoint) -> list[str]:
     per_room_mib = (b.fresh_mib - a.fresh_mib) / span
     per_room_s = (b.start_s - a.start_s) / span
     node_per_room = (max(b.nodes_mib) - max(a.nodes_mib)) / span
+    nodes = len(b.nodes_mib)
+    rest = 100_000 - b.rooms
     out = [
         f"Extrapolated linearly from {a.rooms:,} and {b.rooms:,} rooms (not measured):"
         f" a fresh instance grows {1024 * per_room_mib:.2f} KiB and {1e3 * per_room_s:.3f} ms of start"
-        f" per room, the fullest node {1024 * node_per_room:.1f} KiB per room;"
+        f" per room; the fullest node grows {1024 * node_per_room:.1f} KiB per room, about"
+        f" {1024 * node_per_room * nodes:.0f} KiB per stream it holds (R1: one stream in {nodes} on each);"
         f" at 100,000 rooms an instance would hold about"
-        f" {b.fresh_mib + per_room_mib * (100_000 - b.rooms):,.0f} MiB and start in about"
-        f" {b.start_s + per_room_s * (100_000 - b.rooms):.1f} s."
+        f" {b.fresh_mib + per_room_mib * rest:,.0f} MiB and start in about"
+        f" {b.start_s + per_room_s * rest:.1f} s, the fullest node about"
+        f" {max(b.nodes_mib) + node_per_room * rest:,.0f} MiB, and the {rest:,} rooms still to create"
+        f" about {rest * b.created_s / span / 60:,.0f} min at the last step's rate"
+        " (which fell as streams accumulated: a lower bound)."
     ]
     if per_room_mib > 0:
         fits = b.rooms + (GIB2_MIB - b.fresh_mib) / per_room_mib
