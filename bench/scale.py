@@ -41,7 +41,7 @@ from nats.aio.client import Client
 from unibus.client import ControlClient, Identity, Unavailable
 from unibus.natsserver import NatsServer, ServerSpec, free_port
 
-from .measure import Latency, resident_mib
+from .measure import Latency, cpu_seconds, resident_mib
 from .report import fmt_ms
 from .stack import PENDING, Stack
 
@@ -67,6 +67,9 @@ class Checkpoint:
     nodes_mib: list[float]
     service_mib: float
     start_s: float
+    start_cpu_s: float
+    """The fresh instance's own CPU until it serves: what its start costs whatever the
+    machine's load (the wall time above waits for the CPU too)."""
     fresh_mib: float
     cold: Latency
     warm: Latency
@@ -136,13 +139,16 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
                 fresh = st.start_service(**env)
                 await st.wait_services(nc, 2, START_WAIT_S)
                 start_s = time.perf_counter() - started
+                start_cpu_s = cpu_seconds(fresh.pid)
                 fresh_mib = resident_mib(fresh.pid)
                 st.stop_service(fresh)
                 sample = random.Random(target).sample(range(made), min(SAMPLE, made))
                 cold = await _reads(creators, sample)
                 warm = await _reads(creators, sample)
                 results.append(
-                    Checkpoint(target, created_s, nodes_mib, service_mib, start_s, fresh_mib, cold, warm)
+                    Checkpoint(
+                        target, created_s, nodes_mib, service_mib, start_s, start_cpu_s, fresh_mib, cold, warm
+                    )
                 )
                 # A long run says how far it got (the table comes at the end).
                 print(f"bench.scale: {_summary(results[-1])}", flush=True)
@@ -156,7 +162,8 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
 def _summary(p: Checkpoint) -> str:
     return (
         f"{p.rooms} rooms: step created in {p.created_s:.1f} s, nodes {[round(m) for m in p.nodes_mib]} MiB,"
-        f" service {p.service_mib:.0f} MiB, fresh start {p.start_s:.2f} s at {p.fresh_mib:.0f} MiB,"
+        f" service {p.service_mib:.0f} MiB, fresh start {p.start_s:.2f} s ({p.start_cpu_s:.2f} s CPU)"
+        f" at {p.fresh_mib:.0f} MiB,"
         f" cold p50 {fmt_ms(p.cold.p50)}, warm p50 {fmt_ms(p.warm.p50)}"
     )
 
@@ -220,6 +227,7 @@ def rows(points: list[Checkpoint], size: int) -> list[str]:
     )
     row("serving instance resident memory", [f"{p.service_mib:.0f} MiB" for p in points])
     row("fresh instance: start until serving", [f"{p.start_s:.2f} s" for p in points])
+    row("… its CPU until serving", [f"{p.start_cpu_s:.2f} s" for p in points])
     row("… its resident memory", [f"{p.fresh_mib:.0f} MiB" for p in points])
     row(
         f"history(limit=20) of {SAMPLE} random rooms, cold p50 / p99",
@@ -236,13 +244,14 @@ def extrapolation(a: Checkpoint, b: Checkpoint) -> list[str]:
     span = b.rooms - a.rooms
     per_room_mib = (b.fresh_mib - a.fresh_mib) / span
     per_room_s = (b.start_s - a.start_s) / span
+    per_room_cpu = (b.start_cpu_s - a.start_cpu_s) / span
     node_per_room = (max(b.nodes_mib) - max(a.nodes_mib)) / span
     nodes = len(b.nodes_mib)
     rest = 100_000 - b.rooms
     out = [
         f"Extrapolated linearly from {a.rooms:,} and {b.rooms:,} rooms (not measured):"
-        f" a fresh instance grows {1024 * per_room_mib:.2f} KiB and {1e3 * per_room_s:.3f} ms of start"
-        f" per room; the fullest node grows {1024 * node_per_room:.1f} KiB per room, about"
+        f" a fresh instance grows {1024 * per_room_mib:.2f} KiB, {1e3 * per_room_s:.3f} ms of start"
+        f" and {1e3 * per_room_cpu:.3f} ms of its CPU per room; the fullest node grows {1024 * node_per_room:.1f} KiB per room, about"
         f" {1024 * node_per_room * nodes:.0f} KiB per stream it holds (R1: one stream in {nodes} on each);"
         f" at 100,000 rooms an instance would hold about"
         f" {b.fresh_mib + per_room_mib * rest:,.0f} MiB and start in about"
