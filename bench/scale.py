@@ -251,7 +251,8 @@ def extrapolation(a: Checkpoint, b: Checkpoint) -> list[str]:
     out = [
         f"Extrapolated linearly from {a.rooms:,} and {b.rooms:,} rooms (not measured):"
         f" a fresh instance grows {1024 * per_room_mib:.2f} KiB, {1e3 * per_room_s:.3f} ms of start"
-        f" and {1e3 * per_room_cpu:.3f} ms of its CPU per room; the fullest node grows {1024 * node_per_room:.1f} KiB per room, about"
+        f" and {1e3 * per_room_cpu:.3f} ms of its CPU per room;"
+        f" the fullest node grows {1024 * node_per_room:.1f} KiB per room, about"
         f" {1024 * node_per_room * nodes:.0f} KiB per stream it holds (R1: one stream in {nodes} on each);"
         f" at 100,000 rooms an instance would hold about"
         f" {b.fresh_mib + per_room_mib * rest:,.0f} MiB and start in about"
