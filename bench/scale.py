@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import os
 import random
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -64,6 +65,9 @@ class Checkpoint:
     rooms: int
     created_s: float
     """Creating the rooms of this step (since the previous checkpoint)."""
+    create_cpu_ms: tuple[float, float]
+    """CPU per room created in this step: the serving instance's, and every nats-server's
+    together (what bounds the creation rate, and which side grows with the count)."""
     nodes_mib: list[float]
     service_mib: float
     start_s: float
@@ -126,7 +130,13 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
         made = 0
         try:
             for target in checkpoints:
+                cpu_before = _cpu(serving, nodes)
                 created_s = await _create(creators, range(made, target))
+                cpu_after = _cpu(serving, nodes)
+                create_cpu_ms = (
+                    1e3 * (cpu_after[0] - cpu_before[0]) / (target - made),
+                    1e3 * (cpu_after[1] - cpu_before[1]) / (target - made),
+                )
                 for n in range(made, target):
                     for _ in range(FRAMES):
                         await nc.publish(f"unibus.room.r{n}", os.urandom(FRAME_BYTES))
@@ -147,7 +157,16 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
                 warm = await _reads(creators, sample)
                 results.append(
                     Checkpoint(
-                        target, created_s, nodes_mib, service_mib, start_s, start_cpu_s, fresh_mib, cold, warm
+                        target,
+                        created_s,
+                        create_cpu_ms,
+                        nodes_mib,
+                        service_mib,
+                        start_s,
+                        start_cpu_s,
+                        fresh_mib,
+                        cold,
+                        warm,
                     )
                 )
                 # A long run says how far it got (the table comes at the end).
@@ -159,9 +178,16 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
         return results
 
 
+def _cpu(service: subprocess.Popen[bytes], nodes: list[NatsServer]) -> tuple[float, float]:
+    """CPU seconds so far: the instance's, and the nats-servers' together."""
+    return cpu_seconds(service.pid), sum(cpu_seconds(node.process.pid) for node in nodes if node.process)
+
+
 def _summary(p: Checkpoint) -> str:
     return (
-        f"{p.rooms} rooms: step created in {p.created_s:.1f} s, nodes {[round(m) for m in p.nodes_mib]} MiB,"
+        f"{p.rooms} rooms: step created in {p.created_s:.1f} s"
+        f" ({p.create_cpu_ms[0]:.1f} + {p.create_cpu_ms[1]:.1f} ms CPU a room),"
+        f" nodes {[round(m) for m in p.nodes_mib]} MiB,"
         f" service {p.service_mib:.0f} MiB, fresh start {p.start_s:.2f} s ({p.start_cpu_s:.2f} s CPU)"
         f" at {p.fresh_mib:.0f} MiB,"
         f" cold p50 {fmt_ms(p.cold.p50)}, warm p50 {fmt_ms(p.warm.p50)}"
@@ -220,6 +246,10 @@ def rows(points: list[Checkpoint], size: int) -> list[str]:
     row(
         "creation of this step, 16 concurrent callers",
         [f"{p.created_s:.1f} s ({n / p.created_s:.0f} rooms/s)" for p, n in zip(points, steps, strict=True)],
+    )
+    row(
+        "… CPU per room created: serving instance + nats-servers",
+        [f"{p.create_cpu_ms[0]:.1f} + {p.create_cpu_ms[1]:.1f} ms" for p in points],
     )
     row(
         "nats-server resident memory per node",
