@@ -105,12 +105,19 @@ class KvStore:
 
     async def _start_watch(self) -> None:
         watcher = await self._kv.watchall()
-        # Wait for the initial snapshot (ended by a None marker) before serving reads.
-        while True:
-            entry = await watcher.updates(timeout=self._timeout)  # type: ignore[no-untyped-call]
-            if entry is None:
-                break
-            self._apply(entry)
+        # Wait for the initial snapshot (ended by a None marker) before serving reads, each
+        # row within the timeout of the one before. One deadline moved along, not nats-py's
+        # `updates(timeout)`: that is a wait_for, a task per row, and took more than half
+        # of a start's CPU (1.8-2.0 s against 0.8-0.9 s for 20,000 rows, measured).
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._timeout) as quiet:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                self._apply(entry)
+                quiet.reschedule(loop.time() + self._timeout)
+            else:
+                raise StoreUnavailable("the room bucket's watch stopped before its snapshot ended")
         self._watcher = watcher
         self._watch_task = asyncio.create_task(self._follow(watcher), name="unibus-kv-watch")
 
