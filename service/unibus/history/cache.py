@@ -18,7 +18,7 @@ Frames below `first_seq` are forgotten. For the newest page, frames appended sin
 are fetched (only those); the fetch must end on the frame the state names as the last
 (its stored timestamp equals the state's `last_ts`), or the stream was replaced while it
 ran and nothing fetched is used. The page is cut from the entry exactly as
-`history.read_window` cuts it, and only from the entry this read checked: another read
+`reader.read_window` cuts it, and only from the entry this read checked: another read
 may have replaced it during the fetch.
 Data fetched after a state is consistent with that state as its baseline, so two
 ranges are merged only when their baselines are equal; otherwise the newer read's
@@ -34,8 +34,10 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 
-from .history import History, PageBudget, Window, WindowRead, read_window
-from .streams import StreamState
+from .query import Window
+from .reader import WindowRead, read_window
+from .reply import HistoryReply, PageBudget
+from .state import StreamState
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class _Entry:
             self.size += sum(len(frame) for frame in frames[:end])
             self.lo = lo
 
-    def page(self, win: Window, budget: PageBudget) -> History | None:
+    def page(self, win: Window, budget: PageBudget) -> HistoryReply | None:
         """The newest frames of `win` that fit `budget` (at least one), cut as read_window
         cuts them; None when the entry cannot tell (the page would reach below `lo`)."""
         if win.last_seq > self.hi or win.last_seq < self.lo:
@@ -94,14 +96,14 @@ class _Entry:
         while first > start:
             cost = budget.cost(self.frames[first - 1])
             if held + cost > budget.max_bytes and first < end:
-                return History(
+                return HistoryReply(
                     self.frames[first:end], Window(self.seqs[first], win.last_seq), self.seqs[first:end]
                 )
             held += cost
             first -= 1
         if win.first_seq < self.lo:
             return None  # every cached frame fits: what lies below lo decides
-        return History(self.frames[start:end], win, self.seqs[start:end])
+        return HistoryReply(self.frames[start:end], win, self.seqs[start:end])
 
 
 class FrameCache:
@@ -121,7 +123,7 @@ class FrameCache:
 
     async def read(
         self, nc: Client, stream: str, state: StreamState, win: Window, timeout_s: float, budget: PageBudget
-    ) -> History:
+    ) -> HistoryReply:
         """The page of `win`: from the entry where it holds what decides the page
         (fetching only what was appended since), else read from JetStream and kept."""
         entry = self._checked(stream, state) if self.max_bytes else None
@@ -150,7 +152,7 @@ class FrameCache:
         win: Window,
         timeout_s: float,
         budget: PageBudget,
-    ) -> History | None:
+    ) -> HistoryReply | None:
         """The newest page, fetching only the frames appended since `entry.hi`; None when
         the entry cannot decide it after all."""
         baseline = Baseline.of(state)
