@@ -115,7 +115,9 @@ async def _jetstream_ready(nc: Client) -> None:
     raise TimeoutError("JetStream never became available on the cluster")
 
 
-async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpoint]:
+async def grow(
+    workdir: Path, checkpoints: list[int], size: int, compare: Path | None = None
+) -> list[Checkpoint]:
     with cluster(workdir, size) as nodes:
         url = ",".join(node.url for node in nodes)
         st = Stack(nodes[0], workdir)
@@ -153,6 +155,8 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
                 start_cpu_s = cpu_seconds(fresh.pid)
                 fresh_mib = resident_mib(fresh.pid)
                 st.stop_service(fresh)
+                if compare is not None:
+                    await _compare_starts(st, nc, env, compare, target)
                 sample = random.Random(target).sample(range(made), min(SAMPLE, made))
                 cold = await _reads(creators, sample)
                 warm = await _reads(creators, sample)
@@ -177,6 +181,25 @@ async def grow(workdir: Path, checkpoints: list[int], size: int) -> list[Checkpo
             for proc in list(st.services):
                 st.stop_service(proc)
         return results
+
+
+async def _compare_starts(st: Stack, nc: Client, env: dict[str, str], other: Path, rooms: int) -> None:
+    """Fresh starts of the service tree `other` (its `service/` put first on PYTHONPATH)
+    and of this one, alternately, three times each against the same rooms: a before/after
+    in the same conditions."""
+    for _ in range(3):
+        for name, extra in (("before", {"PYTHONPATH": str(other / "service")}), ("after", {})):
+            started = time.perf_counter()
+            fresh = st.start_service(**env, **extra)
+            await st.wait_services(nc, 2, START_WAIT_S)
+            wall, cpu, mib = time.perf_counter() - started, cpu_seconds(fresh.pid), resident_mib(fresh.pid)
+            st.stop_service(fresh)
+            load = os.getloadavg()[0]
+            print(
+                f"bench.scale: {rooms} rooms, {name}: start {wall:.2f} s, CPU {cpu:.2f} s, {mib:.0f} MiB"
+                f" (load {load:.1f})",
+                flush=True,
+            )
 
 
 def _cpu(service: subprocess.Popen[bytes], nodes: list[NatsServer]) -> tuple[float, float]:
@@ -307,10 +330,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
     parser.add_argument("--rooms", default="1000,10000", help="checkpoints, comma-separated, ascending")
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another tree's checkout (e.g. `git archive main service | tar -x -C DIR`): at each"
+        " checkpoint its fresh start and this one's, alternately, three times each",
+    )
     args = parser.parse_args()
     checkpoints = [int(n) for n in args.rooms.split(",")]
     with tempfile.TemporaryDirectory(prefix="unibus-scale-") as tmp:
-        lines = asyncio.run(grow(Path(tmp), checkpoints, args.nodes))
+        lines = asyncio.run(grow(Path(tmp), checkpoints, args.nodes, args.compare))
     print("\n".join(rows(lines, args.nodes)))
 
 
