@@ -18,7 +18,7 @@ class RoomCopy:
     def __init__(self) -> None:
         self._rows: dict[str, Room] = {}
         self._of_member: dict[str, set[str]] = {}
-        """identity → ids of the rows that list it as a member."""
+        """identity → keys of the rows that list it as a member."""
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -26,11 +26,12 @@ class RoomCopy:
     def get(self, room_id: str) -> Room | None:
         return self._rows.get(room_id)
 
-    def put(self, room: Room) -> Room | None:
-        """Hold `room` in place of its id's row; the row it replaced."""
-        old = self._rows.get(room.id)
-        self._rows[room.id] = room
-        self._reindex(room.id, old.members if old else (), room.members)
+    def put(self, key: str, room: Room) -> Room | None:
+        """Hold `room` as the row at `key` (its id, unless the bucket says otherwise); the
+        row it replaced."""
+        old = self._rows.get(key)
+        self._rows[key] = room
+        self._reindex(key, old.members if old else (), room.members)
         return old
 
     def pop(self, room_id: str) -> Room | None:
@@ -45,16 +46,16 @@ class RoomCopy:
         if member is None:
             chosen: Iterable[Room] = self._rows.values()
         else:
-            chosen = (self._rows[room_id] for room_id in self._of_member.get(member, ()))
+            chosen = (self._rows[key] for key in self._of_member.get(member, ()))
         return sorted(chosen, key=lambda r: r.id)
 
-    def _reindex(self, room_id: str, before: Iterable[str], after: Iterable[str]) -> None:
+    def _reindex(self, key: str, before: Iterable[str], after: Iterable[str]) -> None:
         gone, came = set(before), set(after)
         gone, came = gone - came, came - gone
         for member in gone:
-            rooms = self._of_member[member]
-            rooms.discard(room_id)
-            if not rooms:
+            keys = self._of_member[member]
+            keys.discard(key)
+            if not keys:
                 del self._of_member[member]
         for member in came:
-            self._of_member.setdefault(member, set()).add(room_id)
+            self._of_member.setdefault(member, set()).add(key)

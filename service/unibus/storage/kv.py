@@ -224,7 +224,7 @@ class KvStore:
         except (ValueError, TypeError):
             log.error("unreadable room row %s at revision %s left untouched", entry.key, revision)
             return
-        self._rooms.put(room)
+        self._rooms.put(entry.key, room)
         self._replaced(known, room)
 
     async def get(self, room_id: str) -> Room | None:
@@ -307,7 +307,7 @@ class KvStore:
         known = self._rooms.get(room.id)
         self._deleted.pop(room.id, None)
         if known is None or known.revision < room.revision:
-            self._rooms.put(room)
+            self._rooms.put(room.id, room)
             self._replaced(known, room)
 
 
