@@ -56,10 +56,14 @@ Creation, memory and revocation run on an open server (the boundary does not cha
   the member's re-subscription when its client comes back; then new identities connecting
   through the callout from 16 loops for 10 s, and the service CPU that took, which prices
   re-authorizing every connection once per JWT lifetime.
-- rooms at scale (`bench/scale.py`): 100 and then 10,000 persisted rooms, each on its own
-  nats-server and instance: creation by 16 callers, 20 frames of 300 B published into
-  each, resident memory, a fresh instance's start until it serves, then history(limit=20)
-  of 200 random rooms read once (cold) and again (warm).
+- rooms at scale (`bench/scale.py`): 1,000 and then 10,000 persisted rooms (100 and 1,000
+  with `--quick`) on a 3-node cluster, R1 streams placed by JetStream, each room on its own
+  stream: creation by 16 callers (a creator identity per 500 rooms) with the CPU it took
+  in the instance and in the nats-servers, 20 frames of 300 B published into each room,
+  resident memory of every node and of the instance, a fresh instance's start until it
+  serves (asked every 0.25 s) and its own CPU for it, then history(limit=20) of 200 random
+  rooms read once (cold) and again (warm). Larger counts run alone:
+  `python -m bench.scale --rooms 1000,10000,20000`.
 - profile: `python -m bench.profile [seconds] [out]` runs the warm throughput load on the
   boundary and samples the instance with py-spy (`pip install py-spy`; not a dependency),
   printing the CPU per request and the functions' inclusive shares.

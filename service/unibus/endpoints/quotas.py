@@ -66,7 +66,11 @@ async def check_create(
     if creators and signer not in creators:
         raise forbidden("only the creators this deployment lists (UNIBUS_CREATORS) may create rooms")
     owner = room.owner or ""
-    owned = [r for r in await store.rooms_of(owner) if r.owner == owner] + underway.besides(room)
+    stored = [r for r in await store.rooms_of(owner) if r.owner == owner]
+    # A create's row can reach the copy (through the watch) before the create returns:
+    # counted as stored, it is not counted again as under way.
+    known = {r.id for r in stored}
+    owned = stored + [r for r in underway.besides(room) if r.id not in known]
     if len(owned) >= config.max_rooms_per_creator:
         raise forbidden(f"at most {config.max_rooms_per_creator} rooms per creator")
     if reserves:

@@ -25,6 +25,7 @@ from ..readindex import ReadIndex
 from ..wire.jscodes import JSStreamWrongLastSequenceErrF
 from ..wire.names import CONTROL_PREFIX, bucket_name
 from .base import ConcurrentChange, Mutation, RoomExists, StoreUnavailable
+from .copy import RoomCopy
 from .rooms import Room
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class KvStore:
         self._bucket = bucket
         self._index = ReadIndex(nc, timeout_s) if nc is not None else None
         self._timeout = timeout_s
-        self._rooms: dict[str, Room] = {}
+        self._rooms = RoomCopy()
         # Revision of rows this instance deleted, so the watch cannot resurrect them
         # with an older put still in flight.
         self._deleted: dict[str, int] = {}
@@ -104,12 +105,19 @@ class KvStore:
 
     async def _start_watch(self) -> None:
         watcher = await self._kv.watchall()
-        # Wait for the initial snapshot (ended by a None marker) before serving reads.
-        while True:
-            entry = await watcher.updates(timeout=self._timeout)  # type: ignore[no-untyped-call]
-            if entry is None:
-                break
-            self._apply(entry)
+        # Wait for the initial snapshot (ended by a None marker) before serving reads, each
+        # row within the timeout of the one before. One deadline moved along, not nats-py's
+        # `updates(timeout)`: that is a wait_for, a task per row, and took more than half
+        # of a start's CPU (1.8-2.0 s against 0.8-0.9 s for 20,000 rows, measured).
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._timeout) as quiet:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                self._apply(entry)
+                quiet.reschedule(loop.time() + self._timeout)
+            else:
+                raise StoreUnavailable("the room bucket's watch stopped before its snapshot ended")
         self._watcher = watcher
         self._watch_task = asyncio.create_task(self._follow(watcher), name="unibus-kv-watch")
 
@@ -207,7 +215,7 @@ class KvStore:
         if self._deleted.get(entry.key, 0) >= revision:
             return
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-            self._replaced(self._rooms.pop(entry.key, None), None)
+            self._replaced(self._rooms.pop(entry.key), None)
             # The watch has reached the deletion: older puts are behind it, the guard can go.
             self._deleted.pop(entry.key, None)
             return
@@ -216,7 +224,7 @@ class KvStore:
         except (ValueError, TypeError):
             log.error("unreadable room row %s at revision %s left untouched", entry.key, revision)
             return
-        self._rooms[entry.key] = room
+        self._rooms.put(entry.key, room)
         self._replaced(known, room)
 
     async def get(self, room_id: str) -> Room | None:
@@ -285,14 +293,12 @@ class KvStore:
             if err.err_code != JSStreamWrongLastSequenceErrF:
                 raise
             raise ConcurrentChange("the room is being changed concurrently; try again") from None
-        self._replaced(self._rooms.pop(room_id, current), None)
+        self._replaced(self._rooms.pop(room_id) or current, None)
         self._deleted[room_id] = current.revision
         return True
 
     async def rooms_of(self, member: str | None) -> list[Room]:
-        rooms = self._rooms.values()
-        chosen = rooms if member is None else (r for r in rooms if member in r.members)
-        return sorted(chosen, key=lambda r: r.id)
+        return self._rooms.rooms_of(member)
 
     async def close(self) -> None:
         await self._stop_watch()
@@ -301,7 +307,7 @@ class KvStore:
         known = self._rooms.get(room.id)
         self._deleted.pop(room.id, None)
         if known is None or known.revision < room.revision:
-            self._rooms[room.id] = room
+            self._rooms.put(room.id, room)
             self._replaced(known, room)
 
 
