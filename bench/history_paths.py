@@ -14,7 +14,9 @@ import json
 from nats.aio.client import Client
 
 from unibus.client import ControlClient
-from unibus.history import MSGPACK, PageBudget, Window, read_window
+from unibus.history.query import Window
+from unibus.history.reader import read_window
+from unibus.history.reply import MSGPACK, PageBudget
 
 
 async def via_service(client: ControlClient, room: str, limit: int, accept_json: bool = True) -> int:

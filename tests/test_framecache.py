@@ -22,18 +22,25 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
-from unibus import framecache
-from unibus.framecache import FrameCache
-from unibus.history import HistoryQuery, PageBudget, Window, WindowRead, read_window, window
+from unibus.history import cache as framecache
+from unibus.history.cache import FrameCache
+from unibus.history.query import HistoryQuery, Window, window
+from unibus.history.reader import WindowRead, read_window
+from unibus.history.reply import PageBudget
+from unibus.history.state import Snapshot, StreamState, snapshot_of
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.readindex import ReadIndex
-from unibus.streams import StreamState, room_stream_snapshot
 
 from harness.portal import Portal
 
 pytestmark = pytest.mark.timeout(600)
 NAMES = itertools.count()
 BUDGETS = [PageBudget(400, binary=False), PageBudget(400, binary=True), PageBudget(1 << 20, binary=False)]
+
+
+async def room_snapshot(nc: Client, stream: str) -> Snapshot | None:
+    """The stream's snapshot as a history read takes it: one STREAM.INFO, read raw."""
+    return await snapshot_of(ReadIndex(nc, 5).ask(stream))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +124,7 @@ def test_cached_pages_equal_uncached_ones(portal_nc: tuple[Portal, Client]) -> N
 
         def check(self, limit: int, back: int | None, budget: PageBudget) -> None:
             """One read at the current state: uncached, then through each cache."""
-            snapshot = portal.run(room_stream_snapshot(ReadIndex(nc, 5), self.config.name))
+            snapshot = portal.run(room_snapshot(nc, self.config.name))
             assert snapshot is not None
             state = snapshot.state
             before = None if back is None else max(1, state.last_seq + 1 - back)
@@ -168,7 +175,7 @@ def test_a_hot_room_is_served_from_the_cache(portal_nc: tuple[Portal, Client]) -
     budget = BUDGETS[2]
 
     async def read() -> list[bytes]:
-        snapshot = await room_stream_snapshot(ReadIndex(nc, 5), "FC_hot")
+        snapshot = await room_snapshot(nc, "FC_hot")
         assert snapshot is not None
         win = window(snapshot.state, HistoryQuery(50))
         assert win is not None
@@ -216,7 +223,7 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> Gates:
 
 
 async def newest(nc: Client, stream: str, before: int | None = None) -> tuple[StreamState, Window]:
-    snapshot = await room_stream_snapshot(ReadIndex(nc, 5), stream)
+    snapshot = await room_snapshot(nc, stream)
     assert snapshot is not None
     win = window(snapshot.state, HistoryQuery(50, before))
     assert win is not None

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import ControlClient, Identity, NotFound, Unavailable
+from unibus.history import Backlog
 from unibus.natsserver import NatsServer
-from unibus.readindex import ReadIndex
 from unibus.shim import ShimSettings, serving
 from unibus.wire.signing import sign_request
 
@@ -113,7 +113,9 @@ async def test_callout_decisions_and_jetstream_failures_are_counted(
     plane.deps = replace(
         plane.deps,
         config=replace(plane.deps.config, js_timeout_s=1e-6),
-        streams_index=ReadIndex(plane.nc, 1e-6),
+        backlog=Backlog(
+            plane.nc, plane.deps.js, plane.deps.streams, 1e-6, plane.deps.config.history_cache_bytes
+        ),
     )
     with pytest.raises(Unavailable):
         await client.history("slow")

@@ -48,13 +48,12 @@ from .endpoints.creations import (
     creation_limit,
 )
 from .errors import ApiError, DomainError, StartRefused, bad_request
-from .framecache import FrameCache
+from .history import Backlog
 from .links import Links
-from .metrics import CacheCollector, MetricsServer, ServiceMetrics
+from .metrics import CacheCollector, CacheFigures, MetricsServer, ServiceMetrics
 from .notices import Notice
 from .operations.backup import restore_lock_name
 from .operations.reservation import reserve
-from .readindex import ReadIndex
 from .servicestats import ServiceStats, add_endpoint_on
 from .storage import ConcurrentChange, KvStore, RoomExists, RoomStore, SqliteStore, StoreUnavailable
 from .storage.rooms import RowTooNew
@@ -155,8 +154,7 @@ class ControlPlane:
             js,
             policy,
             creations,
-            FrameCache(self.config.history_cache_bytes),
-            ReadIndex(self.nc, self.config.js_timeout_s),
+            Backlog(self.nc, js, policy, self.config.js_timeout_s, self.config.history_cache_bytes),
         )
         self.service = await add_service(
             self.links.responder,
@@ -170,7 +168,7 @@ class ControlPlane:
         )
         self.stats = ServiceStats(self.service)
         if self.config.metrics_listen:
-            self._serve_metrics(self.config.metrics_listen, self.deps.frames)
+            self._serve_metrics(self.config.metrics_listen, self.deps.backlog.cache)
         group = self.service.add_group(name=f"{self.config.api_prefix}.rooms")
         for endpoint in ENDPOINTS:
             await group.add_endpoint(
@@ -202,7 +200,7 @@ class ControlPlane:
         )
         return self
 
-    def _serve_metrics(self, listen: str, frames: FrameCache) -> None:
+    def _serve_metrics(self, listen: str, frames: CacheFigures) -> None:
         registry = CollectorRegistry()
         self.metrics = ServiceMetrics(registry)
         registry.register(CacheCollector(frames))

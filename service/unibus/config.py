@@ -67,7 +67,7 @@ class Config:
     that every stored frame fits in one history page, in JSON too (docs/protocol.md)."""
     history_cache_bytes: int = 64 * 1024 * 1024
     """Frames one instance keeps of recently read rooms, checked against the stream on
-    every read (framecache.py); 0 reads every page from JetStream."""
+    every read (history/cache.py); 0 reads every page from JetStream."""
     js_timeout_s: float = 5.0
     """Bound on every JetStream operation, so a stalled data plane cannot hang a request."""
     max_body_bytes: int = 64 * 1024

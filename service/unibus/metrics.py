@@ -71,7 +71,7 @@ class ServiceMetrics(RequestMetrics):
 
 
 class CacheFigures(Protocol):
-    """What the history cache shows (framecache.py's `FrameCache`): named here, not
+    """What the history cache shows (history/cache.py's `FrameCache`): named here, not
     imported, so the shim's metrics load none of the service's history code."""
 
     @property

@@ -2,7 +2,7 @@
 
 Every membership decision asks the room bucket's stream how far it has got (the watch
 must have delivered that far, storage/kv.py), and every history read asks its room's
-stream for its state (framecache.py). Asked once per read, those requests are most of
+stream for its state (history/state.py). Asked once per read, those requests are most of
 what a warm read costs. Raft's read-index batching answers the same problem: a read
 needs *a* state observed after it arrived, not one of its own. So per stream at most one
 request is in flight; readers that arrive while it flies wait for the next one, which

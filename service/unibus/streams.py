@@ -26,23 +26,17 @@ reads history right after subscribing, so its own first read is what upgrades th
 from __future__ import annotations
 
 import asyncio
-import calendar
 import contextlib
-import functools
 import logging
-import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import nats.js.errors as jserr
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 
 from .errors import DomainError
-from .readindex import ReadIndex
 from .storage.rooms import Room
-from .wire.jscodes import JSStreamNameExistErr, JSStreamNotFoundErr
+from .wire.jscodes import JSStreamNameExistErr
 from .wire.names import CONTROL_PREFIX, stored_subject
 
 log = logging.getLogger(__name__)
@@ -89,53 +83,16 @@ class StreamPolicy:
 
 
 PAGE_OVERHEAD = 4096
-"""Room a history page needs besides its frames: envelope and reply headers. history.py
-budgets a page with it and `largest_frame` bounds a stored frame with it, so the one
-value is what guarantees that every page holds at least one frame."""
-
-
-@functools.lru_cache(maxsize=4096)
-def rfc3339_ns(text: str) -> int:
-    """JetStream's `2026-11-29T19:31:31.802337172Z` → ns since the epoch; 0 if it is not
-    that shape (Python's datetime stops at microseconds, JetStream does not). Cached: a
-    hot room's reads see the same `last_ts` until its next frame, and strptime is slow."""
-    head, _, fraction = text.removesuffix("Z").partition(".")
-    try:
-        seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
-        return seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0")[:9])
-    except ValueError:
-        return 0
+"""Room a history page needs besides its frames: envelope and reply headers. A reply's
+`PageBudget` (history/reply.py) budgets a page with it and `largest_frame` bounds a
+stored frame with it, so the one value is what guarantees that every page holds at
+least one frame."""
 
 
 def largest_frame(max_payload: int) -> int:
     """The largest frame whose one-frame history page still fits in `max_payload` as
     JSON, where base64 makes it 4/3 as large (msgpack carries it as it is)."""
     return (max_payload - PAGE_OVERHEAD) * 3 // 4
-
-
-@dataclass(frozen=True)
-class StreamState:
-    first_seq: int
-    last_seq: int
-    messages: int
-    created: str = ""
-    """When the stream was made, as JetStream reports it: another value is another
-    stream of the same name (framecache.py); empty where unknown."""
-    last_ts: int = 0
-    """When its last message was stored, in ns since the epoch; 0 where unknown."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a history read needs to know about a stream, from one STREAM.INFO."""
-
-    state: StreamState
-    subjects: tuple[str, ...]
-    replicas: int
-    max_bytes: int
-    max_msg_size: int
-    no_ack: bool
-    republish: RePublish | None = None
 
 
 def republishes(republish: RePublish | None, room: Room) -> bool:
@@ -176,10 +133,11 @@ def room_stream_config(room: Room, policy: StreamPolicy) -> StreamConfig:
 
 async def ensure_room_stream(
     js: JetStreamContext, room: Room, policy: StreamPolicy, timeout_s: float
-) -> StreamState:
+) -> StreamInfo:
     """Create the room's stream, or accept the one that exists, restoring its replication,
     limits and republish if an update (a Go client's, without the boundary) reset them, or
-    it was made before republish. Idempotent."""
+    it was made before republish. Idempotent. Returns JetStream's answer as nats-py
+    reads it (history/state.py takes the read's state from it)."""
     config = room_stream_config(room, policy)
     try:
         info = await asyncio.wait_for(js.add_stream(config), timeout_s)
@@ -224,74 +182,9 @@ async def ensure_room_stream(
                 republish=room_republish(room),
             )
             info = await asyncio.wait_for(js.update_stream(restored), timeout_s)
-    return _state(info)
-
-
-async def room_stream_snapshot(index: ReadIndex, stream: str) -> Snapshot | None:
-    """The stream's snapshot from a STREAM.INFO shared by the reads that arrived before it
-    was sent (readindex.py). None: no stream."""
-    return await snapshot_of(index.ask(stream))
-
-
-async def snapshot_of(asked: Awaitable[dict[str, Any]]) -> Snapshot | None:
-    """STREAM.INFO read raw (`ReadIndex.ask`'s answer): the history hot path needs three
-    numbers and two config fields, not nats-py's full StreamInfo (whose decoding costs more
-    than the request). None: no stream."""
-    try:
-        info = await asked
-    except jserr.APIError as err:
-        if err.err_code == JSStreamNotFoundErr:
-            return None
-        raise
-    state, config = info["state"], info["config"]
-    return Snapshot(
-        StreamState(
-            state["first_seq"],
-            state["last_seq"],
-            state["messages"],
-            str(info.get("created", "")),
-            rfc3339_ns(str(state.get("last_ts", ""))),
-        ),
-        tuple(config.get("subjects") or ()),
-        int(config.get("num_replicas") or 1),
-        int(config.get("max_bytes", -1)),
-        int(config.get("max_msg_size", -1)),
-        bool(config.get("no_ack", False)),
-        _republish(config.get("republish")),
-    )
-
-
-async def room_stream_for_read(
-    js: JetStreamContext, room: Room, policy: StreamPolicy, timeout_s: float, snapshot: Snapshot | None
-) -> StreamState | None:
-    """The stream state a history read works from, given the room stream's snapshot
-    (None: no stream), ensuring a persisted room's stream on the way: created if missing
-    (lazy backfill), restored if its replication, limits or republish were changed or
-    never set. All of that
-    costs nothing more when, as nearly always, the stream is as it should be."""
-    if not room.persisted:
-        return snapshot.state if snapshot else None
-    if (
-        snapshot is not None
-        and room.subject in snapshot.subjects
-        and policy.holds(snapshot.replicas, snapshot.max_bytes, snapshot.max_msg_size, snapshot.no_ack)
-        and republishes(snapshot.republish, room)
-    ):
-        return snapshot.state
-    return await ensure_room_stream(js, room, policy, timeout_s)
+    return info
 
 
 async def delete_room_stream(js: JetStreamContext, stream: str, timeout_s: float) -> None:
     with contextlib.suppress(jserr.NotFoundError):
         await asyncio.wait_for(js.delete_stream(stream), timeout_s)
-
-
-def _republish(raw: object) -> RePublish | None:
-    if not isinstance(raw, dict):
-        return None
-    return RePublish(src=raw.get("src"), dest=raw.get("dest"), headers_only=raw.get("headers_only"))
-
-
-def _state(info: object) -> StreamState:
-    state = info.state  # type: ignore[attr-defined]
-    return StreamState(first_seq=state.first_seq, last_seq=state.last_seq, messages=state.messages)

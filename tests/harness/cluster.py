@@ -23,10 +23,15 @@ CLUSTER_NAME = "unibus-test"
 
 
 class Node(NatsServer):
-    def __init__(self, spec: ServerSpec, monitor_port: int) -> None:
+    def __init__(self, spec: ServerSpec) -> None:
         super().__init__(spec)
         self.name = spec.server_name
-        self.monitor_port = monitor_port
+
+    @property
+    def monitor_port(self) -> int:
+        """Picked by nats-server at the first start (no window for another process to
+        take it) and kept for restarts."""
+        return self.spec.monitor_port
 
     @property
     def running(self) -> bool:
@@ -50,16 +55,16 @@ class Cluster:
         cluster_ports = [free_port() for _ in names]
         self.nodes: list[Node] = []
         for i, name in enumerate(names):
-            monitor = free_port()
             spec = ServerSpec(
                 store_dir=root / name,
                 server_name=name,
                 cluster_name=CLUSTER_NAME,
                 cluster_port=cluster_ports[i],
                 routes=[p for j, p in enumerate(cluster_ports) if j != i],
-                extra=f"http: 127.0.0.1:{monitor}\n{boundary}",
+                monitor_port=0,
+                extra=boundary,
             )
-            self.nodes.append(Node(spec, monitor))
+            self.nodes.append(Node(spec))
 
     @property
     def urls(self) -> list[str]:

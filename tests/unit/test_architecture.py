@@ -26,6 +26,8 @@ ALLOWED = {
     "metrics": {"config"},
     "storage": {"wire", "errors", "readindex"},
     "readindex": {"wire"},
+    "streams": {"wire", "errors", "storage"},
+    "history": {"wire", "errors", "storage", "readindex", "streams"},
 }
 """Floors that must stay low; the rest may import anything that makes no cycle."""
 
@@ -99,6 +101,20 @@ def test_low_floors_import_only_what_the_architecture_allows() -> None:
     graph = _graph()
     wrong = {unit: graph[unit] - allowed for unit, allowed in ALLOWED.items() if graph[unit] - allowed}
     assert not wrong, f"imports docs/architecture.md does not allow: {wrong}"
+
+
+def test_history_is_reached_through_its_entry_only() -> None:
+    """The frame cache, the reader and the rest of history/ are its own business: outside
+    the package only `unibus.history` (its `Backlog`) is imported."""
+    known = {module for module, _ in _modules()}
+    reaching_in = sorted(
+        f"{module} imports {target}"
+        for module, path in _modules()
+        if _unit(module) != "history"
+        for target in _imports(module, path)
+        if target.startswith("unibus.history.") and target in known
+    )
+    assert not reaching_in, reaching_in
 
 
 def test_no_cycle_between_packages() -> None:

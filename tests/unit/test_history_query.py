@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from unibus.errors import ApiError
-from unibus.history import DEFAULT_LIMIT, MAX_LIMIT, HistoryQuery, parse_query
+from unibus.history.query import DEFAULT_LIMIT, MAX_LIMIT, HistoryQuery, parse_query
 
 
 @pytest.mark.parametrize(

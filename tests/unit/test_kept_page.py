@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 
-from unibus.framecache import Baseline, FrameCache
-from unibus.history import PageBudget, Window, WindowRead
-from unibus.streams import StreamState
+from unibus.history.cache import Baseline, FrameCache
+from unibus.history.query import Window
+from unibus.history.reader import WindowRead
+from unibus.history.reply import PageBudget
+from unibus.history.state import StreamState
 
 BUDGET = PageBudget(1 << 20, binary=False)
 FRAMES = [(seq, os.urandom(100)) for seq in range(1, 11)]

@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import history, members, rooms
-from .context import Call, Deps, Handler, Reply
+from .context import Call, CallHandler, Deps, Reply
 
 
 @dataclass(frozen=True)
 class Endpoint:
     name: str
     suffix: str
-    handler: Handler
+    handler: CallHandler
     read_only: bool = False
     """Changes nothing (history's lazy stream ensure is idempotent), so its replay check
     may run beside it."""

@@ -15,9 +15,8 @@ from nats.js import JetStreamContext
 from ..auth import Caller
 from ..config import Config
 from ..errors import bad_request, forbidden, not_found
-from ..framecache import FrameCache
+from ..history import Backlog
 from ..notices import Notice
-from ..readindex import ReadIndex
 from ..storage import Room, RoomStore
 from ..streams import StreamPolicy
 from .creations import CreationLimit
@@ -37,9 +36,8 @@ class Deps:
     js: JetStreamContext | None
     streams: StreamPolicy
     creations: CreationLimit
-    frames: FrameCache
-    streams_index: ReadIndex
-    """Room streams' state, one request shared by concurrent reads."""
+    backlog: Backlog
+    """Rooms' history: the frame cache and the room streams' state behind one entry."""
     underway: Underway = field(default_factory=Underway)
     """Creates in progress on this instance, which the quotas count (quotas.py)."""
 
@@ -92,7 +90,8 @@ class Call:
         return room
 
 
-Handler = Callable[[Call], Awaitable[Reply]]
+CallHandler = Callable[[Call], Awaitable[Reply]]
+"""What answers one endpoint's calls (endpoints/__init__.py's table)."""
 
 
 def ok(payload: dict[str, Any]) -> Reply:

@@ -18,7 +18,7 @@ Frames below `first_seq` are forgotten. For the newest page, frames appended sin
 are fetched (only those); the fetch must end on the frame the state names as the last
 (its stored timestamp equals the state's `last_ts`), or the stream was replaced while it
 ran and nothing fetched is used. The page is cut from the entry exactly as
-`history.read_window` cuts it, and only from the entry this read checked: another read
+`reader.read_window` cuts it, and only from the entry this read checked: another read
 may have replaced it during the fetch.
 Data fetched after a state is consistent with that state as its baseline, so two
 ranges are merged only when their baselines are equal; otherwise the newer read's
@@ -34,8 +34,10 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 
-from .history import History, PageBudget, Window, WindowRead, read_window
-from .streams import StreamState
+from .query import Window
+from .reader import WindowRead, read_window
+from .reply import HistoryReply, PageBudget
+from .state import StreamState
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,10 @@ class _Entry:
     frames: list[bytes] = field(default_factory=list)
     size: int = 0
     """The frames' bytes and the last page's (`last_page`)."""
-    last_page: tuple[Window, PageBudget, History, int] | None = None
+    last_page: tuple[Window, PageBudget, HistoryReply, int] | None = None
     """The last page cut, with its window, its budget and the bytes counted for it: a hot
     room is read for the same window over and over, and the page (with its encoding,
-    `History.encode`) is then reused instead of cut and encoded again. Dropped whenever
+    `HistoryReply.encode`) is then reused instead of cut and encoded again. Dropped whenever
     the range changes."""
 
     def forget_page(self) -> None:
@@ -103,7 +105,7 @@ class _Entry:
             self.size += sum(len(frame) for frame in frames[:end])
             self.lo = lo
 
-    def page(self, win: Window, budget: PageBudget) -> History | None:
+    def page(self, win: Window, budget: PageBudget) -> HistoryReply | None:
         """The newest frames of `win` that fit `budget` (at least one), cut as read_window
         cuts them; None when the entry cannot tell (the page would reach below `lo`)."""
         last = self.last_page
@@ -117,7 +119,7 @@ class _Entry:
         while first > start:
             cost = budget.cost(self.frames[first - 1])
             if held + cost > budget.max_bytes and first < end:
-                page = History(
+                page = HistoryReply(
                     self.frames[first:end], Window(self.seqs[first], win.last_seq), self.seqs[first:end]
                 )
                 return self._remember(win, budget, page, held)
@@ -125,9 +127,10 @@ class _Entry:
             first -= 1
         if win.first_seq < self.lo:
             return None  # every cached frame fits: what lies below lo decides
-        return self._remember(win, budget, History(self.frames[start:end], win, self.seqs[start:end]), held)
+        page = HistoryReply(self.frames[start:end], win, self.seqs[start:end])
+        return self._remember(win, budget, page, held)
 
-    def _remember(self, win: Window, budget: PageBudget, page: History, held: int) -> History:
+    def _remember(self, win: Window, budget: PageBudget, page: HistoryReply, held: int) -> HistoryReply:
         self.forget_page()
         self.last_page = (win, budget, page, held + _ENVELOPE)
         self.size += held + _ENVELOPE
@@ -151,7 +154,7 @@ class FrameCache:
 
     async def read(
         self, nc: Client, stream: str, state: StreamState, win: Window, timeout_s: float, budget: PageBudget
-    ) -> History:
+    ) -> HistoryReply:
         """The page of `win`: from the entry where it holds what decides the page
         (fetching only what was appended since), else read from JetStream and kept."""
         entry = self._checked(stream, state) if self.max_bytes else None
@@ -180,7 +183,7 @@ class FrameCache:
         win: Window,
         timeout_s: float,
         budget: PageBudget,
-    ) -> History | None:
+    ) -> HistoryReply | None:
         """The newest page, fetching only the frames appended since `entry.hi`; None when
         the entry cannot decide it after all."""
         baseline = Baseline.of(state)
@@ -199,7 +202,7 @@ class FrameCache:
             return None
         return self._page(stream, entry, win, budget)
 
-    def _page(self, stream: str, entry: _Entry, win: Window, budget: PageBudget) -> History | None:
+    def _page(self, stream: str, entry: _Entry, win: Window, budget: PageBudget) -> HistoryReply | None:
         """`entry.page`, with the bytes of the page it keeps counted in the bound."""
         before = entry.size
         page = entry.page(win, budget)
