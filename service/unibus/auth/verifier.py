@@ -53,12 +53,17 @@ class Nonce:
 _CANONICAL = {name.lower(): name for name in signing.HEADERS}
 
 
-def _canonical(headers: dict[str, str]) -> dict[str, str]:
-    """The signature headers under their canonical names, whatever case they came in: a
-    `unibus-signature` must count as a signature (dev mode would otherwise take a request
-    with a bad one for an unsigned, anonymous request)."""
-    found = {_CANONICAL[name.lower()]: value for name, value in headers.items() if name.lower() in _CANONICAL}
-    return {**headers, **found}
+def _signature_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The signature headers, and only those, under their canonical names, whatever case
+    they came in (the last one wins if a name comes twice): a `unibus-signature` must count
+    as a signature (dev mode would otherwise take a request with a bad one for an unsigned,
+    anonymous request). Nothing else is copied: this runs on every request."""
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        canonical = _CANONICAL.get(name.lower())
+        if canonical is not None:
+            found[canonical] = value
+    return found
 
 
 class Verifier:
@@ -72,11 +77,11 @@ class Verifier:
     ) -> tuple[Caller, Nonce | None]:
         """Who is asking, from the headers alone (`AuthFailed` if they do not hold up), and the
         nonce still to be claimed against replay, which needs a round trip (`claim`)."""
-        headers = _canonical(headers or {})
+        headers = _signature_headers(headers) if headers else {}
         if self.mode is AuthMode.OFF:
             claimed = headers.get(signing.SIGNER)
             return (Caller(claimed) if claimed and identity.is_public_key(claimed) else ANONYMOUS), None
-        if not any(name in headers for name in signing.HEADERS):
+        if not headers:
             if self.mode is AuthMode.DEV:
                 return ANONYMOUS, None
             raise AuthFailed("signature required")

@@ -52,6 +52,11 @@ class Baseline:
         return cls(state.created, state.first_seq, gaps)
 
 
+_ENVELOPE = 128
+"""What a page's envelope adds to its frames' costs in either encoding, at most: the keys,
+brackets and the window's two sequences (`PageBudget.cost` counts each frame's own)."""
+
+
 @dataclass
 class _Entry:
     baseline: Baseline
@@ -60,9 +65,22 @@ class _Entry:
     seqs: list[int] = field(default_factory=list)
     frames: list[bytes] = field(default_factory=list)
     size: int = 0
+    """The frames' bytes and the last page's (`last_page`)."""
+    last_page: tuple[Window, PageBudget, HistoryReply, int] | None = None
+    """The last page cut, with its window, its budget and the bytes counted for it: a hot
+    room is read for the same window over and over, and the page (with its encoding,
+    `HistoryReply.encode`) is then reused instead of cut and encoded again. Dropped whenever
+    the range changes."""
+
+    def forget_page(self) -> None:
+        if self.last_page is not None:
+            self.size -= self.last_page[3]
+            self.last_page = None
 
     def forget_below(self, seq: int) -> None:
         cut = bisect.bisect_left(self.seqs, seq)
+        if cut or seq > self.lo:
+            self.forget_page()
         if cut:
             self.size -= sum(len(frame) for frame in self.frames[:cut])
             del self.seqs[:cut], self.frames[:cut]
@@ -72,6 +90,8 @@ class _Entry:
 
     def add(self, lo: int, hi: int, seqs: list[int], frames: list[bytes]) -> None:
         """Merge a fetched range that overlaps or touches `[self.lo, self.hi]`."""
+        if hi > self.hi or lo < self.lo:
+            self.forget_page()
         if hi > self.hi:
             start = bisect.bisect_right(seqs, self.hi)
             self.seqs.extend(seqs[start:])
@@ -88,6 +108,9 @@ class _Entry:
     def page(self, win: Window, budget: PageBudget) -> HistoryReply | None:
         """The newest frames of `win` that fit `budget` (at least one), cut as read_window
         cuts them; None when the entry cannot tell (the page would reach below `lo`)."""
+        last = self.last_page
+        if last is not None and last[0] == win and last[1] == budget:
+            return last[2]
         if win.last_seq > self.hi or win.last_seq < self.lo:
             return None
         start = bisect.bisect_left(self.seqs, win.first_seq)
@@ -96,14 +119,22 @@ class _Entry:
         while first > start:
             cost = budget.cost(self.frames[first - 1])
             if held + cost > budget.max_bytes and first < end:
-                return HistoryReply(
+                page = HistoryReply(
                     self.frames[first:end], Window(self.seqs[first], win.last_seq), self.seqs[first:end]
                 )
+                return self._remember(win, budget, page, held)
             held += cost
             first -= 1
         if win.first_seq < self.lo:
             return None  # every cached frame fits: what lies below lo decides
-        return HistoryReply(self.frames[start:end], win, self.seqs[start:end])
+        page = HistoryReply(self.frames[start:end], win, self.seqs[start:end])
+        return self._remember(win, budget, page, held)
+
+    def _remember(self, win: Window, budget: PageBudget, page: HistoryReply, held: int) -> HistoryReply:
+        self.forget_page()
+        self.last_page = (win, budget, page, held + _ENVELOPE)
+        self.size += held + _ENVELOPE
+        return page
 
 
 class FrameCache:
@@ -130,7 +161,7 @@ class FrameCache:
         if entry is not None and entry.lo <= win.last_seq and win.first_seq <= entry.hi + 1:
             page = None
             if win.last_seq <= entry.hi:
-                page = entry.page(win, budget)  # no await since the check: still valid
+                page = self._page(stream, entry, win, budget)  # no await since the check: still valid
             elif win.last_seq == state.last_seq and state.last_ts:
                 page = await self._with_tail(nc, stream, state, entry, win, timeout_s, budget)
             if page is not None:
@@ -169,7 +200,15 @@ class FrameCache:
         # the entry this read checked, still on the state it was checked against.
         if self._entries.get(stream) is not entry or entry.baseline != baseline:
             return None
-        return entry.page(win, budget)
+        return self._page(stream, entry, win, budget)
+
+    def _page(self, stream: str, entry: _Entry, win: Window, budget: PageBudget) -> HistoryReply | None:
+        """`entry.page`, with the bytes of the page it keeps counted in the bound."""
+        before = entry.size
+        page = entry.page(win, budget)
+        self._size += entry.size - before
+        self._evict(stream)
+        return page
 
     def _checked(self, stream: str, state: StreamState) -> _Entry | None:
         entry = self._entries.get(stream)
@@ -218,6 +257,10 @@ class FrameCache:
                 break
             self._drop(stream)
         entry = self._entries.get(current)
+        if entry is not None and self._size > self.max_bytes:
+            before = entry.size
+            entry.forget_page()
+            self._size -= before - entry.size
         if entry is not None and self._size > self.max_bytes:
             before, excess, cut = entry.size, self._size - self.max_bytes, 0
             while excess > 0 and cut < len(entry.seqs):

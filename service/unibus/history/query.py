@@ -14,6 +14,7 @@ sequences it will never get (docs/protocol.md, "Following a room").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from ..errors import bad_request
@@ -31,12 +32,26 @@ class HistoryQuery:
     """Frames stored at sequences above this one, oldest first (a follower's cursor)."""
 
 
+_SHORT_QUERY = 64
+"""Bodies up to this long are parsed once: peers send the same few queries (`limit=50`)
+over and over, and `parse_qsl` costs more than the rest of a warm read's query handling."""
+
+
 def parse_query(body: bytes) -> HistoryQuery:
     """The request body is a URL query string, the same bytes the HTTP shim relays.
 
     `limit` is forgiving, as in the original endpoint: absent, malformed or <= 0 gives the
     default, above the cap gives the cap. `before` names a sequence, so a malformed one is
     an error rather than a silent jump to the newest page."""
+    return _parse_short(body) if len(body) <= _SHORT_QUERY else _parse(body)
+
+
+@lru_cache(maxsize=256)
+def _parse_short(body: bytes) -> HistoryQuery:
+    return _parse(body)  # a refusal raises, and is not remembered
+
+
+def _parse(body: bytes) -> HistoryQuery:
     try:
         text = body.decode("ascii").removeprefix("?")
         params = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=32))

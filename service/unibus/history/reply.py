@@ -15,7 +15,7 @@ Frames are relayed as stored: the server never decrypts and never re-encodes the
 from __future__ import annotations
 
 from binascii import b2a_base64
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import msgpack
 
@@ -64,6 +64,9 @@ class HistoryReply:
     stream_last_seq: int | None = None
     """The stream's last sequence when the page was read (0: no stream), sent in the
     replies to `after` only: a follower is caught up once its cursor reaches it."""
+    _encoded: dict[bool, bytes] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """The page as encoded, per encoding (msgpack: True), made once: a page the frame cache
+    keeps is sent again as it was (cache.py)."""
 
     def with_stream_last(self, state: StreamState | None) -> HistoryReply:
         return replace(self, stream_last_seq=state.last_seq if state is not None else 0)
@@ -94,9 +97,11 @@ class HistoryReply:
         return bytes(msgpack.packb(envelope, use_bin_type=True))
 
     def encode(self, accept: str | None) -> tuple[bytes, dict[str, str]]:
-        if accept is not None and MSGPACK in accept:
-            return self.to_msgpack(), {"Content-Type": MSGPACK}
-        return self.to_json(), {"Content-Type": "application/json"}
+        binary = accept is not None and MSGPACK in accept
+        body = self._encoded.get(binary)
+        if body is None:
+            body = self._encoded[binary] = self.to_msgpack() if binary else self.to_json()
+        return body, {"Content-Type": MSGPACK if binary else "application/json"}
 
 
 EMPTY = HistoryReply([], None, [])

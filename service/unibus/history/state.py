@@ -73,6 +73,31 @@ async def snapshot_of(asked: Awaitable[dict[str, Any]]) -> Snapshot | None:
         if err.err_code == JSStreamNotFoundErr:
             return None
         raise
+    return _decoded(info)
+
+
+@dataclass
+class _LastDecoded:
+    """The last answer decoded, and its snapshot: the read index hands one answer dict to
+    every read of its round, so a round is decoded once, not once per read. The answer is
+    held, so `is` cannot match a later dict that reused its id."""
+
+    answer: dict[str, Any] | None = None
+    snapshot: Snapshot | None = None
+
+
+_LAST = _LastDecoded()
+
+
+def _decoded(info: dict[str, Any]) -> Snapshot:
+    if _LAST.answer is info and _LAST.snapshot is not None:
+        return _LAST.snapshot
+    snapshot = _snapshot(info)
+    _LAST.answer, _LAST.snapshot = info, snapshot
+    return snapshot
+
+
+def _snapshot(info: dict[str, Any]) -> Snapshot:
     state, config = info["state"], info["config"]
     return Snapshot(
         StreamState(
