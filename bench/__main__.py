@@ -8,8 +8,13 @@ import asyncio
 import datetime
 import os
 import platform
+import sys
 import tempfile
+import time
+import traceback
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from unibus.client import ControlClient, Identity
 from unibus.wire.names import INBOXES
@@ -99,12 +104,12 @@ async def run(workdir: Path, quick: bool) -> tuple[list[str], dict[str, dict[int
         )
         rss = await sc.resident_memory(st, 1000 if quick else 10_000, 10)
         await nc.close()
-    bounded = await boundary.measure(workdir, quick)
-    bounded += await storm.measure(workdir, quick)
-    bounded += await largest_grant.measure(workdir, quick)
-    scaled = await scale.measure(workdir, quick)
-    churned = await follow_churn.measure(workdir, quick)
-    revoked = await revocation.measure(workdir, quick)
+    bounded = await part("boundary", boundary.measure(workdir, quick))
+    bounded += await part("storm", storm.measure(workdir, quick))
+    bounded += await part("largest grant", largest_grant.measure(workdir, quick))
+    scaled = await part("scale", scale.measure(workdir, quick))
+    churned = await part("follow churn", follow_churn.measure(workdir, quick))
+    revoked = await part("revocation", revocation.measure(workdir, quick))
 
     w1000, s1000, c1000 = off["warm"][1000], off["service"][1000], off["cold"][1000]
     b1000 = off["baseline"][1000]
@@ -176,6 +181,20 @@ async def run(workdir: Path, quick: bool) -> tuple[list[str], dict[str, dict[int
     lines += churned
     lines += revoked
     return lines, off
+
+
+async def part(name: str, rows: Coroutine[Any, Any, list[str]]) -> list[str]:
+    """One scenario's rows, timed. A scenario that fails does not end the run: its row says
+    it failed and why (the traceback goes to stderr), so one fault costs one figure, not
+    the half-hour run's every other one."""
+    start = time.monotonic()
+    try:
+        lines = await rows
+    except Exception as exc:
+        traceback.print_exc()
+        lines = [f"| {name} | failed: {type(exc).__name__}: {exc} | |"]
+    print(f"bench: {name} took {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+    return lines
 
 
 def fastest_floor(off: dict[str, dict[int, Latency]], limit: int) -> tuple[str, Latency]:
