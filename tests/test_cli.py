@@ -563,7 +563,10 @@ def test_a_second_serve_on_a_data_directory_in_use_is_refused(tmp_path: Path) ->
 
 def _controlling_terminal() -> None:
     """In the child: a session of its own whose controlling terminal is stdin, so the
-    terminal's Ctrl-C (^C) is a SIGINT to it, as at a shell."""
+    terminal's Ctrl-C (^C) is a SIGINT to it, as at a shell. SIGINT's default action is
+    restored as a shell does for a foreground job: a suite started in the background of a
+    shell without job control inherits SIGINT ignored, and the CLI would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
