@@ -74,22 +74,22 @@ class Phase:
         )
 
 
-async def floor(st: Stack, binary: Path, clients: int) -> Phase:
-    """`clients` connecting at once to a server without auth: what the server and the
-    clients cost on this machine with no callout at all."""
-    proc = await asyncio.create_subprocess_exec(
+async def start_clients(st: Stack, binary: Path, clients: int, mode: str) -> asyncio.subprocess.Process:
+    """The Go storm client: `clients` connections, `-open` (no auth) or `-restart` (through
+    the callout, then again after a NATS restart), each phase cut off at DEADLINE_S."""
+    return await asyncio.create_subprocess_exec(
         str(binary),
-        "-url",
-        st.url,
-        "-clients",
-        str(clients),
-        "-open",
-        "-deadline",
-        f"{DEADLINE_S}s",
+        *("-url", st.url, "-clients", str(clients), mode, "-deadline", f"{DEADLINE_S}s"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         limit=1 << 20,
     )
+
+
+async def floor(st: Stack, binary: Path, clients: int) -> Phase:
+    """`clients` connecting at once to a server without auth: what the server and the
+    clients cost on this machine with no callout at all."""
+    proc = await start_clients(st, binary, clients, "-open")
     try:
         before = cpu(st, proc.pid)
         return phase(await read_phase(proc), cpu(st, proc.pid), before)
@@ -99,19 +99,7 @@ async def floor(st: Stack, binary: Path, clients: int) -> Phase:
 
 async def storm(st: Stack, binary: Path, clients: int) -> tuple[Phase, Phase]:
     """`clients` new identities connect at once; then nats-server restarts under them."""
-    proc = await asyncio.create_subprocess_exec(
-        str(binary),
-        "-url",
-        st.url,
-        "-clients",
-        str(clients),
-        "-restart",
-        "-deadline",
-        f"{DEADLINE_S}s",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        limit=1 << 20,
-    )
+    proc = await start_clients(st, binary, clients, "-restart")
     assert proc.stdout is not None and proc.stderr is not None
     try:
         before = cpu(st, proc.pid)
