@@ -29,11 +29,11 @@ install: $(STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/unibus serve
 
-## test: lint, types, then the whole suite against real nats-server processes, in four
+## test: lint, types, then the whole suite against real nats-server processes, in six
 ## pytest-xdist workers on two cores (most of a test's time is waiting on nats-server, a
 ## lifetime or a subprocess), handed out one test at a time; a test that shares a module
 ## fixture goes with its file (conftest.py); `make test PYTEST_ARGS=` runs it in one process
-PYTEST_ARGS ?= -n 4 --dist loadgroup
+PYTEST_ARGS ?= -n 6 --dist loadgroup
 test: $(STAMP) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
