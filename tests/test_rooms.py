@@ -34,12 +34,9 @@ from unibus.wire.names import ROOM_BUCKET
 from unibus.wire.signing import sign_request
 
 from harness.boundary import connect_as
+from harness.checks import stream_names
 from harness.instances import ServiceInstance
 from harness.plane import StartPlane
-
-
-async def stream_names(nc: Client) -> set[str]:
-    return {s.config.name for s in await nc.jetstream().streams_info()}
 
 
 async def test_create_makes_the_stream_with_the_go_client_config(nc: Client, as_alice: ControlClient) -> None:
@@ -313,14 +310,17 @@ async def test_creating_rooms_too_fast_is_429(start_plane: StartPlane, nc: Clien
 ROUNDS = 20
 
 
-async def settled(nc: Client, stream: str, quiet_s: float = 0.5) -> None:
-    """Until `stream`'s last sequence has not moved for `quiet_s` (bounded)."""
+async def settled(nc: Client, bucket_stream: str, quiet_s: float = 1.0) -> None:
+    """Until neither `bucket_stream`'s last sequence nor the set of streams has moved for
+    `quiet_s` (bounded). nats-server works through queued JetStream API requests on a pool
+    of its own, so a killed process's last stream creates may land after its last rows."""
     js = nc.jetstream()
-    last, since = -1, asyncio.get_running_loop().time()
+    last: object = None
+    since = asyncio.get_running_loop().time()
     deadline = since + 30
     while asyncio.get_running_loop().time() - since < quiet_s:
-        assert asyncio.get_running_loop().time() < deadline, f"{stream} never settled"
-        now = (await js.stream_info(stream)).state.last_seq
+        assert asyncio.get_running_loop().time() < deadline, f"{bucket_stream} never settled"
+        now = ((await js.stream_info(bucket_stream)).state.last_seq, await stream_names(nc))
         if now != last:
             last, since = now, asyncio.get_running_loop().time()
         await asyncio.sleep(0.05)
@@ -352,8 +352,9 @@ async def test_kill_9_during_creates_leaves_orphans_the_sweep_removes(
                 break
         instance.kill()
         await asyncio.gather(*creates, return_exceptions=True)
-        # What the killed process wrote last may reach nats-server after the kill: classify
-        # once the bucket is still (a row landing later would make its stream's sweep wrong).
+        # What the killed process sent last may reach nats-server after the kill: classify
+        # once the bucket and the streams are still (a row or stream landing later would
+        # make the classification wrong; CI once saw a stream created after the sweep).
         await settled(nc, f"KV_{ROOM_BUCKET}")
         rows = await nc.jetstream().key_value(ROOM_BUCKET)
         for name in await stream_names(nc):

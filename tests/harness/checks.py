@@ -30,17 +30,24 @@ async def room_rows(js: JetStreamContext) -> set[str]:
     return rows
 
 
-async def room_streams(nc: Client) -> set[str]:
-    """Room ids with a stream, from the meta layer's list of names (`STREAM.LIST` may leave
-    out a stream whose leader is busy electing; `STREAM.NAMES` never does)."""
+async def stream_names(nc: Client) -> set[str]:
+    """Every stream's name, page by page, from the meta layer's list (`STREAM.LIST` may
+    leave out a stream whose leader is busy electing; `STREAM.NAMES` never does, and
+    nats-py's `streams_info` reads only the first page of 256)."""
     names: list[str] = []
     while True:
         reply = await nc.request("$JS.API.STREAM.NAMES", json.dumps({"offset": len(names)}).encode(), 5)
         page = json.loads(reply.data)
         names += page.get("streams") or []
         if not page.get("streams") or len(names) >= page["total"]:
-            break
-    return {n.removeprefix(ROOM_STREAM_PREFIX) for n in names if n.startswith(ROOM_STREAM_PREFIX)}
+            return set(names)
+
+
+async def room_streams(nc: Client) -> set[str]:
+    """Room ids with a stream."""
+    return {
+        n.removeprefix(ROOM_STREAM_PREFIX) for n in await stream_names(nc) if n.startswith(ROOM_STREAM_PREFIX)
+    }
 
 
 async def assert_rows_match_streams(nc: Client) -> None:
