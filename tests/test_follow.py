@@ -423,6 +423,56 @@ async def test_survives_the_loss_of_a_cluster_node(
         await publisher.nc.close()
 
 
+async def test_a_live_copy_ahead_of_history_is_waited_out_not_taken_for_a_gap(
+    nc: Client, alice_peer: Peer, bob_peer: Peer
+) -> None:
+    """History may answer behind a frame already seen live (a clustered stream's new
+    leader, for a moment). The copy is sent here by the suite's own connection, stamped
+    as nats-server stamps one, before its frame is stored: the follower waits for
+    history instead of reporting the frames in between as gone, and hands each on once."""
+    from unibus.wire.names import stored_subject
+
+    await shared(alice_peer, bob_peer, "ahead", encrypted=False)
+    await send(alice_peer, "ahead", ["a 0", "a 1"])
+    async with following(bob_peer, "ahead", after=0) as got:
+        await got.until(lambda: got.seqs == [1, 2])
+        room = await bob_peer.room("ahead")
+        early = seal_frame(alice_peer.identity, "ahead", b"the live copy, not its frame", ts_ms=1)
+        await nc.publish(stored_subject(room.subject), early.encode(), headers={"Nats-Sequence": "5"})
+        await got.until(lambda: any("behind sequence 5" in text for text in got.status))
+        await asyncio.sleep(2.5)  # longer than the ten reads followers once gave history
+        await send(alice_peer, "ahead", ["b 0", "b 1", "b 2"])
+        await got.until(lambda: len(got.seqs) == 5)
+        await asyncio.sleep(0.3)
+    assert not any(isinstance(i, Gap) for i in got.items)
+    assert got.seqs == [1, 2, 3, 4, 5]
+    assert got.texts == ["a 0", "a 1", "b 0", "b 1", "b 2"]
+
+
+async def test_history_that_stays_behind_a_live_copy_stops_the_follower(
+    nc: Client, alice_peer: Peer, bob_peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stamp history never reaches is no lag (the stream is not the one that stamped
+    it): the follower stops with an error rather than skip to it and drop what follows."""
+    from unibus.client import follow
+    from unibus.wire.names import stored_subject
+
+    monkeypatch.setattr(follow, "BEHIND_LIVE_S", 1.0)
+    await shared(alice_peer, bob_peer, "never", encrypted=False)
+    await send(alice_peer, "never", ["only"])
+    async with following(bob_peer, "never", after=0) as got:
+        await got.until(lambda: got.seqs == [1])
+        room = await bob_peer.room("never")
+        await nc.publish(stored_subject(room.subject), b"x", headers={"Nats-Sequence": "1000"})
+        for _ in range(300):
+            if got.ended is not None:
+                break
+            await asyncio.sleep(0.02)
+    assert isinstance(got.ended, follow.FollowError), got.ended
+    assert "after sequence 1000 arrived live" in str(got.ended)
+    assert got.seqs == [1] and not any(isinstance(i, Gap) for i in got.items)
+
+
 async def test_a_granted_notice_re_authorizes_and_a_revoked_one_is_checked(
     nc: Client, alice_peer: Peer, bob_peer: Peer
 ) -> None:

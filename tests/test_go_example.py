@@ -295,6 +295,26 @@ async def test_a_go_follower_reports_the_frames_retention_removed(peer_binary: P
         assert "frames 2-3 are no longer stored" in "\n".join(follower.notes)
 
 
+async def test_a_go_follower_waits_for_history_behind_a_live_copy(peer_binary: Path, tmp_path: Path) -> None:
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
+        await follower.start()
+        try:
+            await follower.listening()
+
+            async def delivered() -> int:
+                return len(follower.frames) + len(follower.gaps)
+
+            stored = await continuity.ahead_of_history(stage, delivered)
+            assert follower.frames == stored  # each once, in stream order: no gap, no early copy
+            assert follower.gaps == []
+            await follower.stop()
+        finally:
+            if follower.proc and follower.proc.returncode is None:
+                follower.proc.kill()
+                await follower.proc.wait()
+
+
 async def test_a_go_follower_takes_up_a_granted_room_and_checks_a_revoked_notice(
     peer_binary: Path, tmp_path: Path
 ) -> None:

@@ -36,9 +36,12 @@ const REQUEST_TIMEOUT_MS = 5000;
 const RETRY_PAUSE_MS = 100;
 // The backoff of a read resent while the control plane is away doubles up to this.
 const MAX_RETRY_PAUSE_MS = 2000;
-// Catch-up reads that may still answer below a sequence already seen live (a clustered
-// stream's replica can lag the leader that republished it) before the live copy is taken.
-const LAGGING_READS = 10;
+// How long history may stay below a sequence already seen live before following stops.
+// A stamped copy was stored, so history reaches it (a clustered stream's new leader may
+// answer behind for a moment); one that stays behind is no lag: the stream is not the one
+// that stamped it. A gap is only what history says.
+const BEHIND_LIVE_MS = 30000;
+const MAX_BEHIND_PAUSE_MS = 1000;
 // After a reconnect's catch-up, one more read this much later (see follow).
 const SETTLE_MS = 1000;
 // An `after` no stream reaches: the reply is empty and says where the stream ends.
@@ -267,13 +270,17 @@ export class Session {
       cursor = seq;
       yield { seq, frame };
     };
-    // History after the cursor until the stream's end, and `target` (a sequence seen
-    // live) if history shows it within LAGGING_READS reads.
+    // History after the cursor until the stream's end and `target` (a sequence seen
+    // live): a read ending below `target` is waited out, never taken for a gap, and one
+    // that stays behind for BEHIND_LIVE_MS stops the follower.
     const catchUp = async function* (target = 0) {
-      for (let lagging = 0; ; lagging++) {
+      let behindSince = null;
+      let pause = RETRY_PAUSE_MS;
+      for (;;) {
+        let end;
         for (;;) {
           const reply = await page(cursor);
-          const end = reply.stream_last_seq;
+          end = reply.stream_last_seq;
           if (end < cursor) {
             throw new Error(
               `room ${room}'s stream ends at sequence ${end}, below this follower's cursor ${cursor}: ` +
@@ -286,8 +293,18 @@ export class Session {
           if (windowEnd > cursor) yield* skip(windowEnd); // the window's last sequences are gone
           if (cursor >= end) break;
         }
-        if (!target || cursor >= target || lagging >= LAGGING_READS) return;
-        await sleep(RETRY_PAUSE_MS);
+        if (!target || cursor >= target) return;
+        if (behindSince === null) {
+          behindSince = Date.now();
+        } else if (Date.now() - behindSince >= BEHIND_LIVE_MS) {
+          throw new Error(
+            `room ${room}'s history stayed at sequence ${end} for ${BEHIND_LIVE_MS / 1000} s after sequence ` +
+              `${target} arrived live: it is not the stream that stamped it (the room was deleted and made ` +
+              "again), or the stamp is not the server's",
+          );
+        }
+        await sleep(pause);
+        pause = Math.min(2 * pause, MAX_BEHIND_PAUSE_MS);
       }
     };
     try {
@@ -305,10 +322,9 @@ export class Session {
             yield* deliver(seq, event.live.data);
             continue;
           }
-          // Frames missed before this one (or a sequence it cannot read): history has them.
+          // Frames missed before this one (or a sequence it cannot read): history has them,
+          // this one included, so the live copy is dropped once history has handed it on.
           yield* catchUp(seq ?? 0);
-          // History never showed it (LAGGING_READS): the live copy is the server's own.
-          if (seq !== null && seq > cursor) yield* deliver(seq, event.live.data);
         } else if (event.reconnected) {
           // Refused while the identity was not yet a member: subscribe again now that the
           // connection is re-authorized; history says whether it is one.

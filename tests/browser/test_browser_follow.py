@@ -119,6 +119,22 @@ async def test_a_browser_follower_reports_the_frames_retention_removed(
         assert await follower.frames() == list(zip([4, 5, 6], sent[3:], strict=True))
 
 
+async def test_a_browser_follower_waits_for_history_behind_a_live_copy(
+    tmp_path: Path, origin: str, chromium: Any
+) -> None:
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = await PageFollower.open(chromium, origin, stage)
+
+        async def delivered() -> int:
+            return len(await follower.log())
+
+        stored = await continuity.ahead_of_history(stage, delivered)
+        assert await follower.log() == [
+            {"seq": seq, "frame": base64.b64encode(frame).decode()} for seq, frame in stored
+        ]
+        assert (await follower.state())["error"] is None
+
+
 async def test_a_browser_follower_outlives_a_control_plane_outage(
     tmp_path: Path, origin: str, chromium: Any
 ) -> None:

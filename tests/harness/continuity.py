@@ -32,6 +32,7 @@ from unibus.config import AuthMode, Config
 from unibus.identity import notice_subject
 from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
+from unibus.wire.names import stored_subject
 
 from harness.boundary import as_role, bounded_spec, connect_inspector
 
@@ -249,3 +250,30 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], within_s: float, wh
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not within {within_s}s: {what}")
         await asyncio.sleep(0.1)
+
+
+async def ahead_of_history(stage: Stage, delivered: Callable[[], Awaitable[int]]) -> list[tuple[int, bytes]]:
+    """History answering behind a frame already seen live (a clustered stream's new leader,
+    for a moment), made on demand: with two frames delivered, the inspector sends a copy
+    stamped 5 on the stored subject, as nats-server stamps one, before frames 3-5 are
+    stored; they come 2.5 s later (longer than the ten reads followers once gave history
+    before taking the copy as is and frames 3-4 for a gap). What was stored, frames 1-5."""
+    await publish(stage, 2, 0)
+
+    async def two() -> bool:
+        return await delivered() >= 2
+
+    await wait_for(two, 20, "the follower delivered the first two frames")
+    early = {"Nats-Sequence": "5"}
+    await stage.inspector.publish(
+        stored_subject(stage.subject), b"the live copy, not its frame", headers=early
+    )
+    await asyncio.sleep(2.5)
+    await publish(stage, 3, 0, first=3)
+
+    async def five() -> bool:
+        return await delivered() >= 5
+
+    await wait_for(five, 30, "the follower delivered frames 3-5")
+    await asyncio.sleep(0.3)  # nothing more comes: not the early copy, nor a frame twice
+    return await stage.stored(5)

@@ -27,10 +27,13 @@ const (
 	// liveBuffer is how many live copies may wait while history is read. When it is full
 	// nats.go drops the newest (a slow consumer), which only opens a gap that history fills.
 	liveBuffer = 4096
-	// laggingReads is how many catch-up reads may still answer below a sequence already
-	// seen live (a clustered stream's replica can lag the leader that republished it)
-	// before the live copy is taken as is.
-	laggingReads = 10
+	// behindLive is how long history may stay below a sequence already seen live before
+	// following stops. A stamped copy was stored, so history reaches it (a clustered
+	// stream's new leader may answer behind for a moment); one that stays behind is no
+	// lag: the stream is not the one that stamped it. A gap is only what history says.
+	behindLive = 30 * time.Second
+	// maxBehindPause bounds the pause between reads that wait for history to reach it.
+	maxBehindPause = time.Second
 	// settle is when one more read follows a reconnect's catch-up: in a cluster the
 	// renewed subscription may reach the stream's leader after that read did.
 	settle     = time.Second
@@ -156,15 +159,9 @@ func (f *follower) onStored(ctx context.Context, m *nats.Msg) error {
 	case ok && seq == f.cursor+1:
 		return f.deliver(seq, m.Data)
 	}
-	// Frames missed before this one (or a sequence it cannot read): history has them.
-	if err := f.catchUp(ctx, seq); err != nil {
-		return err
-	}
-	if ok && seq > f.cursor {
-		// History never showed it (laggingReads): the live copy is the server's own.
-		return f.deliver(seq, m.Data)
-	}
-	return nil
+	// Frames missed before this one (or a sequence it cannot read): history has them,
+	// this one included, so the live copy is dropped once history has handed it on.
+	return f.catchUp(ctx, seq)
 }
 
 // storedSequence is the stream sequence nats-server stamped on a republished copy. The
@@ -189,16 +186,20 @@ func refuses(err error, subject string) bool {
 	return strings.Contains(text, nats.PERMISSIONS_ERR) && strings.Contains(text, strings.ToLower(subject))
 }
 
-// catchUp reads history after the cursor until the stream's end, and `target` (a
-// sequence seen live, 0 for none) if history shows it within laggingReads reads.
+// catchUp reads history after the cursor until the stream's end and `target` (a
+// sequence seen live, 0 for none). A read ending below `target` is waited out, never
+// taken for a gap; one that stays behind for behindLive stops the follower.
 func (f *follower) catchUp(ctx context.Context, target uint64) error {
-	for lagging := 0; ; lagging++ {
+	var behindSince time.Time
+	pause := retryPause
+	for {
+		end := uint64(0)
 		for {
 			page, err := f.page(ctx, f.cursor)
 			if err != nil {
 				return err
 			}
-			end := *page.StreamLastSeq
+			end = *page.StreamLastSeq
 			if end < f.cursor {
 				return fmt.Errorf("room %s's stream ends at sequence %d, below this follower's cursor %d: "+
 					"it is not the stream the cursor was taken from (the room was deleted and made again, "+
@@ -222,11 +223,21 @@ func (f *follower) catchUp(ctx context.Context, target uint64) error {
 				break
 			}
 		}
-		if target == 0 || f.cursor >= target || lagging >= laggingReads {
+		if target == 0 || f.cursor >= target {
 			return nil
 		}
-		if !sleep(ctx, retryPause) {
+		if behindSince.IsZero() {
+			behindSince = time.Now()
+		} else if time.Since(behindSince) >= behindLive {
+			return fmt.Errorf("room %s's history stayed at sequence %d for %s after sequence %d arrived live: "+
+				"it is not the stream that stamped it (the room was deleted and made again), "+
+				"or the stamp is not the server's", f.room, end, behindLive, target)
+		}
+		if !sleep(ctx, pause) {
 			return ctx.Err()
+		}
+		if pause *= 2; pause > maxBehindPause {
+			pause = maxBehindPause
 		}
 	}
 }

@@ -54,8 +54,11 @@ SETTLE_S = 1.0
 subscription may reach the stream's leader after the read did, and a frame stored in
 between would otherwise wait for the next frame to be noticed."""
 
-LAGGING_READS = 10
-"""Reads that may answer below a sequence already seen live before it is taken as is."""
+BEHIND_LIVE_S = 30.0
+"""How long history may stay below a sequence already seen live before following stops.
+nats-server republishes a frame once its stream stored it, so history reaches every
+stamped sequence; a clustered stream's new leader may answer behind for a moment. A read
+that stays behind is no lag: the stream is not the one that stamped the frame."""
 
 
 @dataclass(frozen=True)
@@ -164,20 +167,21 @@ class Follower:
             self.cursor = seq
             yield Followed(seq, await self.room.open(data))
             return
-        # Frames missed before this one (or a sequence we cannot read): history has them.
+        # Frames missed before this one (or a sequence we cannot read): history has them,
+        # this one included, so the live copy is dropped once history has handed it on.
         async for item in self._catch_up(seq):
             yield item
-        if seq is not None and seq > self.cursor:
-            # History never showed it (LAGGING_READS): the live copy is the server's own.
-            if seq > self.cursor + 1:
-                yield Gap(self.cursor + 1, seq - 1)
-            self.cursor = seq
-            yield Followed(seq, await self.room.open(data))
 
     async def _catch_up(self, target: int | None = None) -> AsyncIterator[Item]:
-        """History after the cursor until the stream's end (and `target`, a sequence seen
-        live), page by page; what the stream no longer holds comes out as a `Gap`."""
-        lagging = 0
+        """History after the cursor until the stream's end and `target` (a sequence seen
+        live), page by page; what the stream no longer holds comes out as a `Gap`.
+
+        Only history says what is gone: a read that ends below `target` is waited out,
+        never taken for a gap (a frame stamped live was stored, so it is there or
+        reported gone), and one that stays behind for `BEHIND_LIVE_S` stops following."""
+        loop = asyncio.get_running_loop()
+        behind_since: float | None = None
+        delay = 0.1
         while True:
             assert self.cursor is not None
             page = await self._page(self.cursor)
@@ -200,10 +204,21 @@ class Follower:
                 self.cursor = window_end
             if self.cursor < end:
                 continue
-            if target is None or self.cursor >= target or lagging >= LAGGING_READS:
+            if target is None or self.cursor >= target:
                 return
-            lagging += 1
-            await asyncio.sleep(0.1)
+            if behind_since is None:
+                behind_since = loop.time()
+                self.on_status(
+                    f"history of {self.room.id} ends at {end}, behind sequence {target} seen live; waiting"
+                )
+            elif loop.time() - behind_since >= BEHIND_LIVE_S:
+                raise FollowError(
+                    f"room {self.room.id}'s history stayed at sequence {end} for {BEHIND_LIVE_S:.0f} s"
+                    f" after sequence {target} arrived live: it is not the stream that stamped it"
+                    " (the room was deleted and made again), or the stamp is not the server's"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _page(self, after: int) -> FramePage:
         """One `after` read, retried while the control plane or NATS is away: a follower
