@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
+from unibus.errors import ApiError
 from unibus.history import cache as framecache
 from unibus.history.cache import FrameCache
 from unibus.history.query import HistoryQuery, Window, window
@@ -210,16 +211,52 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> Gates:
     held = Gates()
     real = framecache.read_window
 
-    async def gated(nc: Client, stream: str, win: Window, timeout_s: float, budget: PageBudget) -> WindowRead:
+    async def gated(
+        nc: Client, stream: str, win: Window, timeout_s: float, budget: PageBudget, *, whole: bool = False
+    ) -> WindowRead:
         if win in held.before:
             await held.before[win].wait()
-        read = await real(nc, stream, win, timeout_s, budget)
+        read = await real(nc, stream, win, timeout_s, budget, whole=whole)
         if win in held.after:
             await held.after[win].wait()
         return read
 
     monkeypatch.setattr(framecache, "read_window", gated)
     return held
+
+
+@pytest.mark.parametrize("removed", ["purged", "the last two deleted"])
+async def test_a_read_that_ends_before_a_whole_window_is_refused_not_taken_for_a_gap(
+    open_nats_server: NatsServer, removed: str
+) -> None:
+    """The state said every sequence of the window was stored. A read that finds the
+    stream ending early is behind that state (in a cluster: a consumer placed on a
+    replica that lags), so it fails with a 503 to be retried, never answers a page that
+    says those frames are gone. Made here by removing frames between state and read;
+    without the state's word the same read answers what it found."""
+    nc = await nats.connect(open_nats_server.url)
+    js = nc.jetstream()
+    name = "WHOLE" + ("P" if removed == "purged" else "D")
+    await js.add_stream(StreamConfig(name=name, subjects=[name.lower()], storage=StorageType.FILE))
+    for i in range(1, 6):
+        await js.publish(name.lower(), b"f%d" % i)
+    snapshot = await room_snapshot(nc, name)
+    assert snapshot is not None and snapshot.state.stores_every_from(3)
+    if removed == "purged":
+        await js.purge_stream(name)
+    else:
+        for seq in (4, 5):
+            await js.delete_msg(name, seq)
+    win, budget = Window(3, 5), BUDGETS[2]
+    for forward in (False, True):
+        with pytest.raises(ApiError) as refused:
+            await read_window(nc, name, win, 5, budget, forward=forward, whole=True)
+        assert refused.value.code == 503
+        found = await read_window(nc, name, win, 5, budget, forward=forward)
+        assert found.page.frames == ([] if removed == "purged" else [b"f3"])
+    after = await room_snapshot(nc, name)
+    assert after is not None and not after.state.stores_every_from(3)  # the retry's state tells
+    await nc.close()
 
 
 async def newest(nc: Client, stream: str, before: int | None = None) -> tuple[StreamState, Window]:

@@ -83,7 +83,10 @@ class Backlog:
         if query.after is None:
             back = await self.cache.read(self._nc, room.stream, state, win, self._timeout, budget)
             return back.encode(accept)
-        forward = await read_window(self._nc, room.stream, win, self._timeout, budget, forward=True)
+        whole = state.stores_every_from(win.first_seq)
+        forward = await read_window(
+            self._nc, room.stream, win, self._timeout, budget, forward=True, whole=whole
+        )
         return forward.page.with_stream_last(state).encode(accept)
 
 

@@ -169,7 +169,9 @@ class FrameCache:
                 self._entries.move_to_end(stream)
                 return page
         self.misses += 1
-        read = await read_window(nc, stream, win, timeout_s, budget)
+        read = await read_window(
+            nc, stream, win, timeout_s, budget, whole=state.stores_every_from(win.first_seq)
+        )
         if self.max_bytes and state.created:
             self._keep(stream, Baseline.of(state), read)
         return read.page

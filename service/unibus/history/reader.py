@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from ..errors import unavailable
 from ..wire import jsapi
 from .query import Window
 from .reply import HistoryReply, PageBudget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,25 @@ class WindowRead:
 
 
 async def read_window(
-    nc: Client, stream: str, win: Window, timeout_s: float, budget: PageBudget, *, forward: bool = False
+    nc: Client,
+    stream: str,
+    win: Window,
+    timeout_s: float,
+    budget: PageBudget,
+    *,
+    forward: bool = False,
+    whole: bool = False,
 ) -> WindowRead:
     """Stream the frames of `win` from a short-lived push consumer, in one flow, keeping
     the newest that fit `budget` (with `forward`, the oldest: a page of `after`, which
     then stops reading at the first frame that does not fit).
+
+    `whole` says every sequence of the window was stored when its state was read
+    (`StreamState.stores_every_from`). The stream's last message then still exists (only
+    a purge removes the newest), so a consumer that says nothing is pending before the
+    window's end is behind the state, and the read fails with a 503 to be retried rather
+    than answer a page that would say those frames are gone. (Were it a purge after all,
+    the retry's state says so.)
 
     Creating the consumer starts the delivery, so the whole read is one round trip. The
     consumer is ephemeral, in memory and single-replica, and it is never acknowledged:
@@ -59,10 +77,12 @@ async def read_window(
     kept: deque[tuple[int, bytes]] = deque()
     held = last_ts = 0
     cut: tuple[int, bytes] | None = None
+    ended_before = 0
+    """A sequence below the window's end after which the consumer said none was pending."""
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_message(msg: Msg) -> None:
-        nonlocal held, cut, last_ts
+        nonlocal held, cut, last_ts, ended_before
         if done.done() or not msg.reply:
             return
         if not msg.reply.startswith("$JS.ACK."):  # flow control: answering lets more come
@@ -82,6 +102,7 @@ async def read_window(
                 cut = kept.popleft()
                 held -= budget.cost(cut[1])
         if seq >= win.last_seq or pending == 0:
+            ended_before = seq if seq < win.last_seq else 0
             done.set_result(None)
 
     sub = await nc.subscribe(inbox, cb=on_message)
@@ -89,8 +110,11 @@ async def read_window(
     try:
         name, pending = await _create_consumer(nc, stream, inbox, win, timeout_s)
         if pending == 0:  # nothing stored at or after the window's start (all gaps)
+            _not_behind(whole, stream, win, win.first_seq - 1)
             return WindowRead([], win)
         await asyncio.wait_for(done, timeout_s)
+        if ended_before:
+            _not_behind(whole, stream, win, ended_before)
     finally:
         await sub.unsubscribe()
         if name is not None:
@@ -100,6 +124,15 @@ async def read_window(
     if cut is not None:
         win = Window(win.first_seq, kept[-1][0]) if forward else Window(kept[0][0], win.last_seq)
     return WindowRead(list(kept), win, cut, last_ts)
+
+
+def _not_behind(whole: bool, stream: str, win: Window, ended: int) -> None:
+    """Refuse (503) a read of a whole window that ended at `ended`, before its end."""
+    if whole:
+        log.warning(
+            "%s: read ended at %d, before %d, which its state stored: retry", stream, ended, win.last_seq
+        )
+        raise unavailable("the room's stream was read behind its own state, try again")
 
 
 async def _create_consumer(

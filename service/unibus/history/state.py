@@ -38,6 +38,14 @@ class StreamState:
     last_ts: int = 0
     """When its last message was stored, in ns since the epoch; 0 where unknown."""
 
+    def stores_every_from(self, seq: int) -> bool:
+        """Whether every sequence from `seq` to the last was stored when this state was
+        read: `seq` is within the stream, which has no interior deletes. A read from
+        there that ends early is behind this state (a clustered stream's consumer placed
+        on a lagging replica), not a gap."""
+        contiguous = self.messages == self.last_seq - self.first_seq + 1
+        return contiguous and self.first_seq <= seq <= self.last_seq
+
 
 @dataclass(frozen=True)
 class Snapshot:
