@@ -81,7 +81,9 @@ class Checkpoint:
 
 
 @contextlib.contextmanager
-def cluster(workdir: Path, size: int) -> Iterator[list[NatsServer]]:
+def cluster(workdir: Path, size: int, prof_ports: list[int] | None = None) -> Iterator[list[NatsServer]]:
+    """`size` nats-servers routed to each other; with `prof_ports`, each serves Go's pprof
+    on its port (bench/creation.py)."""
     ports = [free_port() for _ in range(size)]
     nodes = [
         NatsServer(
@@ -91,6 +93,7 @@ def cluster(workdir: Path, size: int) -> Iterator[list[NatsServer]]:
                 cluster_name="bench-scale" if size > 1 else None,
                 cluster_port=ports[i] if size > 1 else 0,
                 routes=[p for j, p in enumerate(ports) if j != i],
+                extra=f"prof_port: {prof_ports[i]}\n" if prof_ports else "",
             )
         )
         for i in range(size)
