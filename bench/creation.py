@@ -3,8 +3,9 @@ per stream create on a 3-node cluster, per 1,000 streams, with Go CPU profiles o
 node at chosen counts (`go tool pprof` reads them; the meta leader is the busiest node).
 
 The streams are made directly, as `create` makes them (`streams.room_stream_config`, R1,
-1 MiB each), 16 at a time, without the service: this measures nats-server alone. Run
-alone, on a quiet machine:
+1 MiB each), 16 at a time, without the service: this measures nats-server alone. At the end it
+times the orphan sweep's listing both ways, `STREAM.LIST` (every stream's info, as it was)
+and `STREAM.NAMES` (names only, as it is). Run alone, on a quiet machine:
 `python -m bench.creation --streams 10000 --profile-at 3000,9000 --out /tmp/creation`.
 bench/analysis.md ("Creation, and why not 100,000 rooms here") reads one such run.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import statistics
 import subprocess
 import tempfile
 import time
@@ -20,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import nats
+from nats.aio.client import Client
 
 from unibus.natsserver import NatsServer, free_port
 from unibus.storage import Room
@@ -41,6 +45,24 @@ def _profile(port: int, seconds: int, into: Path) -> None:
     url = f"http://127.0.0.1:{port}/debug/pprof/profile?seconds={seconds}"
     with urllib.request.urlopen(url, timeout=seconds + 30) as answer:
         into.write_bytes(answer.read())
+
+
+async def _listing(nc: Client, api: str, runs: int = 5) -> str:
+    """Median time and bytes to page through `api` filtered to room subjects, as the
+    orphan sweep did (`STREAM.LIST`) and does (`STREAM.NAMES`)."""
+    times, size = [], 0
+    for _ in range(runs):
+        began, got, size = time.perf_counter(), 0, 0
+        while True:
+            body = json.dumps({"offset": got, "subject": "unibus.room.*"}).encode()
+            reply = await nc.request(f"$JS.API.{api}", body, timeout=60)
+            page = json.loads(reply.data)
+            size += len(reply.data)
+            got += len(page.get("streams") or [])
+            if not page.get("streams") or got >= page["total"]:
+                break
+        times.append(time.perf_counter() - began)
+    return f"{statistics.median(times) * 1000:.0f} ms median of {runs}, {size / 1e6:.1f} MB of replies"
 
 
 async def run(streams: int, profile_at: list[int], seconds: int, out: Path) -> None:
@@ -81,6 +103,8 @@ async def run(streams: int, profile_at: list[int], seconds: int, out: Path) -> N
 
         await asyncio.gather(*(creator() for _ in range(CONCURRENCY)))
         await asyncio.gather(*profiles)
+        for api in ("STREAM.LIST", "STREAM.NAMES"):
+            print(f"{api} of the {streams} room streams: {await _listing(nc, api)}", flush=True)
         print(
             "resident MiB at the end: "
             + ", ".join(
