@@ -23,6 +23,7 @@ from . import boundary, follow_churn, gofloor, largest_grant, revocation, scale,
 from . import scenarios as sc
 from .measure import Latency
 from .report import METHOD, fmt_ms, latency_table, plot
+from .rows import measure_part as instance_rows
 from .stack import connect, stack
 
 LIMITS = [10, 50, 100, 200, 500, 1000]
@@ -108,6 +109,7 @@ async def run(workdir: Path, quick: bool) -> tuple[list[str], dict[str, dict[int
     bounded += await part("storm", storm.measure(workdir, quick))
     bounded += await part("largest grant", largest_grant.measure(workdir, quick))
     scaled = await part("scale", scale.measure(workdir, quick))
+    scaled += await part("rows", instance_rows(quick))
     churned = await part("follow churn", follow_churn.measure(workdir, quick))
     revoked = await part("revocation", revocation.measure(workdir, quick))
 
