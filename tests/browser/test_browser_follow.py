@@ -171,9 +171,7 @@ async def test_a_browser_follower_takes_up_a_granted_room_and_checks_a_revoked_n
 
         # Added to another room, which cuts nobody: the control plane's notice makes it
         # re-authorize by itself, once, and its connection then holds the new room.
-        await stage.grant_another_room()
-        await continuity.wait_for(stage.holds_another_room, 10, "the page took up its new room")
-        assert await follower.reconnects() == 1
+        assert await continuity.granted_another_room(stage, follower) == 1
 
         # "revoked" for a room it is still in (forged): it asks, and goes on.
         await stage.notify("revoked", stage.room)

@@ -277,3 +277,19 @@ async def ahead_of_history(stage: Stage, delivered: Callable[[], Awaitable[int]]
     await wait_for(five, 30, "the follower delivered frames 3-5")
     await asyncio.sleep(0.3)  # nothing more comes: not the early copy, nor a frame twice
     return await stage.stored(5)
+
+
+async def granted_another_room(stage: Stage, follower: Follower) -> int:
+    """The reader is added to another room, which cuts nobody: the control plane's notice
+    makes the follower re-authorize by itself. Once its connection holds the new room and
+    the follower has reported the reconnect (its report can come a moment after the server
+    shows the new connection), how many reconnects it reported: one is right."""
+    await stage.grant_another_room()
+    await wait_for(stage.holds_another_room, 10, "the follower took up its new room")
+
+    async def reported() -> bool:
+        return await follower.reconnects() >= 1
+
+    await wait_for(reported, 10, "the follower reported its reconnect")
+    await asyncio.sleep(0.5)  # a second one would have come by now
+    return await follower.reconnects()
