@@ -36,12 +36,13 @@ const REQUEST_TIMEOUT_MS = 5000;
 const RETRY_PAUSE_MS = 100;
 // The backoff of a read resent while the control plane is away doubles up to this.
 const MAX_RETRY_PAUSE_MS = 2000;
-// How long history may stay below a sequence already seen live before following stops.
-// A stamped copy was stored, so history reaches it (a clustered stream's new leader may
-// answer behind for a moment); one that stays behind is no lag: the stream is not the one
-// that stamped it. A gap is only what history says.
-const BEHIND_LIVE_MS = 30000;
-const MAX_BEHIND_PAUSE_MS = 1000;
+// How long history is read again for a live copy's sequence it did not reach. The server
+// republishes a frame once its stream stored it, so history soon reaches a stamp that is
+// the server's (a clustered stream's new leader may answer behind for a moment); one it
+// never reaches is not the server's (docs/protocol.md, "Forged headers"), and is only ever
+// dropped. A gap is only what history says.
+const AHEAD_MS = 30000;
+const MAX_AHEAD_PAUSE_MS = 1000;
 // After a reconnect's catch-up, one more read this much later (see follow).
 const SETTLE_MS = 1000;
 // An `after` no stream reaches: the reply is empty and says where the stream ends.
@@ -270,42 +271,39 @@ export class Session {
       cursor = seq;
       yield { seq, frame };
     };
-    // History after the cursor until the stream's end and `target` (a sequence seen
-    // live): a read ending below `target` is waited out, never taken for a gap, and one
-    // that stays behind for BEHIND_LIVE_MS stops the follower.
-    const catchUp = async function* (target = 0) {
-      let behindSince = null;
-      let pause = RETRY_PAUSE_MS;
+    // The highest sequence seen live that history had not reached when read, and the
+    // timer that reads history again for it (never holding up what comes live).
+    const ahead = { stamp: 0, since: 0, pause: RETRY_PAUSE_MS, timer: null };
+    const reckonAhead = () => {
+      if (!ahead.stamp) return;
+      clearTimeout(ahead.timer);
+      ahead.timer = null;
+      if (cursor >= ahead.stamp || performance.now() - ahead.since >= AHEAD_MS) {
+        ahead.stamp = 0; // reached, or dropped for good: not the server's stamp
+        return;
+      }
+      ahead.timer = setTimeout(() => events.push({ check: true }), ahead.pause);
+      ahead.pause = Math.min(2 * ahead.pause, MAX_AHEAD_PAUSE_MS);
+    };
+    // History after the cursor until the stream's end; what the stream no longer holds
+    // comes out as a gap. Only history says what is gone, never a live copy.
+    const catchUp = async function* () {
       for (;;) {
-        let end;
-        for (;;) {
-          const reply = await page(cursor);
-          end = reply.stream_last_seq;
-          if (end < cursor) {
-            throw new Error(
-              `room ${room}'s stream ends at sequence ${end}, below this follower's cursor ${cursor}: ` +
-                "it is not the stream the cursor was taken from (the room was deleted and made again, " +
-                "or JetStream was restored)",
-            );
-          }
-          for (const { seq, frame } of reply.frames) yield* deliver(seq, frame);
-          const windowEnd = reply.last_seq ?? end;
-          if (windowEnd > cursor) yield* skip(windowEnd); // the window's last sequences are gone
-          if (cursor >= end) break;
-        }
-        if (!target || cursor >= target) return;
-        if (behindSince === null) {
-          behindSince = Date.now();
-        } else if (Date.now() - behindSince >= BEHIND_LIVE_MS) {
+        const reply = await page(cursor);
+        const end = reply.stream_last_seq;
+        if (end < cursor) {
           throw new Error(
-            `room ${room}'s history stayed at sequence ${end} for ${BEHIND_LIVE_MS / 1000} s after sequence ` +
-              `${target} arrived live: it is not the stream that stamped it (the room was deleted and made ` +
-              "again), or the stamp is not the server's",
+            `room ${room}'s stream ends at sequence ${end}, below this follower's cursor ${cursor}: ` +
+              "it is not the stream the cursor was taken from (the room was deleted and made again, " +
+              "or JetStream was restored)",
           );
         }
-        await sleep(pause);
-        pause = Math.min(2 * pause, MAX_BEHIND_PAUSE_MS);
+        for (const { seq, frame } of reply.frames) yield* deliver(seq, frame);
+        const windowEnd = reply.last_seq ?? end;
+        if (windowEnd > cursor) yield* skip(windowEnd); // the window's last sequences are gone
+        if (cursor >= end) break;
       }
+      reckonAhead();
     };
     try {
       // The server holds the subscription before the first read: whatever is stored after
@@ -323,8 +321,14 @@ export class Session {
             continue;
           }
           // Frames missed before this one (or a sequence it cannot read): history has them,
-          // this one included, so the live copy is dropped once history has handed it on.
-          yield* catchUp(seq ?? 0);
+          // this one included. The live copy is dropped either way: history is the
+          // authority on what was stored, and what it does not hold yet is looked for again.
+          yield* catchUp();
+          if (seq !== null && seq > cursor && seq > ahead.stamp) {
+            if (!ahead.stamp) Object.assign(ahead, { since: performance.now(), pause: RETRY_PAUSE_MS });
+            ahead.stamp = seq;
+            reckonAhead();
+          }
         } else if (event.reconnected) {
           // Refused while the identity was not yet a member: subscribe again now that the
           // connection is re-authorized; history says whether it is one.
@@ -340,6 +344,7 @@ export class Session {
       }
     } finally {
       clearTimeout(settle);
+      clearTimeout(ahead.timer);
       unlisten();
       if (!subscription.isClosed()) subscription.unsubscribe();
     }

@@ -62,6 +62,9 @@ async def sweep(
             info = await jsapi.request(nc, f"STREAM.INFO.{name}", None, timeout_s)
         except jserr.NotFoundError:
             continue  # deleted meanwhile
+        except Exception as exc:  # one stream without a leader must not hold up the rest
+            log.warning("orphan sweep: stream %s not read (%r); next sweep", name, exc)
+            continue
         metadata = (info.get("config") or {}).get("metadata") or {}
         room_id = metadata.get(ROOM_MARK)
         if not room_id or metadata.get(PREFIX_MARK) != api_prefix or await store.get(room_id) is not None:

@@ -172,20 +172,37 @@ async def stage(root: Path, room: str = "followed", jwt_ttl_s: float = JWT_TTL_S
         server.stop()
 
 
+SMUGGLED = f"NATS/1.0\r\nNats-Sequence: {FORGED_SEQUENCE}\r\n\r\nX-After: a blank line\r\n\r\n".encode()
+"""A header block with a blank line inside, as a hostile member can send it raw: nats-server
+stores and republishes it as it is and appends its own `Nats-Sequence` after it, where
+nats.go's header parser has stopped, so a Go follower reads only the forged value."""
+
+
 async def publish(stage: Stage, count: int, interval_s: float, first: int = 1) -> list[bytes]:
     """Frames number `first`… over core NATS, as peers send them, one every `interval_s`;
-    every `FORGED_EVERY`-th carries forged sequence headers. What was sent, in order."""
+    every `FORGED_EVERY`-th carries forged sequence headers, by turns well formed and
+    smuggled behind a blank line (`SMUGGLED`). What was sent, in order."""
     sent = []
     for number in range(first, first + count):
         frame = f"frame {number}".encode()
-        headers = {"Nats-Sequence": FORGED_SEQUENCE, "Nats-Last-Sequence": FORGED_SEQUENCE}
-        await stage.inspector.publish(
-            stage.subject, frame, headers=headers if number % FORGED_EVERY == 0 else None
-        )
+        if number % (2 * FORGED_EVERY) == 0:
+            await _publish_raw(stage.inspector, stage.subject, SMUGGLED, frame)
+        else:
+            headers = {"Nats-Sequence": FORGED_SEQUENCE, "Nats-Last-Sequence": FORGED_SEQUENCE}
+            await stage.inspector.publish(
+                stage.subject, frame, headers=headers if number % FORGED_EVERY == 0 else None
+            )
         sent.append(frame)
         await asyncio.sleep(interval_s)
     await stage.inspector.flush()
     return sent
+
+
+async def _publish_raw(nc: Client, subject: str, header_block: bytes, payload: bytes) -> None:
+    """An HPUB with `header_block` as it is: nats-py builds only well-formed blocks."""
+    size = len(header_block) + len(payload)
+    command = f"HPUB {subject} {len(header_block)} {size}\r\n".encode() + header_block + payload + b"\r\n"
+    await nc._send_command(command)  # nats-py has no public way to send a malformed block
 
 
 class Follower(Protocol):

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // followRoom is -follow: it prints one JSON line per stored frame of the room,
@@ -76,6 +77,10 @@ func (l *lines) following(stored string, after uint64) {
 
 func (l *lines) reconnected() {
 	fmt.Fprintln(l.notes, "peer: reconnected; reading what was missed from history")
+}
+
+func (l *lines) dropped(stamp uint64, after time.Duration) {
+	fmt.Fprintf(l.notes, "peer: dropped a live copy stamped %d, which history did not reach in %s\n", stamp, after)
 }
 
 // readCursor is the sequence kept in path; found is false when there is no file yet.

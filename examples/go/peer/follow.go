@@ -27,13 +27,15 @@ const (
 	// liveBuffer is how many live copies may wait while history is read. When it is full
 	// nats.go drops the newest (a slow consumer), which only opens a gap that history fills.
 	liveBuffer = 4096
-	// behindLive is how long history may stay below a sequence already seen live before
-	// following stops. A stamped copy was stored, so history reaches it (a clustered
-	// stream's new leader may answer behind for a moment); one that stays behind is no
-	// lag: the stream is not the one that stamped it. A gap is only what history says.
-	behindLive = 30 * time.Second
-	// maxBehindPause bounds the pause between reads that wait for history to reach it.
-	maxBehindPause = time.Second
+	// aheadFor is how long history is read again for a live copy's sequence it did not
+	// reach. The server republishes a frame once its stream stored it, so history soon
+	// reaches a stamp that is the server's (a clustered stream's new leader may answer
+	// behind for a moment); one it never reaches is not the server's: a member can forge
+	// one that nats.go reads as the server's (docs/protocol.md, "Forged headers"), so it
+	// is only ever dropped. A gap is only what history says.
+	aheadFor = 30 * time.Second
+	// maxAheadPause bounds the pause between those reads.
+	maxAheadPause = time.Second
 	// settle is when one more read follows a reconnect's catch-up: in a cluster the
 	// renewed subscription may reach the stream's leader after that read did.
 	settle     = time.Second
@@ -54,6 +56,8 @@ type sink interface {
 	// reconnected says the connection came back (a cut, a NATS restart, an expired JWT,
 	// a re-authorization); the frames stored meanwhile are read from history next.
 	reconnected()
+	// dropped says a live copy's sequence was dropped: history never reached it.
+	dropped(stamp uint64, after time.Duration)
 }
 
 // follower delivers every stored frame of one room exactly once, in stream order, after
@@ -69,6 +73,12 @@ type follower struct {
 	cursor   uint64 // fromNow until the first read
 	pageSize int
 	out      sink
+	// ahead is the highest sequence seen live that history had not reached when read;
+	// recheck reads history again for it, every aheadPause, for aheadFor after aheadSince.
+	ahead      uint64
+	aheadSince time.Time
+	aheadPause time.Duration
+	recheck    *time.Timer
 }
 
 // follow runs until ctx ends (nil) or the room can no longer be read (a *ServiceError).
@@ -117,7 +127,10 @@ func (f *follower) run(ctx context.Context) error {
 		f.cursor = *page.StreamLastSeq
 	}
 	f.out.following(stored, f.cursor)
-	if err := f.catchUp(ctx, 0); err != nil {
+	f.recheck = time.NewTimer(time.Hour)
+	f.recheck.Stop()
+	defer f.recheck.Stop()
+	if err := f.catchUp(ctx); err != nil {
 		return err
 	}
 	settled := time.NewTimer(settle)
@@ -131,17 +144,19 @@ func (f *follower) run(ctx context.Context) error {
 		case <-reconnected:
 			reconnected = f.s.reconnected.wait()
 			f.out.reconnected()
-			err = f.catchUp(ctx, 0)
+			err = f.catchUp(ctx)
 			settled.Reset(settle)
 		case <-settled.C:
-			err = f.catchUp(ctx, 0)
+			err = f.catchUp(ctx)
+		case <-f.recheck.C:
+			err = f.catchUp(ctx)
 		case n := <-f.s.notices:
 			if n.Event == "revoked" && n.Room == f.room {
-				err = f.catchUp(ctx, 0) // removed (a 403), or a forged notice
+				err = f.catchUp(ctx) // removed (a 403), or a forged notice
 			}
 		case failure := <-f.s.failures:
 			if refuses(failure, stored) {
-				err = f.catchUp(ctx, 0)
+				err = f.catchUp(ctx)
 			}
 		}
 		if err != nil {
@@ -160,8 +175,38 @@ func (f *follower) onStored(ctx context.Context, m *nats.Msg) error {
 		return f.deliver(seq, m.Data)
 	}
 	// Frames missed before this one (or a sequence it cannot read): history has them,
-	// this one included, so the live copy is dropped once history has handed it on.
-	return f.catchUp(ctx, seq)
+	// this one included. The live copy is dropped either way: history is the authority on
+	// what was stored, and what it does not hold yet is looked for again (reckonAhead).
+	if err := f.catchUp(ctx); err != nil {
+		return err
+	}
+	if ok && seq > f.cursor && seq > f.ahead {
+		if f.ahead == 0 {
+			f.aheadSince, f.aheadPause = time.Now(), retryPause
+			f.recheck.Reset(f.aheadPause)
+		}
+		f.ahead = seq
+	}
+	return nil
+}
+
+// reckonAhead runs after every catch-up: history reached the sequence seen live, or it is
+// read again a little later, or after aheadFor the live copy is dropped for good.
+func (f *follower) reckonAhead() {
+	switch {
+	case f.ahead == 0:
+	case f.cursor >= f.ahead:
+		f.ahead = 0
+		f.recheck.Stop()
+	case time.Since(f.aheadSince) >= aheadFor:
+		f.out.dropped(f.ahead, aheadFor)
+		f.ahead = 0
+	default:
+		if f.aheadPause *= 2; f.aheadPause > maxAheadPause {
+			f.aheadPause = maxAheadPause
+		}
+		f.recheck.Reset(f.aheadPause)
+	}
 }
 
 // storedSequence is the stream sequence nats-server stamped on a republished copy. The
@@ -186,58 +231,37 @@ func refuses(err error, subject string) bool {
 	return strings.Contains(text, nats.PERMISSIONS_ERR) && strings.Contains(text, strings.ToLower(subject))
 }
 
-// catchUp reads history after the cursor until the stream's end and `target` (a
-// sequence seen live, 0 for none). A read ending below `target` is waited out, never
-// taken for a gap; one that stays behind for behindLive stops the follower.
-func (f *follower) catchUp(ctx context.Context, target uint64) error {
-	var behindSince time.Time
-	pause := retryPause
+// catchUp reads history after the cursor until the stream's end; what the stream no
+// longer holds is reported as a gap. Only history says what is gone, never a live copy.
+func (f *follower) catchUp(ctx context.Context) error {
 	for {
-		end := uint64(0)
-		for {
-			page, err := f.page(ctx, f.cursor)
-			if err != nil {
+		page, err := f.page(ctx, f.cursor)
+		if err != nil {
+			return err
+		}
+		end := *page.StreamLastSeq
+		if end < f.cursor {
+			return fmt.Errorf("room %s's stream ends at sequence %d, below this follower's cursor %d: "+
+				"it is not the stream the cursor was taken from (the room was deleted and made again, "+
+				"or JetStream was restored)", f.room, end, f.cursor)
+		}
+		for i, raw := range page.Messages {
+			if err := f.deliver(page.Seqs[i], raw); err != nil {
 				return err
 			}
-			end = *page.StreamLastSeq
-			if end < f.cursor {
-				return fmt.Errorf("room %s's stream ends at sequence %d, below this follower's cursor %d: "+
-					"it is not the stream the cursor was taken from (the room was deleted and made again, "+
-					"or JetStream was restored)", f.room, end, f.cursor)
-			}
-			for i, raw := range page.Messages {
-				if err := f.deliver(page.Seqs[i], raw); err != nil {
-					return err
-				}
-			}
-			windowEnd := end
-			if page.LastSeq != nil {
-				windowEnd = *page.LastSeq
-			}
-			if windowEnd > f.cursor { // the window's last sequences are gone
-				if err := f.skip(windowEnd); err != nil {
-					return err
-				}
-			}
-			if f.cursor >= end {
-				break
+		}
+		windowEnd := end
+		if page.LastSeq != nil {
+			windowEnd = *page.LastSeq
+		}
+		if windowEnd > f.cursor { // the window's last sequences are gone
+			if err := f.skip(windowEnd); err != nil {
+				return err
 			}
 		}
-		if target == 0 || f.cursor >= target {
+		if f.cursor >= end {
+			f.reckonAhead()
 			return nil
-		}
-		if behindSince.IsZero() {
-			behindSince = time.Now()
-		} else if time.Since(behindSince) >= behindLive {
-			return fmt.Errorf("room %s's history stayed at sequence %d for %s after sequence %d arrived live: "+
-				"it is not the stream that stamped it (the room was deleted and made again), "+
-				"or the stamp is not the server's", f.room, end, behindLive, target)
-		}
-		if !sleep(ctx, pause) {
-			return ctx.Err()
-		}
-		if pause *= 2; pause > maxBehindPause {
-			pause = maxBehindPause
 		}
 	}
 }

@@ -54,11 +54,14 @@ SETTLE_S = 1.0
 subscription may reach the stream's leader after the read did, and a frame stored in
 between would otherwise wait for the next frame to be noticed."""
 
-BEHIND_LIVE_S = 30.0
-"""How long history may stay below a sequence already seen live before following stops.
-nats-server republishes a frame once its stream stored it, so history reaches every
-stamped sequence; a clustered stream's new leader may answer behind for a moment. A read
-that stays behind is no lag: the stream is not the one that stamped the frame."""
+AHEAD_S = 30.0
+"""How long history is read again for a live copy's sequence it did not reach. nats-server
+republishes a frame once its stream stored it, so history soon reaches a stamp that is
+the server's (a clustered stream's new leader may answer behind for a moment); a stamp
+it never reaches is not the server's (docs/protocol.md, "Forged headers")."""
+
+AHEAD_PAUSE_S = (0.1, 1.0)
+"""The first and the longest pause between those reads."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,46 @@ def stamped_sequence(msg: Msg) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else None
 
 
+@dataclass
+class Ahead:
+    """The highest sequence seen live that history had not reached when it was read, and
+    when to read history again for it. Reading again never holds up what comes live, and a
+    stamp history never reaches is only ever dropped: a member may forge one that some
+    clients read as the server's, so it must cost nothing but those reads."""
+
+    stamp: int = 0
+    since: float = 0.0
+    next_at: float | None = None
+    pause: float = AHEAD_PAUSE_S[0]
+
+    def saw(self, stamp: int, now: float) -> None:
+        if stamp > self.stamp:
+            if self.next_at is None:
+                self.since, self.pause = now, AHEAD_PAUSE_S[0]
+                self.next_at = now + self.pause
+            self.stamp = stamp
+
+    def due(self, now: float) -> bool:
+        return self.next_at is not None and now >= self.next_at
+
+    def read(self, cursor: int, now: float) -> str | None:
+        """After a catch-up to `cursor`: what to tell the application, if anything."""
+        if self.next_at is None:
+            return None
+        if cursor >= self.stamp:
+            self.next_at = None
+            return None
+        if now - self.since >= AHEAD_S:
+            stamp, self.stamp, self.next_at = self.stamp, 0, None
+            return (
+                f"dropped a live copy stamped {stamp}, which history did not reach in {AHEAD_S:.0f} s"
+                " (not the server's stamp, or the stream was made again)"
+            )
+        self.pause = min(self.pause * 2, AHEAD_PAUSE_S[1])
+        self.next_at = now + self.pause
+        return f"behind sequence {self.stamp} seen live; reading again in {self.pause:.1f} s"
+
+
 class Follower:
     """One room followed on one connection; `cursor` is the last sequence handed on."""
 
@@ -103,6 +146,7 @@ class Follower:
         self.cursor = cursor
         self.on_status = on_status or (lambda _: None)
         self._live: asyncio.Queue[tuple[int | None, bytes] | str] = asyncio.Queue()
+        self._ahead = Ahead()
 
     async def items(self) -> AsyncIterator[Item]:
         nc = self.room.peer.nc
@@ -146,6 +190,9 @@ class Follower:
                     settle_at = None
                     async for item in self._catch_up():
                         yield item
+                elif self._ahead.due(loop.time()):
+                    async for item in self._catch_up():
+                        yield item
         finally:
             for subscription in subscriptions:
                 with contextlib.suppress(Exception):  # the connection may be closed already
@@ -168,20 +215,17 @@ class Follower:
             yield Followed(seq, await self.room.open(data))
             return
         # Frames missed before this one (or a sequence we cannot read): history has them,
-        # this one included, so the live copy is dropped once history has handed it on.
-        async for item in self._catch_up(seq):
+        # this one included. The live copy is dropped either way: history is the authority
+        # on what was stored, and what it does not hold yet is looked for again (`Ahead`).
+        async for item in self._catch_up():
             yield item
+        if seq is not None and seq > self.cursor:
+            self._ahead.saw(seq, asyncio.get_running_loop().time())
 
-    async def _catch_up(self, target: int | None = None) -> AsyncIterator[Item]:
-        """History after the cursor until the stream's end and `target` (a sequence seen
-        live), page by page; what the stream no longer holds comes out as a `Gap`.
-
-        Only history says what is gone: a read that ends below `target` is waited out,
-        never taken for a gap (a frame stamped live was stored, so it is there or
-        reported gone), and one that stays behind for `BEHIND_LIVE_S` stops following."""
-        loop = asyncio.get_running_loop()
-        behind_since: float | None = None
-        delay = 0.1
+    async def _catch_up(self) -> AsyncIterator[Item]:
+        """History after the cursor until the stream's end, page by page; what the stream
+        no longer holds comes out as a `Gap`. Only history says what is gone, never a
+        live copy's sequence."""
         while True:
             assert self.cursor is not None
             page = await self._page(self.cursor)
@@ -204,21 +248,10 @@ class Follower:
                 self.cursor = window_end
             if self.cursor < end:
                 continue
-            if target is None or self.cursor >= target:
-                return
-            if behind_since is None:
-                behind_since = loop.time()
-                self.on_status(
-                    f"history of {self.room.id} ends at {end}, behind sequence {target} seen live; waiting"
-                )
-            elif loop.time() - behind_since >= BEHIND_LIVE_S:
-                raise FollowError(
-                    f"room {self.room.id}'s history stayed at sequence {end} for {BEHIND_LIVE_S:.0f} s"
-                    f" after sequence {target} arrived live: it is not the stream that stamped it"
-                    " (the room was deleted and made again), or the stamp is not the server's"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            note = self._ahead.read(self.cursor, asyncio.get_running_loop().time())
+            if note:
+                self.on_status(f"history of {self.room.id} ends at {end}: {note}")
+            return
 
     async def _page(self, after: int) -> FramePage:
         """One `after` read, retried while the control plane or NATS is away: a follower

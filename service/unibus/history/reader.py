@@ -58,11 +58,12 @@ async def read_window(
     then stops reading at the first frame that does not fit).
 
     `whole` says every sequence of the window was stored when its state was read
-    (`StreamState.stores_every_from`). The stream's last message then still exists (only
-    a purge removes the newest), so a consumer that says nothing is pending before the
-    window's end is behind the state, and the read fails with a 503 to be retried rather
-    than answer a page that would say those frames are gone. (Were it a purge after all,
-    the retry's state says so.)
+    (`StreamState.stores_every_from`). Limits only drop the oldest, so the stream's last
+    message still exists unless it was deleted or the stream purged since: a consumer that
+    says nothing is pending before the window's end is behind the state (in a cluster, a
+    consumer placed on a replica that lags), and the read fails with a 503 to be retried
+    rather than answer a page that would say those frames are gone. (Were it a delete or
+    a purge after all, the retry's state says so, and its page then says what is gone.)
 
     Creating the consumer starts the delivery, so the whole read is one round trip. The
     consumer is ephemeral, in memory and single-replica, and it is never acknowledged:
