@@ -180,6 +180,7 @@ async def run(workdir: Path, quick: bool) -> tuple[list[str], dict[str, dict[int
     lines += [f"| {what} | {result} | {target} |" for what, result, target in rows]
     lines += bounded
     lines += scaled
+    lines += ["", "| measurement | result | target |", "|---|---|---|"]
     lines += churned
     lines += revoked
     return lines, off

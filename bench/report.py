@@ -64,6 +64,12 @@ Creation, memory and revocation run on an open server (the boundary does not cha
   serves (asked every 0.25 s) and its own CPU for it, then history(limit=20) of 200 random
   rooms read once (cold) and again (warm). Larger counts run alone:
   `python -m bench.scale --rooms 1000,10000,20000`.
+- an instance against its bucket's rows (`bench/rows.py`): 10,000 and then 100,000 rows
+  (1,000 and 10,000 with `--quick`) written straight into the room bucket on the same
+  kind of cluster, as `create` writes them, for persisted rooms whose streams are not made
+  (creating 100,000 streams is hours of nats-server's meta leader: `bench/creation.py`
+  profiles why); a fresh instance started three times at each count: time until it
+  serves, its CPU until then, its resident memory once serving.
 - profile: `python -m bench.profile [seconds] [out]` runs the warm throughput load on the
   boundary and samples the instance with py-spy (`pip install py-spy`; not a dependency),
   printing the CPU per request and the functions' inclusive shares.
