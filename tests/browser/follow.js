@@ -3,7 +3,7 @@
 // Settings come in the URL fragment: ws, seed, room[, after, prefix] (after: where a page
 // without a kept cursor starts; absent: from now on). window.follower holds the
 // state the test reads; the log in localStorage holds every item across reloads.
-import { connect } from "../../clients/js/unibus.js";
+import { connectRetrying } from "./connecting.js";
 
 const params = new URLSearchParams(location.hash.slice(1));
 const room = params.get("room");
@@ -20,7 +20,7 @@ function base64(bytes) {
 }
 
 async function main() {
-  const session = await connect({
+  const session = await connectRetrying({
     servers: params.get("ws"),
     seed: params.get("seed"),
     prefix: params.get("prefix") ?? undefined,

@@ -4,7 +4,7 @@
 // It connects as its identity with clients/js/unibus.js (nkey, and the inbox prefix bound
 // to it): under the trust boundary that decides which room subjects the server lets it
 // publish to.
-import { connect } from "../../clients/js/unibus.js";
+import { connectRetrying } from "./connecting.js";
 
 const params = new URLSearchParams(location.hash.slice(1));
 const config = {
@@ -51,7 +51,7 @@ async function showHistory() {
 async function main() {
   document.getElementById("room").textContent = config.room;
   window.unibus = { fetchHistory };
-  session = await connect({ servers: config.ws, seed: config.seed, prefix: config.prefix });
+  session = await connectRetrying({ servers: config.ws, seed: config.seed, prefix: config.prefix });
   const nc = session.nc;
   // What the server refused this page (e.g. a publish to a room it is not in).
   (async () => {
