@@ -30,7 +30,7 @@ from unibus.storage import Room
 from unibus.streams import StreamPolicy, largest_frame, room_stream_config
 
 from .measure import cpu_seconds, resident_mib
-from .scale import _jetstream_ready, cluster
+from .scale import cluster, jetstream_ready
 
 CONCURRENCY = 16
 ROOM_BYTES = 1024 * 1024
@@ -74,7 +74,7 @@ async def run(streams: int, profile_at: list[int], seconds: int, out: Path) -> N
     ):
         nc = await nats.connect(servers=[node.url for node in nodes])
         js = nc.jetstream(timeout=60)
-        await _jetstream_ready(nc)
+        await jetstream_ready(nc)
         numbers = iter(range(streams))
         made, profiles = 0, []
         step_at, step_cpu = time.perf_counter(), _node_cpu(nodes)

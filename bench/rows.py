@@ -31,7 +31,7 @@ from unibus.storage import Room
 from unibus.wire.names import CONTROL_PREFIX, bucket_name
 
 from .measure import cpu_seconds, resident_mib
-from .scale import GIB2_MIB, ROOMS_PER_CREATOR, SERVICE_ENV, START_WAIT_S, _jetstream_ready, cluster
+from .scale import GIB2_MIB, ROOMS_PER_CREATOR, SERVICE_ENV, START_WAIT_S, cluster, jetstream_ready
 from .stack import PENDING, Stack
 
 STARTS = 3
@@ -75,7 +75,7 @@ async def measure(checkpoints: list[int]) -> list[str]:
         st = Stack(nodes[0], workdir)
         env = {**SERVICE_ENV, "UNIBUS_NATS_URL": url}
         nc = await nats.connect(servers=url.split(","), pending_size=PENDING)
-        await _jetstream_ready(nc)
+        await jetstream_ready(nc)
         first = st.start_service(**env)  # makes the bucket as a deployment's first start does
         await st.wait_services(nc, 1)
         st.stop_service(first)

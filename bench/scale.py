@@ -108,7 +108,7 @@ def cluster(workdir: Path, size: int, prof_ports: list[int] | None = None) -> It
                 node.stop()
 
 
-async def _jetstream_ready(nc: Client) -> None:
+async def jetstream_ready(nc: Client) -> None:
     """Until the cluster has a meta leader and answers JetStream requests."""
     for _ in range(300):
         with contextlib.suppress(Exception):
@@ -127,7 +127,7 @@ async def grow(
         env = {**SERVICE_ENV, "UNIBUS_NATS_URL": url}
         serving = st.start_service(**env)
         nc = await nats.connect(servers=url.split(","), pending_size=PENDING)
-        await _jetstream_ready(nc)
+        await jetstream_ready(nc)
         await st.wait_services(nc, 1)
         creators = [
             ControlClient(nc, Identity.generate()) for _ in range(checkpoints[-1] // ROOMS_PER_CREATOR + 1)

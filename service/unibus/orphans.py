@@ -52,7 +52,7 @@ async def sweep(
     await store.catch_up()
     now = datetime.datetime.now(datetime.UTC)
     deleted = []
-    for name in await _room_stream_names(nc, subject_prefix, timeout_s):
+    for name in await jsapi.stream_names(nc, f"{subject_prefix}.*", timeout_s):
         if (
             name.startswith(ROOM_STREAM_PREFIX)
             and store.cached(name.removeprefix(ROOM_STREAM_PREFIX)) is not None
@@ -79,17 +79,3 @@ async def sweep(
             )
             deleted.append(name)
     return deleted
-
-
-async def _room_stream_names(nc: Client, subject_prefix: str, timeout_s: float) -> list[str]:
-    """The name of every stream capturing a room subject, page by page (`STREAM.NAMES`
-    with a subject filter)."""
-    names: list[str] = []
-    while True:
-        reply = await jsapi.request(
-            nc, "STREAM.NAMES", {"offset": len(names), "subject": f"{subject_prefix}.*"}, timeout_s
-        )
-        page = reply.get("streams") or []
-        names.extend(page)
-        if not page or len(names) >= int(reply.get("total", 0)):
-            return names

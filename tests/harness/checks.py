@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from unibus.client import ControlClient
+from unibus.wire import jsapi
 from unibus.wire.gather import gather
 from unibus.wire.names import ROOM_BUCKET, SERVICE_NAME, ping_subject
 
@@ -31,16 +30,8 @@ async def room_rows(js: JetStreamContext) -> set[str]:
 
 
 async def stream_names(nc: Client) -> set[str]:
-    """Every stream's name, page by page, from the meta layer's list (`STREAM.LIST` may
-    leave out a stream whose leader is busy electing; `STREAM.NAMES` never does, and
-    nats-py's `streams_info` reads only the first page of 256)."""
-    names: list[str] = []
-    while True:
-        reply = await nc.request("$JS.API.STREAM.NAMES", json.dumps({"offset": len(names)}).encode(), 5)
-        page = json.loads(reply.data)
-        names += page.get("streams") or []
-        if not page.get("streams") or len(names) >= page["total"]:
-            return set(names)
+    """Every stream's name (nats-py's `streams_info` reads only the first page of 256)."""
+    return set(await jsapi.stream_names(nc, None, 5))
 
 
 async def room_streams(nc: Client) -> set[str]:

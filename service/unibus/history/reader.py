@@ -78,12 +78,13 @@ async def read_window(
     kept: deque[tuple[int, bytes]] = deque()
     held = last_ts = 0
     cut: tuple[int, bytes] | None = None
-    ended_before = 0
-    """A sequence below the window's end after which the consumer said none was pending."""
+    ended_early: int | None = None
+    """The sequence below the window's end after which the consumer said none was pending
+    (the window's start less one: none at all)."""
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_message(msg: Msg) -> None:
-        nonlocal held, cut, last_ts, ended_before
+        nonlocal held, cut, last_ts, ended_early
         if done.done() or not msg.reply:
             return
         if not msg.reply.startswith("$JS.ACK."):  # flow control: answering lets more come
@@ -103,37 +104,35 @@ async def read_window(
                 cut = kept.popleft()
                 held -= budget.cost(cut[1])
         if seq >= win.last_seq or pending == 0:
-            ended_before = seq if seq < win.last_seq else 0
+            if seq < win.last_seq:
+                ended_early = seq
             done.set_result(None)
 
     sub = await nc.subscribe(inbox, cb=on_message)
     name = None
     try:
         name, pending = await _create_consumer(nc, stream, inbox, win, timeout_s)
-        if pending == 0:  # nothing stored at or after the window's start (all gaps)
-            _not_behind(whole, stream, win, win.first_seq - 1)
-            return WindowRead([], win)
-        await asyncio.wait_for(done, timeout_s)
-        if ended_before:
-            _not_behind(whole, stream, win, ended_before)
+        if pending:
+            await asyncio.wait_for(done, timeout_s)
+        else:  # nothing stored at or after the window's start (all gaps)
+            ended_early = win.first_seq - 1
     finally:
         await sub.unsubscribe()
         if name is not None:
             # Best effort, not awaited: inactive_threshold is the backstop.
             with contextlib.suppress(Exception):
                 await nc.publish(f"{jsapi.API_PREFIX}.CONSUMER.DELETE.{stream}.{name}", b"")
+    if whole and ended_early is not None:
+        log.warning(
+            "%s: read ended at %d, before %d, which its state stored: retry",
+            stream,
+            ended_early,
+            win.last_seq,
+        )
+        raise unavailable("the room's stream was read behind its own state, try again")
     if cut is not None:
         win = Window(win.first_seq, kept[-1][0]) if forward else Window(kept[0][0], win.last_seq)
     return WindowRead(list(kept), win, cut, last_ts)
-
-
-def _not_behind(whole: bool, stream: str, win: Window, ended: int) -> None:
-    """Refuse (503) a read of a whole window that ended at `ended`, before its end."""
-    if whole:
-        log.warning(
-            "%s: read ended at %d, before %d, which its state stored: retry", stream, ended, win.last_seq
-        )
-        raise unavailable("the room's stream was read behind its own state, try again")
 
 
 async def _create_consumer(

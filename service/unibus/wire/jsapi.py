@@ -32,3 +32,19 @@ def answer(data: bytes) -> dict[str, Any]:
     if error is not None:
         APIError.from_error(error)  # always raises
     return result
+
+
+async def stream_names(nc: Client, subject: str | None, timeout_s: float) -> list[str]:
+    """Every stream's name (those capturing `subject`, if given), page by page from
+    `STREAM.NAMES`: answered by the meta layer, so it never leaves out a stream whose
+    leader is electing, as `STREAM.LIST` can, and costs a name each, not an info."""
+    names: list[str] = []
+    while True:
+        body: dict[str, Any] = {"offset": len(names)}
+        if subject is not None:
+            body["subject"] = subject
+        reply = await request(nc, "STREAM.NAMES", body, timeout_s)
+        page = reply.get("streams") or []
+        names.extend(page)
+        if not page or len(names) >= int(reply.get("total", 0)):
+            return names
