@@ -28,6 +28,7 @@ from unibus.identity import Identity as Key
 from unibus.natsserver import NatsServer, ServerSpec
 from unibus.processes import stop_process
 from unibus.wire import connection
+from unibus.wire.interest import confirm_interest
 from unibus.wire.names import INBOXES
 
 from .measure import Latency
@@ -110,7 +111,7 @@ async def revocation(url: str, runs: int, restart: NatsServer | None = None) -> 
         )
         member_nc = await connection.connect_once(opts)
         await member_nc.subscribe(f"unibus.room.{room}")
-        await member_nc.flush()
+        await confirm_interest(member_nc)
         if restart is not None:
             await asyncio.to_thread(restart.restart)
             for _ in range(1000):  # bounded: both clients are back within seconds

@@ -48,6 +48,7 @@ from unibus.processes import kill_process, stop_process
 from unibus.storage import Room
 from unibus.storage.kv import KvStore
 from unibus.wire import connection
+from unibus.wire.interest import confirm_interest
 from unibus.wire.names import INBOXES, ROOM_BUCKET
 
 from .boundary import wait_answering
@@ -164,7 +165,7 @@ async def removal_to_refusal(
         await retrying(lambda: peer.add_member(room, member.public_key))
         member_nc = await as_identity(member_url or url, member, error_cb=on_error)
         await member_nc.subscribe(f"unibus.room.{room}")
-        await member_nc.flush()
+        await confirm_interest(member_nc)
         if before_removal is not None:
             await before_removal()
             await _until([owner_nc, member_nc])

@@ -25,6 +25,7 @@ from unibus.config import Config
 from unibus.natsserver import NatsServer
 from unibus.operations.backup import BackupError, new_directory, restore, restore_lock_name
 from unibus.runner import Running
+from unibus.wire.interest import confirm_interest
 from unibus.wire.names import CONTROL_PREFIX, INBOXES, NONCE_STREAM, ROOM_BUCKET
 from unibus.wire.signing import sign_request
 
@@ -206,7 +207,7 @@ async def restore_a_snapshot_with_a_consumer(saved: Saved) -> tuple[int, str, li
 
     sink = await saved.nc_new.subscribe("nobody.yet")
     code, out = await saved.restore()
-    await saved.nc_new.flush()
+    await confirm_interest(saved.nc_new)
     stolen = []
     with contextlib.suppress(TimeoutError):
         while True:

@@ -25,6 +25,7 @@ from unibus.config import Config
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
 from unibus.storage import Room
+from unibus.wire.interest import confirm_interest
 from unibus.wire.names import CONTROL_PREFIX, INBOXES, ROLES, ROOM_BUCKET, nonce_stream_name
 
 from harness.boundary import Watched, as_role, connect_as, denied_request, reauthorize, refused_connect
@@ -436,7 +437,7 @@ async def test_revocation_holds_across_instances_and_a_nats_restart(
         await peer.add_member("shared", bob.public_key)
         await reauthorize(member.nc)  # a grant cuts nobody: bob re-authorizes himself
         await member.nc.subscribe("unibus.room.shared")
-        await member.nc.flush()
+        await confirm_interest(member.nc)
 
         await asyncio.to_thread(shipped_nats.restart)
         for nc in (owner.nc, member.nc):

@@ -27,6 +27,7 @@ from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode
 from unibus.natsserver import NatsServer
 from unibus.runner import Running
+from unibus.wire.interest import confirm_interest
 from unibus.wire.names import ROOM_BUCKET
 
 from harness.boundary import connect_as
@@ -50,7 +51,7 @@ async def test_a_control_reply_cannot_reach_a_callout_reply_subject(
     """A stranger names a callout reply subject (`$SYS._INBOX.…`, as nats-server makes
     them) as the reply to control requests: nothing the service answers arrives there."""
     spy = await nc.subscribe("$SYS._INBOX.poison.>")
-    await nc.flush()
+    await confirm_interest(nc)
     stranger = await connect_as(plane.nats_url, alice)
     try:
         for _ in range(5):
@@ -90,7 +91,7 @@ async def test_a_stranger_flooding_callout_replies_does_not_refuse_a_victim(
             fired += 1
 
     listener = await nc.subscribe("$SYS.REQ.USER.AUTH", cb=poison)
-    await nc.flush()
+    await confirm_interest(nc)
     try:
         for _ in range(30):
             victim = await connect_as(plane.nats_url, bob)
@@ -147,7 +148,7 @@ async def test_concurrent_connects_share_one_freshness_check(
     async with relay_to(urlparse(nats_server.url).port or 0) as relay:
         await start_plane(nats_url=relay.url, keys_dir=str(tmp_path / "keys"))
         infos = await nc.subscribe(f"$JS.API.STREAM.INFO.KV_{ROOM_BUCKET}")
-        await nc.flush()
+        await confirm_interest(nc)
         before = int((await callout_stats(nc))["num_requests"])  # type: ignore[call-overload]
         # The first check stays in flight (its answer held back) until every connect has
         # arrived, so all of them overlap, as in a reconnect storm.

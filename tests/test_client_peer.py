@@ -69,7 +69,7 @@ async def test_encrypted_round_trip_via_history_and_live(peers: list[Peer]) -> N
     assert a_room.encrypted and a_room.epoch == 1
     async with b_room.subscribe() as live:
         sent = [await a_room.publish(f"hello {i}".encode()) for i in range(3)]
-        await alice.nc.flush()
+        await confirm_interest(alice.nc)
         got = [await next_live(live) for _ in range(3)]
     assert [m.text for m in got if isinstance(m, Message)] == ["hello 0", "hello 1", "hello 2"]
     assert all(isinstance(m, Message) and m.sender == alice.identity.public_key for m in got)
@@ -92,7 +92,7 @@ async def test_non_member_sees_only_ciphertext_it_cannot_open(open_peers: list[P
     eavesdrop = await carol.nc.subscribe(a_room.subject)
     await confirm_interest(carol.nc)
     await a_room.publish(b"for members only")
-    await alice.nc.flush()
+    await confirm_interest(alice.nc)
     raw = (await eavesdrop.next_msg(timeout=10)).data
     frame = frame_codec.decode(raw)
     assert b"for members only" not in raw and frame.epoch == 1

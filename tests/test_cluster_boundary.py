@@ -12,6 +12,7 @@ import pytest
 from unibus.callout import serverconf
 from unibus.callout.keys import BoundaryKeys
 from unibus.client import Identity, NotFound, Peer
+from unibus.wire.interest import confirm_interest
 
 from harness.boundary import connect_as, reauthorize, refused_connect
 from harness.cluster import Cluster
@@ -72,7 +73,7 @@ async def test_a_removal_is_cut_when_an_instances_node_is_lost(
     member = await connect_as(cluster.urls[2], bob)
     try:
         await member.nc.subscribe("unibus.room.lossy")
-        await member.nc.flush()
+        await confirm_interest(member.nc)
         cluster.nodes[0].kill()
 
         async def remove(attempt: int) -> None:

@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 
 from unibus.client import ControlClient, Identity, Peer, ReplyLost, connect
 from unibus.natsserver import NatsServer
+from unibus.wire.interest import confirm_interest
 
 from harness.plane import StartPlane
 from harness.waiting import wait_stored
@@ -31,7 +32,7 @@ async def stand_in(url: str, subject: str, answer_from: int):
             await msg.respond(b'{"rooms": []}')
 
     await nc.subscribe(subject, cb=on_request)
-    await nc.flush()
+    await confirm_interest(nc)
     try:
         yield seen
     finally:

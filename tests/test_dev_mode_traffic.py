@@ -9,6 +9,7 @@ import asyncio
 
 from unibus.client import ControlClient, Identity
 from unibus.config import AuthMode
+from unibus.wire.interest import confirm_interest
 
 from harness.boundary import connect_as
 from harness.plane import StartPlane
@@ -31,7 +32,7 @@ async def test_an_anonymous_inbox_wildcard_sees_none_of_the_services_traffic(
         await eavesdropper.nc.subscribe("_INBOX.>", cb=record)
         await eavesdropper.nc.subscribe(">", cb=record)
         assert await eavesdropper.refused("subscription", ">")
-        await eavesdropper.nc.flush()
+        await confirm_interest(eavesdropper.nc)
         client = ControlClient(owner.nc, alice)
         await client.create_room("demo", persisted=True)
         await client.add_member("demo", Identity.generate().public_key)

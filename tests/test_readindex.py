@@ -11,6 +11,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from unibus.client import ControlClient
+from unibus.wire.interest import confirm_interest
 from unibus.wire.names import ROOM_BUCKET
 
 from harness.waiting import wait_stored
@@ -26,7 +27,7 @@ async def test_concurrent_reads_share_their_stream_info_requests(nc: Client, as_
     await wait_stored(nc, room["stream"], len(frames))
     # Observing, not mocking: the inspector sees every JetStream request the service sends.
     infos = await nc.subscribe("$JS.API.STREAM.INFO.>")
-    await nc.flush()
+    await confirm_interest(nc)
 
     pages = await asyncio.gather(*(as_alice.history("busy", limit=5) for _ in range(READS)))
     assert all(page.frames == frames for page in pages)

@@ -23,6 +23,7 @@ from unibus.client import ControlClient, Identity
 from unibus.identity import notice_subject
 from unibus.natsserver import NatsServer
 from unibus.storage import Room
+from unibus.wire.interest import confirm_interest
 from unibus.wire.names import ROOM_BUCKET
 
 from harness.boundary import Watched, as_role, connect_as, reauthorize
@@ -90,7 +91,7 @@ async def notices(nc: Client, member: Identity) -> asyncio.Queue[dict[str, str]]
         await box.put(json.loads(msg.data))
 
     await nc.subscribe(notice_subject(member.public_key), cb=got)
-    await nc.flush()
+    await confirm_interest(nc)
     return box
 
 

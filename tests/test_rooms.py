@@ -31,6 +31,7 @@ from unibus.natsserver import NatsServer
 from unibus.runner import Running, running
 from unibus.storage import Room
 from unibus.streams import ensure_room_stream
+from unibus.wire.interest import confirm_interest
 from unibus.wire.names import ROOM_BUCKET
 from unibus.wire.signing import sign_request
 
@@ -273,7 +274,7 @@ async def test_an_orphan_stream_is_swept_and_nothing_else(
         asked.append(msg.subject)
 
     seen = await nc.subscribe("$JS.API.STREAM.>", cb=note)
-    await nc.flush()
+    await confirm_interest(nc)
     swept = await orphans.sweep(nc, js, deps.store, "unibus.room", "$UNIBUS.CTL", 5, min_age_s=0)
     await nc.flush()
     await seen.unsubscribe()

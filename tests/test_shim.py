@@ -194,7 +194,7 @@ async def test_bad_room_id_is_refused_without_a_nats_round_trip(
         seen.append(msg)
 
     sub = await nc.subscribe(f"{PREFIX}.rooms.>", cb=record)
-    await nc.flush()
+    await confirm_interest(nc)
     for bad in ["a.b", "a%2Ab", "%3E", "a%20b", "x" * 65]:
         status, body, _ = await get(http, f"{shim.url}/rooms/{bad}/history")
         assert status == 400, bad
@@ -456,7 +456,7 @@ async def test_a_w3c_trace_context_travels_into_the_nats_request(
         await msg.respond(b'{"messages":[]}')
 
     await nc.subscribe(f"{PREFIX}.rooms.traced.history", cb=echo)
-    await nc.flush()
+    await confirm_interest(nc)
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     url = f"{shim.url}/rooms/traced/history?limit=1"
     traced = {"traceparent": parent, "tracestate": "vendor=abc", "X-Other": "no"}

@@ -29,6 +29,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from ..wire.interest import confirm_interest
 from .grants import Grant
 from .revoker import Revoker
 from .serverconf import CONNECTION_EVENTS
@@ -63,7 +64,7 @@ class ConnectionCounts:
         self._reconnects = self._nc.stats["reconnects"]
         await self._nc.subscribe(CONNECT_EVENTS, cb=self._connected)
         await self._nc.subscribe(DISCONNECT_EVENTS, cb=self._disconnected)
-        await self._nc.flush()  # a refused subscription's -ERR comes before the PONG
+        await confirm_interest(self._nc)  # a refused subscription's -ERR comes before the PONG
         error = str(self._nc.last_error or "").lower()  # the server lower-cases the subject
         if CONNECT_EVENTS.lower() in error or DISCONNECT_EVENTS.lower() in error:
             raise EventsRefused(error)
