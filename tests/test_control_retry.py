@@ -1,5 +1,5 @@
-"""`ControlClient` across a cut: a read whose reply was lost is sent again, freshly
-signed; a change whose reply was lost is reported, never sent twice."""
+"""`ControlClient` across a cut and a 503: a read whose reply was lost, or that was
+answered 503, is sent again, freshly signed; a change is reported, never sent twice."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from unibus.client import ControlClient, Identity, Peer, ReplyLost, connect
+from unibus.client import ControlClient, Identity, Peer, ReplyLost, Unavailable, connect
 from unibus.natsserver import NatsServer
 from unibus.wire.interest import confirm_interest
+from unibus.wire.names import ERROR_CODE_HEADER, ERROR_HEADER
 
 from harness.plane import StartPlane
 from harness.waiting import wait_stored
 
 
 @contextlib.asynccontextmanager
-async def stand_in(url: str, subject: str, answer_from: int):
-    """A control plane that answers `subject` only from its `answer_from`-th request on
-    (the replies before it lost, as a cut loses them), recording every request."""
+async def stand_in(url: str, subject: str, answer_from: int, unavailable: str | None = None):
+    """A control plane that answers `subject` only from its `answer_from`-th request on,
+    recording every request. The requests before it get no reply (as a cut loses one),
+    or with `unavailable` a 503 with that description."""
     nc = await nats.connect(url)
     seen: list[Msg] = []
 
@@ -30,6 +32,8 @@ async def stand_in(url: str, subject: str, answer_from: int):
         seen.append(msg)
         if len(seen) >= answer_from:
             await msg.respond(b'{"rooms": []}')
+        elif unavailable is not None:
+            await nc.publish(msg.reply, b"", headers={ERROR_CODE_HEADER: "503", ERROR_HEADER: unavailable})
 
     await nc.subscribe(subject, cb=on_request)
     await confirm_interest(nc)
@@ -82,6 +86,50 @@ async def test_a_change_whose_reply_a_cut_lost_is_reported_not_sent_again(
                 await asyncio.wait_for(creating, 10)
         assert lost.value.code == 504
         assert len(seen) == 1
+    finally:
+        await nc.close()
+
+
+async def test_a_read_answered_503_is_sent_again_until_it_is_answered(
+    open_nats_server: NatsServer, alice: Identity
+) -> None:
+    """docs/protocol.md: after a 503 "retrying with a fresh signature is right in every
+    case"; a read does it itself, within its timeout."""
+    nc = await connect(open_nats_server.url, alice)
+    client = ControlClient(nc, alice, timeout_s=10)
+    try:
+        busy = "data plane unavailable, try again"
+        async with stand_in(open_nats_server.url, "$UNIBUS.CTL.rooms.list", 4, busy) as seen:
+            assert await client.list_rooms() == []
+        assert len(seen) == 4
+        assert len({(m.headers or {})["Unibus-Nonce"] for m in seen}) == 4
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "description", "timeout_s"),
+    [
+        ("create", "room storage unavailable, try again", 10),  # a change: the caller decides
+        (
+            "list",
+            "replay protection resumes after a restore: requests signed before"
+            " 2099-01-01T00:00:00+00:00 are refused; sign again then",
+            10,
+        ),  # minutes away: the CLI waits
+        ("list", "data plane unavailable, try again", 0.5),  # a read, out of time (0, 0.1, 0.3 s)
+    ],
+)
+async def test_a_503_that_retrying_would_not_cure_in_time_is_raised(
+    open_nats_server: NatsServer, alice: Identity, suffix: str, description: str, timeout_s: float
+) -> None:
+    nc = await connect(open_nats_server.url, alice)
+    client = ControlClient(nc, alice, timeout_s=timeout_s)
+    try:
+        async with stand_in(open_nats_server.url, f"$UNIBUS.CTL.rooms.{suffix}", 99, description) as seen:
+            with pytest.raises(Unavailable, match=description[:20]):
+                await client.call(suffix, {} if suffix == "create" else None)
+        assert len(seen) >= 2 if suffix == "list" and timeout_s < 1 else len(seen) == 1
     finally:
         await nc.close()
 

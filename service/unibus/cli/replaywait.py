@@ -4,34 +4,21 @@ For one clock-skew window after `unibus restore` every instance refuses signed r
 stamped before a time it names (docs/operations.md, "Replay protection after a
 restore"), with 503. A person at the CLI would otherwise retry by hand until it passes;
 here the command says what it is waiting for, sleeps until that time and signs again, as
-long as `--timeout` allows. Any other 503 fails at once, as before.
+long as `--timeout` allows. Other 503s are ControlClient's: a read is retried within
+`--timeout`, a change fails at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import time
-from datetime import datetime
 
-from ..client import ControlClient, ServiceError
+from ..client import ControlClient, Unavailable
 from .output import CliError
 
-_RESUMES = re.compile(r"replay protection resumes after a restore: requests signed before (\S+) are refused")
 _MARGIN_S = 1.0
 """The service names the time to the second, rounded down."""
-
-
-def resumes_at(error: ServiceError) -> float | None:
-    """The epoch seconds the refusal names, when it is replay protection's."""
-    found = _RESUMES.search(error.message) if error.code == 503 else None
-    if found is None:
-        return None
-    try:
-        return datetime.fromisoformat(found.group(1)).timestamp()
-    except ValueError:
-        return None
 
 
 class PatientControl(ControlClient):
@@ -45,8 +32,8 @@ class PatientControl(ControlClient):
         while True:
             try:
                 return await super().request_raw(suffix, body, headers)
-            except ServiceError as exc:
-                resumes = resumes_at(exc)
+            except Unavailable as exc:
+                resumes = exc.resumes_at
                 if resumes is None:
                     raise
                 wait = max(resumes - time.time(), 0.0) + _MARGIN_S

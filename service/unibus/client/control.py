@@ -29,6 +29,8 @@ READS = frozenset({"list", "info", "members", "key", "history"})
 
 _CUT_POLL_S = 0.05
 """How often a request in flight looks for a reconnect that would have lost its reply."""
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 1.0
+"""The pause before a read answered 503 is sent again, doubling up to the second."""
 
 
 class ControlClient:
@@ -45,30 +47,55 @@ class ControlClient:
     async def request_raw(
         self, suffix: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[bytes, dict[str, str]]:
+        """The reply's body and headers; a service error raised as its `ServiceError`. A
+        read answered 503 (JetStream electing a leader, a replica behind its own state) is
+        sent again, signed afresh, after 100 ms doubling to 1 s, within `timeout_s` in all:
+        the protocol says retrying is right, so no caller should have to. A change's 503
+        is the caller's, and so is a refusal that names when replay protection resumes."""
         subject = control_subject(self.prefix, suffix)
-        reconnects = self.nc.stats["reconnects"]
-        try:
-            reply = await self._exchange(subject, body, headers, resend=suffix.rsplit(".", 1)[-1] in READS)
-        except nats.errors.NoRespondersError:
-            # As NATS says it, with the subject: a wrong prefix is told apart from a stopped service.
-            raise Unavailable(
-                503, f"no responders available for request: no control plane instance subscribes to {subject}"
-            ) from None
-        reply_headers = reply.headers or {}
-        code = reply_headers.get(ERROR_CODE_HEADER)
-        if code:
-            raise error_for(int(code), reply_headers.get(ERROR_HEADER, ""))
-        if RECONNECT_HEADER in reply_headers and self._connected_as_signer():
-            await self._reauthorized(reconnects)
-        return reply.data, reply_headers
+        read = suffix.rsplit(".", 1)[-1] in READS
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        pause = _RETRY_FIRST_S
+        unavailable: Unavailable | None = None
+        while True:
+            reconnects = self.nc.stats["reconnects"]
+            try:
+                reply = await self._exchange(subject, body, headers, read, deadline)
+            except nats.errors.TimeoutError:
+                if unavailable is not None:
+                    raise unavailable from None  # the last word the service said
+                raise
+            except nats.errors.NoRespondersError:
+                # As NATS says it, with the subject: a wrong prefix is told apart from a stopped service.
+                raise Unavailable(
+                    503,
+                    f"no responders available for request: no control plane instance subscribes to {subject}",
+                ) from None
+            reply_headers = reply.headers or {}
+            code = reply_headers.get(ERROR_CODE_HEADER)
+            if code:
+                error = error_for(int(code), reply_headers.get(ERROR_HEADER, ""))
+                if not (read and isinstance(error, Unavailable) and error.resumes_at is None):
+                    raise error
+                if loop.time() + pause >= deadline:
+                    raise error
+                unavailable = error
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _RETRY_MAX_S)
+                continue
+            if RECONNECT_HEADER in reply_headers and self._connected_as_signer():
+                await self._reauthorized(reconnects)
+            return reply.data, reply_headers
 
-    async def _exchange(self, subject: str, body: bytes, headers: dict[str, str] | None, resend: bool) -> Msg:
-        """The reply to one request, within `timeout_s` in all. A reconnect while it is in
-        flight may have lost the reply: a read (`resend`) is then sent again, freshly
+    async def _exchange(
+        self, subject: str, body: bytes, headers: dict[str, str] | None, resend: bool, deadline: float
+    ) -> Msg:
+        """The reply to one request, by `deadline` (the loop's clock). A reconnect while it
+        is in flight may have lost the reply: a read (`resend`) is then sent again, freshly
         signed; a change keeps waiting for its reply, which still comes if the request
         reached the service after the reconnect, and is `ReplyLost` if it does not."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
         cut = False
         while True:
             signed = dict(headers or {})

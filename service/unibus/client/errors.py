@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
+_RESUMES = re.compile(r"replay protection resumes after a restore: requests signed before (\S+) are refused")
+
 
 class ServiceError(Exception):
     code = 0
@@ -41,7 +46,19 @@ class TooMany(ServiceError):
 
 
 class Unavailable(ServiceError):
-    pass
+    """503: nothing was changed; the same request, signed again, may pass later."""
+
+    @property
+    def resumes_at(self) -> float | None:
+        """The epoch seconds a restore's replay refusal names (docs/operations.md), which
+        can be minutes away; None for every other 503."""
+        found = _RESUMES.search(self.message)
+        if found is None:
+            return None
+        try:
+            return datetime.fromisoformat(found.group(1)).timestamp()
+        except ValueError:
+            return None
 
 
 class InsufficientStorage(ServiceError):
