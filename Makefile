@@ -43,8 +43,8 @@ test-containers: $(STAMP)
 	tests/run-containers.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
 	$(BIN)/mypy
 
 ## browser-deps: the test page's npm packages (NATS JS client, nkeys, esbuild); chromium comes from apt

@@ -43,7 +43,7 @@ from unibus.callout.keys import BoundaryKeys
 from unibus.callout.revoker import Revoker
 from unibus.client import Identity, Peer, Unavailable
 from unibus.config import Config
-from unibus.natsserver import NatsServer, ServerSpec, free_port
+from unibus.natsserver import NatsServer, ServerSpec, free_port, running
 from unibus.processes import kill_process, stop_process
 from unibus.storage import Room
 from unibus.storage.kv import KvStore
@@ -287,14 +287,8 @@ def cluster(workdir: Path, keys: BoundaryKeys) -> Iterator[tuple[list[NatsServer
         )
         for i, name in enumerate(names)
     ]
-    try:
-        for node in nodes:
-            node.start()
+    with running(nodes):
         yield nodes, monitors
-    finally:
-        for node in nodes:
-            with contextlib.suppress(Exception):
-                node.stop()
 
 
 async def healthy(monitor: int, within_s: float = 60.0) -> None:

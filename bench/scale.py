@@ -40,7 +40,7 @@ import nats
 from nats.aio.client import Client
 
 from unibus.client import ControlClient, Identity, Unavailable
-from unibus.natsserver import NatsServer, ServerSpec, free_port
+from unibus.natsserver import NatsServer, ServerSpec, free_port, running
 
 from .measure import Latency, cpu_seconds, resident_mib
 from .report import fmt_ms
@@ -98,14 +98,8 @@ def cluster(workdir: Path, size: int, prof_ports: list[int] | None = None) -> It
         )
         for i in range(size)
     ]
-    try:
-        for node in nodes:
-            node.start()
+    with running(nodes):
         yield nodes
-    finally:
-        for node in nodes:
-            with contextlib.suppress(Exception):
-                node.stop()
 
 
 async def jetstream_ready(nc: Client) -> None:

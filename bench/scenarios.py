@@ -8,6 +8,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from nats.aio.client import Client
@@ -54,11 +55,9 @@ async def history_latencies(
     """service / baseline / floor latency for each limit, on the same stream in one run."""
     out: dict[str, dict[int, Latency]] = {"service": {}, "baseline": {}, "floor": {}}
     for limit in limits:
-        out["service"][limit] = await latency(lambda n=limit: paths.via_service(client, room, n), runs)
-        out["floor"][limit] = await latency(lambda n=limit: paths.floor(nc, stream, BACKLOG, n), runs)
-        out["baseline"][limit] = await latency(
-            lambda n=limit: paths.baseline(nc, stream, n), max(5, runs // 10)
-        )
+        out["service"][limit] = await latency(partial(paths.via_service, client, room, limit), runs)
+        out["floor"][limit] = await latency(partial(paths.floor, nc, stream, BACKLOG, limit), runs)
+        out["baseline"][limit] = await latency(partial(paths.baseline, nc, stream, limit), max(5, runs // 10))
     return out
 
 
@@ -66,7 +65,7 @@ async def service_latencies(
     client: ControlClient, room: str, limits: list[int], runs: int
 ) -> dict[int, Latency]:
     """The service path alone, for each limit (the instance running decides the cache)."""
-    return {n: await latency(lambda n=n: paths.via_service(client, room, n), runs) for n in limits}
+    return {n: await latency(partial(paths.via_service, client, room, n), runs) for n in limits}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pytest
 
 from unibus.callout.keys import BoundaryKeys
 from unibus.callout.routes import ROUTE_USER, ensure_route_password
-from unibus.natsserver import NatsServer, ServerSpec, free_port
+from unibus.natsserver import NatsServer, ServerSpec, free_port, running
 
 from harness.boundary import ShippedClusterSpec, ShippedSpec, boundary_env
 from harness.waiting import wait_until
@@ -59,13 +59,8 @@ def shipped_cluster(tmp_path: Path, boundary_keys: BoundaryKeys) -> Iterator[lis
             UNIBUS_ROUTES=route_urls(password, ports),
         )
         nodes.append(NatsServer(spec, env=env))
-    try:
-        for node in nodes:
-            node.start()
+    with running(nodes):
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 async def test_a_rogue_route_is_refused_and_a_node_with_the_password_joins(

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +196,20 @@ class NatsServer:
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)
+
+
+@contextlib.contextmanager
+def running(nodes: list[NatsServer]) -> Iterator[list[NatsServer]]:
+    """Every node started in order, and every one stopped on the way out, also when a
+    start fails part way: a node left behind holds its ports and store."""
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
 
 
 def _port_of(url: str) -> int:
