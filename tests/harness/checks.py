@@ -8,12 +8,10 @@ from nats.js import JetStreamContext
 from unibus.client import ControlClient
 from unibus.wire import jsapi
 from unibus.wire.gather import gather
-from unibus.wire.names import ROOM_BUCKET, SERVICE_NAME, ping_subject
+from unibus.wire.names import ROOM_BUCKET, ROOM_STREAM_PREFIX, SERVICE_NAME, ping_subject
 
 from .retry import with_retries
 from .waiting import wait_until
-
-ROOM_STREAM_PREFIX = "UNIBUS_"
 
 
 async def room_rows(js: JetStreamContext) -> set[str]:
