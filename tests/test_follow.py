@@ -473,6 +473,31 @@ async def test_a_stamp_history_never_reaches_is_dropped_and_following_goes_on(
     assert got.texts == ["only", "next"] and not any(isinstance(i, Gap) for i in got.items)
 
 
+async def test_a_busy_follower_holds_few_live_copies_and_loses_none(
+    nc: Client, alice_peer: Peer, bob_peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that does not iterate while a room floods: live copies past the bound are
+    dropped, said in a status, and read from history instead, each frame once in order."""
+    from unibus.client import follow
+
+    monkeypatch.setattr(follow, "LIVE_COPIES", 16)
+    await shared(alice_peer, bob_peer, "flood", encrypted=False)
+    await send(alice_peer, "flood", ["first"])
+    status: list[str] = []
+    items = bob_peer.follow("flood", 0, on_status=status.append)
+    got = [await anext(items)]
+    await send(alice_peer, "flood", [f"flood {i}" for i in range(200)])  # nobody iterates
+    await wait_stored(nc, "UNIBUS_flood", 201)
+    await asyncio.sleep(0.5)  # the copies arrive while the caller is busy
+    try:
+        while len(got) < 201:
+            got.append(await asyncio.wait_for(anext(items), 10))
+    finally:
+        await items.aclose()
+    assert [i.seq for i in got if isinstance(i, Followed)] == list(range(1, 202))
+    assert any("live copies dropped while busy" in text for text in status), status
+
+
 async def test_a_granted_notice_re_authorizes_and_a_revoked_one_is_checked(
     nc: Client, alice_peer: Peer, bob_peer: Peer
 ) -> None:

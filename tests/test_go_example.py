@@ -199,6 +199,15 @@ class GoFollower:
             asyncio.create_task(self._read(self.proc.stderr, self.notes.append)),
         ]
 
+    def pause_output(self) -> None:
+        """Stop reading what it prints: once the pipe is full its writes block, as they
+        would behind a slow consumer of its output."""
+        self.readers[0].cancel()
+
+    def resume_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        self.readers[0] = asyncio.create_task(self._read(self.proc.stdout, self._keep_line))
+
     def _keep_line(self, line: str) -> None:
         self.lines.append(json.loads(line))
 
@@ -308,6 +317,37 @@ async def test_a_go_follower_waits_for_history_behind_a_live_copy(peer_binary: P
             stored = await continuity.ahead_of_history(stage, delivered)
             assert follower.frames == stored  # each once, in stream order: no gap, no early copy
             assert follower.gaps == []
+            await follower.stop()
+        finally:
+            if follower.proc and follower.proc.returncode is None:
+                follower.proc.kill()
+                await follower.proc.wait()
+
+
+async def test_a_busy_go_follower_holds_few_live_copies_and_loses_none(
+    peer_binary: Path, tmp_path: Path
+) -> None:
+    """Its output stops being read while the room floods: nats.go drops the copies past
+    `-live-buffer` and says so (a slow consumer); the follower reads them from history,
+    says so too, and prints every frame once, in order."""
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = GoFollower(peer_binary, stage.server.url, stage.reader, stage.room, tmp_path)
+        await follower.start("-live-buffer=8")
+        try:
+            await follower.listening()
+            follower.pause_output()
+            sent = await continuity.publish(stage, 2000, 0)  # far more than the pipes hold
+            stored = await stage.stored(len(sent))
+            await asyncio.sleep(1)
+            follower.resume_output()
+
+            async def caught_up() -> bool:
+                return len(follower.frames) >= len(stored)
+
+            await continuity.wait_for(caught_up, 60, f"the follower delivered {len(stored)} frames")
+            assert follower.frames == stored and follower.gaps == []
+            said = [note for note in follower.notes if "live copies dropped while busy" in note]
+            assert said, follower.notes[-5:]
             await follower.stop()
         finally:
             if follower.proc and follower.proc.returncode is None:

@@ -45,6 +45,11 @@ const AHEAD_MS = 30000;
 const MAX_AHEAD_PAUSE_MS = 1000;
 // After a reconnect's catch-up, one more read this much later (see follow).
 const SETTLE_MS = 1000;
+// Live copies a follower holds while the page or a history read is busy, by count (the
+// `liveCopies` option) and by bytes. Past either, copies are dropped and history is read
+// for them instead: a room's flood costs a follower a read, never unbounded memory.
+const LIVE_COPIES = 4096;
+const LIVE_BYTES = 64 * 2 ** 20;
 // An `after` no stream reaches: the reply is empty and says where the stream ends.
 const END = "18446744073709551615";
 
@@ -232,15 +237,29 @@ export class Session {
    * start, after each reconnect, when a copy's sequence jumps, on a "revoked" notice and
    * when the server refuses the live subscription. A removal ends it by throwing the
    * control plane's 403. Stop it with `break` (or `return()` on the iterator).
+   * `onStatus` hears, in words, what the follower did without yielding: live copies it
+   * dropped (more than `liveCopies` held while busy; history supplies them) and a stamp
+   * history never reached.
    */
-  async *follow(room, { after, limit = 1000 } = {}) {
+  async *follow(room, { after, limit = 1000, liveCopies = LIVE_COPIES, onStatus = () => {} } = {}) {
     const info = await this.read(`${room}.info`);
     if (info.stream == null) throw new Error(`room ${room} is ephemeral: it stores nothing to follow`);
     const subject = info.subject + STORED_SUFFIX;
     const events = new Mailbox();
+    const held = { copies: 0, bytes: 0, dropped: 0 };
+    const onLive = (msg) => {
+      if (held.copies >= liveCopies || held.bytes + msg.data.length > LIVE_BYTES) {
+        if (!held.dropped) events.push({ overflowed: true }); // once: read after what is held
+        held.dropped++;
+        return;
+      }
+      held.copies++;
+      held.bytes += msg.data.length;
+      events.push({ live: msg });
+    };
     const subscribe = () =>
       this.nc.subscribe(subject, {
-        callback: (err, msg) => events.push(err ? { check: true } : { live: msg }),
+        callback: (err, msg) => (err ? events.push({ check: true }) : onLive(msg)),
       });
     const unlisten = this.listen((event) => {
       if (event.type === "reconnect") events.push({ reconnected: true });
@@ -278,8 +297,13 @@ export class Session {
       if (!ahead.stamp) return;
       clearTimeout(ahead.timer);
       ahead.timer = null;
-      if (cursor >= ahead.stamp || performance.now() - ahead.since >= AHEAD_MS) {
-        ahead.stamp = 0; // reached, or dropped for good: not the server's stamp
+      if (cursor >= ahead.stamp) {
+        ahead.stamp = 0; // reached
+        return;
+      }
+      if (performance.now() - ahead.since >= AHEAD_MS) {
+        onStatus(`dropped a live copy stamped ${ahead.stamp}, which history did not reach in ${AHEAD_MS / 1000} s`);
+        ahead.stamp = 0; // not the server's stamp
         return;
       }
       ahead.timer = setTimeout(() => events.push({ check: true }), ahead.pause);
@@ -314,6 +338,8 @@ export class Session {
       for (;;) {
         const event = await events.next();
         if (event.live) {
+          held.copies--;
+          held.bytes -= event.live.data.length;
           const seq = storedSequence(event.live);
           if (seq !== null && seq <= cursor) continue; // handed on already
           if (seq === cursor + 1) {
@@ -338,6 +364,10 @@ export class Session {
           // read did: one more read a little later.
           clearTimeout(settle);
           settle = setTimeout(() => events.push({ check: true }), SETTLE_MS);
+        } else if (event.overflowed) {
+          onStatus(`${held.dropped} live copies dropped while busy: reading them from history`);
+          held.dropped = 0;
+          yield* catchUp();
         } else {
           yield* catchUp();
         }

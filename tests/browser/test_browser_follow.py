@@ -42,12 +42,13 @@ class PageFollower:
         """Reconnects of the pages before the last reload."""
 
     @classmethod
-    async def open(cls, chromium: Any, origin: str, stage: continuity.Stage) -> PageFollower:
+    async def open(cls, chromium: Any, origin: str, stage: continuity.Stage, **extra: int) -> PageFollower:
         settings = {
             "ws": stage.server.spec.websocket_url,
             "seed": stage.reader.seed,
             "room": stage.room,
             "after": 0,
+            **extra,
         }
         follower = cls(await chromium.new_page(), f"{origin}/follow.html#{urlencode(settings)}")
         await follower.page.goto(follower.url)
@@ -133,6 +134,33 @@ async def test_a_browser_follower_waits_for_history_behind_a_live_copy(
             {"seq": seq, "frame": base64.b64encode(frame).decode()} for seq, frame in stored
         ]
         assert (await follower.state())["error"] is None
+
+
+async def test_a_busy_browser_follower_holds_few_live_copies_and_loses_none(
+    tmp_path: Path, origin: str, chromium: Any
+) -> None:
+    """The page is busy after its first item while the room floods: copies past
+    `liveCopies` are dropped, said through `onStatus`, and read from history instead."""
+    async with continuity.stage(tmp_path, jwt_ttl_s=900) as stage:
+        follower = await PageFollower.open(chromium, origin, stage, liveCopies=8, busyMs=4000)
+        await continuity.publish(stage, 1, interval_s=0)
+
+        async def first() -> bool:
+            return len(await follower.log()) >= 1
+
+        async def every() -> bool:
+            return len(await follower.log()) >= 151
+
+        await continuity.wait_for(first, 30, "the first frame")
+        await continuity.publish(stage, 150, interval_s=0, first=2)  # while the page is busy
+        await continuity.wait_for(every, 60, "every frame")
+        stored = await stage.stored(151)
+        assert await follower.log() == [
+            {"seq": seq, "frame": base64.b64encode(frame).decode()} for seq, frame in stored
+        ]
+        state = await follower.state()
+        assert state["error"] is None
+        assert any("live copies dropped while busy" in text for text in state["statuses"]), state["statuses"]
 
 
 async def test_a_browser_follower_outlives_a_control_plane_outage(

@@ -24,7 +24,7 @@ import (
 // there, written after its line, and a restart without -after resumes after it: stopped
 // by a signal, nothing twice and nothing lost. Killed between a line and its cursor write,
 // it prints that line again after a restart; the "seq" in each line lets a reader drop it.
-func followRoom(s *session, roomID string, after int64, cursorFile string, pageSize int) error {
+func followRoom(s *session, roomID string, after int64, cursorFile string, pageSize, buffer int) error {
 	start := fromNow
 	switch {
 	case after >= 0:
@@ -41,7 +41,8 @@ func followRoom(s *session, roomID string, after int64, cursorFile string, pageS
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := &lines{out: json.NewEncoder(os.Stdout), notes: os.Stderr, cursorFile: cursorFile}
-	return (&follower{s: s, room: roomID, cursor: start, pageSize: pageSize, out: out}).follow(ctx)
+	f := &follower{s: s, room: roomID, cursor: start, pageSize: pageSize, buffer: buffer, out: out}
+	return f.follow(ctx)
 }
 
 // lines is the sink of -follow.
@@ -81,6 +82,10 @@ func (l *lines) reconnected() {
 
 func (l *lines) dropped(stamp uint64, after time.Duration) {
 	fmt.Fprintf(l.notes, "peer: dropped a live copy stamped %d, which history did not reach in %s\n", stamp, after)
+}
+
+func (l *lines) overflowed() {
+	fmt.Fprintln(l.notes, "peer: live copies dropped while busy: reading them from history")
 }
 
 // readCursor is the sequence kept in path; found is false when there is no file yet.

@@ -24,9 +24,11 @@ const storedSuffix = ".stored"
 const fromNow = ^uint64(0)
 
 const (
-	// liveBuffer is how many live copies may wait while history is read. When it is full
-	// nats.go drops the newest (a slow consumer), which only opens a gap that history fills.
-	liveBuffer = 4096
+	// defaultLiveBuffer is how many live copies may wait while history is read or the
+	// output is slow (-live-buffer). When it is full nats.go drops the newest and reports a
+	// slow consumer; the follower then reads them from history (docs/protocol.md,
+	// "Following a room", step 5).
+	defaultLiveBuffer = 4096
 	// aheadFor is how long history is read again for a live copy's sequence it did not
 	// reach. The server republishes a frame once its stream stored it, so history soon
 	// reaches a stamp that is the server's (a clustered stream's new leader may answer
@@ -58,6 +60,8 @@ type sink interface {
 	reconnected()
 	// dropped says a live copy's sequence was dropped: history never reached it.
 	dropped(stamp uint64, after time.Duration)
+	// overflowed says live copies were dropped from a full buffer; history is read for them.
+	overflowed()
 }
 
 // follower delivers every stored frame of one room exactly once, in stream order, after
@@ -72,6 +76,7 @@ type follower struct {
 	room     string
 	cursor   uint64 // fromNow until the first read
 	pageSize int
+	buffer   int // live copies held, at most
 	out      sink
 	// ahead is the highest sequence seen live that history had not reached when read;
 	// recheck reads history again for it, every aheadPause, for aheadFor after aheadSince.
@@ -106,7 +111,7 @@ func (f *follower) run(ctx context.Context) error {
 		return fmt.Errorf("room %s is ephemeral: it stores nothing to follow", f.room)
 	}
 	stored := r.Subject + storedSuffix
-	live := make(chan *nats.Msg, liveBuffer)
+	live := make(chan *nats.Msg, f.buffer)
 	sub, err := f.s.nc.ChanSubscribe(stored, live)
 	if err != nil {
 		return err
@@ -155,7 +160,11 @@ func (f *follower) run(ctx context.Context) error {
 				err = f.catchUp(ctx) // removed (a 403), or a forged notice
 			}
 		case failure := <-f.s.failures:
-			if refuses(failure, stored) {
+			switch {
+			case errors.Is(failure, nats.ErrSlowConsumer):
+				f.out.overflowed()
+				err = f.catchUp(ctx)
+			case refuses(failure, stored):
 				err = f.catchUp(ctx)
 			}
 		}

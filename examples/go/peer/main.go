@@ -102,6 +102,7 @@ func main() {
 	follow := flag.Bool("follow", false, "follow the room: print every stored frame once, in order, until interrupted")
 	after := flag.Int64("after", -1, "with -follow: start after this stream sequence, 0 for the whole room (default: the -cursor file's, else from now on)")
 	cursorFile := flag.String("cursor", "", "with -follow: keep the last frame's sequence in this file and resume from it")
+	liveBuffer := flag.Int("live-buffer", defaultLiveBuffer, "with -follow: live copies held while busy; past it they are read from history")
 	flag.Parse()
 
 	if *vectors != "" {
@@ -112,7 +113,7 @@ func main() {
 		}
 		return
 	}
-	if *seedFile == "" || *roomID == "" || *count < 0 || *pageSize < 1 {
+	if *seedFile == "" || *roomID == "" || *count < 0 || *pageSize < 1 || *liveBuffer < 1 {
 		flag.Usage()
 		os.Exit(exitUsage)
 	}
@@ -123,7 +124,7 @@ func main() {
 	fail(err)
 	defer s.Close()
 	if *follow {
-		fail(followRoom(s, *roomID, *after, *cursorFile, *pageSize))
+		fail(followRoom(s, *roomID, *after, *cursorFile, *pageSize, *liveBuffer))
 		return
 	}
 	out, err := (&peer{s}).run(*roomID, *create, *text, *count, *pageSize, *wait)

@@ -63,6 +63,14 @@ it never reaches is not the server's (docs/protocol.md, "Forged headers")."""
 AHEAD_PAUSE_S = (0.1, 1.0)
 """The first and the longest pause between those reads."""
 
+LIVE_COPIES, LIVE_BYTES = 4096, 64 * 2**20
+"""Live copies held while the caller or a history read is busy, by count and by bytes
+(Go's follower holds 4,096). Past either, copies are dropped and history is read for
+them instead: a room's flood costs its followers a read, never unbounded memory."""
+
+OVERFLOWED = "overflowed"
+"""The mailbox's mark that copies were dropped: history has them."""
+
 
 @dataclass(frozen=True)
 class Followed:
@@ -146,6 +154,8 @@ class Follower:
         self.cursor = cursor
         self.on_status = on_status or (lambda _: None)
         self._live: asyncio.Queue[tuple[int | None, bytes] | str] = asyncio.Queue()
+        self._held_copies = self._held_bytes = 0  # in _live
+        self._dropped = 0
         self._ahead = Ahead()
 
     async def items(self) -> AsyncIterator[Item]:
@@ -175,7 +185,14 @@ class Follower:
                     # Removed, or a forged notice: the control plane says which (403 ends it).
                     async for item in self._catch_up():
                         yield item
+                elif event == OVERFLOWED:
+                    dropped, self._dropped = self._dropped, 0
+                    self.on_status(f"{dropped} live copies dropped while busy: reading them from history")
+                    async for item in self._catch_up():
+                        yield item
                 elif isinstance(event, tuple):
+                    self._held_copies -= 1
+                    self._held_bytes -= len(event[1])
                     async for item in self._on_frame(*event):
                         yield item
                 if nc.is_closed:  # closed by its owner, or given up on: nothing more will come
@@ -199,6 +216,13 @@ class Follower:
                     await subscription.unsubscribe()
 
     async def _on_stored(self, msg: Msg) -> None:
+        if self._held_copies >= LIVE_COPIES or self._held_bytes + len(msg.data) > LIVE_BYTES:
+            if not self._dropped:
+                self._live.put_nowait(OVERFLOWED)  # once per overflow: read after what is held
+            self._dropped += 1
+            return
+        self._held_copies += 1
+        self._held_bytes += len(msg.data)
         self._live.put_nowait((stamped_sequence(msg), msg.data))
 
     async def _on_notice(self, msg: Msg) -> None:
