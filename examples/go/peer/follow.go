@@ -163,13 +163,28 @@ func (f *follower) run(ctx context.Context) error {
 			switch {
 			case errors.Is(failure, nats.ErrSlowConsumer):
 				f.out.overflowed()
-				err = f.catchUp(ctx)
+				err = f.catchUpDropped(ctx, sub)
 			case refuses(failure, stored):
 				err = f.catchUp(ctx)
 			}
 		}
 		if err != nil {
 			return err
+		}
+	}
+}
+
+// catchUpDropped reads history for the copies nats.go dropped from a full buffer, until
+// none was dropped during a read: nats.go reports a slow consumer once until a copy fits
+// again, so copies dropped while this reads bring no second report.
+func (f *follower) catchUpDropped(ctx context.Context, sub *nats.Subscription) error {
+	for {
+		before, _ := sub.Dropped()
+		if err := f.catchUp(ctx); err != nil {
+			return err
+		}
+		if after, _ := sub.Dropped(); after == before {
+			return nil
 		}
 	}
 }
