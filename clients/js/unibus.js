@@ -242,6 +242,9 @@ export class Session {
    * history never reached.
    */
   async *follow(room, { after, limit = 1000, liveCopies = LIVE_COPIES, onStatus = () => {} } = {}) {
+    if (!Number.isSafeInteger(liveCopies) || liveCopies < 1) {
+      throw new RangeError(`liveCopies must be a whole number of at least 1, not ${liveCopies}`);
+    }
     const info = await this.read(`${room}.info`);
     if (info.stream == null) throw new Error(`room ${room} is ephemeral: it stores nothing to follow`);
     const subject = info.subject + STORED_SUFFIX;

@@ -27,7 +27,9 @@ const (
 	// defaultLiveBuffer is how many live copies may wait while history is read or the
 	// output is slow (-live-buffer). When it is full nats.go drops the newest and reports a
 	// slow consumer; the follower then reads them from history (docs/protocol.md,
-	// "Following a room", step 5).
+	// "Following a room", step 5). nats.go bounds a channel subscription by count only:
+	// with frames near the largest a room takes (about 750 KiB at a 1 MiB max_payload) a
+	// full buffer is about 3 GiB, so a follower of rooms with large frames sets it lower.
 	defaultLiveBuffer = 4096
 	// aheadFor is how long history is read again for a live copy's sequence it did not
 	// reach. The server republishes a frame once its stream stored it, so history soon
@@ -84,6 +86,8 @@ type follower struct {
 	aheadSince time.Time
 	aheadPause time.Duration
 	recheck    *time.Timer
+	// dropped is how many live copies nats.go had dropped when history was last read for them.
+	dropped int
 }
 
 // follow runs until ctx ends (nil) or the room can no longer be read (a *ServiceError).
@@ -162,8 +166,11 @@ func (f *follower) run(ctx context.Context) error {
 		case failure := <-f.s.failures:
 			switch {
 			case errors.Is(failure, nats.ErrSlowConsumer):
-				f.out.overflowed()
-				err = f.catchUpDropped(ctx, sub)
+				// The report does not say whose: only the live subscription's drops matter.
+				if dropped, _ := sub.Dropped(); dropped > f.dropped {
+					f.out.overflowed()
+					err = f.catchUpDropped(ctx, sub, live)
+				}
 			case refuses(failure, stored):
 				err = f.catchUp(ctx)
 			}
@@ -174,16 +181,21 @@ func (f *follower) run(ctx context.Context) error {
 	}
 }
 
-// catchUpDropped reads history for the copies nats.go dropped from a full buffer, until
-// none was dropped during a read: nats.go reports a slow consumer once until a copy fits
-// again, so copies dropped while this reads bring no second report.
-func (f *follower) catchUpDropped(ctx context.Context, sub *nats.Subscription) error {
+// catchUpDropped reads history for the copies nats.go dropped from the full buffer. The
+// copies still held are stored frames that the read covers, so they are emptied first:
+// the next copy then fits, which ends nats.go's slow-consumer episode (it reports once
+// per episode), and a copy dropped during the read (no second report) is read by one
+// more pass.
+func (f *follower) catchUpDropped(ctx context.Context, sub *nats.Subscription, live chan *nats.Msg) error {
 	for {
-		before, _ := sub.Dropped()
+		for len(live) > 0 {
+			<-live
+		}
+		f.dropped, _ = sub.Dropped()
 		if err := f.catchUp(ctx); err != nil {
 			return err
 		}
-		if after, _ := sub.Dropped(); after == before {
+		if dropped, _ := sub.Dropped(); dropped == f.dropped {
 			return nil
 		}
 	}
