@@ -18,6 +18,7 @@ from unibus.errors import ApiError
 from unibus.natsserver import NatsServer
 from unibus.storage import KvStore, Room
 from unibus.storage.rooms import Role
+from unibus.wire.names import CONTROL_PREFIX, bucket_name
 
 
 @pytest.fixture
@@ -104,3 +105,36 @@ async def test_a_create_whose_row_came_before_its_reply_counts_once_in_the_quota
                 await check_create(config, store, rate, third, alice, False, underway)
     finally:
         await store.close()
+
+
+async def test_a_row_that_left_the_bucket_unseen_leaves_the_copy_when_the_watch_is_replaced(
+    open_nc: Client,
+) -> None:
+    """A room deleted while an instance's watch was cut, whose delete marker an operator
+    then purged (or whose key's messages were purged), leaves nothing any watch delivers.
+    The replacement watch's snapshot is the truth: the row leaves the copy and its members
+    lose the room, or the callout would go on granting a deleted room."""
+    js = open_nc.jetstream()
+    writer = await KvStore.open(js, 1, 5.0, open_nc)
+    reader = await KvStore.open(js, 1, 5.0, open_nc)
+    lost: list[tuple[str, frozenset[str]]] = []
+    reader.on_membership_loss(lambda room_id, who: lost.append((room_id, who)))
+    alice, bob = key(1), key(2)
+    stream, bucket = f"KV_{bucket_name(CONTROL_PREFIX)}", bucket_name(CONTROL_PREFIX)
+    try:
+        await writer.create(room("gone", alice, bob))
+        await writer.create(room("kept", alice))
+        await reader.catch_up()
+        assert reader.cached("gone") is not None
+        for consumer in await js.consumers_info(stream):  # both watches cut, as by an outage
+            await js.delete_consumer(stream, consumer.name)
+        assert await writer.delete("gone")
+        await js.purge_stream(stream, subject=f"$KV.{bucket}.gone")  # the marker, purged
+        await reader.catch_up()  # behind the bucket: the watch is replaced
+        assert reader.cached("gone") is None
+        assert [r.id for r in await reader.rooms_of(bob)] == []
+        assert [r.id for r in await reader.rooms_of(alice)] == ["kept"]
+        assert ("gone", frozenset({alice, bob})) in lost
+    finally:
+        await writer.close()
+        await reader.close()

@@ -41,6 +41,10 @@ class RoomCopy:
             self._reindex(room_id, old.members, ())
         return old
 
+    def rows(self) -> list[tuple[str, Room]]:
+        """Every (key, row), in no order."""
+        return list(self._rows.items())
+
     def rooms_of(self, member: str | None) -> list[Room]:
         """`member`'s rooms, every room for None; sorted by id."""
         if member is None:

@@ -103,7 +103,10 @@ class KvStore:
         await store._start_watch()
         return store
 
-    async def _start_watch(self) -> None:
+    async def _start_watch(self) -> set[str]:
+        """A new watch, once its snapshot is in the copy; the keys the snapshot held (rows
+        and delete markers)."""
+        held: set[str] = set()
         watcher = await self._kv.watchall()
         # Wait for the initial snapshot (ended by a None marker) before serving reads, each
         # row within the timeout of the one before. One deadline moved along, not nats-py's
@@ -114,12 +117,14 @@ class KvStore:
             async for entry in watcher:
                 if entry is None:
                     break
+                held.add(entry.key)
                 self._apply(entry)
                 quiet.reschedule(loop.time() + self._timeout)
             else:
                 raise StoreUnavailable("the room bucket's watch stopped before its snapshot ended")
         self._watcher = watcher
         self._watch_task = asyncio.create_task(self._follow(watcher), name="unibus-kv-watch")
+        return held
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:
@@ -191,8 +196,26 @@ class KvStore:
                 return
             log.warning("room bucket watch at revision %d of %d: replacing it", self._seen, last)
             await self._stop_watch()
+            subjects = (await self._bucket_info())["state"].get("num_subjects") if self._index else None
             self._seen = 0
-            await self._start_watch()
+            held = await self._start_watch()
+            self._drop_absent(held, last, subjects)
+
+    def _drop_absent(self, held: set[str], last: int, subjects: int | None) -> None:
+        """Rows a replacement's snapshot does not hold, though written no later than `last`
+        (the bucket's revision before it began): removed while the old watch was cut in a
+        way no watch delivers (an operator purging delete markers or a key's messages).
+        Keeping them would keep granting a deleted room's members. Trusted only when the
+        snapshot held at least the `subjects` the bucket had before it began: one that
+        ended early must not drop rows that exist (each drop revokes its members)."""
+        if subjects is None or len(held) < subjects:
+            if subjects is not None:
+                log.warning("room bucket snapshot of %d of %d keys: nothing dropped", len(held), subjects)
+            return
+        for key, room in self._rooms.rows():
+            if key not in held and room.revision <= last:
+                log.warning("room %s left the bucket without a delete the watch could see: dropped", key)
+                self._replaced(self._rooms.pop(key), None)
 
     async def _stop_watch(self) -> None:
         # Bounded: shutting down must not hang on a watch stuck inside nats-py.
