@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from ..identity import Identity, inbox_prefix
 from ..wire.names import CONTROL_PREFIX, ERROR_CODE_HEADER, ERROR_HEADER, control_subject
 from ..wire.signing import RECONNECT_HEADER, sign_request
-from .errors import ReplyLost, Unavailable, error_for
+from .errors import ReplyLost, ServiceError, Unavailable, error_for
 
 READS = frozenset({"list", "info", "members", "key", "history"})
 """The endpoints (last token of the subject) that change nothing, so may be sent again."""
@@ -31,6 +31,12 @@ _CUT_POLL_S = 0.05
 """How often a request in flight looks for a reconnect that would have lost its reply."""
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 1.0
 """The pause before a read answered 503 is sent again, doubling up to the second."""
+
+
+def _cured_by_retrying(error: ServiceError) -> bool:
+    """A 503 that the same request, signed again, may pass in a moment; not the refusal
+    after a restore that names when replay protection resumes, minutes away perhaps."""
+    return isinstance(error, Unavailable) and error.resumes_at is None
 
 
 class ControlClient:
@@ -57,7 +63,7 @@ class ControlClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         pause = _RETRY_FIRST_S
-        unavailable: Unavailable | None = None
+        unavailable: ServiceError | None = None
         while True:
             reconnects = self.nc.stats["reconnects"]
             try:
@@ -76,9 +82,7 @@ class ControlClient:
             code = reply_headers.get(ERROR_CODE_HEADER)
             if code:
                 error = error_for(int(code), reply_headers.get(ERROR_HEADER, ""))
-                if not (read and isinstance(error, Unavailable) and error.resumes_at is None):
-                    raise error
-                if loop.time() + pause >= deadline:
+                if not (read and _cured_by_retrying(error)) or loop.time() + pause >= deadline:
                     raise error
                 unavailable = error
                 await asyncio.sleep(pause)

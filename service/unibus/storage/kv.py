@@ -195,8 +195,10 @@ class KvStore:
             if self._seen >= last:
                 return
             log.warning("room bucket watch at revision %d of %d: replacing it", self._seen, last)
+            subjects = None
+            if self._index is not None:  # the keys the replacement's snapshot must hold at least
+                subjects = (await self._bucket_info())["state"].get("num_subjects")
             await self._stop_watch()
-            subjects = (await self._bucket_info())["state"].get("num_subjects") if self._index else None
             self._seen = 0
             held = await self._start_watch()
             self._drop_absent(held, last, subjects)
