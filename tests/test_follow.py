@@ -18,7 +18,7 @@ from unibus.runner import Running
 
 from harness import Cluster, Spawn
 from harness.plane import StartPlane
-from harness.waiting import wait_stored
+from harness.waiting import wait_stored, wait_until
 
 pytest_plugins = ["harness.fixtures"]
 
@@ -486,9 +486,14 @@ async def test_a_busy_follower_holds_few_live_copies_and_loses_none(
     status: list[str] = []
     items = bob_peer.follow("flood", 0, on_status=status.append)
     got = [await anext(items)]
+    received = bob_peer.nc.stats["in_msgs"]
     await send(alice_peer, "flood", [f"flood {i}" for i in range(200)])  # nobody iterates
     await wait_stored(nc, "UNIBUS_flood", 201)
-    await asyncio.sleep(0.5)  # the copies arrive while the caller is busy
+
+    async def copies_arrived() -> bool:  # while the caller is busy
+        return bob_peer.nc.stats["in_msgs"] >= received + 200
+
+    await wait_until(copies_arrived, "the 200 live copies reached the follower's connection")
     try:
         while len(got) < 201:
             got.append(await asyncio.wait_for(anext(items), 10))
