@@ -233,6 +233,14 @@ class GoFollower:
         await asyncio.gather(*self.readers)
         return code
 
+    async def kill(self) -> None:
+        """What a test leaves running, gone (a no-op once it exited)."""
+        if self.readers and self.readers[0].cancelled():
+            self.resume_output()  # asyncio waits for the pipes to close, not only the exit
+        if self.proc and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
     async def stop(self) -> None:
         """SIGTERM: it stops between two frames, its cursor naming the last one printed."""
         assert self.proc is not None
@@ -283,9 +291,7 @@ async def test_a_go_follower_gets_every_frame_once_across_cuts_expiries_and_rest
             assert await follower.exited() == EXIT_SERVICE_ERROR, follower.notes
             assert follower.lines[-1]["error"]["code"] == 403
         finally:
-            if follower.proc and follower.proc.returncode is None:
-                follower.proc.kill()
-                await follower.proc.wait()
+            await follower.kill()
 
 
 async def test_a_go_follower_reports_the_frames_retention_removed(peer_binary: Path, tmp_path: Path) -> None:
@@ -322,9 +328,7 @@ async def test_a_go_follower_waits_for_history_behind_a_live_copy(peer_binary: P
             assert follower.gaps == []
             await follower.stop()
         finally:
-            if follower.proc and follower.proc.returncode is None:
-                follower.proc.kill()
-                await follower.proc.wait()
+            await follower.kill()
 
 
 async def test_a_busy_go_follower_holds_few_live_copies_and_loses_none(
@@ -360,11 +364,7 @@ async def test_a_busy_go_follower_holds_few_live_copies_and_loses_none(
             assert follower.frames == stored and follower.gaps == []
             await follower.stop()
         finally:
-            if follower.readers[0].cancelled():
-                follower.resume_output()  # asyncio waits for the pipes to close, not only the exit
-            if follower.proc and follower.proc.returncode is None:
-                follower.proc.kill()
-                await follower.proc.wait()
+            await follower.kill()
 
 
 async def test_a_go_follower_takes_up_a_granted_room_and_checks_a_revoked_notice(
@@ -394,9 +394,7 @@ async def test_a_go_follower_takes_up_a_granted_room_and_checks_a_revoked_notice
             assert follower.proc is not None and follower.proc.returncode is None
             await follower.stop()
         finally:
-            if follower.proc and follower.proc.returncode is None:
-                follower.proc.kill()
-                await follower.proc.wait()
+            await follower.kill()
 
 
 async def test_a_go_follower_outlives_a_control_plane_outage(peer_binary: Path, tmp_path: Path) -> None:
@@ -421,6 +419,4 @@ async def test_a_go_follower_outlives_a_control_plane_outage(peer_binary: Path, 
             await continuity.wait_for(delivered, 30, "the follower delivered what was sent meanwhile")
             await follower.stop()
         finally:
-            if follower.proc and follower.proc.returncode is None:
-                follower.proc.kill()
-                await follower.proc.wait()
+            await follower.kill()
